@@ -1,0 +1,57 @@
+"""Shared test helpers: run a script exactly as a learner does, and import the 01_basic_theory modules."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class ScriptResult:
+    def __init__(self, proc: subprocess.CompletedProcess, out_dir: Path):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.out_dir = out_dir
+
+    @property
+    def metrics(self) -> dict:
+        path = self.out_dir / "metrics.json"
+        assert path.is_file(), f"{path} was not written.\nstdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}"
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_script(script: str, *args: str, timeout: float = 300, cwd: Path | None = None,
+               env: dict | None = None, check: bool = True) -> ScriptResult:
+    """`python <script> <args>` in a subprocess from the repo root (or `cwd`), as a learner runs it.
+
+    With check=True the exit code must be 0 (the output is shown if not). The results folder is
+    outputs/<case folder>/<script stem>/.
+    """
+    path = ROOT / script
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **(env or {})}
+    proc = subprocess.run([sys.executable, str(path.relative_to(ROOT) if cwd is None else path), *args],
+                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+    result = ScriptResult(proc, ROOT / "outputs" / path.parent.name / path.stem)
+    if check:
+        assert proc.returncode == 0, (f"{script} {' '.join(args)} exited with {proc.returncode}\n"
+                                      f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+    return result
+
+
+def load_theory(stem: str):
+    """01_basic_theory/<stem>.py as a module (the folder name is not importable with `import`)."""
+    from utils.model_utils import load_theory_module
+    return load_theory_module(stem)
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
