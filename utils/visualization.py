@@ -53,12 +53,18 @@ def plot_training_curves(history: list[dict], path: Path | str, title: str = "",
 
 
 def plot_curves(curves: dict[str, Sequence[float]], path: Path | str, xlabel: str, ylabel: str,
-                title: str = "", logy: bool = False, x: Sequence[float] | None = None) -> Path:
-    """Several named curves on one axis (e.g. scratch vs torch.nn loss, LSTM vs GRU)."""
+                title: str = "", logy: bool = False, x: Sequence[float] | None = None,
+                styles: dict[str, dict] | None = None) -> Path:
+    """Several named curves on one axis (e.g. scratch vs torch.nn loss, LSTM vs GRU).
+
+    `styles` optionally maps a curve name to matplotlib keywords (e.g. {"LSTM b_f=0": {"ls": "--"}}),
+    to tell apart two curves of the same cell, which share its colour.
+    """
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, ys in curves.items():
         xs = x if x is not None else range(1, len(ys) + 1)
-        ax.plot(xs, ys, label=name, color=COLORS.get(name.split()[0].lower()))
+        style = {"color": COLORS.get(name.split()[0].lower()), **((styles or {}).get(name, {}))}
+        ax.plot(xs, ys, label=name, **style)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:
@@ -141,5 +147,147 @@ def plot_bars(groups: Sequence[str], series: dict[str, Sequence[float]], path: P
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_residuals(x: Sequence, residuals: dict[str, Sequence[float]], path: Path | str, title: str = "",
+                   max_lag: int = 20) -> Path:
+    """Forecast errors three ways: over time (clusters = volatile periods), their histogram (fat tails),
+    and their autocorrelation (a bar outside the ±2/sqrt(n) band = structure the forecast missed)."""
+    fig = plt.figure(figsize=(12, 7))
+    top = fig.add_subplot(2, 1, 1)
+    hist = fig.add_subplot(2, 2, 3)
+    acf = fig.add_subplot(2, 2, 4)
+    width = 0.8 / max(len(residuals), 1)
+    for k, (name, r) in enumerate(residuals.items()):
+        r = np.asarray(r, float)
+        color = COLORS.get(name.split()[0].lower())
+        top.plot(x, r, lw=0.8, alpha=0.8, label=name, color=color)
+        hist.hist(r, bins=40, alpha=0.5, label=name, color=color)
+        rc = r - r.mean()
+        lags = np.arange(1, max_lag + 1)
+        ac = [np.sum(rc[l:] * rc[:-l]) / np.sum(rc * rc) for l in lags]
+        acf.bar(lags + (k - (len(residuals) - 1) / 2) * width, ac, width, label=name, color=color)
+        band = 2 / np.sqrt(len(r))
+    top.axhline(0, color="black", lw=0.8)
+    top.set_ylabel("actual - forecast")
+    top.legend()
+    top.grid(alpha=0.3)
+    hist.set_xlabel("residual")
+    hist.set_ylabel("days")
+    acf.axhspan(-band, band, color="grey", alpha=0.2, label="±2/√n")
+    acf.set_xlabel("lag (days)")
+    acf.set_ylabel("autocorrelation")
+    acf.legend(fontsize=8)
+    top.tick_params(axis="x", labelrotation=30)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_heatmap_panels(panels: dict[str, np.ndarray], path: Path | str, title: str = "",
+                        xlabel: str = "time step", ylabel: str = "unit", cmap: str = "viridis",
+                        vmin: float | None = 0.0, vmax: float | None = 1.0,
+                        marks: Sequence[float] = ()) -> Path:
+    """Several (units x time) matrices stacked with a shared time axis, e.g. an LSTM's i, f, o gates.
+
+    `marks` puts a red triangle above these time steps on every panel (e.g. where the input carries a
+    marker), leaving the column itself visible.
+    """
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.4 * len(panels) + 0.6), sharex=True,
+                             squeeze=False)
+    for ax, (name, matrix) in zip(axes[:, 0], panels.items()):
+        matrix = np.asarray(matrix)
+        im = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax,
+                       interpolation="nearest")
+        if len(marks):
+            ax.plot(list(marks), [-0.5 - 0.04 * matrix.shape[0]] * len(marks), ls="", marker="v",
+                    color="red", markersize=7, clip_on=False)
+        ax.set_ylabel(f"{name}\n{ylabel}")
+        fig.colorbar(im, ax=ax, fraction=0.03)
+    axes[-1, 0].set_xlabel(xlabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_temperature_sweep(temperatures: Sequence[float], results: dict[str, dict[str, Sequence[float]]],
+                           path: Path | str, title: str = "") -> Path:
+    """Diversity vs coherence as the sampling temperature rises, one line per model.
+    results: {model: {'log_likelihood': [...], 'distinct_4': [...], 'repeated_3gram': [...]}} per temperature."""
+    panels = (("log_likelihood", "model's own log-likelihood (nats/char)\nhigher = more plausible to it"),
+              ("distinct_4", "distinct character 4-grams\nhigher = more varied"),
+              ("repeated_3gram", "repeated word 3-grams\nhigher = more looping"))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (key, label) in zip(axes, panels):
+        for name, res in results.items():
+            ax.plot(temperatures, res[key], "o-", label=name, color=COLORS.get(name.split()[0].lower()))
+        ax.set_xlabel("temperature")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# ---- 05_seq_classify: ROC curves, reliability diagram, misclassified series ----
+def plot_roc_curves(curves: dict[str, tuple], path: Path | str, title: str = "") -> Path:
+    """curves: {name: (fpr, tpr, auc)} drawn on one axis with the chance diagonal."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, lw=1.3, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_reliability(models: dict[str, list[dict]], path: Path | str, title: str = "") -> Path:
+    """Reliability diagram: accuracy against mean confidence per confidence bin (bins as returned by
+    utils.model_utils.calibration); a calibrated model lies on the diagonal. Marker size ~ bin count."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+    for name, bins in models.items():
+        conf = [b["confidence"] for b in bins]
+        acc = [b["accuracy"] for b in bins]
+        sizes = [12 + 4 * b["count"] ** 0.5 for b in bins]
+        ax.plot(conf, acc, "-", lw=1, color=COLORS.get(name.split()[0].lower()))
+        ax.scatter(conf, acc, s=sizes, label=name, color=COLORS.get(name.split()[0].lower()))
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return save_figure(fig, path)
+
+
+def plot_misclassified_series(cases: list[dict], path: Path | str, title: str = "") -> Path:
+    """One panel per misclassified series: the series (black) beside a typical series of its true class
+    (green) and of the predicted class (red). cases: dicts with 'series' (time, channels), 'true_typical',
+    'pred_typical', 'label' (panel title); multichannel series show their first channel."""
+    n = max(len(cases), 1)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel()[len(cases):]:
+        ax.axis("off")
+    for ax, case in zip(axes.ravel(), cases):
+        ax.plot(case["true_typical"][:, 0], color=COLORS["baseline"], lw=1, alpha=0.8, label="typical of true class")
+        ax.plot(case["pred_typical"][:, 0], color=COLORS["gru"], lw=1, alpha=0.8, label="typical of predicted class")
+        ax.plot(case["series"][:, 0], color="black", lw=1.4, label="misclassified series")
+        ax.set_title(case["label"], fontsize=8)
+        ax.grid(alpha=0.3)
+    if not cases:
+        axes[0, 0].text(0.5, 0.5, "no misclassified series", ha="center", va="center")
+    else:
+        axes.ravel()[0].legend(fontsize=6)
+    fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
