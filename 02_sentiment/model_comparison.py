@@ -1,0 +1,131 @@
+"""LSTM vs GRU vs a TF-IDF + logistic-regression baseline on the same fixed review split, over several seeds.
+
+Teaches: judging a neural model against a cheap bag-of-words yardstick, with mean ± std over seeds,
+and counting what each costs (parameters, training time, inference speed). Theory: THEORY.md §7.
+Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2]
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+
+import time
+
+import numpy as np
+
+from utils.data_utils import prepare_sentiment_data
+from utils.model_utils import (SentimentClassifier, count_parameters, test_sentiment_model, tfidf_baseline,
+                               train_sentiment_model)
+from utils.script_utils import (get_device, output_dir, parse_config, print_table, run_main, save_metrics,
+                                set_seed)
+from utils.visualization import plot_bars
+
+# ==== Hyperparameters (edit me) ====
+SEED = 0                      # seeds the baseline's run order; each RNN run is seeded from SEEDS
+SEEDS = (0, 1, 2)             # one training run per seed and model: mean ± std over these
+DEVICE = "auto"               # auto | cpu | cuda | mps
+IMPL = "torch"                # torch: nn.LSTM/nn.GRU; scratch: 01_basic_theory's ScratchLSTM/ScratchGRU
+DATASET = "rotten_tomatoes"   # rotten_tomatoes (offline) | imdb (downloads 84 MB)
+EPOCHS = 12                   # upper bound per run (early stopping on validation accuracy)
+PATIENCE = 3                  # early-stopping patience in epochs
+BATCH_SIZE = 64               # reviews per batch (bucketed by length)
+LR = 2e-3                     # AdamW learning rate
+WEIGHT_DECAY = 1e-2           # AdamW weight decay
+CLIP = 1.0                    # gradient-norm clipping
+MIN_FREQ = 2                  # vocabulary: minimum training count of a word
+MAX_VOCAB = 20000             # vocabulary size cap
+MAX_LEN = 100                 # truncate reviews to this many tokens
+EMBED_DIM = 128               # word vector size (both models)
+HIDDEN_SIZE = 64              # state size per direction (both models: the GRU ends up with fewer parameters)
+NUM_LAYERS = 1                # stacked recurrent layers
+BIDIRECTIONAL = True          # both directions, as in the twin scripts
+DROPOUT = 0.5                 # on the pooled review vector
+EMBED_DROPOUT = 0.3           # on the word vectors
+LIMIT = 0                     # keep only the first LIMIT training reviews (0 = all)
+
+QUICK_SETTINGS = dict(SEEDS=(0, 1), LIMIT=300, EPOCHS=1, EMBED_DIM=16, HIDDEN_SIZE=16, MAX_LEN=30)
+CHOICES = {"IMPL": ("torch", "scratch"), "DATASET": ("rotten_tomatoes", "imdb")}
+MODELS = ("lstm", "gru")
+
+
+def run_rnn(cell: str, seed: int, device) -> dict:
+    """Train one LSTM or GRU with `seed` (weights and batch order) and measure it on the test split."""
+    set_seed(seed)
+    data = prepare_sentiment_data(DATASET, min_freq=MIN_FREQ, max_vocab=MAX_VOCAB, max_len=MAX_LEN,
+                                  batch_size=BATCH_SIZE, limit=LIMIT, seed=seed)
+    model = SentimentClassifier(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=EMBED_DIM,
+                                hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
+                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, device=device).to(device)
+    fit = train_sentiment_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
+                                patience=PATIENCE, clip=CLIP)
+    test = test_sentiment_model(model, data["loaders"]["test"], device)
+    return {**test, "parameters": count_parameters(model), "train_time_s": fit["train_time_s"],
+            "best_epoch": fit["best_epoch"], "val_accuracy": fit["best_value"], "texts": data["texts"]}
+
+
+def summarize(runs: dict) -> dict:
+    """{model: [run, ...]} -> {model: {metric: (mean, std)}} (std over seeds, ddof=0)."""
+    keys = ("accuracy", "f1", "loss", "parameters", "train_time_s", "reviews_per_s")
+    return {m: {k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs])))
+                for k in keys if k in rs[0]} for m, rs in runs.items()}
+
+
+def verdict(summary: dict) -> list[str]:
+    """Plain-words judgement of each RNN against the baseline, from the measured numbers only."""
+    base_acc, _ = summary["tfidf+logreg"]["accuracy"]
+    base_time, _ = summary["tfidf+logreg"]["train_time_s"]
+    lines = []
+    for m in MODELS:
+        acc, std = summary[m]["accuracy"]
+        gap = 100 * (acc - base_acc)
+        noise = max(200 * std, 0.5)  # points: a gap inside two seed-stds (or 0.5 points) is not a result
+        if gap > noise:
+            judged = f"beats the TF-IDF + logistic-regression baseline by {gap:.1f} points"
+        elif gap < -noise:
+            judged = f"falls {-gap:.1f} points short of the TF-IDF + logistic-regression baseline"
+        else:
+            judged = f"is level with the TF-IDF + logistic-regression baseline ({gap:+.1f} points is within noise)"
+        cost = summary[m]["train_time_s"][0] / max(base_time, 1e-9)
+        lines.append(f"The {m.upper()} ({100 * acc:.1f}% ± {100 * std:.1f} test accuracy) {judged} "
+                     f"({100 * base_acc:.1f}%), with {summary[m]['parameters'][0] / summary['tfidf+logreg']['parameters'][0]:.0f}x its "
+                     f"parameters and {cost:.0f}x its training time.")
+    lstm, gru = summary["lstm"]["accuracy"][0], summary["gru"]["accuracy"][0]
+    lines.append(f"LSTM vs GRU: {abs(100 * (lstm - gru)):.1f} points apart "
+                 f"({'LSTM' if lstm > gru else 'GRU'} ahead); the GRU has "
+                 f"{summary['gru']['parameters'][0] / summary['lstm']['parameters'][0]:.0%} of the LSTM's parameters.")
+    return lines
+
+
+def main():
+    t0 = time.time()
+    cfg = parse_config(globals())
+    set_seed(SEED)
+    device = get_device(DEVICE)
+    out = output_dir(__file__)
+    runs = {m: [] for m in MODELS}
+    for seed in SEEDS:
+        for m in MODELS:
+            print(f"\n== {m.upper()}, seed {seed} ==")
+            runs[m].append(run_rnn(m, seed, device))
+    texts = runs["lstm"][0].pop("texts")
+    for m in MODELS:
+        for r in runs[m]:
+            r.pop("texts", None)
+    # deterministic given the split: one fit is its only "seed"; std is reported as 0
+    runs["tfidf+logreg"] = [tfidf_baseline(texts)]
+    summary = summarize(runs)
+    names = list(runs)
+    print_table([{"model": m, **{k: f"{a:.4f} ± {s:.4f}" if k in ("accuracy", "f1", "loss") else
+                                 f"{a:,.0f}" if k == "parameters" else f"{a:.1f} ± {s:.1f}"
+                                 for k, (a, s) in summary[m].items()}} for m in names],
+                title=f"{DATASET}, test split, {len(SEEDS)} seed(s) for the RNNs")
+    plot_bars(["accuracy", "F1"], {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
+              out / "comparison.png", ylabel="test score", title=f"LSTM vs GRU vs TF-IDF+LR ({DATASET})",
+              errors={m: [summary[m]["accuracy"][1], summary[m]["f1"][1]] for m in names})
+    conclusion = verdict(summary)
+    print("\n".join(conclusion))
+    metrics = {m: {k: {"mean": a, "std": s} for k, (a, s) in summary[m].items()} for m in names}
+    save_metrics(out, config=cfg, metrics=metrics, extra={"runs": runs, "conclusion": conclusion,
+                                                          "seeds": list(SEEDS)},
+                 start_time=t0, device=device)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,94 @@
+"""Sentiment analysis of movie reviews with a bidirectional GRU: embedding -> biGRU -> pooling -> classifier.
+
+The LSTM's twin (sentiment_lstm.py): same data, pooling and training; only the cell differs. A GRU
+(THEORY.md (G1)-(G4)) has two gates and no cell state, so 3/4 of the LSTM's recurrent parameters.
+Run: python 02_sentiment/sentiment_gru.py [--quick] [--REVIEW="not terrible, actually great"]
+IMDB on a GPU (designed for >= 89%, not measured): --DATASET=imdb --MAX_LEN=400 --MAX_VOCAB=40000 --EMBED_DIM=200 --HIDDEN_SIZE=256 --BATCH_SIZE=64 --EPOCHS=10 --LR=1e-3
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+
+import time
+
+from utils.data_utils import SENTIMENT_EXAMPLES, check_review, prepare_sentiment_data
+from utils.model_utils import (SentimentClassifier, classify_reviews, count_parameters, load_sentiment_model,
+                               report_sentiment, sentiment_checkpoint_extra, train_sentiment_model)
+from utils.script_utils import get_device, output_dir, parse_config, run_main, save_metrics, set_seed
+
+# ==== Hyperparameters (edit me) ====
+SEED = 42                     # random seed (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
+DEVICE = "auto"               # auto | cpu | cuda | mps
+IMPL = "torch"                # torch: nn.GRU (cuDNN on GPU); scratch: 01_basic_theory's ScratchGRU
+DATASET = "rotten_tomatoes"   # rotten_tomatoes (offline, ~12.8k snippets) | imdb (downloads 84 MB)
+EPOCHS = 12                   # upper bound; early stopping on validation accuracy usually ends sooner
+PATIENCE = 3                  # stop after this many epochs without a better validation accuracy
+BATCH_SIZE = 64               # reviews per batch (batches are bucketed by length)
+LR = 2e-3                     # AdamW learning rate (halved when validation accuracy stalls)
+WEIGHT_DECAY = 1e-2           # AdamW decoupled weight decay: a mild brake on memorising 10k snippets
+CLIP = 1.0                    # gradient-norm clipping (THEORY.md §5: exploding gradients)
+MIN_FREQ = 2                  # a word needs this many training occurrences to enter the vocabulary
+MAX_VOCAB = 20000             # vocabulary size cap, including <pad> and <unk>
+MAX_LEN = 100                 # reviews are truncated to this many tokens (RT snippets: median ~20)
+EMBED_DIM = 128               # word vector size (learned from scratch: no pretrained vectors offline)
+HIDDEN_SIZE = 64              # GRU state size per direction (h only: no separate cell state)
+NUM_LAYERS = 1                # stacked GRU layers
+BIDIRECTIONAL = True          # read left-to-right and right-to-left: "not" is seen before and after "great"
+DROPOUT = 0.5                 # on the pooled review vector (and between layers)
+EMBED_DROPOUT = 0.3           # on the word vectors: the model cannot lean on a few rare words
+LIMIT = 0                     # keep only the first LIMIT training reviews (0 = all)
+REVIEW = ""                   # a review of your own to classify after training, e.g. "not bad at all"
+LOAD = ""                     # path of a saved model.pt: skip training, only classify REVIEW and examples
+
+QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40)
+CHOICES = {"IMPL": ("torch", "scratch"), "DATASET": ("rotten_tomatoes", "imdb")}
+
+
+def load_reviews(vocab=None) -> dict:
+    """The fixed split, a vocabulary built on the training reviews, and length-bucketed loaders."""
+    return prepare_sentiment_data(DATASET, min_freq=MIN_FREQ, max_vocab=MAX_VOCAB, max_len=MAX_LEN,
+                                  batch_size=BATCH_SIZE, limit=LIMIT, seed=SEED, vocab=vocab)
+
+
+def build_model(vocab_size: int, device):
+    """Embedding -> biGRU. The reset gate r (G1) decides how much of h_{t-1} enters the candidate n (G3);
+    the update gate z (G2) does the work of the LSTM's forget and input gates at once,
+    h_t = (1-z)*n + z*h_{t-1} (G4): keeping "not" in h means z stays near 1 until "great" arrives."""
+    model = SentimentClassifier(vocab_size, cell="gru", impl=IMPL, embed_dim=EMBED_DIM,
+                                hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
+                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, device=device)
+    return model.to(device)
+
+
+def show_predictions(model, vocab, max_len: int, device) -> list[dict]:
+    reviews = list(SENTIMENT_EXAMPLES) + ([REVIEW] if REVIEW else [])
+    return classify_reviews(model, vocab, reviews, max_len, device, title="Hand-written reviews (GRU)")
+
+
+def main():
+    t0 = time.time()
+    cfg = parse_config(globals())
+    set_seed(SEED)
+    device = get_device(DEVICE)
+    if LOAD:  # classify with a saved model: nothing is trained or written
+        model, vocab, ckpt = load_sentiment_model(LOAD, device)
+        show_predictions(model, vocab, ckpt.get("max_len", MAX_LEN), device)
+        return
+    out = output_dir(__file__)
+    data = load_reviews()
+    if REVIEW:  # refuse an unusable review now, not after minutes of training
+        check_review(REVIEW, data["vocab"], MAX_LEN)
+    model = build_model(len(data["vocab"]), device)
+    print(f"GRU classifier: {count_parameters(model):,} parameters ({IMPL})")
+    result = train_sentiment_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
+                                   patience=PATIENCE, clip=CLIP, checkpoint_path=out / "model.pt",
+                                   checkpoint_extra=sentiment_checkpoint_extra(model, data["vocab"], MAX_LEN,
+                                                                               DATASET))
+    metrics = report_sentiment(model, data, result, out, name="biGRU" if BIDIRECTIONAL else "GRU",
+                               dataset=DATASET, device=device)
+    metrics["examples"] = show_predictions(model, data["vocab"], MAX_LEN, device)
+    save_metrics(out, config=cfg, metrics=metrics, history=result["history"], start_time=t0, device=device)
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}; "
+          f"model saved to {out / 'model.pt'}")
+
+
+if __name__ == "__main__":
+    run_main(main)

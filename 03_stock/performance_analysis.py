@@ -1,0 +1,201 @@
+"""Do the LSTM and GRU really predict stock prices? They face naive baselines on the same test days.
+
+Persistence (tomorrow = today), a moving average and a linear autoregression against both networks:
+RMSE, MAE, MAPE, MASE, Theil's U, direction (binomial test), a Diebold-Mariano test, residuals, a
+5-day-ahead comparison, and a zoomed plot of why a lagged copy of the price "looks" like a good forecast.
+Run: python 03_stock/performance_analysis.py (reuses stock_lstm/gru's predictions when their settings
+match, else trains both here). Theory: 01_basic_theory/THEORY.md.
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import time
+
+import numpy as np
+import pandas as pd
+
+from utils.data_utils import load_prices, prepare_stock_data
+from utils.forecasting import (diebold_mariano, fit_ar, forecast_table, lag_check, moving_average,
+                               predict_ar, price_from_log_return, score_forecast)
+from utils.model_utils import predict_target, train_price_model
+from utils.script_utils import (OUTPUTS_ROOT, get_device, load_metrics, output_dir, parse_config,
+                                print_table, run_main, save_metrics, set_seed)
+from utils.visualization import plot_bars, plot_predictions, plot_residuals
+
+# ==== Hyperparameters (edit me) ====
+SOURCE = "bokeh"          # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013; yfinance: any ticker (downloaded once, cached)
+TICKER = "AAPL"           # the stock to forecast
+CSV = ""                  # your own OHLCV CSV (date and close columns at least); overrides SOURCE when set
+START = ""                # first day to use, YYYY-MM-DD ("" = the first available)
+END = ""                  # last day to use, YYYY-MM-DD ("" = the last available)
+FEATURES = ("log_return", "hl_range", "oc_return", "log_volume_change")  # inputs per day (as in the twins)
+TARGET = "log_return"     # what the networks predict (log_return or log_price), as in the twins
+WINDOW = 30               # days of history per forecast
+HORIZON = 1               # the main comparison: forecasts HORIZON days ahead
+MULTI_HORIZON = 5         # the multi-step comparison: direct forecasts this many days ahead
+VAL_FRAC = 0.15           # the middle part of the time line: early stopping
+TEST_FRAC = 0.15          # the last part of the time line: every forecast is scored here
+MA_DAYS = 5               # moving-average baseline: mean of the last MA_DAYS closes
+AR_LAGS = 5               # autoregressive baseline: linear in the last AR_LAGS daily log returns
+ZOOM_DAYS = 60            # the lag plot shows the last ZOOM_DAYS test days
+REUSE_TWINS = True        # use stock_lstm/gru's predictions.csv when their data settings match these
+IMPL = "torch"            # torch or scratch (01_basic_theory's cells), for networks trained here
+HIDDEN = 32               # state size of networks trained here
+LAYERS = 1                # stacked layers
+DROPOUT = 0.0             # dropout between stacked layers
+EPOCHS = 30               # maximum epochs
+BATCH_SIZE = 64           # windows per gradient step
+LR = 1e-3                 # Adam learning rate
+WEIGHT_DECAY = 1e-5       # L2 penalty
+PATIENCE = 5              # early stopping patience (epochs)
+SEED = 0                  # random seed
+DEVICE = "auto"           # auto, cpu, cuda or mps
+
+QUICK_SETTINGS = dict(EPOCHS=1, HIDDEN=8, WINDOW=10, START="2010-01-01")
+CHOICES = {"SOURCE": ("bokeh", "yfinance"), "IMPL": ("torch", "scratch"), "TARGET": ("log_return", "log_price")}
+
+CELLS = ("lstm", "gru")
+DATA_SETTINGS = ("SOURCE", "TICKER", "CSV", "START", "END", "FEATURES", "TARGET", "WINDOW", "HORIZON",
+                 "VAL_FRAC", "TEST_FRAC")  # a twin's predictions are reused only if all of these match
+
+
+def load_data(horizon):
+    prices, info = load_prices(SOURCE, TICKER, CSV, START, END, min_rows=WINDOW + horizon + 30,
+                               verbose=horizon == HORIZON)
+    return prepare_stock_data(prices, FEATURES, WINDOW, horizon, VAL_FRAC, TEST_FRAC, target=TARGET), info
+
+
+def twin_predictions(cell, cfg, dates):
+    """stock_<cell>.py's test forecasts if it ran with the same data settings on the same days, else None."""
+    folder = OUTPUTS_ROOT / "03_stock" / f"stock_{cell}"
+    if not (REUSE_TWINS and (folder / "metrics.json").is_file() and (folder / "predictions.csv").is_file()):
+        return None
+    theirs = load_metrics(folder / "metrics.json")["config"]
+    if any(_same(theirs.get(k)) != _same(cfg[k]) for k in DATA_SETTINGS):
+        return None
+    table = pd.read_csv(folder / "predictions.csv", dtype={"date": str})
+    if list(table["date"]) != list(dates):
+        return None
+    print(f"{cell.upper()}: using {folder.relative_to(OUTPUTS_ROOT.parent)}/predictions.csv")
+    return table["prediction"].to_numpy()
+
+
+def _same(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def forecasts(data, cfg, device, horizon):
+    """Every forecast of the test days as price columns of one table: date, actual, persistence, ...
+    Baselines see the training days only: AR is fit on the training windows, MA and persistence
+    have nothing to fit."""
+    table = forecast_table(data, np.zeros(len(data["origin_test"])))  # date, actual, persistence
+    table = table.drop(columns="prediction")
+    o, close, log_close = data["origin_test"], data["close"], np.log(data["close"])
+    table[f"MA({MA_DAYS})"] = moving_average(close, o, MA_DAYS)
+    ar = fit_ar(log_close, data["origin_train"], AR_LAGS, horizon)
+    table[f"AR({AR_LAGS})"] = price_from_log_return(close, o, predict_ar(log_close, o, ar))
+    for cell in CELLS:
+        reused = twin_predictions(cell, cfg, table["date"]) if horizon == HORIZON else None
+        if reused is None:
+            print(f"training the {cell.upper()} for {horizon}-day forecasts ...")
+            model, _ = train_price_model(cell, data, cfg, device)
+            reused = forecast_table(data, predict_target(model, data, "test"))["prediction"].to_numpy()
+        table[cell.upper()] = reused
+    return table
+
+
+def score_all(table, data):
+    """One row of errors per forecast (persistence first: the bar to clear)."""
+    names = [c for c in table.columns if c not in ("date", "actual")]
+    return {name: score_forecast(table, data, name) for name in names}
+
+
+def significance(table, horizon):
+    """Diebold-Mariano (squared error) of each network against persistence on the same days."""
+    naive_err = table["actual"] - table["persistence"]
+    return {cell: diebold_mariano(table["actual"] - table[cell], naive_err, horizon=horizon)
+            for cell in ("LSTM", "GRU")}
+
+
+def verdict(scores, dm, horizon):
+    """Plain words, from the numbers: did a network beat "tomorrow = today"?"""
+    lines = []
+    naive = scores["persistence"]["rmse"]
+    for cell, test in dm.items():
+        s = scores[cell]
+        if test["p_value"] is not None and test["p_value"] < 0.05:
+            word = "significantly BETTER than" if test["dm"] < 0 else "significantly WORSE than"
+        else:
+            word = "not significantly different from"
+        d = s["direction_acc"]
+        lines.append(f"{cell} ({horizon}-day): RMSE {s['rmse']:.3f} vs persistence {naive:.3f} "
+                     f"(Theil's U {s['theils_u']:.3f}), {word} persistence (DM p = {test['p_value']:.3f}); "
+                     f"direction right on {d:.1%} of days (binomial p = {s['direction_p']:.3f} vs a coin).")
+    best = min(scores, key=lambda k: scores[k]["rmse"])
+    lines.append(f"Lowest RMSE at {horizon} day(s): {best}.")
+    return lines
+
+
+def explain_lag(table, data, out, name):
+    """Why a lagged copy looks good: price levels barely move day to day, so any forecast near
+    yesterday's close hugs the actual curve on a chart, while the part that matters (the change) is
+    unpredicted. Shown with numbers and a zoomed plot."""
+    zoom = table.tail(ZOOM_DAYS)
+    dates = pd.to_datetime(zoom["date"])
+    plot_predictions(dates, zoom["actual"], {"LSTM": zoom["LSTM"], "GRU": zoom["GRU"],
+                                             "baseline: persistence (actual shifted 1 day)": zoom["persistence"]},
+                     out / "lag_zoom.png", ylabel="close",
+                     title=f"{name}, last {ZOOM_DAYS} test days: the forecasts trail the actual price by a day")
+    level_corr = float(np.corrcoef(table["actual"], table["persistence"])[0, 1])
+    change = table["actual"] - table["persistence"]
+    predicted_change = table["LSTM"] - table["persistence"]
+    change_corr = float(np.corrcoef(change, predicted_change)[0, 1]) if predicted_change.std() > 0 else 0.0
+    lag = lag_check(table["actual"], table["LSTM"])
+    print(f"\nWhy this is hard: persistence correlates {level_corr:.4f} with the actual price (a chart of it looks "
+          f"perfect), yet it says nothing about tomorrow's change. The LSTM's predicted change correlates "
+          f"{change_corr:+.3f} with the actual change. Its forecast for day t is "
+          f"{'closer to' if lag['rmse_vs_day_before'] < lag['rmse_vs_same_day'] else 'farther from'} the price of "
+          f"day t-1 (RMSE {lag['rmse_vs_day_before']:.3f}) than to the price of day t "
+          f"(RMSE {lag['rmse_vs_same_day']:.3f}): it is mostly a copy of the last close. Daily returns of a liquid "
+          "stock are close to unpredictable from past prices alone (weak-form market efficiency): anything "
+          "predictable would be traded away. See lag_zoom.png.")
+    return {"persistence_level_corr": level_corr, "lstm_change_corr": change_corr, **lag}
+
+
+def main():
+    t0 = time.time()
+    cfg = parse_config(globals())
+    set_seed(SEED)
+    device = get_device(DEVICE)
+    out = output_dir(__file__)
+    results, verdicts = {}, []
+    for horizon in dict.fromkeys((HORIZON, MULTI_HORIZON)):
+        data, info = load_data(horizon)
+        table = forecasts(data, cfg, device, horizon)
+        scores, dm = score_all(table, data), significance(table, horizon)
+        print_table([{"forecast": k, **v} for k, v in scores.items()],
+                    title=f"{info['name']}, {horizon}-day-ahead forecasts, test {table['date'].iloc[0]} .. "
+                          f"{table['date'].iloc[-1]} ({len(table)} days)")
+        table.to_csv(out / f"forecasts_h{horizon}.csv", index=False)
+        results[horizon] = {"scores": scores, "diebold_mariano_vs_persistence": dm, "test_days": len(table)}
+        verdicts += verdict(scores, dm, horizon)
+        if horizon == HORIZON:
+            lag = explain_lag(table, data, out, info["name"])
+            dates = pd.to_datetime(table["date"])
+            plot_predictions(dates, table["actual"], {k: table[k] for k in ("LSTM", "GRU", f"AR({AR_LAGS})")},
+                             out / "predictions.png", ylabel="close", title=f"{info['name']}: test period")
+            plot_residuals(dates, {k: table["actual"] - table[k] for k in ("LSTM", "GRU", "persistence")},
+                           out / "residuals.png", title=f"{info['name']}: {horizon}-day forecast errors")
+    names = list(results[HORIZON]["scores"])
+    plot_bars(names, {f"{h}-day": [results[h]["scores"][n]["theils_u"] for n in names] for h in results},
+              out / "multistep_theils_u.png", ylabel="Theil's U (RMSE / persistence RMSE)",
+              title="below 1 beats persistence")
+    print("\nVerdict:\n  " + "\n  ".join(verdicts))
+    beats = {f"{cell}_h{h}": results[h]["diebold_mariano_vs_persistence"][cell]["dm"] < 0
+             and results[h]["diebold_mariano_vs_persistence"][cell]["p_value"] < 0.05
+             for h in results for cell in ("LSTM", "GRU")}
+    save_metrics(out, config=cfg, metrics={f"h{h}": r for h, r in results.items()} | {
+        "significantly_beats_persistence": beats, "lag_check": lag, "verdict": verdicts},
+        extra={"data": info}, start_time=t0, device=device)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,220 @@
+"""A creative-writing tool on the trained character models: continue a prompt with the LSTM and the GRU.
+
+Teaches how sampling shapes generated text: temperature, top-k and nucleus (top-p) sampling, and the
+diversity/coherence trade-off measured by a temperature sweep. Interactive: --INTERACTIVE (type :help).
+Run: python 04_text_gen/creative_writing.py [--PROMPT="JULIET:\\n"] [--INTERACTIVE] [--quick]  (theory: THEORY.md)
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+
+import time
+from pathlib import Path
+
+from utils.data_utils import prepare_char_data
+from utils.model_utils import (CharRNN, char_checkpoint_extra, distinct_n, generate, load_char_model,
+                               repeated_ngram_rate, text_log_likelihood, train_char_model)
+from utils.script_utils import (OUTPUTS_ROOT, UserError, get_device, output_dir, parse_config, print_table,
+                                run_main, save_metrics, set_seed)
+from utils.visualization import plot_temperature_sweep
+
+# ==== Hyperparameters (edit me) ====
+SEED = 0                    # random seed of the samples
+DEVICE = "auto"             # auto | cpu | cuda | mps
+IMPL = "torch"              # generate with torch.nn cells (fast), or the scratch cells of 01_basic_theory
+PROMPT = "ROMEO:\\n"        # what to continue ("\n" written as \n); one-shot mode
+LENGTH = 300                # characters to generate
+TEMPERATURE = 0.8           # < 1 safer and more repetitive, > 1 bolder with more misspellings
+TOP_K = 0                   # sample only among the k likeliest characters (0 = all)
+TOP_P = 1.0                 # nucleus: the likeliest characters covering this probability (1 = all)
+MODEL = "both"              # lstm | gru | both (side by side)
+INTERACTIVE = False         # a prompt -> continuation loop on stdin (:help lists the commands)
+CHECKPOINTS = ""            # folder with text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen); a fallback is saved there
+FALLBACK_MINUTES = 1.5      # no checkpoint: train a small model this long first (saying so)
+SWEEP_TEMPERATURES = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
+SWEEP_SAMPLES = 2           # samples per temperature and model
+SWEEP_LEN = 400             # characters per sweep sample
+QUICK_SETTINGS = dict(LENGTH=80, FALLBACK_MINUTES=0.15, SWEEP_TEMPERATURES=(0.5, 1.0, 1.5), SWEEP_SAMPLES=1,
+                      SWEEP_LEN=120)
+CHOICES = {"IMPL": ("torch", "scratch"), "MODEL": ("lstm", "gru", "both")}
+
+_COMMANDS = """commands:
+  <text>        continue this prompt (write a line break as \\n)
+  :temp 0.8     temperature          :len 300    characters to generate
+  :topk 20      top-k (0 = off)      :topp 0.9   nucleus top-p (1 = off)
+  :model gru    lstm | gru | both    :seed 3     random seed
+  :show         current settings     :help       this list
+  :quit         leave (Ctrl-D too)"""
+
+
+def checkpoint_of(cell):
+    root = Path(CHECKPOINTS) if CHECKPOINTS else OUTPUTS_ROOT / "04_text_gen"
+    return root / f"text_{cell}" / "model.pt"
+
+
+def train_fallback(cell, path, device):
+    """No trained model: a small one for FALLBACK_MINUTES with the same utils training routine."""
+    print(f"no checkpoint at {path}: training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first "
+          f"(run 04_text_gen/text_{cell}.py for a good one).")
+    data = prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000, val_chars_per_epoch=20_000)
+    model = CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128, num_layers=1,
+                    dropout=0.0, device=device).to(device)
+    train_char_model(model, data["streams"]["train"], data["streams"]["val"], epochs=50, lr=5e-3,
+                     weight_decay=0.0, clip=1.0, max_minutes=FALLBACK_MINUTES, patience=50, checkpoint_path=path,
+                     checkpoint_extra=char_checkpoint_extra(model, data["vocab"], data["corpus"]["source"]))
+
+
+def load_models(device, out):
+    """{'lstm': (model, vocab), 'gru': ...}: the trained checkpoints, else a fallback trained now."""
+    models = {}
+    for cell in ("lstm", "gru"):
+        path = checkpoint_of(cell)
+        if not path.is_file():
+            path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
+            if not path.is_file():
+                train_fallback(cell, path, device)
+        model, vocab, ckpt = load_char_model(path, device, impl=IMPL)
+        h = ckpt["hparams"]
+        print(f"{cell.upper()}: {path} ({h['num_layers']}x{h['hidden_size']}, epoch {ckpt.get('epoch')})")
+        models[cell] = (model, vocab)
+    return models
+
+
+def continue_prompt(models, prompt, settings):
+    """Continuations of one prompt by each chosen model, printed side by side; returns {cell: text}."""
+    texts = {}
+    for cell in (("lstm", "gru") if settings["model"] == "both" else (settings["model"],)):
+        model, vocab = models[cell]
+        unknown = vocab.unknown(prompt)
+        if unknown:
+            print(f"note: the {cell.upper()} never saw {', '.join(map(repr, unknown))}: skipped in the prompt.")
+        texts[cell] = generate(model, vocab, prompt, settings["length"], temperature=settings["temp"],
+                               top_k=settings["topk"], top_p=settings["topp"], seed=settings["seed"])
+    print_side_by_side({c.upper(): prompt + t for c, t in texts.items()})
+    return texts
+
+
+def print_side_by_side(columns, width=48):
+    """Texts in columns (wrapped at `width`), so two models' continuations read next to each other."""
+    import textwrap
+
+    lines = {name: [w for para in text.split("\n") for w in (textwrap.wrap(para, width) or [""])]
+             for name, text in columns.items()}
+    print("  |  ".join(name.ljust(width) for name in lines))
+    print("--+--".join("-" * width for _ in lines))
+    for row in range(max(len(v) for v in lines.values())):
+        print("  |  ".join((v[row] if row < len(v) else "").ljust(width) for v in lines.values()))
+    print()
+
+
+def interactive(models, settings):
+    """Read prompts and :commands from stdin until :quit or end of input (Ctrl-D, or a closed pipe)."""
+    print("interactive mode: type a prompt, or :help.")
+    kinds = {"temp": float, "len": int, "topk": int, "topp": float, "seed": int, "model": str}
+    names = {"len": "length"}
+    while True:
+        try:
+            line = input("prompt> ")
+        except EOFError:
+            print("\nbye.")
+            return
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if not line.startswith(":"):
+            continue_prompt(models, line.replace("\\n", "\n"), settings)
+            continue
+        cmd, _, arg = line[1:].strip().partition(" ")
+        cmd = cmd.lower()
+        if cmd in ("quit", "q", "exit"):
+            print("bye.")
+            return
+        if cmd == "help":
+            print(_COMMANDS)
+        elif cmd == "show":
+            print("  ".join(f"{k}={v}" for k, v in settings.items()))
+        elif cmd in kinds:
+            try:
+                value = kinds[cmd](arg.strip())
+                check_setting(cmd, value)
+            except (ValueError, UserError) as e:
+                print(f"error: {e if isinstance(e, UserError) else f'{cmd} needs a {kinds[cmd].__name__}, got {arg!r}'}")
+                continue
+            settings[names.get(cmd, cmd)] = value
+            print(f"{cmd} = {value}")
+        else:
+            print(f"unknown command :{cmd}; type :help.")
+
+
+def check_setting(name, value):
+    """One place for the sampling settings' valid ranges (command line and interactive)."""
+    if name == "temp" and value < 0:
+        raise UserError(f"the temperature must be >= 0 (0 = greedy), got {value}.")
+    if name == "len" and not 1 <= value <= 100_000:
+        raise UserError(f"the length must be between 1 and 100000, got {value}.")
+    if name == "topk" and value < 0:
+        raise UserError(f"top-k must be >= 0 (0 = off), got {value}.")
+    if name == "topp" and not 0 < value <= 1:
+        raise UserError(f"top-p must be in (0, 1], got {value}.")
+    if name == "model" and value not in ("lstm", "gru", "both"):
+        raise UserError(f"the model must be lstm, gru or both, got {value!r}.")
+
+
+def time_generation(models, n=500):
+    """Seconds to generate n characters with each model (step by step, no gradients)."""
+    times = {}
+    for cell, (model, vocab) in models.items():
+        generate(model, vocab, "ROMEO:\n", 10, seed=SEED)  # warm-up: the first call pays one-off setup costs
+        t = time.time()
+        generate(model, vocab, "ROMEO:\n", n, temperature=0.8, seed=SEED)
+        times[cell] = round(time.time() - t, 3)
+    print("generating 500 characters: " + ", ".join(f"{c.upper()} {s:.2f}s" for c, s in times.items()))
+    return times
+
+
+def temperature_sweep(models, prompt, out):
+    """Diversity (distinct 4-grams, repeated word 3-grams) and coherence (the model's own log-likelihood
+    of what it wrote) at each temperature: low T loops on safe phrases, high T invents non-words."""
+    results, rows = {}, []
+    for cell, (model, vocab) in models.items():
+        res = {"log_likelihood": [], "distinct_4": [], "repeated_3gram": []}
+        for temp in SWEEP_TEMPERATURES:
+            texts = [generate(model, vocab, prompt, SWEEP_LEN, temperature=temp, seed=SEED + s)
+                     for s in range(SWEEP_SAMPLES)]
+            ll = sum(text_log_likelihood(model, vocab, prompt, t) for t in texts) / len(texts)
+            d4 = sum(distinct_n(t, 4) for t in texts) / len(texts)
+            rep = sum(repeated_ngram_rate(t, 3) for t in texts) / len(texts)
+            for key, v in zip(res, (ll, d4, rep)):
+                res[key].append(v)
+            rows.append({"model": cell.upper(), "temperature": temp, "log-lik (nats/char)": ll,
+                         "distinct-4": d4, "repeated 3-grams": rep, "sample": texts[0][:40].replace("\n", " / ")})
+        results[cell.upper()] = res
+    print_table(rows, title="Temperature sweep: diversity vs coherence", floatfmt=".3f")
+    plot_temperature_sweep(SWEEP_TEMPERATURES, results, out / "temperature_sweep.png",
+                           title=f"Sampling temperature: diversity vs coherence ({SWEEP_SAMPLES}x{SWEEP_LEN} chars)")
+    return results, rows
+
+
+def main():
+    t0 = time.time()
+    cfg = parse_config(globals())
+    for name, value in (("temp", TEMPERATURE), ("len", LENGTH), ("topk", TOP_K), ("topp", TOP_P)):
+        check_setting(name, value)
+    set_seed(SEED)
+    device = get_device(DEVICE)
+    out = output_dir(__file__)
+    models = load_models(device, out)
+    settings = {"temp": TEMPERATURE, "length": LENGTH, "topk": TOP_K, "topp": TOP_P, "model": MODEL, "seed": SEED}
+    if INTERACTIVE:
+        interactive(models, settings)
+        return
+    prompt = PROMPT.replace("\\n", "\n")
+    texts = continue_prompt(models, prompt, settings)
+    gen_times = time_generation(models)
+    sweep, rows = temperature_sweep(models, prompt, out)
+    save_metrics(out, config=cfg, start_time=t0, device=device,
+                 metrics={"generate_500_chars_s": gen_times, "temperature_sweep": sweep,
+                          "sweep_temperatures": list(SWEEP_TEMPERATURES)},
+                 extra={"prompt": prompt, "continuations": texts, "sweep_rows": rows})
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,225 @@
+"""02_sentiment: data split and IMDB cache, batching, model masking, metrics, bad input, and every script
+end-to-end with --quick (exactly as a learner runs them)."""
+import io
+import tarfile
+
+import pytest
+import torch
+
+from conftest import ROOT, run_script
+from utils import data_utils
+from utils.data_utils import (LengthBucketSampler, Vocab, check_review, encode_reviews, load_imdb,
+                              sentiment_split, tokenize)
+from utils.model_utils import (SentimentClassifier, binary_metrics, confusion_counts, load_sentiment_model,
+                               save_checkpoint)
+from utils.script_utils import UserError
+
+OUT = ROOT / "outputs" / "02_sentiment"
+
+
+# ---- metrics, batching, model ------------------------------------------------------------------------
+def test_binary_metrics_by_hand():
+    preds, targets = torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 1, 1])
+    m = binary_metrics(preds, targets)  # tp=2, fp=1, fn=1, tn=1
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert confusion_counts(preds, targets) == [[1, 1], [1, 2]]
+    assert binary_metrics(torch.tensor([0, 0]), torch.tensor([0, 0]))["f1"] == 0.0  # no positives at all
+
+
+def test_length_bucket_sampler_covers_everything_once_and_groups_lengths():
+    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
+    train = list(LengthBucketSampler(lengths, 32, shuffle=True, seed=0))
+    flat = sorted(i for b in train for i in b)
+    assert flat == list(range(1000)) and len(train) == len(LengthBucketSampler(lengths, 32, True))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in train) / len(train)
+    assert spread < 10  # random batches would spread over ~90 tokens
+    assert train != list(LengthBucketSampler(lengths, 32, shuffle=True, seed=1))
+    evals = [i for b in LengthBucketSampler(lengths, 32, shuffle=False) for i in b]
+    assert [lengths[i] for i in evals] == sorted(lengths)
+
+
+def test_encode_truncates_and_never_returns_empty():
+    vocab = Vocab.build([["good", "film"]], min_freq=1)
+    encoded, cut = encode_reviews(["good film good film", "", "zzz"], vocab, max_len=3)
+    assert encoded == [[3, 2, 3], [1], [1]] and cut == 1  # ties sort alphabetically: film=2, good=3
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_classifier_ignores_padding(cell):
+    """A review's logits must not change when it is padded beside a longer one (packing + masked pooling)."""
+    torch.manual_seed(0)
+    model = SentimentClassifier(20, cell=cell, embed_dim=8, hidden_size=6).eval()
+    short, long = torch.tensor([[3, 4, 5]]), torch.tensor([[6, 7, 8, 9, 10, 11, 12]])
+    alone = model(short, torch.tensor([3]))
+    batch = torch.zeros(2, 7, dtype=torch.long)
+    batch[0, :3], batch[1] = short[0], long[0]
+    together = model(batch, torch.tensor([3, 7]))
+    assert together.shape == (2, 2)
+    torch.testing.assert_close(together[0:1], alone, rtol=1e-5, atol=1e-6)
+
+
+# ---- data: the fixed Rotten Tomatoes split ------------------------------------------------------------
+def test_rotten_tomatoes_split_is_fixed_disjoint_and_stratified(tmp_path):
+    split = sentiment_split("rotten_tomatoes", cache=tmp_path)
+    sizes = {p: len(t) for p, (t, _) in split.items()}
+    total = sum(sizes.values())
+    assert 12_000 < total < 13_000 and abs(sizes["train"] / total - 0.8) < 0.01
+    texts = [set(split[p][0]) for p in ("train", "val", "test")]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    pos = {p: sum(y) / len(y) for p, (_, y) in split.items()}
+    assert max(pos.values()) - min(pos.values()) < 0.01  # ~58% fresh in each part
+    again = sentiment_split("rotten_tomatoes", cache=tmp_path)  # read back from the saved JSON
+    assert again == split and (tmp_path / "split_rotten_tomatoes.json").is_file()
+    with pytest.raises(UserError, match="DATASET"):
+        sentiment_split("yelp", cache=tmp_path)
+
+
+# ---- data: the IMDB archive, offline with a tiny archive of the same layout ---------------------------
+def make_archive(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+TINY = {f"aclImdb/{part}/{folder}/{i}_{7 if folder == 'pos' else 2}.txt":
+        f"{'Great' if folder == 'pos' else 'Awful'} film number {i}.<br /><br />Seen in {part}."
+        for part in ("train", "test") for folder in ("pos", "neg") for i in range(10)}
+
+
+@pytest.fixture
+def tiny_imdb(tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    archive = make_archive(tmp_path / "src" / "aclImdb_v1.tar.gz", TINY)
+    monkeypatch.setattr(data_utils, "IMDB_URL", archive.as_uri())
+    monkeypatch.setattr(data_utils, "IMDB_SIZE", archive.stat().st_size)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    return archive, cache
+
+
+def test_imdb_download_extract_and_split(tiny_imdb):
+    archive, cache = tiny_imdb
+    corpus = load_imdb(cache)
+    assert len(corpus) == 40 and corpus["train/pos/3_7.txt"][1] == 1 and corpus["test/neg/0_2.txt"][1] == 0
+    assert "<br" not in " ".join(tokenize(corpus["train/pos/3_7.txt"][0]))
+    assert (cache / "aclImdb" / ".extracted-ok").is_file()
+    split = sentiment_split("imdb", cache=cache)
+    assert len(split["test"][0]) == 20 and all("test." in t for t in split["test"][0])  # the official test set
+    assert len(split["val"][0]) == 2 and len(split["train"][0]) == 18  # validation carved from train
+
+
+def test_imdb_corrupt_archive_and_half_extraction_are_redone(tiny_imdb):
+    archive, cache = tiny_imdb
+    (cache / "aclImdb_v1.tar.gz").write_bytes(b"\0" * archive.stat().st_size)  # right size, not a tar
+    (cache / "aclImdb" / "train").mkdir(parents=True)  # an interrupted extraction: no marker file
+    assert len(load_imdb(cache)) == 40
+    assert (cache / "aclImdb_v1.tar.gz").read_bytes() == archive.read_bytes()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".aclImdb.")]  # no temp folders left
+
+
+def test_imdb_offline_says_how_to_use_the_default(tiny_imdb, monkeypatch):
+    _, cache = tiny_imdb
+    monkeypatch.setattr(data_utils, "IMDB_URL", (cache / "nowhere.tar.gz").as_uri())
+    with pytest.raises(UserError, match="could not be fetched.*rotten_tomatoes"):
+        load_imdb(cache)
+
+
+def test_imdb_archive_with_path_traversal_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    archive = make_archive(tmp_path / "src" / "aclImdb_v1.tar.gz", {**TINY, "../evil.txt": "pwned"})
+    monkeypatch.setattr(data_utils, "IMDB_URL", archive.as_uri())
+    monkeypatch.setattr(data_utils, "IMDB_SIZE", archive.stat().st_size)
+    with pytest.raises(UserError, match="unsafe"):
+        load_imdb(tmp_path / "src" / "cache")
+    assert not (tmp_path / "src" / "evil.txt").exists()
+
+
+# ---- bad input ----------------------------------------------------------------------------------------
+def test_check_review_refuses_empty_and_unknown_and_truncates(capsys):
+    vocab = Vocab.build([["good", "film", "not"]], min_freq=1)
+    with pytest.raises(UserError, match="empty"):
+        check_review("  ... ", vocab, 10)
+    with pytest.raises(UserError, match="vocabulary"):
+        check_review("zzqx blorf", vocab, 10)
+    assert check_review("not " * 50 + "good", vocab, 10) == [4] * 10
+    assert "only the first MAX_LEN=10" in capsys.readouterr().out
+
+
+def test_checkpoint_with_mismatched_vocabulary_is_refused(tmp_path):
+    model = SentimentClassifier(6, cell="gru", embed_dim=4, hidden_size=3)
+    vocab = Vocab([Vocab.PAD, Vocab.UNK, "good", "bad", "film", "plot"])
+    good = {"state_dict": model.state_dict(), "hparams": model.hparams, "vocab": vocab.to_list(), "max_len": 9}
+    save_checkpoint(good, tmp_path / "ok.pt")
+    loaded, v, ckpt = load_sentiment_model(tmp_path / "ok.pt")
+    assert len(v) == 6 and ckpt["max_len"] == 9
+    save_checkpoint({**good, "vocab": vocab.to_list() + ["extra"]}, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="embedding has 6 rows but the vocabulary has 7"):
+        load_sentiment_model(tmp_path / "bad.pt")
+    save_checkpoint({**good, "hparams": {**model.hparams, "hidden_size": 5}}, tmp_path / "shape.pt")
+    with pytest.raises(UserError, match="do not fit"):
+        load_sentiment_model(tmp_path / "shape.pt")
+
+
+# ---- the scripts, end to end --------------------------------------------------------------------------
+def check_error(result, *needles):
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("script,cell", [("02_sentiment/sentiment_lstm.py", "lstm"),
+                                         ("02_sentiment/sentiment_gru.py", "gru")])
+def test_sentiment_script_quick(script, cell):
+    r = run_script(script, "--quick", "--REVIEW=not terrible, actually great")
+    m = r.metrics["metrics"]
+    assert r.metrics["config"]["QUICK"] and r.metrics["config"]["LIMIT"] == 400
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and 0.0 <= m["test_f1"] <= 1.0 and m["test_loss"] > 0
+    assert sum(map(sum, m["test_confusion_matrix"])) == m["split_sizes"]["test"] == 100
+    assert m["parameters"] > 0 and len(r.metrics["history"]) == 1
+    assert [e["review"] for e in m["examples"]][-1] == "not terrible, actually great"
+    for name in ("training_curves.png", "confusion_matrix.png", "model.pt"):
+        assert (r.out_dir / name).stat().st_size > 0
+    model, vocab, ckpt = load_sentiment_model(r.out_dir / "model.pt")
+    assert model.hparams["cell"] == cell and len(vocab) == m["vocab_size"] and ckpt["max_len"] == 40
+    # classify with the saved model, without training
+    again = run_script(script, f"--LOAD={r.out_dir / 'model.pt'}", "--REVIEW=a great, moving film")
+    assert "a great, moving film" in again.stdout and "P(positive)" in again.stdout
+
+
+def test_sentiment_bad_inputs(tmp_path):
+    script = "02_sentiment/sentiment_gru.py"
+    check_error(run_script(script, "--quick", "--REVIEW=  ...  ", check=False), "empty")
+    check_error(run_script(script, "--quick", "--REVIEW=zzqxv blorfle", check=False), "vocabulary")
+    check_error(run_script(script, "--quick", "--DATASET=yelp", check=False), "--DATASET")
+    model = SentimentClassifier(5, cell="gru", embed_dim=4, hidden_size=3)
+    save_checkpoint({"state_dict": model.state_dict(), "hparams": model.hparams,
+                     "vocab": [Vocab.PAD, Vocab.UNK, "a", "b"]}, tmp_path / "m.pt")
+    check_error(run_script(script, f"--LOAD={tmp_path / 'm.pt'}", check=False), "does not match its vocabulary")
+    check_error(run_script(script, f"--LOAD={tmp_path / 'missing.pt'}", check=False), "does not exist")
+
+
+def test_model_comparison_quick():
+    r = run_script("02_sentiment/model_comparison.py", "--quick")
+    rec = r.metrics
+    for name in ("lstm", "gru", "tfidf+logreg"):
+        acc = rec["metrics"][name]["accuracy"]
+        assert 0.0 <= acc["mean"] <= 1.0 and acc["std"] >= 0.0
+    assert len(rec["runs"]["lstm"]) == len(rec["runs"]["gru"]) == 2
+    assert rec["metrics"]["gru"]["parameters"]["mean"] < rec["metrics"]["lstm"]["parameters"]["mean"]
+    assert len(rec["conclusion"]) == 3 and "baseline" in rec["conclusion"][0]
+    assert (r.out_dir / "comparison.png").stat().st_size > 0
+
+
+def test_sentiment_trains_with_scratch_cells():
+    r = run_script("02_sentiment/sentiment_gru.py", "--quick", "--IMPL=scratch")
+    assert r.metrics["config"]["IMPL"] == "scratch" and "scratch GRU matches torch.nn" in r.stdout
+    assert 0.0 <= r.metrics["metrics"]["test_accuracy"] <= 1.0
