@@ -1,0 +1,472 @@
+"""LSTM vs GRU on every applied case: same data and splits, several seeds, optionally matched parameter counts.
+
+Each case script runs in a subprocess (`--SEED=s`, results redirected so the learner's own outputs/ stay put);
+its metrics.json is kept under outputs/06_comparison/model_comparison/runs/ and reused next time. One table
+(mean ± std, parameters, training time, winner, Welch t-test) and conclusions generated from the numbers.
+Run: python 06_comparison/model_comparison.py [--quick] [--MATCH_PARAMS] [--CASES=03_stock,05_seq_classify]
+Default: 4 cases x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU (--quick: 1 seed, 2-4 min). Theory: THEORY.md.
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+
+import ast
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from utils.script_utils import (REPO_ROOT, UserError, output_dir, parse_config, print_table, run_main,
+                                save_json, save_metrics, set_seed)
+from utils.visualization import COLORS, plt, save_figure
+
+# ==== Hyperparameters (edit me) ====
+SEEDS = (0, 1, 2)                 # every case runs once per seed and cell (n=3: enough for a rough Welch test)
+CASES = ("02_sentiment", "03_stock", "04_text_gen", "05_seq_classify")  # which applied cases to compare
+MATCH_PARAMS = False              # True: the GRU gets the hidden size that gives it the LSTM's parameter count
+REUSE = True                      # skip a run whose saved result has the same command and the same script text
+RUN_TIMEOUT = 3600                # seconds before one case run is abandoned
+ALPHA = 0.05                      # significance level of the Welch t-test
+SEED = 0                          # (this script itself draws nothing random; kept for the house convention)
+
+QUICK_SETTINGS = dict(SEEDS=(0,), RUN_TIMEOUT=300)
+
+# What each case reports and how its model is sized. `hidden`: the case script's hidden-size constant;
+# `metric`: the headline test metric in its metrics.json ("a.b" reaches into nested dicts);
+# `count`: (cell, hidden, cfg, lstm_record) -> parameter count of the case's model (for MATCH_PARAMS).
+TASKS = {
+    "02_sentiment": dict(task="sentiment (Rotten Tomatoes)", lstm="02_sentiment/sentiment_lstm.py",
+                         gru="02_sentiment/sentiment_gru.py", metric="test_accuracy", higher=True,
+                         hidden="HIDDEN_SIZE"),
+    "03_stock": dict(task="next-day return (AAPL)", lstm="03_stock/stock_lstm.py", gru="03_stock/stock_gru.py",
+                     metric="rmse", higher=False, hidden="HIDDEN"),
+    "04_text_gen": dict(task="character LM (Shakespeare, held-out 10%)", lstm="04_text_gen/text_lstm.py",
+                        gru="04_text_gen/text_gru.py", metric="val_bits_per_char", higher=False, hidden="HIDDEN_SIZE"),
+    "05_seq_classify": dict(task="time-series classes (GunPoint)", lstm="05_seq_classify/sequence_lstm.py",
+                            gru="05_seq_classify/sequence_gru.py", metric="test_accuracy", higher=True,
+                            hidden="HIDDEN_SIZE"),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parameter counts and the matched hidden size (Chung et al. 2014 compared the cells at equal size)
+# ----------------------------------------------------------------------------------------------------
+def rnn_parameter_count(cell: str, input_size: int, hidden: int, num_layers: int = 1,
+                        bidirectional: bool = False, bias: bool = True) -> int:
+    """Weights of a torch.nn.LSTM/GRU stack: per layer and direction G*(H*I_l + H*H) + 2*G*H bias terms,
+    G = 4 gates (LSTM) or 3 (GRU); I_l = input_size for layer 0, H * directions above it."""
+    gates = {"lstm": 4, "gru": 3}[cell.lower()]
+    dirs = 2 if bidirectional else 1
+    total = 0
+    for layer in range(num_layers):
+        i = input_size if layer == 0 else hidden * dirs
+        total += dirs * gates * (hidden * i + hidden * hidden + (2 * hidden if bias else 0))
+    return total
+
+
+def matched_hidden_size(count, target: int, lo: int = 1, hi: int = 8192) -> int:
+    """The hidden size h whose count(h) is closest to `target`; count must grow with h.
+    Binary search for the first h with count(h) >= target, then keep whichever neighbour is closer."""
+    if count(hi) < target:
+        raise UserError(f"no hidden size up to {hi} reaches {target} parameters.")
+    a, b = lo, hi
+    while a < b:
+        mid = (a + b) // 2
+        if count(mid) >= target:
+            b = mid
+        else:
+            a = mid + 1
+    if a > lo and abs(count(a - 1) - target) <= abs(count(a) - target):
+        return a - 1
+    return a
+
+
+def script_constants(path: Path, quick: bool) -> dict:
+    """The UPPER_CASE literal constants of a case script (with its QUICK_SETTINGS applied when quick),
+    read with `ast` so nothing is imported or run."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            try:
+                if name == "QUICK_SETTINGS" and isinstance(node.value, ast.Call):
+                    values[name] = {k.arg: ast.literal_eval(k.value) for k in node.value.keywords}
+                elif name.isupper():
+                    values[name] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    if quick:
+        values.update(values.pop("QUICK_SETTINGS", {}))
+    values.pop("QUICK_SETTINGS", None)
+    return values
+
+
+def model_parameter_count(case: str, cell: str, hidden: int, cfg: dict, lstm_record: dict) -> int:
+    """Parameters of the case's own model class (from utils.model_utils) built with `hidden`."""
+    from utils import model_utils as mu
+
+    count = mu.count_parameters
+    if case == "02_sentiment":
+        vocab = lstm_record["metrics"]["vocab_size"]
+        return count(mu.SentimentClassifier(vocab, cell=cell, impl="torch", embed_dim=cfg["EMBED_DIM"],
+                                            hidden_size=hidden, num_layers=cfg["NUM_LAYERS"],
+                                            bidirectional=cfg["BIDIRECTIONAL"]))
+    if case == "03_stock":
+        return count(mu.PriceRNN(cell, "torch", len(cfg["FEATURES"]), hidden, cfg["LAYERS"]))
+    if case == "05_seq_classify":
+        from utils.data_utils import load_ucr_dataset
+
+        data = load_ucr_dataset(cfg["DATASET"], False)
+        return count(mu.SeriesClassifier(cell, "torch", data["n_channels"] * cfg.get("PATCH", 1),
+                                         len(data["classes"]), hidden, cfg["NUM_LAYERS"], cfg["BIDIRECTIONAL"],
+                                         cfg["POOLING"]))
+    if case == "04_text_gen":
+        return text_model_parameter_count(cell, hidden, cfg, lstm_record)
+    raise UserError(f"no parameter counter for case {case!r}.")
+
+
+def text_model_parameter_count(cell, hidden, cfg, lstm_record):
+    """04's character model: embedding -> RNN stack -> linear over the vocabulary."""
+    from utils import model_utils as mu
+
+    cls = getattr(mu, "CharRNN", None)
+    vocab = lstm_record["metrics"].get("vocab_size")
+    if cls is None or vocab is None:
+        raise UserError("04_text_gen's model class or vocab_size is not available for matching parameters.")
+    return mu.count_parameters(cls(vocab, cell=cell, impl="torch", embed_dim=cfg["EMBED_DIM"],
+                                   hidden_size=hidden, num_layers=cfg["NUM_LAYERS"]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running the cases (or reusing their saved results)
+# ----------------------------------------------------------------------------------------------------
+def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool) -> dict:
+    """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
+    script = REPO_ROOT / TASKS[case][cell]
+    name = f"{case}_{cell}_seed{seed}"
+    command = [TASKS[case][cell], f"--SEED={seed}", *args] + (["--quick"] if quick else [])
+    signature = {"command": command,
+                 "script_sha256": hashlib.sha256(script.read_bytes()).hexdigest()}
+    saved = runs_dir / f"{name}.json"
+    if REUSE and saved.is_file():
+        record = json.loads(saved.read_text(encoding="utf-8"))
+        if record.get("comparison_signature") == signature:
+            print(f"  {name}: reused {saved.relative_to(REPO_ROOT)}")
+            return record
+    work = runs_dir / "work" / name
+    shutil.rmtree(work, ignore_errors=True)
+    env = {**os.environ, "LSTM_GRU_OUTPUTS": str(work), "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    print(f"  {name}: python {' '.join(command)}", flush=True)
+    t0 = time.time()
+    try:
+        proc = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, env=env, capture_output=True,
+                              text=True, timeout=RUN_TIMEOUT)
+        failed = proc.returncode != 0 and f"exit code {proc.returncode}"
+        log = proc.stdout + "\n--- stderr ---\n" + proc.stderr
+    except subprocess.TimeoutExpired as e:
+        failed, log = f"timed out after {RUN_TIMEOUT} s", str(e.stdout or "") + str(e.stderr or "")
+    metrics_file = work / case / script.stem / "metrics.json"
+    if not failed and not metrics_file.is_file():
+        failed = f"no {metrics_file.relative_to(work)} written"
+    if failed:
+        (runs_dir / f"{name}.log").write_text(log, encoding="utf-8")
+        tail = log.strip().splitlines()[-3:]
+        print(f"  {name}: FAILED ({failed}); log: {runs_dir / (name + '.log')}\n    " + "\n    ".join(tail))
+        return {"failed": failed}
+    record = json.loads(metrics_file.read_text(encoding="utf-8"))
+    record["comparison_signature"] = signature
+    record["comparison_run_s"] = round(time.time() - t0, 1)
+    save_json(record, saved)
+    shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def lookup(record: dict, dotted: str):
+    value = record.get("metrics", {})
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def parameters_of(record: dict):
+    m = record.get("metrics", {})
+    if "parameters" in m:
+        return m["parameters"]
+    for sub in (m.get("datasets") or {}).values():
+        if isinstance(sub, dict) and "parameters" in sub:
+            return sub["parameters"]
+    return None
+
+
+def training_time_of(record: dict):
+    """Seconds spent training: the case's own train_time_s, else the sum of its epoch times, else wall time."""
+    m = record.get("metrics", {})
+    if isinstance(m.get("train_time_s"), (int, float)):
+        return float(m["train_time_s"])
+    epochs = [r.get("epoch_time_s") for r in record.get("history", []) if isinstance(r, dict)]
+    if epochs and all(isinstance(t, (int, float)) for t in epochs):
+        return float(sum(epochs))
+    return record.get("wall_time_s")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------------
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    x = np.asarray(values, dtype=float)
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
+
+def welch_test(a, b) -> dict:
+    """Welch's two-sample t-test (unequal variances). Returns t, df, p, or a note when n is too small."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return {"t": None, "df": None, "p": None, "note": f"n too small (n={len(a)} vs {len(b)} seeds)"}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        same = a.mean() == b.mean()
+        return {"t": None, "df": None, "p": 1.0 if same else 0.0,
+                "note": "identical results across seeds" if same else "no spread at all: any gap is systematic"}
+    t, p = stats.ttest_ind(a, b, equal_var=False)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return {"t": float(t), "df": float(df), "p": float(p), "note": ""}
+
+
+def significance_note(test: dict, alpha: float) -> str:
+    if test["p"] is None:
+        return test["note"]
+    if test["note"]:
+        return test["note"]
+    return (f"significant (Welch p={test['p']:.3f})" if test["p"] < alpha
+            else f"difference within noise (Welch p={test['p']:.2f})")
+
+
+def compare_case(case: str, runs: dict, alpha: float) -> dict:
+    """LSTM vs GRU on one case from its per-seed run records."""
+    spec = TASKS[case]
+    row = {"case": case, "task": spec["task"], "metric": spec["metric"],
+           "better": "higher" if spec["higher"] else "lower"}
+    for cell in ("lstm", "gru"):
+        ok = [r for r in runs[cell] if "failed" not in r]
+        values = [lookup(r, spec["metric"]) for r in ok]
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        mean, std = mean_std(values) if values else (None, None)
+        times = [t for t in (training_time_of(r) for r in ok) if t is not None]
+        params = [p for p in (parameters_of(r) for r in ok) if p is not None]
+        hidden = [r.get("config", {}).get(spec["hidden"]) for r in ok]
+        row[cell] = {"values": values, "mean": mean, "std": std, "n": len(values),
+                     "failed": len(runs[cell]) - len(ok), "parameters": params[0] if params else None,
+                     "hidden": hidden[0] if hidden else None,
+                     "train_time_s": float(np.mean(times)) if times else None}
+    a, b = row["lstm"]["values"], row["gru"]["values"]
+    if a and b:
+        test = welch_test(a, b)
+        diff = row["gru"]["mean"] - row["lstm"]["mean"]
+        gru_better = diff > 0 if spec["higher"] else diff < 0
+        row["winner"] = "tie" if diff == 0 else ("GRU" if gru_better else "LSTM")
+        row["difference_gru_minus_lstm"] = diff
+        row["welch"] = test
+        row["significant"] = test["p"] is not None and not test["note"] and test["p"] < alpha
+        row["note"] = significance_note(test, alpha)
+    else:
+        row.update(winner=None, welch=None, significant=False,
+                   note="missing results: " + ", ".join(c.upper() for c in ("lstm", "gru") if not row[c]["values"]))
+    return row
+
+
+# ----------------------------------------------------------------------------------------------------
+# Table, conclusions, chart
+# ----------------------------------------------------------------------------------------------------
+def fmt_ms(mean, std, n):
+    if mean is None:
+        return "n/a"
+    digits = 4 if abs(mean) < 10 else 2
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" + ("" if n > 1 else " (1 seed)")
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        lp, gp = r["lstm"]["parameters"], r["gru"]["parameters"]
+        lt, gt = r["lstm"]["train_time_s"], r["gru"]["train_time_s"]
+        out.append({"task": r["task"], "metric": f"{r['metric']} ({r['better']} is better)",
+                    "LSTM": fmt_ms(r["lstm"]["mean"], r["lstm"]["std"], r["lstm"]["n"]),
+                    "GRU": fmt_ms(r["gru"]["mean"], r["gru"]["std"], r["gru"]["n"]),
+                    "params LSTM / GRU": f"{lp:,} / {gp:,}" if lp and gp else "n/a",
+                    "train s LSTM / GRU": f"{lt:.1f} / {gt:.1f}" if lt and gt else "n/a",
+                    "winner": r["winner"] or "n/a", "significance": r["note"]})
+    return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_no case has results yet_\n"
+    headers = list(rows[0])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(r[h]).replace("|", "/") for h in headers) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def conclusions(rows: list[dict], matched: bool) -> list[str]:
+    """Plain-words conclusions, each computed from the measured numbers above."""
+    done = [r for r in rows if r["winner"]]
+    if not done:
+        return ["No case has results for both cells yet, so nothing can be concluded."]
+    lines = []
+    for r in done:
+        lp, gp = r["lstm"]["parameters"], r["gru"]["parameters"]
+        lt, gt = r["lstm"]["train_time_s"], r["gru"]["train_time_s"]
+        size = f" GRU had {gp / lp:.0%} of the LSTM's parameters" if lp and gp else ""
+        speed = f" and trained in {gt / lt:.0%} of its time" if lt and gt else ""
+        verdict = (f"{r['winner']} is better, {r['note']}" if r["winner"] != "tie" else "a tie")
+        lines.append(f"{r['task']}: LSTM {r['metric']} {r['lstm']['mean']:.4g}, GRU {r['gru']['mean']:.4g} "
+                     f"-> {verdict}.{size}{speed}.")
+    sig = [r for r in done if r["significant"]]
+    wins = {c: sum(r["winner"] == c for r in done) for c in ("LSTM", "GRU")}
+    lines.append(f"Overall: GRU ahead on {wins['GRU']} of {len(done)} tasks, LSTM on {wins['LSTM']}; "
+                 f"{len(sig)} of these differences are statistically significant at alpha={ALPHA}.")
+    ratios = [r["gru"]["train_time_s"] / r["lstm"]["train_time_s"] for r in done
+              if r["gru"]["train_time_s"] and r["lstm"]["train_time_s"]]
+    if ratios:
+        lines.append(f"Training time GRU/LSTM: median {np.median(ratios):.2f} over {len(ratios)} tasks "
+                     f"(range {min(ratios):.2f}-{max(ratios):.2f}); end-to-end time includes data loading "
+                     f"and early stopping, so it is not a pure cell-speed measure (see performance_benchmark.py).")
+    lstm_sig = [r["task"] for r in sig if r["winner"] == "LSTM"]
+    gru_sig = [r["task"] for r in sig if r["winner"] == "GRU"]
+    same = "" if matched else " (at each script's own hidden size)"
+    cheaper = None
+    if ratios:
+        cheaper = "GRU" if np.median(ratios) < 1 else "LSTM"
+    params = [r["gru"]["parameters"] / r["lstm"]["parameters"] for r in done
+              if r["gru"]["parameters"] and r["lstm"]["parameters"]]
+    cost = (f"the {cheaper} trained faster here (median GRU/LSTM time {np.median(ratios):.2f})" if cheaper
+            else "training times were not recorded")
+    if params and not matched:
+        cost += f" and the GRU had {np.median(params):.0%} of the LSTM's parameters"
+    if all(r["welch"] and r["welch"]["p"] is None for r in done):
+        lines.append("When to pick which: with one seed per cell no difference can be called real; run more "
+                     f"seeds (--SEEDS=0,1,2,3,4) before choosing. Measured cost so far: {cost}.")
+    elif not sig:
+        lines.append(f"When to pick which: on these tasks the cell choice was within seed-to-seed noise{same}, "
+                     f"so cost decides: {cost}.")
+    else:
+        if lstm_sig:
+            lines.append(f"Pick the LSTM for tasks like {', '.join(lstm_sig)}: it was significantly better there{same}.")
+        if gru_sig:
+            lines.append(f"Pick the GRU for tasks like {', '.join(gru_sig)}: it was significantly better there{same}.")
+        rest = [r["task"] for r in done if not r["significant"]]
+        if rest:
+            lines.append(f"Elsewhere ({', '.join(rest)}) the difference was within noise, so cost decides: {cost}.")
+    return lines
+
+
+def plot_comparison(rows: list[dict], path: Path) -> Path:
+    """One panel per task (their metrics have different scales): LSTM vs GRU mean with ±1 std error bars."""
+    done = [r for r in rows if r["lstm"]["mean"] is not None or r["gru"]["mean"] is not None]
+    fig, axes = plt.subplots(1, max(len(done), 1), figsize=(3.2 * max(len(done), 1) + 1, 3.8), squeeze=False)
+    for ax, r in zip(axes[0], done):
+        means = [r[c]["mean"] or 0.0 for c in ("lstm", "gru")]
+        stds = [r[c]["std"] or 0.0 for c in ("lstm", "gru")]
+        ax.bar(["LSTM", "GRU"], means, yerr=stds, capsize=4, color=[COLORS["lstm"], COLORS["gru"]])
+        for x, (m, s) in enumerate(zip(means, stds)):
+            ax.text(x, m + s, f"{m:.3g}", ha="center", va="bottom", fontsize=8)
+        lo = min(m - s for m, s in zip(means, stds))
+        hi = max(m + s for m, s in zip(means, stds))
+        pad = 0.25 * (hi - lo) + 1e-9
+        ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+        ax.set_title(f"{r['task']}\n{r['winner'] or ''} {'*' if r['significant'] else ''}", fontsize=9)
+        ax.set_ylabel(f"{r['metric']} ({r['better']} better)", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    if not done:
+        axes[0, 0].text(0.5, 0.5, "no results yet", ha="center", va="center")
+    fig.suptitle("LSTM vs GRU: test metric, mean ± std over seeds (* = Welch p < alpha)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+def main():
+    t0 = time.time()
+    cfg = parse_config(globals())
+    set_seed(SEED)
+    unknown = [c for c in CASES if c not in TASKS]
+    if unknown:
+        raise UserError(f"--CASES has unknown case(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}.")
+    if not SEEDS:
+        raise UserError("--SEEDS is empty; give at least one seed, e.g. --SEEDS=0,1,2.")
+    quick = cfg["QUICK"]
+    out = output_dir(__file__)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(exist_ok=True)
+    rows, skipped = [], []
+    for case in CASES:
+        spec = TASKS[case]
+        missing = [spec[c] for c in ("lstm", "gru") if not (REPO_ROOT / spec[c]).is_file()]
+        if missing:
+            print(f"{case}: not available yet ({', '.join(missing)} missing)")
+            skipped.append({"case": case, "missing": missing})
+            continue
+        print(f"{case}: {spec['task']}")
+        runs = {"lstm": [run_case(case, "lstm", s, [], runs_dir, quick) for s in SEEDS]}
+        gru_args, matched = [], None
+        if MATCH_PARAMS:
+            matched = match_gru_hidden(case, runs["lstm"], quick)
+            if matched:
+                gru_args = [f"--{spec['hidden']}={matched['gru_hidden']}"]
+        runs["gru"] = [run_case(case, "gru", s, gru_args, runs_dir, quick) for s in SEEDS]
+        row = compare_case(case, runs, ALPHA)
+        row["matched"] = matched
+        rows.append(row)
+
+    table = table_rows(rows)
+    print_table(table, title="LSTM vs GRU (mean ± std over seeds)")
+    notes = conclusions(rows, MATCH_PARAMS)
+    print("\n".join(f"- {n}" for n in notes))
+    md = (f"# LSTM vs GRU{' (matched parameter counts)' if MATCH_PARAMS else ''}\n\n"
+          f"Seeds: {', '.join(map(str, SEEDS))}{' (quick settings)' if quick else ''}.\n\n"
+          + markdown_table(table) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    (out / "comparison_table.md").write_text(md, encoding="utf-8")
+    plot_comparison(rows, out / "comparison.png")
+    failed = [f"{r['case']} {c.upper()}" for r in rows for c in ("lstm", "gru") if r[c]["failed"]]
+    save_metrics(out, config=cfg, metrics={"rows": rows, "table": table, "conclusions": notes,
+                                           "skipped": skipped, "failed": failed,
+                                           "plots": ["comparison.png"], "table_markdown": "comparison_table.md"},
+                 start_time=t0)
+    print(f"results: {out / 'metrics.json'}, {out / 'comparison_table.md'}, {out / 'comparison.png'}")
+    if failed:
+        raise UserError(f"{len(failed)} case run(s) failed ({', '.join(failed)}); see the .log files in {runs_dir}.")
+
+
+def match_gru_hidden(case: str, lstm_runs: list[dict], quick: bool) -> dict | None:
+    """The GRU hidden size that gives the GRU model the LSTM model's parameter count."""
+    spec = TASKS[case]
+    ok = [r for r in lstm_runs if "failed" not in r]
+    if not ok:
+        return None
+    lstm_cfg = ok[0]["config"]
+    gru_cfg = script_constants(REPO_ROOT / spec["gru"], quick)
+    try:
+        target = model_parameter_count(case, "lstm", lstm_cfg[spec["hidden"]], lstm_cfg, ok[0])
+        h = matched_hidden_size(lambda k: model_parameter_count(case, "gru", k, gru_cfg, ok[0]), target)
+    except (UserError, KeyError, TypeError) as e:
+        print(f"  cannot match parameters for {case} ({e}); the GRU keeps its own hidden size")
+        return None
+    got = model_parameter_count(case, "gru", h, gru_cfg, ok[0])
+    print(f"  matched: LSTM hidden {lstm_cfg[spec['hidden']]} -> {target:,} parameters; "
+          f"GRU hidden {h} -> {got:,}")
+    return {"lstm_hidden": lstm_cfg[spec["hidden"]], "lstm_parameters": target, "gru_hidden": h,
+            "gru_parameters": got}
+
+
+if __name__ == "__main__":
+    run_main(main)
