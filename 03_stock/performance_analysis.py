@@ -4,7 +4,7 @@ Persistence (tomorrow = today), a moving average and a linear autoregression aga
 RMSE, MAE, MAPE, MASE, Theil's U, direction (binomial test), a Diebold-Mariano test, residuals, a
 5-day-ahead comparison, and a zoomed plot of why a lagged copy of the price "looks" like a good forecast.
 Run: python 03_stock/performance_analysis.py (reuses stock_lstm/gru's predictions when their settings
-match, else trains both here). Theory: 01_basic_theory/THEORY.md.
+match, else trains both here). Theory: THEORY.md.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time

@@ -3,7 +3,7 @@
 Run: python 03_stock/stock_lstm.py  (offline, real AAPL prices 2000-2013; --quick for a smoke test,
 --SOURCE=yfinance --TICKER=NVDA for any ticker, --CSV=prices.csv for your own data). The honest question
 is not "does the curve look right?" but "does it beat tomorrow = today?"; see performance_analysis.py.
-Theory: 01_basic_theory/THEORY.md, LSTM equations (L1)-(L6).
+Theory: THEORY.md, LSTM equations (L1)-(L6).
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time

@@ -2,7 +2,7 @@
 (reliability diagram + ECE) and the misclassified series, for the LSTM and GRU of sequence_lstm.py /
 sequence_gru.py, against 1-nearest-neighbour baselines (Euclidean and DTW) on the same official split.
 Run: python 05_seq_classify/classification_metrics.py [--DATASET=JapaneseVowels] [--quick]
-Theory: 01_basic_theory/THEORY.md; the baselines' formulas are in utils/model_utils.py (05 section).
+Theory: THEORY.md; the baselines' formulas are in utils/model_utils.py (05 section).
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time

@@ -3,7 +3,7 @@
 Teaches: packing variable-length series (no pad-and-pretend), pooling over valid steps only, early
 stopping on validation accuracy, and reporting accuracy / macro-F1 against published baselines.
 Run: python 05_seq_classify/sequence_lstm.py [--DATASET=JapaneseVowels | --DATASET=all] [--quick]
-Theory: 01_basic_theory/THEORY.md (LSTM equations L1-L6); the GRU twin is sequence_gru.py.
+Theory: THEORY.md (LSTM equations L1-L6); the GRU twin is sequence_gru.py.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time

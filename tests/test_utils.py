@@ -136,3 +136,18 @@ def test_plots_write_pngs(tmp_path):
                  plot_confusion_matrix([[3, 1], [0, 4]], ["neg", "pos"], tmp_path / "cm.png", normalize=True),
                  plot_heatmap(torch.rand(4, 10).numpy(), tmp_path / "h.png")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_max_mode_keeps_the_best_epoch_not_the_last():
+    """A metric that peaks at epoch 2 and then falls: 'max' mode must keep epoch 2 and stop early."""
+    torch.manual_seed(0)
+    model = Tiny()
+    scores = iter([0.5, 0.9, 0.8, 0.7, 0.6, 0.5])
+
+    def scripted(p, t):
+        return {"accuracy": next(scores)}
+
+    result = fit(model, toy_data(64), toy_data(64, 1), step, epochs=6,
+                 optimizer=torch.optim.SGD(model.parameters(), lr=0.0), metrics_fn=scripted,
+                 monitor="accuracy", mode="max", patience=2)
+    assert result["best_epoch"] == 2 and result["best_value"] == 0.9 and result["epochs_run"] == 4

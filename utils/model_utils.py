@@ -99,20 +99,13 @@ def make_rnn(cell: str, impl: str, input_size: int, hidden_size: int, num_layers
                bidirectional=bidirectional)
 
 
-def init_forget_bias(rnn: nn.Module, value: float = 1.0) -> None:
-    """Set an LSTM's forget-gate bias to `value` (Jozefowicz et al. 2015; THEORY.md).
+def init_forget_bias(rnn: nn.Module, value: float = 1.0) -> nn.Module:
+    """Set an LSTM's forget-gate bias to `value` (Jozefowicz et al. 2015; THEORY.md 4.4).
 
-    With f ≈ sigmoid(1) ≈ 0.73 at the start, the cell state is mostly kept from step to step, so
-    gradients flow back through many steps before the model has learned when to forget.
-    Gate order is i, f, g, o in both torch.nn.LSTM and ScratchLSTM: the forget slice is [H:2H].
+    The one implementation lives beside the cell in 01_basic_theory/lstm_from_scratch.py; it works on
+    nn.LSTM and ScratchLSTM alike (same parameter names, gate order i, f, g, o).
     """
-    H = rnn.hidden_size
-    with torch.no_grad():
-        for name, p in rnn.named_parameters():
-            if name.startswith("bias_ih"):
-                p[H:2 * H].fill_(value)
-            elif name.startswith("bias_hh"):
-                p[H:2 * H].zero_()
+    return load_theory_module("lstm_from_scratch").init_forget_bias(rnn, value)
 
 
 def count_parameters(model: nn.Module) -> int:
