@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# Tests write their results to a throw-away outputs/ folder, never over a learner's own outputs/ (a
+# --quick smoke test would otherwise replace a real run's metrics.json and checkpoint). Every script
+# honours LSTM_GRU_OUTPUTS (utils/script_utils.py); set here, before any test imports utils.
+TEST_OUTPUTS = Path(tempfile.mkdtemp(prefix="lstm_gru_tests_")) / "outputs"
+os.environ["LSTM_GRU_OUTPUTS"] = str(TEST_OUTPUTS)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_OUTPUTS.parent, ignore_errors=True)
 
 
 class ScriptResult:
@@ -32,13 +44,13 @@ def run_script(script: str, *args: str, timeout: float = 300, cwd: Path | None =
     """`python <script> <args>` in a subprocess from the repo root (or `cwd`), as a learner runs it.
 
     With check=True the exit code must be 0 (the output is shown if not). The results folder is
-    outputs/<case folder>/<script stem>/.
+    <TEST_OUTPUTS>/<case folder>/<script stem>/.
     """
     path = ROOT / script
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **(env or {})}
     proc = subprocess.run([sys.executable, str(path.relative_to(ROOT) if cwd is None else path), *args],
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
-    result = ScriptResult(proc, ROOT / "outputs" / path.parent.name / path.stem)
+    result = ScriptResult(proc, TEST_OUTPUTS / path.parent.name / path.stem)
     if check:
         assert proc.returncode == 0, (f"{script} {' '.join(args)} exited with {proc.returncode}\n"
                                       f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")

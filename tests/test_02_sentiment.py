@@ -14,7 +14,6 @@ from utils.model_utils import (SentimentClassifier, binary_metrics, confusion_co
                                save_checkpoint)
 from utils.script_utils import UserError
 
-OUT = ROOT / "outputs" / "02_sentiment"
 
 
 # ---- metrics, batching, model ------------------------------------------------------------------------

@@ -970,6 +970,9 @@ def sampling_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k:
     return top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
 
 
+GENERATION_WARMUP = "\n\n"
+
+
 @torch.no_grad()
 def generate(model: CharRNN, vocab, prompt: str, length: int, *, temperature: float = 0.8, top_k: int = 0,
              top_p: float = 1.0, seed: int | None = None) -> str:
@@ -983,7 +986,10 @@ def generate(model: CharRNN, vocab, prompt: str, length: int, *, temperature: fl
     device = next(model.parameters()).device
     g = torch.Generator(device="cpu")
     g.manual_seed(seed if seed is not None else int(torch.randint(2**31 - 1, (1,))))
-    ids = [i for i in vocab.encode(prompt).tolist() if i != 0] or [vocab.stoi.get("\n", 1)]
+    # Trained with TBPTT, the model almost never starts from a zero state (it is carried across chunks
+    # and reset only once per pass), so from a cold start its first predictions are nearly uniform and
+    # one bad draw derails the rest. Reading a blank line first (what precedes every speech) warms it up.
+    ids = [i for i in vocab.encode(GENERATION_WARMUP + prompt).tolist() if i != 0]
     logits, state = model(torch.tensor([ids], device=device))        # (1, P, V)
     out = []
     for _ in range(length):
@@ -1001,7 +1007,7 @@ def text_log_likelihood(model: CharRNN, vocab, context: str, text: str) -> float
     plausible the model finds what it wrote. High at low temperature, falling as temperature rises."""
     model.eval()
     device = next(model.parameters()).device
-    ids = vocab.encode(context + text).to(device)[None]             # (1, N)
+    ids = vocab.encode(GENERATION_WARMUP + context + text).to(device)[None]  # (1, N), warmed up as in generate
     logits, _ = model(ids[:, :-1])
     logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[0, :, 0]
     return float(logp[-len(text):].mean()) if len(text) else 0.0

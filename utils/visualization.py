@@ -1,6 +1,8 @@
 """Plots shared by every case, saved as PNG with the headless Agg backend (no display needed)."""
 from __future__ import annotations
 
+import re
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +15,15 @@ import numpy as np  # noqa: E402
 from utils.script_utils import atomic_write  # noqa: E402
 
 COLORS = {"lstm": "#1f77b4", "gru": "#d62728", "rnn": "#7f7f7f", "baseline": "#2ca02c"}
+_OTHER_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def color_for(name: str) -> str:
+    """LSTM is always blue, GRU red, RNN grey, a baseline green (by the label's first word); any other
+    label gets a fixed colour from a palette that avoids those four, so curves never share a colour
+    with the LSTM or GRU by accident."""
+    key = re.sub(r"[^a-z0-9]", "", name.split()[0].lower()) if name.split() else ""
+    return COLORS.get(key) or _OTHER_COLORS[zlib.crc32(name.encode()) % len(_OTHER_COLORS)]
 
 
 def save_figure(fig, path: Path | str, dpi: int = 110) -> Path:
@@ -63,7 +74,7 @@ def plot_curves(curves: dict[str, Sequence[float]], path: Path | str, xlabel: st
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, ys in curves.items():
         xs = x if x is not None else range(1, len(ys) + 1)
-        style = {"color": COLORS.get(name.split()[0].lower()), **((styles or {}).get(name, {}))}
+        style = {"color": color_for(name), **((styles or {}).get(name, {}))}
         ax.plot(xs, ys, label=name, **style)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -105,7 +116,7 @@ def plot_predictions(x: Sequence, actual: Sequence[float], predictions: dict[str
     fig, ax = plt.subplots(figsize=(11, 4.5))
     ax.plot(x, actual, color="black", lw=1.4, label="actual")
     for name, ys in predictions.items():
-        ax.plot(x, ys, lw=1.0, alpha=0.85, label=name, color=COLORS.get(name.split()[0].lower()))
+        ax.plot(x, ys, lw=1.0, alpha=0.85, label=name, color=color_for(name))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -141,7 +152,7 @@ def plot_bars(groups: Sequence[str], series: dict[str, Sequence[float]], path: P
     for k, (name, ys) in enumerate(series.items()):
         err = errors.get(name) if errors else None
         ax.bar(xs + (k - (n - 1) / 2) * width, ys, width, yerr=err, capsize=3, label=name,
-               color=COLORS.get(name.split()[0].lower()))
+               color=color_for(name))
     ax.set_xticks(xs, groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -162,7 +173,7 @@ def plot_residuals(x: Sequence, residuals: dict[str, Sequence[float]], path: Pat
     width = 0.8 / max(len(residuals), 1)
     for k, (name, r) in enumerate(residuals.items()):
         r = np.asarray(r, float)
-        color = COLORS.get(name.split()[0].lower())
+        color = color_for(name)
         top.plot(x, r, lw=0.8, alpha=0.8, label=name, color=color)
         hist.hist(r, bins=40, alpha=0.5, label=name, color=color)
         rc = r - r.mean()
@@ -222,7 +233,7 @@ def plot_temperature_sweep(temperatures: Sequence[float], results: dict[str, dic
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (key, label) in zip(axes, panels):
         for name, res in results.items():
-            ax.plot(temperatures, res[key], "o-", label=name, color=COLORS.get(name.split()[0].lower()))
+            ax.plot(temperatures, res[key], "o-", label=name, color=color_for(name))
         ax.set_xlabel("temperature")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -256,8 +267,8 @@ def plot_reliability(models: dict[str, list[dict]], path: Path | str, title: str
         conf = [b["confidence"] for b in bins]
         acc = [b["accuracy"] for b in bins]
         sizes = [12 + 4 * b["count"] ** 0.5 for b in bins]
-        ax.plot(conf, acc, "-", lw=1, color=COLORS.get(name.split()[0].lower()))
-        ax.scatter(conf, acc, s=sizes, label=name, color=COLORS.get(name.split()[0].lower()))
+        ax.plot(conf, acc, "-", lw=1, color=color_for(name))
+        ax.scatter(conf, acc, s=sizes, label=name, color=color_for(name))
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence (top-class probability)")
