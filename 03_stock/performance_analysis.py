@@ -16,7 +16,7 @@ from utils.data_utils import load_prices, prepare_stock_data
 from utils.forecasting import (diebold_mariano, fit_ar, forecast_table, lag_check, moving_average,
                                predict_ar, price_from_log_return, score_forecast)
 from utils.model_utils import predict_target, train_price_model
-from utils.script_utils import (OUTPUTS_ROOT, get_device, load_metrics, output_dir, parse_config,
+from utils.script_utils import (OUTPUTS_ROOT, shown_path, get_device, load_metrics, output_dir, parse_config,
                                 print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_bars, plot_predictions, plot_residuals
 
@@ -74,7 +74,7 @@ def twin_predictions(cell, cfg, dates):
     table = pd.read_csv(folder / "predictions.csv", dtype={"date": str})
     if list(table["date"]) != list(dates):
         return None
-    print(f"{cell.upper()}: using {folder.relative_to(OUTPUTS_ROOT.parent)}/predictions.csv")
+    print(f"{cell.upper()}: using {shown_path(folder / 'predictions.csv')}")
     return table["prediction"].to_numpy()
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.script_utils import (REPO_ROOT, UserError, output_dir, parse_config, print_table, run_main,
+from utils.script_utils import (REPO_ROOT, UserError, output_dir, shown_path, parse_config, print_table, run_main,
                                 save_json, save_metrics, set_seed)
 from utils.visualization import COLORS, plt, save_figure
 
@@ -156,7 +156,7 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
     if REUSE and saved.is_file():
         record = json.loads(saved.read_text(encoding="utf-8"))
         if record.get("comparison_signature") == signature:
-            print(f"  {name}: reused {saved.relative_to(REPO_ROOT)}")
+            print(f"  {name}: reused {shown_path(saved)}")
             return record
     work = runs_dir / "work" / name
     shutil.rmtree(work, ignore_errors=True)

@@ -265,6 +265,12 @@ def output_dir(script_file: str, sub: str | None = None) -> Path:
     return out
 
 
+def shown_path(path: Path | str) -> str:
+    """A path as a learner would type it: relative to the repo root when inside it, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Call write(tmp_path) on a temp file beside `path`, then rename it into place.
 
