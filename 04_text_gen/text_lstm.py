@@ -22,7 +22,8 @@ NUM_LAYERS = 2              # stacked LSTM layers
 DROPOUT = 0.1               # on embeddings, between layers and before the softmax (4 M chars: little needed)
 BATCH_SIZE = 64             # parallel streams of text (rows of the TBPTT batch)
 SEQ_LEN = 128               # characters per chunk: gradients flow back at most this far
-LR = 3e-3                   # peak AdamW learning rate (warm-up, then cosine decay on steps or time)
+LR = 8e-3                   # peak AdamW learning rate (warm-up, then cosine decay); the LSTM starts slower than
+                            # the GRU here: 8e-3 gave 1.605 nats/char in 8 CPU minutes vs 1.728 at 3e-3
 WEIGHT_DECAY = 0.0          # AdamW decoupled weight decay
 CLIP = 1.0                  # gradient-norm clipping (exploding gradients: THEORY.md)
 EPOCHS = 20                 # reports (validation, samples, checkpoint) during training
