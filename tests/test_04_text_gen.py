@@ -227,3 +227,17 @@ def test_binary_text_file_fails_cleanly(tmp_path):
 def test_text_lstm_scratch_quick():
     res = run_script("04_text_gen/text_lstm.py", "--quick", "--IMPL=scratch", timeout=300)
     assert res.metrics["config"]["IMPL"] == "scratch" and "matches torch.nn" in res.stdout
+
+
+def test_one_step_generation_switches_onednn_off_only_inside():
+    from utils.model_utils import one_step_friendly
+
+    before = torch.backends.mkldnn.enabled
+    with one_step_friendly(torch.device("cpu")):
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled == before
+    with pytest.raises(RuntimeError), one_step_friendly(torch.device("cpu")):
+        raise RuntimeError("a failing generation")
+    assert torch.backends.mkldnn.enabled == before                 # restored after an error too
+    with one_step_friendly(torch.device("cuda")):                  # a device object needs no GPU
+        assert torch.backends.mkldnn.enabled == before             # only the CPU path is changed
