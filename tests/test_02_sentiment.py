@@ -10,8 +10,8 @@ from conftest import ROOT, run_script
 from utils import data_utils
 from utils.data_utils import (LengthBucketSampler, Vocab, check_review, encode_reviews, load_imdb,
                               sentiment_split, tokenize)
-from utils.model_utils import (SentimentClassifier, binary_metrics, confusion_counts, load_sentiment_model,
-                               save_checkpoint)
+from utils.model_utils import (SentimentClassifier, SentimentEnsemble, binary_metrics, confusion_counts,
+                               load_case_script, load_sentiment_model, save_checkpoint, sentiment_checkpoint_extra)
 from utils.script_utils import UserError
 
 
@@ -57,6 +57,34 @@ def test_classifier_ignores_padding(cell):
     together = model(batch, torch.tensor([3, 7]))
     assert together.shape == (2, 2)
     torch.testing.assert_close(together[0:1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_averages_member_probabilities_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    members = [SentimentClassifier(20, cell="lstm", embed_dim=8, hidden_size=6) for _ in range(3)]
+    ens = SentimentEnsemble(members).eval()
+    ids, lengths = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9]]), torch.tensor([3, 4])
+    mean_p = torch.stack([torch.softmax(m.eval()(ids, lengths), 1) for m in members]).mean(0)
+    torch.testing.assert_close(torch.softmax(ens(ids, lengths), 1), mean_p)
+    assert abs(torch.softmax(members[0](ids, lengths), 1) - mean_p).max() > 1e-4  # members do differ
+    vocab = Vocab([Vocab.PAD, Vocab.UNK] + [f"w{i}" for i in range(18)])
+    save_checkpoint({"state_dict": ens.state_dict(), **sentiment_checkpoint_extra(ens, vocab, 9, "rt")},
+                    tmp_path / "ens.pt")
+    loaded, v, ckpt = load_sentiment_model(tmp_path / "ens.pt")
+    assert isinstance(loaded, SentimentEnsemble) and len(loaded.members) == 3 and ckpt["members"] == 3
+    torch.testing.assert_close(loaded.eval()(ids, lengths), ens(ids, lengths))
+    save_checkpoint({"state_dict": ens.state_dict(), **sentiment_checkpoint_extra(ens, vocab, 9, "rt"),
+                     "members": 2}, tmp_path / "two.pt")
+    with pytest.raises(UserError, match="do not fit"):
+        load_sentiment_model(tmp_path / "two.pt")
+
+
+def test_mcnemar_counts_only_the_disagreements():
+    mcnemar = load_case_script(ROOT / "02_sentiment" / "model_comparison.py").mcnemar
+    r = mcnemar([1, 1, 0, 1, 1], [0, 1, 1, 0, 1])  # first alone right twice, second alone once
+    assert (r["only_first_right"], r["only_second_right"]) == (2, 1) and r["p"] == pytest.approx(1.0)
+    assert mcnemar([1] * 12, [0] * 12)["p"] == pytest.approx(2 * 0.5 ** 12)
+    assert mcnemar([1, 0], [1, 0])["p"] == 1.0
 
 
 # ---- data: the fixed Rotten Tomatoes split ------------------------------------------------------------
@@ -184,11 +212,15 @@ def test_sentiment_script_quick(script, cell):
     assert 0.0 <= m["test_accuracy"] <= 1.0 and 0.0 <= m["test_f1"] <= 1.0 and m["test_loss"] > 0
     assert sum(map(sum, m["test_confusion_matrix"])) == m["split_sizes"]["test"] == 100
     assert m["parameters"] > 0 and len(r.metrics["history"]) == 1
+    # --quick trains a 2-member ensemble: each member is tested alone too, and the file holds both
+    assert m["ensemble_members"] == 2 and len(m["member_test_accuracy"]) == 2
+    assert len(r.metrics["member_histories"]) == 2 and "mean of 2 (ensemble)" in r.stdout
     assert [e["review"] for e in m["examples"]][-1] == "not terrible, actually great"
     for name in ("training_curves.png", "confusion_matrix.png", "model.pt"):
         assert (r.out_dir / name).stat().st_size > 0
     model, vocab, ckpt = load_sentiment_model(r.out_dir / "model.pt")
     assert model.hparams["cell"] == cell and len(vocab) == m["vocab_size"] and ckpt["max_len"] == 40
+    assert isinstance(model, SentimentEnsemble) and ckpt["members"] == 2
     # classify with the saved model, without training
     again = run_script(script, f"--LOAD={r.out_dir / 'model.pt'}", "--REVIEW=a great, moving film")
     assert "a great, moving film" in again.stdout and "P(positive)" in again.stdout
@@ -209,12 +241,22 @@ def test_sentiment_bad_inputs(tmp_path):
 def test_model_comparison_quick():
     r = run_script("02_sentiment/model_comparison.py", "--quick")
     rec = r.metrics
-    for name in ("lstm", "gru", "tfidf+logreg"):
+    for name in ("lstm", "gru", "tfidf+logreg", "lstm ensemble", "gru ensemble"):
         acc = rec["metrics"][name]["accuracy"]
         assert 0.0 <= acc["mean"] <= 1.0 and acc["std"] >= 0.0
     assert len(rec["runs"]["lstm"]) == len(rec["runs"]["gru"]) == 2
     assert rec["metrics"]["gru"]["parameters"]["mean"] < rec["metrics"]["lstm"]["parameters"]["mean"]
-    assert len(rec["conclusion"]) == 3 and "baseline" in rec["conclusion"][0]
+    assert rec["metrics"]["lstm ensemble"]["parameters"]["mean"] == 2 * rec["metrics"]["lstm"]["parameters"]["mean"]
+    # the ensemble row is recomputed from the two runs' saved probabilities
+    runs, n_test = rec["runs"]["lstm"], 300 // 4  # --quick: LIMIT=300 keeps the first 75 test reviews
+    labels = sentiment_split("rotten_tomatoes")["test"][1][:n_test]
+    mean_p = [(a + b) / 2 for a, b in zip(runs[0]["test_probs"], runs[1]["test_probs"])]
+    assert len(mean_p) == n_test
+    acc = sum((p >= 0.5) == y for p, y in zip(mean_p, labels)) / n_test
+    assert acc == pytest.approx(rec["metrics"]["lstm ensemble"]["accuracy"]["mean"], abs=1.5 / n_test)  # rounding
+    test = rec["mcnemar_vs_baseline"]["lstm ensemble"]
+    assert 0.0 <= test["p"] <= 1.0 and test["only_first_right"] >= 0
+    assert len(rec["conclusion"]) == 5 and "baseline" in rec["conclusion"][0] and "McNemar" in rec["conclusion"][2]
     assert (r.out_dir / "comparison.png").stat().st_size > 0
 
 

@@ -34,30 +34,38 @@ def save_figure(fig, path: Path | str, dpi: int = 110) -> Path:
     return path
 
 
-def plot_training_curves(history: list[dict], path: Path | str, title: str = "",
+def plot_training_curves(history: list[dict] | dict[str, list[dict]], path: Path | str, title: str = "",
                          metrics: Sequence[str] | None = None) -> Path:
-    """Loss (train vs validation) on the left; validation metrics (e.g. accuracy) on the right."""
-    epochs = [r["epoch"] for r in history]
+    """Loss (train vs validation) on the left; validation metrics (e.g. accuracy) on the right.
+    history: one run's rows, or {label: rows} to overlay several runs (e.g. the members of an ensemble)."""
+    runs = history if isinstance(history, dict) else {"": history}
+    first = next(iter(runs.values()), [])
     metrics = list(metrics) if metrics is not None else [
-        k for k in history[0] if k.startswith("val_") and k != "val_loss"
-        and isinstance(history[0][k], (int, float))] if history else []
+        k for k in first[0] if k.startswith("val_") and k != "val_loss"
+        and isinstance(first[0][k], (int, float))] if first else []
     fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4), squeeze=False)
     ax = axes[0, 0]
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
-    if "val_loss" in history[0]:
-        ax.plot(epochs, [r["val_loss"] for r in history], "s-", label="validation loss")
+    for i, (label, rows) in enumerate(runs.items()):
+        epochs = [r["epoch"] for r in rows]
+        color = f"C{i}" if label else None
+        ax.plot(epochs, [r["train_loss"] for r in rows], "o-", color=color, label=label or "train loss")
+        if rows and "val_loss" in rows[0]:  # several runs: one colour each, dashed = validation
+            ax.plot(epochs, [r["val_loss"] for r in rows], "s--" if label else "s-", color=color,
+                    label=None if label else "validation loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (solid: train, dashed: validation)" if len(runs) > 1 or "" not in runs else "loss")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small" if len(runs) > 1 else None)
     if metrics:
         ax2 = axes[0, 1]
-        for m in metrics:
-            ax2.plot(epochs, [r.get(m) for r in history], "o-", label=m)
+        for i, (label, rows) in enumerate(runs.items()):
+            for m in metrics:
+                ax2.plot([r["epoch"] for r in rows], [r.get(m) for r in rows], "o-", color=f"C{i}" if label else None,
+                         label=(f"{label}: {m}" if len(metrics) > 1 else label) if label else m)
         ax2.set_xlabel("epoch")
         ax2.set_ylabel("validation metric")
         ax2.grid(alpha=0.3)
-        ax2.legend()
+        ax2.legend(fontsize="small" if len(runs) > 1 else None)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
