@@ -16,8 +16,7 @@ from utils.script_utils import get_device, output_dir, parse_config, run_main, s
 
 # ==== Hyperparameters (edit me) ====
 SEED = 42                     # random seed (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
-ENSEMBLE = 5                  # train this many models (seeds SEED*ENSEMBLE + 0, 1, ...) and average their
-                              # probabilities; one alone ties with TF-IDF + logistic regression (README)
+ENSEMBLE = 5                  # models trained (seeds SEED*ENSEMBLE+k) and averaged; one alone ties with TF-IDF
 DEVICE = "auto"               # auto | cpu | cuda | mps
 IMPL = "torch"                # torch: nn.LSTM (cuDNN on GPU); scratch: 01_basic_theory's ScratchLSTM
 DATASET = "rotten_tomatoes"   # rotten_tomatoes (offline, ~12.8k snippets) | imdb (downloads 84 MB)

@@ -173,3 +173,16 @@ def test_bad_inputs_give_one_line_errors(script, args, message):
 def test_scratch_cells_train_through_packed_sequences():
     r = run_script("05_seq_classify/sequence_gru.py", "--quick", "--IMPL=scratch", "--DATASET=JapaneseVowels")
     assert "matches torch.nn" in r.stdout and r.metrics["config"]["IMPL"] == "scratch"
+
+
+def test_refit_trains_on_train_and_val_replaying_the_learning_rates():
+    from utils.model_utils import refit_on_train_and_val
+
+    data = load_ucr_dataset("ItalyPowerDemand")
+    splits = prepare_series_splits(data, 0.2, seed=0, patch=1, max_train=30)
+    cfg = dict(BATCH_SIZE=8, WEIGHT_DECAY=0.0, CLIP=1.0)
+    history = [{"lr": 3e-3}, {"lr": 3e-3}, {"lr": 1.5e-3}]  # as if validation had halved the LR once
+    build = lambda f, c: SeriesClassifier("gru", "torch", f, c, 8, 1, False, "last", 0.0)
+    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), cfg, 0, history, torch.device("cpu"))
+    assert result["n_series"] == len(splits["train"]) + len(splits["val"]) == 30
+    assert [row["lr"] for row in result["history"]] == [3e-3, 3e-3, 1.5e-3] and result["epochs_run"] == 3
