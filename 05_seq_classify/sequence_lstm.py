@@ -35,7 +35,7 @@ WEIGHT_DECAY = 1e-4  # AdamW weight decay
 PATIENCE = 60  # epochs without validation improvement before stopping
 CLIP = 1.0  # gradient-norm clipping (THEORY.md: exploding gradients)
 VAL_FRACTION = 0.2  # stratified validation split carved from the official training set
-REFIT = False  # True: after early stopping picks the epoch count, train a fresh model on train + validation
+REFIT = False  # True: retrain a fresh model on train + validation for the chosen epochs (no gain here: README)
 MAX_TRAIN = 0  # 0 = every training series; N = a stratified subset (smoke tests)
 MAX_TEST = 0  # 0 = every test series; N = a random subset (smoke tests)
 
