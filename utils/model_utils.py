@@ -486,17 +486,15 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
     fits = fit_result["members"]
     members = list(model.members) if isinstance(model, SentimentEnsemble) else [model]
     rows, singles = [], []
-    for k, (member, fit_k) in enumerate(zip(members, fits)):
-        if len(members) > 1:
-            t = test_sentiment_model(member, data["loaders"]["test"], device)
-            singles.append(t["accuracy"])
-            rows.append({"model": f"member {k + 1}", "best epoch": fit_k["best_epoch"],
-                         "val accuracy": fit_k["best_value"], "accuracy": t["accuracy"], "f1": t["f1"],
-                         "loss": t["loss"]})
+    for k, (member, fit_k) in enumerate(zip(members, fits) if len(members) > 1 else []):  # each member alone
+        t = test_sentiment_model(member, data["loaders"]["test"], device)
+        singles.append(t["accuracy"])
+        rows.append({"model": f"member {k + 1}", "best epoch": fit_k["best_epoch"],
+                     "val accuracy": fit_k["best_value"], "accuracy": t["accuracy"], "f1": t["f1"], "loss": t["loss"]})
     test = test_sentiment_model(model, data["loaders"]["test"], device)
     label = f"mean of {len(members)} (ensemble)" if len(members) > 1 else name
     rows.append({"model": label, "best epoch": "/".join(str(f["best_epoch"]) for f in fits),
-                 "val accuracy": "", "accuracy": test["accuracy"], "f1": test["f1"], "loss": test["loss"]})
+                 "val accuracy": fits[0]["best_value"] if len(fits) == 1 else "", "accuracy": test["accuracy"], "f1": test["f1"], "loss": test["loss"]})
     print_table(rows, title=f"{name} on {dataset}, test split ({test['reviews_per_s']:,.0f} reviews/s)",
                 floatfmt=".4f")
     histories = {f"member {k + 1}": f["history"] for k, f in enumerate(fits)} if len(fits) > 1 else fits[0]["history"]
