@@ -1,6 +1,7 @@
 """Beyond accuracy: confusion matrix, per-class precision/recall/F1, one-vs-rest ROC/AUC, calibration
 (reliability diagram + ECE) and the misclassified series, for the LSTM and GRU of sequence_lstm.py /
-sequence_gru.py, against 1-nearest-neighbour baselines (Euclidean and DTW) on the same official split.
+sequence_gru.py (each as its twin saved it: by default a 5-model ensemble, analysed as one model),
+against 1-nearest-neighbour baselines (Euclidean and DTW) on the same official split.
 Run: python 05_seq_classify/classification_metrics.py [--DATASET=JapaneseVowels] [--quick]
 Theory: THEORY.md; the baselines' formulas are in utils/model_utils.py (05 section).
 """
@@ -8,14 +9,12 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import time
 
 import numpy as np
-import torch
 
-from utils.data_utils import ChannelScaler, load_ucr_dataset, series_loaders
-from utils.model_utils import (calibration, confusion_matrix, dtw_distances, euclidean_distances, evaluate,
-                               load_case_script, load_series_classifier, make_series_step,
-                               merge_dataset_metrics, nearest_neighbour_predict, per_class_report,
-                               roc_curve, script_config, series_metrics, series_run_dir, series_test_set,
-                               train_series_classifier)
+from utils.data_utils import ChannelScaler, load_ucr_dataset
+from utils.model_utils import (calibration, confusion_matrix, dtw_distances, euclidean_distances,
+                               load_case_script, load_series_members, merge_dataset_metrics,
+                               nearest_neighbour_predict, per_class_report, predict_series_probabilities,
+                               roc_curve, script_config, series_run_dir, train_series_ensemble)
 from utils.script_utils import (get_device, output_dir, parse_config, print_table, run_main, save_json,
                                 save_metrics, set_seed)
 from utils.visualization import (plot_confusion_matrix, plot_misclassified_series, plot_reliability,
@@ -38,29 +37,21 @@ CHOICES = {"IMPL": ("torch", "scratch")}
 TWINS = {"lstm": "sequence_lstm.py", "gru": "sequence_gru.py"}
 
 
-def get_trained_model(cell: str, data: dict, device, out, quick: bool):
+def get_trained_model(cell: str, data: dict, device, out, quick: bool) -> list:
     """The twin's checkpoint (outputs/05_seq_classify/sequence_<cell>/<DATASET>/checkpoint.pt), or, if
-    there is none (or RETRAIN), a model trained here with the twin's own settings and build_model
-    (with --quick, the twin's --quick settings)."""
+    there is none (or RETRAIN), one trained here with the twin's own settings and build_model (with
+    --quick, the twin's --quick settings). -> its members (an ensemble, as the twin trains by default)."""
     twin = load_case_script(pathlib.Path(__file__).with_name(TWINS[cell]), quick=quick)
     path = output_dir(twin.__file__, sub=DATASET) / "checkpoint.pt"
     if path.is_file() and not RETRAIN:
         print(f"{cell.upper()}: using {path}")
-        return load_series_classifier(path, IMPL, device)
+        return load_series_members(path, IMPL, device)
     print(f"{cell.upper()}: {'RETRAIN is set' if RETRAIN else f'no checkpoint at {path}'}: training one "
           f"here with {TWINS[cell]}'s settings (saved to {out / cell})")
     twin.IMPL = IMPL
     cfg = script_config(twin)
-    train_series_classifier(lambda f, c: twin.build_model(f, c, device), data, cfg, SEED, device, out / cell)
-    return load_series_classifier(out / cell / "checkpoint.pt", IMPL, device)
-
-
-def predict_probabilities(model, ckpt, data, device):
-    """Class probabilities (n_test, classes) on the official test set, prepared as at training time."""
-    test_set, test_idx = series_test_set(data, ckpt, MAX_TEST, SEED)
-    loader = series_loaders({"train": test_set, "val": test_set, "test": test_set}, 64, SEED)["test"]
-    result = evaluate(model, loader, make_series_step(device), series_metrics)
-    return torch.softmax(result["predictions"].float(), 1).numpy(), test_idx
+    train_series_ensemble(lambda f, c: twin.build_model(f, c, device), data, cfg, SEED, device, out / cell)
+    return load_series_members(out / cell / "checkpoint.pt", IMPL, device)
 
 
 def nearest_neighbour_baselines(data: dict, test_idx) -> dict:
@@ -133,9 +124,12 @@ def main():
 
     results, probs_by_model = {}, {}
     for cell in TWINS:
-        model, ckpt = get_trained_model(cell, data, device, out, cfg["QUICK"])
-        probs, test_idx = predict_probabilities(model, ckpt, data, device)
+        members = get_trained_model(cell, data, device, out, cfg["QUICK"])
+        # an ensemble is analysed as one model: its members' mean probabilities (each member reads the
+        # test series through its own train-only scaler)
+        probs, test_idx = predict_series_probabilities(members, data, device, MAX_TEST)
         probs_by_model[cell.upper()] = probs
+        print(f"{cell.upper()}: {len(members)} member(s)")
     y_true = data["test"][1][test_idx]
     for name, probs in probs_by_model.items():
         results[name] = analyse(name, probs, y_true, classes, out)

@@ -138,6 +138,9 @@ def test_twins_quick_end_to_end(script, args):
         assert (sub / f).is_file(), f
     lines = (sub / "predictions.csv").read_text().splitlines()
     assert len(lines) == 61 and lines[0].startswith("test_index,true,predicted,correct,p_")
+    seed0 = entry["per_seed"][0]  # --quick trains an ensemble of 2: its accuracy is the saved predictions'
+    assert seed0["ensemble_members"] == 2 and len(seed0["member_test_accuracy"]) == 2
+    assert np.mean([int(row.split(",")[3]) for row in lines[1:]]) == pytest.approx(seed0["test_accuracy"])
 
 
 def test_classification_metrics_quick_end_to_end():
@@ -186,3 +189,34 @@ def test_refit_trains_on_train_and_val_replaying_the_learning_rates():
     model, result = refit_on_train_and_val(build, splits, len(data["classes"]), cfg, 0, history, torch.device("cpu"))
     assert result["n_series"] == len(splits["train"]) + len(splits["val"]) == 30
     assert [row["lr"] for row in result["history"]] == [3e-3, 3e-3, 1.5e-3] and result["epochs_run"] == 3
+
+
+def test_series_ensemble_averages_members_with_their_own_splits_and_reloads(tmp_path):
+    import csv
+
+    from utils.model_utils import load_series_members, predict_series_probabilities, train_series_ensemble
+
+    data = load_ucr_dataset("ItalyPowerDemand")
+    cfg = dict(ENSEMBLE=3, VAL_FRACTION=0.2, PATCH=1, BATCH_SIZE=8, EPOCHS=2, LR=3e-3, WEIGHT_DECAY=0.0,
+               PATIENCE=5, CLIP=1.0, MAX_TRAIN=30, MAX_TEST=50)
+    build = lambda f, c: SeriesClassifier("gru", "torch", f, c, 8, 1, True, "last+mean", 0.0)
+    run = train_series_ensemble(build, data, cfg, seed=1, device=torch.device("cpu"), out=tmp_path)
+    m = run["metrics"]
+    assert m["member_seeds"] == [3, 4, 5] and m["ensemble_members"] == 3 and len(run["model"]) == 3
+    members = load_series_members(tmp_path / "checkpoint.pt")
+    assert len(members) == 3
+    val_splits = {tuple(settings["val_idx"]) for _, settings in members}
+    assert len(val_splits) == 3  # each member held out its own validation series
+    probs, test_idx = predict_series_probabilities(members, data, torch.device("cpu"), cfg["MAX_TEST"])
+    assert np.allclose(probs, run["probs"], atol=1e-6) and np.allclose(probs.sum(1), 1)
+    y = data["test"][1][test_idx]
+    assert m["test_accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
+    assert m["test_loss"] == pytest.approx(float(-np.log(probs[np.arange(len(y)), y]).mean()), rel=1e-5)
+    with open(tmp_path / "predictions.csv") as f:
+        saved = list(csv.DictReader(f))
+    assert [int(r["test_index"]) for r in saved] == test_idx.tolist()
+    assert np.allclose([[float(r[f"p_{c}"]) for c in data["classes"]] for r in saved], probs, atol=1e-5)
+    one = train_series_ensemble(build, data, {**cfg, "ENSEMBLE": 1}, seed=3, device=torch.device("cpu"))
+    assert one["metrics"]["test_accuracy"] == pytest.approx(m["member_test_accuracy"][0])  # = member 1 (seed 3)
+    with pytest.raises(UserError, match="at least 1"):
+        train_series_ensemble(build, data, {**cfg, "ENSEMBLE": 0}, seed=0, device=torch.device("cpu"))

@@ -1288,17 +1288,12 @@ def prepare_series_splits(data: dict, val_fraction: float, seed: int, patch: int
     max_train/max_test subsample (for --quick).
     -> {"train", "val", "test": SeriesDataset, "scaler": ChannelScaler, "n_features": int, "patch": int,
         "val_idx": indices into the official training set, "test_idx": indices into the test set}"""
-    import numpy as np
-
     X, y = data["train"]
     X_test, y_test = data["test"]
-    rng = np.random.default_rng(seed)
     if max_train and max_train < len(X):
         keep = stratified_split(y, max_train / len(X), seed)[1]
         X, y = [X[i] for i in keep], y[keep]
-    test_idx = np.arange(len(X_test))
-    if max_test and max_test < len(X_test):
-        test_idx = np.sort(rng.choice(len(X_test), max_test, replace=False))
+    test_idx = series_test_subset(len(X_test), max_test)
     tr, va = stratified_split(y, val_fraction, seed)
     scaler = ChannelScaler().fit([X[i] for i in tr])
     if patch == 0:  # auto: long series get the smallest patch leaving <= MAX_AUTO_STEPS steps, short ones none
@@ -1311,6 +1306,16 @@ def prepare_series_splits(data: dict, val_fraction: float, seed: int, patch: int
     return {"train": make([X[i] for i in tr], y[tr]), "val": make([X[i] for i in va], y[va]),
             "test": make([X_test[i] for i in test_idx], y_test[test_idx]), "scaler": scaler,
             "n_features": data["n_channels"] * patch, "patch": patch, "val_idx": va, "test_idx": test_idx}
+
+
+def series_test_subset(n_test: int, max_test: int | None = None):
+    """Indices of the test series to use: all of them, or (smoke tests) a random max_test of them drawn
+    with a fixed seed, so every seed and every ensemble member is scored on the same series."""
+    import numpy as np
+
+    if max_test and max_test < n_test:
+        return np.sort(np.random.default_rng(0).choice(n_test, max_test, replace=False))
+    return np.arange(n_test)
 
 
 def series_loaders(splits: dict, batch_size: int, seed: int) -> dict:

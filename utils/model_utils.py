@@ -711,7 +711,59 @@ def train_series_classifier(build_model: Callable, data: dict, cfg: dict, seed: 
         plot_training_curves(run["history"], out / "training_curves.png",
                              title=f"{model.config['cell'].upper()} on {data['name']} (seed {seed})",
                              metrics=["val_accuracy", "val_macro_f1"])
-    return {"metrics": metrics, "history": run["history"], "model": model, "splits": splits, "probs": probs}
+    return {"metrics": metrics, "history": run["history"], "model": model, "splits": splits, "probs": probs,
+            "checkpoint_extra": extra}
+
+
+def train_series_ensemble(build_model: Callable, data: dict, cfg: dict, seed: int, device: torch.device,
+                          out: Path | None = None) -> dict:
+    """cfg['ENSEMBLE'] classifiers averaged: member k is `train_series_classifier` with seed seed*M + k, so
+    it has its own weights, batch order *and* validation split (its own fifth of the training series held
+    out for early stopping): together the members learn from every training series. The ensemble's
+    prediction is the mean of the members' class probabilities. ENSEMBLE = 1 is one plain model.
+
+    With `out`: one checkpoint.pt holding every member (each with its own scaler, see
+    `load_series_members`), predictions.csv of the ensemble and the members' curves overlaid.
+    -> as `train_series_classifier`, with the ensemble's metrics (plus each member's test accuracy
+    and best epoch) and the first member's history."""
+    import numpy as np
+
+    members = int(cfg.get("ENSEMBLE", 1))
+    if members < 1:
+        raise UserError(f"--ENSEMBLE must be at least 1, got {members}.")
+    if members == 1:
+        return train_series_classifier(build_model, data, cfg, seed, device, out)
+    t0, runs = time.time(), []
+    for k in range(members):
+        tqdm.write(f"--- ensemble member {k + 1} of {members} (seed {seed * members + k}) ---")
+        runs.append(train_series_classifier(build_model, data, cfg, seed * members + k, device))
+    probs = np.mean([r["probs"] for r in runs], axis=0)  # (n_test, classes): the members' average
+    y = runs[0]["splits"]["test"].y.numpy()
+    pred = probs.argmax(1)
+    singles = [r["metrics"] for r in runs]
+    metrics = {**singles[0], "seed": seed, "ensemble_members": members,
+               "member_seeds": [m["seed"] for m in singles],
+               "test_accuracy": float((pred == y).mean()),
+               "test_macro_f1": macro_f1(y, pred, probs.shape[1]),
+               "test_loss": float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean()),
+               "member_test_accuracy": [m["test_accuracy"] for m in singles],
+               "val_accuracy": float(np.mean([m["val_accuracy"] for m in singles])),  # each on its own split
+               "val_loss": float(np.mean([m["val_loss"] for m in singles])),
+               "best_epoch": [m["best_epoch"] for m in singles], "epochs_run": [m["epochs_run"] for m in singles],
+               "parameters": sum(m["parameters"] for m in singles), "train_time_s": round(time.time() - t0, 2)}
+    if out is not None:
+        from utils.visualization import plot_training_curves
+
+        save_checkpoint({"members": [{"state_dict": r["model"].state_dict(), **r["checkpoint_extra"]} for r in runs],
+                         "model_config": runs[0]["model"].config, "classes": data["classes"],
+                         "dataset": data["name"], "seed": seed}, out / "checkpoint.pt")
+        save_series_predictions(out / "predictions.csv", runs[0]["splits"]["test_idx"], y, probs, data["classes"])
+        plot_training_curves({f"member {k + 1} (seed {r['metrics']['seed']})": r["history"]
+                              for k, r in enumerate(runs)}, out / "training_curves.png",
+                             title=f"{runs[0]['model'].config['cell'].upper()} ensemble of {members} on {data['name']}: "
+                                   f"each member's curves", metrics=["val_accuracy"])
+    return {"metrics": metrics, "history": runs[0]["history"], "model": [r["model"] for r in runs],
+            "splits": runs[0]["splits"], "probs": probs}
 
 
 def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, cfg: dict, seed: int,
@@ -742,15 +794,36 @@ def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, 
     return model, {**result, "n_series": len(both)}
 
 
-def load_series_classifier(path: Path | str, impl: str = "torch", device: torch.device | str = "cpu"):
-    """A SeriesClassifier and its checkpoint dict (classes, scaler, patch, ...) from checkpoint.pt."""
+def load_series_members(path: Path | str, impl: str = "torch", device: torch.device | str = "cpu") -> list:
+    """checkpoint.pt of a sequence_*.py run -> [(SeriesClassifier in eval mode, its data settings)], one
+    pair per ensemble member (a single model is a list of one). The data settings (train-only scaler,
+    patch, classes) differ between members because each one was fitted on its own training split."""
     ckpt = load_checkpoint(path, map_location=device)
-    if "model_config" not in ckpt:
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
         raise UserError(f"{path} is not a 05_seq_classify checkpoint (no model_config); train it again.")
-    model = SeriesClassifier(impl=impl, device=device, **ckpt["model_config"]).to(device)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return model, ckpt
+    shared = {k: v for k, v in ckpt.items() if k not in ("members", "state_dict")}
+    pairs = []
+    for member in ckpt.get("members", [ckpt]):
+        model = SeriesClassifier(impl=impl, device=device, **ckpt["model_config"]).to(device)
+        model.load_state_dict(member["state_dict"])
+        pairs.append((model.eval(), {**shared, **{k: v for k, v in member.items() if k != "state_dict"}}))
+    return pairs
+
+
+def predict_series_probabilities(members: list, data: dict, device, max_test: int | None = None):
+    """Mean class probabilities of `load_series_members`' pairs on the official test set, each member's
+    input prepared as at its training time. -> (probs (n_test, classes), test indices)."""
+    import numpy as np
+
+    from utils.data_utils import collate_series
+
+    probs = []
+    for model, settings in members:
+        test_set, test_idx = series_test_set(data, settings, max_test)
+        loader = torch.utils.data.DataLoader(test_set, batch_size=64, collate_fn=collate_series)
+        result = evaluate(model, loader, make_series_step(device), series_metrics)
+        probs.append(torch.softmax(result["predictions"].float(), 1).numpy())
+    return np.mean(probs, axis=0), test_idx
 
 
 def report_series_runs(script_file: str, runs: list[dict], cfg: dict, device, start_time: float) -> dict:
@@ -775,6 +848,10 @@ def report_series_runs(script_file: str, runs: list[dict], cfg: dict, device, st
             values = np.array([m[key] for m in rows], dtype=float)
             summary[f"{key}_mean"] = float(values.mean())
             summary[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        singles = [a for m in rows for a in m.get("member_test_accuracy", [m["test_accuracy"]])]
+        summary["ensemble_members"] = rows[0].get("ensemble_members", 1)
+        summary["single_model_test_accuracy_mean"] = float(np.mean(singles))  # every member of every seed
+        summary["single_model_test_accuracy_std"] = float(np.std(singles, ddof=1)) if len(singles) > 1 else 0.0
         summary.update({k: rows[0][k] for k in ("parameters", "n_train", "n_val", "n_test")})
         summary["per_seed"] = rows
         summaries[name] = summary
@@ -799,13 +876,16 @@ def report_series_runs(script_file: str, runs: list[dict], cfg: dict, device, st
               title="Test accuracy per UCR/UEA problem (mean ± std over seeds)")
     if cfg.get("QUICK"):
         print(f"--quick: per-dataset results are in {out / 'quick'}; real entries in metrics.json are kept.")
+    members = cfg.get("ENSEMBLE", 1)
     print_table([{"dataset": s["dataset"], "seeds": len(s["seeds"]),
                   "test acc": f"{s['test_accuracy_mean']:.4f} ± {s['test_accuracy_std']:.4f}",
+                  **({"one model": f"{s['single_model_test_accuracy_mean']:.4f}"} if members > 1 else {}),
                   "macro-F1": s["test_macro_f1_mean"], "test loss": s["test_loss_mean"],
-                  "epochs": "/".join(str(m["best_epoch"]) for m in s["per_seed"]),
+                  "median epoch": int(np.median([m["best_epoch"] for m in s["per_seed"]])),
                   "params": s["parameters"], "train s": s["train_time_s_mean"]}
                  for s in summaries.values()],
-                title=f"{Path(script_file).stem}: official test split (best-validation epoch)")
+                title=f"{Path(script_file).stem}: official test split (best-validation epochs"
+                      + (f"; ensembles of {members}, 'one model' = their members' mean)" if members > 1 else ")"))
     return metrics
 
 
@@ -1263,17 +1343,13 @@ def script_config(module) -> dict:
     return {n: getattr(module, n) for n in _constant_names(vars(module))}
 
 
-def series_test_set(data: dict, ckpt: dict, max_test: int | None = None, seed: int = 0):
+def series_test_set(data: dict, ckpt: dict, max_test: int | None = None):
     """The official test set prepared exactly as the checkpoint's model saw its data (its train-only
     scaler, its patch). -> (SeriesDataset, test indices into the official test file)."""
-    import numpy as np
-
-    from utils.data_utils import ChannelScaler, SeriesDataset, patch_series
+    from utils.data_utils import ChannelScaler, SeriesDataset, patch_series, series_test_subset
 
     X_test, y_test = data["test"]
-    idx = np.arange(len(X_test))
-    if max_test and max_test < len(X_test):
-        idx = np.sort(np.random.default_rng(seed).choice(len(X_test), max_test, replace=False))
+    idx = series_test_subset(len(X_test), max_test)
     scaler = ChannelScaler(ckpt["scaler"]["mean"], ckpt["scaler"]["std"])
     series = [patch_series(x, ckpt["patch"]) for x in scaler.transform([X_test[i] for i in idx])]
     return SeriesDataset(series, y_test[idx]), idx
@@ -1449,8 +1525,9 @@ def train_char_lm(cfg: dict, build_model: Callable, device, out: Path, start_tim
 
 def run_series_experiments(script_file: str, build_model: Callable, cfg: dict, device,
                            start_time: float | None = None) -> list[dict]:
-    """Train `build_model`'s classifier on every dataset of cfg['DATASET'] ('all' = cfg['DATASETS']) for
-    seeds SEED .. SEED+N_SEEDS-1; the first seed's checkpoint, predictions and curves go to
+    """Train `build_model`'s classifier (an ensemble of cfg['ENSEMBLE'], see `train_series_ensemble`) on
+    every dataset of cfg['DATASET'] ('all' = cfg['DATASETS']) for seeds SEED .. SEED+N_SEEDS-1; the first
+    seed's checkpoint, predictions and curves go to
     `series_run_dir`. The summary is rewritten after each dataset, so a long 'all' run keeps what
     finished. -> the runs (see `train_series_classifier`)."""
     from utils.data_utils import datasets_to_run, load_ucr_dataset
@@ -1460,6 +1537,6 @@ def run_series_experiments(script_file: str, build_model: Callable, cfg: dict, d
         data = load_ucr_dataset(name, cfg["DOWNLOAD"])
         for seed in range(cfg["SEED"], cfg["SEED"] + cfg["N_SEEDS"]):
             out = series_run_dir(script_file, name, cfg["QUICK"]) if seed == cfg["SEED"] else None
-            runs.append(train_series_classifier(build_model, data, cfg, seed, device, out))
+            runs.append(train_series_ensemble(build_model, data, cfg, seed, device, out))
         report_series_runs(script_file, [r for r in runs if r["metrics"]["dataset"] == name], cfg, device, start)
     return runs
