@@ -28,7 +28,7 @@ from utils.visualization import COLORS, plt, save_figure
 SEEDS = (0, 1, 2)                 # every case runs once per seed and cell (n=3: enough for a rough Welch test)
 CASES = ("02_sentiment", "03_stock", "04_text_gen", "05_seq_classify")  # which applied cases to compare
 MATCH_PARAMS = False              # True: the GRU gets the hidden size that gives it the LSTM's parameter count
-REUSE = True                      # skip a run whose saved result has the same command and the same script text
+REUSE = True                      # skip a run whose saved result has the same command and script code (comments aside)
 RUN_TIMEOUT = 3600                # seconds before one case run is abandoned
 ALPHA = 0.05                      # significance level of the Welch t-test
 SEED = 0                          # (this script itself draws nothing random; kept for the house convention)
@@ -145,13 +145,18 @@ def text_model_parameter_count(cell, hidden, cfg, lstm_record):
 # ----------------------------------------------------------------------------------------------------
 # Running the cases (or reusing their saved results)
 # ----------------------------------------------------------------------------------------------------
+def code_hash(source: str) -> str:
+    """SHA-256 of a script's parsed code: a comment or layout edit keeps it, any change to what runs
+    (a constant, a line of code, a docstring) changes it and so forces a fresh run."""
+    return hashlib.sha256(ast.dump(ast.parse(source)).encode()).hexdigest()
+
+
 def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool) -> dict:
     """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
     script = REPO_ROOT / TASKS[case][cell]
     name = f"{case}_{cell}_seed{seed}"
     command = [TASKS[case][cell], f"--SEED={seed}", *args] + (["--quick"] if quick else [])
-    signature = {"command": command,
-                 "script_sha256": hashlib.sha256(script.read_bytes()).hexdigest()}
+    signature = {"command": command, "script_code_sha256": code_hash(script.read_text(encoding="utf-8"))}
     saved = runs_dir / f"{name}.json"
     if REUSE and saved.is_file():
         record = json.loads(saved.read_text(encoding="utf-8"))

@@ -93,6 +93,13 @@ def test_script_constants_reads_quick_settings(comparison):
     assert consts["SEEDS"] == (0,) and consts["MATCH_PARAMS"] is False and "QUICK_SETTINGS" not in consts
 
 
+def test_reuse_signature_ignores_comments_not_code(comparison):
+    code = "LR = 3e-3  # learning rate\nprint(LR)\n"
+    same = comparison.code_hash("# a new comment\nLR = 3e-3    # reworded\n\nprint(LR)\n")
+    assert comparison.code_hash(code) == same
+    assert comparison.code_hash(code.replace("3e-3", "1e-3")) != same
+
+
 # ---- end to end -------------------------------------------------------------------------------------
 def test_model_comparison_quick_one_case_and_reuse():
     args = ("--quick", "--CASES=03_stock", "--MATCH_PARAMS")
