@@ -119,10 +119,11 @@ def model_parameter_count(case: str, cell: str, hidden: int, cfg: dict, lstm_rec
     if case == "03_stock":
         return count(mu.PriceRNN(cell, "torch", len(cfg["FEATURES"]), hidden, cfg["LAYERS"]))
     if case == "05_seq_classify":
-        from utils.data_utils import load_ucr_dataset
+        from utils.data_utils import load_ucr_dataset, resolve_patch
 
         data = load_ucr_dataset(cfg["DATASET"], False)
-        return count(mu.SeriesClassifier(cell, "torch", data["n_channels"] * cfg.get("PATCH", 1),
+        patch = resolve_patch(cfg.get("PATCH", 1), data["lengths"][1])  # PATCH=0 (auto) -> what training uses
+        return count(mu.SeriesClassifier(cell, "torch", data["n_channels"] * patch,
                                          len(data["classes"]), hidden, cfg["NUM_LAYERS"], cfg["BIDIRECTIONAL"],
                                          cfg["POOLING"]))
     if case == "04_text_gen":

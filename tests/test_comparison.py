@@ -93,6 +93,19 @@ def test_script_constants_reads_quick_settings(comparison):
     assert consts["SEEDS"] == (0,) and consts["MATCH_PARAMS"] is False and "QUICK_SETTINGS" not in consts
 
 
+def test_series_parameter_count_uses_the_automatic_patch(comparison):
+    from utils.data_utils import load_ucr_dataset, prepare_series_splits
+    from utils.model_utils import SeriesClassifier
+
+    cfg = comparison.script_constants(ROOT / "05_seq_classify/sequence_gru.py", quick=False)
+    assert cfg["PATCH"] == 0  # auto: GunPoint's 150 steps become 25 patches of 6
+    splits = prepare_series_splits(load_ucr_dataset("GunPoint"), 0.2, 0, cfg["PATCH"])
+    trained = SeriesClassifier("gru", "torch", splits["n_features"], 2, cfg["HIDDEN_SIZE"], cfg["NUM_LAYERS"],
+                               cfg["BIDIRECTIONAL"], cfg["POOLING"])
+    counted = comparison.model_parameter_count("05_seq_classify", "gru", cfg["HIDDEN_SIZE"], cfg, {})
+    assert counted == count_parameters(trained) == 28_162
+
+
 def test_reuse_signature_ignores_comments_not_code(comparison):
     code = "LR = 3e-3  # learning rate\nprint(LR)\n"
     same = comparison.code_hash("# a new comment\nLR = 3e-3    # reworded\n\nprint(LR)\n")

@@ -1281,6 +1281,14 @@ def collate_series(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, lengths, torch.stack(y)
 
 
+def resolve_patch(patch: int, longest: int) -> int:
+    """PATCH=0 (auto): long series get the smallest patch leaving <= MAX_AUTO_STEPS steps, short ones
+    (<= 2 * MAX_AUTO_STEPS steps) none; any other value is kept."""
+    if patch != 0:
+        return patch
+    return 1 if longest <= 2 * MAX_AUTO_STEPS else -(-longest // MAX_AUTO_STEPS)
+
+
 def prepare_series_splits(data: dict, val_fraction: float, seed: int, patch: int = 1,
                           max_train: int | None = None, max_test: int | None = None) -> dict:
     """Official train/test split -> train/validation/test SeriesDatasets, z-scored per channel with
@@ -1296,9 +1304,7 @@ def prepare_series_splits(data: dict, val_fraction: float, seed: int, patch: int
     test_idx = series_test_subset(len(X_test), max_test)
     tr, va = stratified_split(y, val_fraction, seed)
     scaler = ChannelScaler().fit([X[i] for i in tr])
-    if patch == 0:  # auto: long series get the smallest patch leaving <= MAX_AUTO_STEPS steps, short ones none
-        longest = data["lengths"][1]
-        patch = 1 if longest <= 2 * MAX_AUTO_STEPS else -(-longest // MAX_AUTO_STEPS)
+    patch = resolve_patch(patch, data["lengths"][1])
 
     def make(series, labels):
         return SeriesDataset([patch_series(x, patch) for x in scaler.transform(series)], labels)
