@@ -724,8 +724,8 @@ def train_series_ensemble(build_model: Callable, data: dict, cfg: dict, seed: in
 
     With `out`: one checkpoint.pt holding every member (each with its own scaler, see
     `load_series_members`), predictions.csv of the ensemble and the members' curves overlaid.
-    -> as `train_series_classifier`, with the ensemble's metrics (plus each member's test accuracy
-    and best epoch) and the first member's history."""
+    -> as `train_series_classifier`: the ensemble's metrics (plus each member's test accuracy and best
+    epoch), the first member's history and splits, and under 'model' the list of members."""
     import numpy as np
 
     members = int(cfg.get("ENSEMBLE", 1))
