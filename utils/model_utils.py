@@ -419,6 +419,13 @@ def train_sentiment_model(model: nn.Module, data: dict, device: torch.device | s
     return result
 
 
+def ensemble_member_seeds(seed: int, members: int) -> list[int]:
+    """Seeds of an ensemble's members: seed*members + k, so two SEEDs never share a member."""
+    if members < 1:
+        raise UserError(f"--ENSEMBLE must be at least 1, got {members}.")
+    return [seed * members + k for k in range(members)]
+
+
 def train_sentiment_ensemble(build_model: Callable, data: dict, device: torch.device | str, *, members: int,
                              seed: int, checkpoint_path: Path, checkpoint_extra: Callable, **train_args):
     """Train `members` models from `build_model(vocab_size, device)`, member k from seed seed*members + k
@@ -426,13 +433,11 @@ def train_sentiment_ensemble(build_model: Callable, data: dict, device: torch.de
     validation accuracy). One member is returned as it is; several as a `SentimentEnsemble`.
     The model is saved once at the end, atomically: checkpoint_extra(model) -> what goes beside the weights.
     Returns (model, result): result has each member's fit result under 'members' and the total train time."""
-    if members < 1:
-        raise UserError(f"--ENSEMBLE must be at least 1, got {members}.")
     models, fits = [], []
-    for k in range(members):
+    for k, member_seed in enumerate(ensemble_member_seeds(seed, members)):
         if members > 1:
-            tqdm.write(f"--- ensemble member {k + 1} of {members} (seed {seed * members + k}) ---")
-        set_seed(seed * members + k)
+            tqdm.write(f"--- ensemble member {k + 1} of {members} (seed {member_seed}) ---")
+        set_seed(member_seed)
         model = build_model(len(data["vocab"]), device)
         if k == 0:
             hp = model.hparams
@@ -729,23 +734,24 @@ def train_series_ensemble(build_model: Callable, data: dict, cfg: dict, seed: in
     import numpy as np
 
     members = int(cfg.get("ENSEMBLE", 1))
-    if members < 1:
-        raise UserError(f"--ENSEMBLE must be at least 1, got {members}.")
+    seeds = ensemble_member_seeds(seed, members)
     if members == 1:
         return train_series_classifier(build_model, data, cfg, seed, device, out)
     t0, runs = time.time(), []
-    for k in range(members):
-        tqdm.write(f"--- ensemble member {k + 1} of {members} (seed {seed * members + k}) ---")
-        runs.append(train_series_classifier(build_model, data, cfg, seed * members + k, device))
+    for k, member_seed in enumerate(seeds):
+        tqdm.write(f"--- ensemble member {k + 1} of {members} (seed {member_seed}) ---")
+        runs.append(train_series_classifier(build_model, data, cfg, member_seed, device))
     probs = np.mean([r["probs"] for r in runs], axis=0)  # (n_test, classes): the members' average
-    y = runs[0]["splits"]["test"].y.numpy()
-    pred = probs.argmax(1)
+    y = runs[0]["splits"]["test"].y
+    # log(mean probability) stands in for logits (as in SentimentEnsemble): argmax is the ensemble's vote,
+    # cross-entropy its loss, so the single models' metric functions score it
+    logp = torch.as_tensor(probs).clamp_min(1e-12).log()
+    scores = series_metrics(logp, y)
+    y = y.numpy()
     singles = [r["metrics"] for r in runs]
-    metrics = {**singles[0], "seed": seed, "ensemble_members": members,
-               "member_seeds": [m["seed"] for m in singles],
-               "test_accuracy": float((pred == y).mean()),
-               "test_macro_f1": macro_f1(y, pred, probs.shape[1]),
-               "test_loss": float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean()),
+    metrics = {**singles[0], "seed": seed, "ensemble_members": members, "member_seeds": seeds,
+               "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"],
+               "test_loss": nn.functional.cross_entropy(logp, torch.as_tensor(y)).item(),
                "member_test_accuracy": [m["test_accuracy"] for m in singles],
                "val_accuracy": float(np.mean([m["val_accuracy"] for m in singles])),  # each on its own split
                "val_loss": float(np.mean([m["val_loss"] for m in singles])),
