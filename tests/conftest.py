@@ -13,6 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# each case module (02_sentiment/sentiment_model.py, ...) is imported by its plain name, as its scripts do
+for _case in ("02_sentiment", "03_stock", "04_text_gen", "05_seq_classify"):
+    sys.path.insert(1, str(ROOT / _case))
 
 # Tests write their results to a throw-away outputs/ folder, never over a learner's own outputs/ (a
 # --quick smoke test would otherwise replace a real run's metrics.json and checkpoint). Every script

@@ -113,6 +113,23 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def log_mean_probability(member_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The one ensemble averager: M members' logits, each (batch, classes) -> log of their mean class
+    probability, (batch, classes). It stands wherever logits are expected: softmax gives the mean
+    probability back, argmax the ensemble's vote, cross_entropy the ensemble's loss (THEORY.md §8)."""
+    logp = torch.stack([z.log_softmax(dim=-1) for z in member_logits])   # (M, batch, classes)
+    return torch.logsumexp(logp, dim=0) - math.log(len(member_logits))
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int):
+    """cm[i, j] = how many examples of true class i were predicted as class j (numpy int64)."""
+    import numpy as np
+
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
 # ----------------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------------

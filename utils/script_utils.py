@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -205,6 +207,53 @@ def run_main(main: Callable[[], Any]) -> None:
         print("\ninterrupted: nothing half-written was kept (outputs are written atomically).",
               file=sys.stderr)
         raise SystemExit(130)
+
+
+def apply_device_settings(namespace: dict, defaults: dict, settings: dict, device,
+                          quick: bool = False) -> dict:
+    """On CUDA, apply a script's GPU_SETTINGS to every constant still at its default (a --NAME=VALUE
+    given on the command line wins); never with --quick. Returns {name: value} of what was applied."""
+    if device.type != "cuda" or quick:
+        return {}
+    applied = {k: v for k, v in settings.items() if namespace.get(k) == defaults.get(k)}
+    namespace.update(applied)
+    if applied:
+        print("GPU settings applied: " + ", ".join(f"{k}={v}" for k, v in applied.items()))
+    return applied
+
+
+# ----------------------------------------------------------------------------------------------------
+# Case folders as modules (their names start with a digit, so they are not packages)
+# ----------------------------------------------------------------------------------------------------
+def import_case_module(case: str, stem: str):
+    """Import <repo>/<case>/<stem>.py, e.g. import_case_module("02_sentiment", "sentiment_model").
+
+    The case folder goes on sys.path, so the module is the same object a script of that folder gets
+    with a plain `import sentiment_model` (case module names are unique across folders)."""
+    folder = str(REPO_ROOT / case)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(stem)
+
+
+def load_case_script(script: Path | str, quick: bool = False):
+    """Import a runnable script (e.g. 05_seq_classify/sequence_lstm.py) as a module to reuse its
+    constants and build_model; with quick=True its QUICK_SETTINGS are applied. Its main() is not run."""
+    path = Path(script).resolve()
+    if str(path.parent) not in sys.path:  # its sibling case module must be importable
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"case_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if quick:
+        for name, value in getattr(module, "QUICK_SETTINGS", {}).items():
+            setattr(module, name, value)
+    return module
+
+
+def script_config(module) -> dict:
+    """The UPPER_CASE constants of a script module, as parse_config would return them."""
+    return {n: getattr(module, n) for n in _constant_names(vars(module))}
 
 
 # ----------------------------------------------------------------------------------------------------
