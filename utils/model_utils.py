@@ -201,7 +201,7 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
     """Train with early stopping on a validation metric; return the history and the best epoch.
 
     - monitor/mode: which validation number decides "best" ('loss'/'min', 'accuracy'/'max', ...).
-    - clip: gradient-norm clipping (RNNs can have exploding gradients: THEORY.md §5).
+    - clip: gradient-norm clipping (RNNs can have exploding gradients: THEORY.md §9).
     - scheduler: stepped once per epoch (ReduceLROnPlateau gets the monitored value).
     - checkpoint_path: the best model's state_dict (plus `checkpoint_extra`, e.g. a vocabulary) saved
       atomically whenever validation improves; the best weights are restored at the end either way.

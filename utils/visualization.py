@@ -133,23 +133,6 @@ def plot_predictions(x: Sequence, actual: Sequence[float], predictions: dict[str
     return save_figure(fig, path)
 
 
-def plot_heatmap(matrix: np.ndarray, path: Path | str, title: str = "", xlabel: str = "time step",
-                 ylabel: str = "unit", cmap: str = "viridis", vmin: float | None = None,
-                 vmax: float | None = None, yticklabels: Sequence[str] | None = None) -> Path:
-    """A matrix as an image, e.g. gate activations (units x time steps)."""
-    matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(10, max(2.5, min(8.0, 0.12 * matrix.shape[0] + 1.5))))
-    im = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    if yticklabels is not None:
-        ax.set_yticks(range(len(yticklabels)), yticklabels)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
 def plot_bars(groups: Sequence[str], series: dict[str, Sequence[float]], path: Path | str,
               ylabel: str = "", title: str = "", errors: dict[str, Sequence[float]] | None = None) -> Path:
     """Grouped bar chart (e.g. accuracy of LSTM / GRU / baseline per task), optional error bars."""
