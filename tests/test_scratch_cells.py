@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from conftest import ROOT, load_theory
+from conftest import ROOT, load_theory, run_script
 
 lstm_mod = load_theory("lstm_from_scratch")
 gru_mod = load_theory("gru_from_scratch")
@@ -282,3 +282,13 @@ def test_modules_import_without_side_effects_from_any_cwd(tmp_cwd):
     assert not any(tmp_cwd.iterdir()), "importing must not write files"
     assert not (ROOT / "outputs" / "01_basic_theory" / "fresh_lstm_from_scratch").exists()
     sys.modules.pop("fresh_lstm_from_scratch", None)
+
+
+@pytest.mark.parametrize("stem", ["lstm_from_scratch", "gru_from_scratch"])
+def test_script_runs_end_to_end_quick(stem):
+    """The script as a learner runs it: every check passes and the side-by-side curves coincide."""
+    m = run_script(f"01_basic_theory/{stem}.py", "--quick", timeout=240).metrics["metrics"]
+    assert m["gradcheck"] is True
+    assert m["max_error_float64"] < 1e-10 and m["max_error_float32"] < 1e-4
+    assert m["max_loss_gap"] < 1e-5
+    assert abs(m["final_val_loss_scratch"] - m["final_val_loss_torch"]) < 1e-5
