@@ -1,59 +1,64 @@
 """Time-series classification with a (bidirectional) GRU on UCR/UEA benchmarks bundled with sktime.
 
-Teaches: packing variable-length series (no pad-and-pretend), pooling over valid steps only, early
-stopping on validation accuracy, averaging a few models trained from different seeds (a seed ensemble:
-with 40-200 training series one network's test accuracy swings by a point or two from seed to seed),
-and reporting accuracy / macro-F1 against published baselines.
+Teaches: packing variable-length series and pooling over valid steps only (series_model.SeriesClassifier),
+early stopping on validation accuracy - 0.001 * NLL (the loss breaks ties on a 10-series validation split),
+and a seed ensemble: with a few dozen training series one network's accuracy swings with its seed.
 Run: python 05_seq_classify/sequence_gru.py [--DATASET=JapaneseVowels | --DATASET=all] [--quick]
-Theory: THEORY.md (GRU equations G1-G4); the LSTM twin is sequence_lstm.py.
+Theory: THEORY.md (G1)-(G4), §5 packing, §8 seed ensembles; the LSTM twin is sequence_lstm.py.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
 
-from utils.model_utils import SeriesClassifier, run_series_experiments
+import series_model
+from utils.data_utils import load_ucr_dataset
+from utils.model_utils import ensemble_member_seeds
 from utils.script_utils import get_device, parse_config, run_main, set_seed
 
 # ==== Hyperparameters (edit me) ====
-DATASET = "GunPoint"  # a UCR/UEA problem bundled with sktime, or "all" for every name in DATASETS
+DATASET = "GunPoint"      # a UCR/UEA problem bundled with sktime (README), "A,B" for several, or "all" (= DATASETS)
 DATASETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "BasicMotions", "JapaneseVowels")  # what "all" runs
-DOWNLOAD = False  # True: let sktime fetch a problem it does not bundle (needs internet)
-SEED = 0  # first random seed
-N_SEEDS = 1  # seeds SEED, SEED+1, ...: metrics.json reports the mean and std over them
-ENSEMBLE = 5  # models per seed, averaged (member k: seed SEED*ENSEMBLE+k, own validation split); 1 = one model
-DEVICE = "auto"  # auto, cpu, cuda or mps
-IMPL = "torch"  # torch: nn.GRU; scratch: ScratchGRU from 01_basic_theory (same maths, slower)
-HIDDEN_SIZE = 64  # units per direction; the GRU state is h alone (no cell state)
-NUM_LAYERS = 1  # stacked GRU layers
-BIDIRECTIONAL = True  # also read each series backwards: the start of a series is then "recent" too
-POOLING = "last+mean"  # last, mean or last+mean: how the per-step states become one vector
-DROPOUT = 0.2  # before the classifier (and between layers if NUM_LAYERS > 1)
-PATCH = 0  # k > 1 feeds k consecutive steps as one input vector; 1 = raw steps; 0 = auto (> 50 steps -> ≤ 25)
-# (why patch: 40 training series cannot teach a plain RNN to carry gradients through 150-251 steps;
-#  25 steps of 6-11 values keep the whole series, only fewer, richer steps. JapaneseVowels and
-#  ItalyPowerDemand are short enough to stay unpatched.)
-EPOCHS = 300  # upper bound; early stopping usually ends sooner
-BATCH_SIZE = 16  # series per batch (UCR training sets are small: 36-270 series here)
-LR = 3e-3  # AdamW learning rate, halved when validation stalls
-WEIGHT_DECAY = 1e-4  # AdamW weight decay
-PATIENCE = 60  # epochs without validation improvement before stopping
-CLIP = 1.0  # gradient-norm clipping (THEORY.md: exploding gradients)
-VAL_FRACTION = 0.2  # stratified validation split carved from the official training set
-REFIT = False  # True: retrain a fresh model on train + validation for the chosen epochs (no gain here: README)
-MAX_TRAIN = 0  # 0 = every training series; N = a stratified subset (smoke tests)
-MAX_TEST = 0  # 0 = every test series; N = a random subset (smoke tests)
+DOWNLOAD = False          # True: let sktime fetch a problem it does not bundle (needs internet)
+SEED = 0                  # first random seed (>= 0)
+N_SEEDS = 1               # seeds SEED, SEED+1, ... (>= 1): metrics.json reports the mean and std over them
+ENSEMBLE = 5              # models per seed, probabilities averaged (>= 1; 1 = one model): one seed is noisy (§8)
+DEVICE = "auto"           # auto, cpu, cuda or mps
+IMPL = "torch"            # torch: nn.GRU; scratch: ScratchGRU from 01_basic_theory (same maths, slower)
+HIDDEN_SIZE = 64          # units per direction (>= 1); the GRU state is h alone (no cell state)
+NUM_LAYERS = 1            # stacked GRU layers (>= 1)
+BIDIRECTIONAL = True      # also read each series backwards: its start is then "recent" too (§6)
+POOLING = "last+mean"     # last, mean or last+mean: how the per-step states become one vector
+DROPOUT = 0.2             # before the classifier, and between layers if NUM_LAYERS > 1 (0-1)
+PATCH = 0                 # steps per input vector (>= 1; 0 = auto, <= 25 inputs): 40 series can't teach 150 steps
+EPOCHS = 300              # upper bound (>= 1); early stopping usually ends sooner
+BATCH_SIZE = 16           # series per batch (>= 1); UCR training sets are small (36-270 series here)
+LR = 3e-3                 # AdamW learning rate (> 0), halved when validation stalls
+WEIGHT_DECAY = 1e-4       # AdamW weight decay (>= 0)
+PATIENCE = 60             # epochs without a better validation score before stopping (>= 1)
+CLIP = 1.0                # gradient-norm clipping (> 0; 0 = off): guards against exploding gradients (§9)
+VAL_FRACTION = 0.2        # stratified validation split carved from the official training set (0-1)
+REFIT = False             # True: retrain a fresh model on train + validation for the chosen epochs (README)
+MAX_TRAIN = 0             # 0 = every training series; N = a stratified subset (smoke tests)
+MAX_TEST = 0              # 0 = every test series; N = a random subset (smoke tests)
 
 QUICK_SETTINGS = dict(EPOCHS=2, HIDDEN_SIZE=16, N_SEEDS=1, ENSEMBLE=2, MAX_TRAIN=40, MAX_TEST=60)
-CHOICES = {"IMPL": ("torch", "scratch"), "POOLING": SeriesClassifier.POOLINGS}
-CELL = "gru"
+CHOICES = {"IMPL": ("torch", "scratch"), "POOLING": series_model.SeriesClassifier.POOLINGS}
 
 
-def build_model(n_features: int, n_classes: int, device) -> SeriesClassifier:
+def build_model(n_features: int, n_classes: int, device) -> series_model.SeriesClassifier:
     """A (bi)GRU classifier. The update gate z (G2) does the work of an LSTM's forget and input gates at
     once: h_t = (1 - z) * n_t + z * h_{t-1} (G4) keeps or overwrites each unit; the reset gate r (G1)
     decides how much of h_{t-1} enters the candidate n (G3). No cell state, 3 weight blocks instead of 4:
     3/4 of the LSTM's parameters at the same HIDDEN_SIZE."""
-    return SeriesClassifier(CELL, IMPL, n_features, n_classes, HIDDEN_SIZE, NUM_LAYERS, BIDIRECTIONAL,
-                            POOLING, DROPOUT, device=device).to(device)
+    return series_model.SeriesClassifier("gru", IMPL, n_features, n_classes, HIDDEN_SIZE, NUM_LAYERS,
+                                         BIDIRECTIONAL, POOLING, DROPOUT, device=device).to(device)
+
+
+def train_member(data: dict, seed: int, device) -> dict:
+    """One GRU from `seed`: its own weights, batch order and validation fifth (series_model)."""
+    return series_model.train_series_classifier(
+        lambda f, c: build_model(f, c, device), data, seed, device, val_fraction=VAL_FRACTION, patch=PATCH,
+        batch_size=BATCH_SIZE, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, patience=PATIENCE, clip=CLIP,
+        refit=REFIT, max_train=MAX_TRAIN, max_test=MAX_TEST)
 
 
 def main():
@@ -61,7 +66,20 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    run_series_experiments(__file__, lambda f, c: build_model(f, c, device), cfg, device, t0)
+    names = series_model.datasets_to_run(DATASET, DATASETS)
+    for name in names:
+        data = load_ucr_dataset(name, DOWNLOAD)
+        runs = []
+        for seed in range(SEED, SEED + N_SEEDS):
+            # the seed ensemble (§8): member k starts from seed*ENSEMBLE + k; their mean probability is the vote
+            members = []
+            for k, member_seed in enumerate(ensemble_member_seeds(seed, ENSEMBLE)):
+                print(f"--- {name}, SEED {seed}: model {k + 1} of {ENSEMBLE} (seed {member_seed}) ---")
+                members.append(train_member(data, member_seed, device))
+            out = series_model.series_run_dir(__file__, name, cfg["QUICK"]) if seed == SEED else None
+            runs.append(series_model.ensemble_result(members, data, seed, out))  # first SEED's files saved
+        series_model.report_series_runs(__file__, runs, cfg, device, t0, quick=cfg["QUICK"], ensemble=ENSEMBLE,
+                                        single_dataset=len(names) == 1)
 
 
 if __name__ == "__main__":

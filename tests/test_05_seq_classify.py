@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from classification_metrics import (calibration, dtw_distance, dtw_distances, euclidean_distances,
+                                    nearest_neighbour_predict, per_class_report, roc_curve)
 from conftest import run_script
-from utils.data_utils import (ChannelScaler, collate_series, datasets_to_run, load_ucr_dataset, patch_series,
-                              prepare_series_splits, read_ts_file, stratified_split)
-from utils.model_utils import (SeriesClassifier, calibration, confusion_matrix, dtw_distance, dtw_distances,
-                               euclidean_distances, macro_f1, nearest_neighbour_predict, per_class_report,
-                               roc_curve)
+from series_model import (ChannelScaler, SeriesClassifier, collate_series, datasets_to_run, ensemble_result,
+                          load_series_members, macro_f1, patch_series, predict_series_probabilities,
+                          prepare_series_splits, refit_on_train_and_val, stratified_split, train_series_classifier)
+from utils.data_utils import load_ucr_dataset, read_ts_file
+from utils.model_utils import confusion_matrix, ensemble_member_seeds
 from utils.script_utils import UserError
 
 TS = """# a comment
@@ -164,6 +166,7 @@ def test_classification_metrics_quick_end_to_end():
     ("sequence_lstm.py", ("--DATASET=NoSuchProblem",), "bundled: "),
     ("sequence_gru.py", ("--POOLING=max",), "--POOLING must be one of"),
     ("sequence_gru.py", ("--DATASET=Tecator",), "not a classification problem"),
+    ("sequence_lstm.py", ("--ENSEMBLE=0",), "--ENSEMBLE must be at least 1"),
     ("classification_metrics.py", ("--DTW_WINDOW=wide",), "expects a number"),
 ])
 def test_bad_inputs_give_one_line_errors(script, args, message):
@@ -179,14 +182,12 @@ def test_scratch_cells_train_through_packed_sequences():
 
 
 def test_refit_trains_on_train_and_val_replaying_the_learning_rates():
-    from utils.model_utils import refit_on_train_and_val
-
     data = load_ucr_dataset("ItalyPowerDemand")
     splits = prepare_series_splits(data, 0.2, seed=0, patch=1, max_train=30)
-    cfg = dict(BATCH_SIZE=8, WEIGHT_DECAY=0.0, CLIP=1.0)
     history = [{"lr": 3e-3}, {"lr": 3e-3}, {"lr": 1.5e-3}]  # as if validation had halved the LR once
     build = lambda f, c: SeriesClassifier("gru", "torch", f, c, 8, 1, False, "last", 0.0)
-    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), cfg, 0, history, torch.device("cpu"))
+    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), 0, history, torch.device("cpu"),
+                                           batch_size=8, weight_decay=0.0, clip=1.0)
     assert result["n_series"] == len(splits["train"]) + len(splits["val"]) == 30
     assert [row["lr"] for row in result["history"]] == [3e-3, 3e-3, 1.5e-3] and result["epochs_run"] == 3
 
@@ -194,20 +195,21 @@ def test_refit_trains_on_train_and_val_replaying_the_learning_rates():
 def test_series_ensemble_averages_members_with_their_own_splits_and_reloads(tmp_path):
     import csv
 
-    from utils.model_utils import load_series_members, predict_series_probabilities, train_series_ensemble
-
     data = load_ucr_dataset("ItalyPowerDemand")
-    cfg = dict(ENSEMBLE=3, VAL_FRACTION=0.2, PATCH=1, BATCH_SIZE=8, EPOCHS=2, LR=3e-3, WEIGHT_DECAY=0.0,
-               PATIENCE=5, CLIP=1.0, MAX_TRAIN=30, MAX_TEST=50)
+    settings = dict(val_fraction=0.2, patch=1, batch_size=8, epochs=2, lr=3e-3, weight_decay=0.0, patience=5,
+                    clip=1.0, max_train=30, max_test=50)
     build = lambda f, c: SeriesClassifier("gru", "torch", f, c, 8, 1, True, "last+mean", 0.0)
-    run = train_series_ensemble(build, data, cfg, seed=1, device=torch.device("cpu"), out=tmp_path)
+    cpu = torch.device("cpu")
+    # the twins' loop: one member per seed of ensemble_member_seeds, then averaged
+    runs = [train_series_classifier(build, data, s, cpu, **settings) for s in ensemble_member_seeds(1, 3)]
+    run = ensemble_result(runs, data, seed=1, out=tmp_path)
     m = run["metrics"]
     assert m["member_seeds"] == [3, 4, 5] and m["ensemble_members"] == 3 and len(run["model"]) == 3
     members = load_series_members(tmp_path / "checkpoint.pt")
     assert len(members) == 3
     val_splits = {tuple(settings["val_idx"]) for _, settings in members}
     assert len(val_splits) == 3  # each member held out its own validation series
-    probs, test_idx = predict_series_probabilities(members, data, torch.device("cpu"), cfg["MAX_TEST"])
+    probs, test_idx = predict_series_probabilities(members, data, cpu, settings["max_test"])
     assert np.allclose(probs, run["probs"], atol=1e-6) and np.allclose(probs.sum(1), 1)
     y = data["test"][1][test_idx]
     assert m["test_accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
@@ -216,7 +218,11 @@ def test_series_ensemble_averages_members_with_their_own_splits_and_reloads(tmp_
         saved = list(csv.DictReader(f))
     assert [int(r["test_index"]) for r in saved] == test_idx.tolist()
     assert np.allclose([[float(r[f"p_{c}"]) for c in data["classes"]] for r in saved], probs, atol=1e-5)
-    one = train_series_ensemble(build, data, {**cfg, "ENSEMBLE": 1}, seed=3, device=torch.device("cpu"))
+    one = ensemble_result([train_series_classifier(build, data, 3, cpu, **settings)], data, seed=3,
+                          out=tmp_path / "one")
     assert one["metrics"]["test_accuracy"] == pytest.approx(m["member_test_accuracy"][0])  # = member 1 (seed 3)
+    alone = load_series_members(tmp_path / "one" / "checkpoint.pt")  # a single model's checkpoint reloads too
+    assert len(alone) == 1 and alone[0][1]["epoch"] == one["metrics"]["best_epoch"]
+    assert np.allclose(predict_series_probabilities(alone, data, cpu, settings["max_test"])[0], one["probs"], atol=1e-6)
     with pytest.raises(UserError, match="at least 1"):
-        train_series_ensemble(build, data, {**cfg, "ENSEMBLE": 0}, seed=0, device=torch.device("cpu"))
+        ensemble_member_seeds(0, 0)
