@@ -2,7 +2,7 @@
 
 Teaches: judging a neural model against a cheap bag-of-words yardstick, with mean ± std over seeds,
 what averaging the seeds' models buys (a seed ensemble, what sentiment_lstm.py's ENSEMBLE trains),
-and counting what each costs (parameters, training time, inference speed). Theory: THEORY.md §7.
+and counting what each costs (parameters, training time, inference speed). Theory: THEORY.md §8.
 Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2,3,4]
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
@@ -12,35 +12,35 @@ import time
 import numpy as np
 import torch
 
-from utils.data_utils import encode_reviews, prepare_sentiment_data
-from utils.model_utils import (SentimentClassifier, binary_metrics, count_parameters, predict_proba,
-                               test_sentiment_model, tfidf_baseline, train_sentiment_model)
+from utils.model_utils import count_parameters, log_mean_probability
 from utils.script_utils import (get_device, output_dir, parse_config, print_table, run_main, save_metrics,
                                 set_seed)
 from utils.visualization import plot_bars
+from sentiment_model import (SentimentClassifier, binary_metrics, encode_reviews, predict_proba,
+                             prepare_sentiment_data, test_sentiment_model, tfidf_baseline, train_sentiment_model)
 
 # ==== Hyperparameters (edit me) ====
 SEED = 0                      # seeds the baseline's run order; each RNN run is seeded from SEEDS
 SEEDS = (0, 1, 2, 3, 4)       # one training run per seed and model: mean ± std over these, and their
                               # averaged probabilities as the "ensemble" row (5 = the scripts' ENSEMBLE)
 DEVICE = "auto"               # auto | cpu | cuda | mps
-IMPL = "torch"                # torch: nn.LSTM/nn.GRU; scratch: 01_basic_theory's ScratchLSTM/ScratchGRU
+IMPL = "torch"                # torch: nn.LSTM/nn.GRU | scratch: 01_basic_theory's ScratchLSTM/ScratchGRU
 DATASET = "rotten_tomatoes"   # rotten_tomatoes (offline) | imdb (downloads 84 MB)
-EPOCHS = 12                   # upper bound per run (early stopping on validation accuracy)
-PATIENCE = 3                  # early-stopping patience in epochs
-BATCH_SIZE = 64               # reviews per batch (bucketed by length)
-LR = 2e-3                     # AdamW learning rate
-WEIGHT_DECAY = 1e-2           # AdamW weight decay
-CLIP = 1.0                    # gradient-norm clipping
-MIN_FREQ = 2                  # vocabulary: minimum training count of a word
-MAX_VOCAB = 20000             # vocabulary size cap
-MAX_LEN = 100                 # truncate reviews to this many tokens
-EMBED_DIM = 128               # word vector size (both models)
-HIDDEN_SIZE = 64              # state size per direction (both models: the GRU ends up with fewer parameters)
-NUM_LAYERS = 1                # stacked recurrent layers
+EPOCHS = 12                   # >= 1, upper bound per run (early stopping on validation accuracy)
+PATIENCE = 3                  # >= 1, early-stopping patience in epochs
+BATCH_SIZE = 64               # >= 1 reviews per batch (bucketed by length)
+LR = 2e-3                     # > 0, AdamW learning rate
+WEIGHT_DECAY = 1e-2           # >= 0, AdamW weight decay
+CLIP = 1.0                    # > 0 gradient-norm clipping, 0 = off (THEORY.md §9)
+MIN_FREQ = 2                  # >= 1, vocabulary: minimum training count of a word
+MAX_VOCAB = 20000             # vocabulary size cap (0 = no cap)
+MAX_LEN = 100                 # >= 1, truncate reviews to this many tokens
+EMBED_DIM = 128               # >= 1, word vector size (both models)
+HIDDEN_SIZE = 64              # >= 1, state size per direction (both models: the GRU ends up with fewer parameters)
+NUM_LAYERS = 1                # >= 1 stacked recurrent layers
 BIDIRECTIONAL = True          # both directions, as in the twin scripts
-DROPOUT = 0.5                 # on the pooled review vector
-EMBED_DROPOUT = 0.3           # on the word vectors
+DROPOUT = 0.5                 # 0-1, on the pooled review vector
+EMBED_DROPOUT = 0.3           # 0-1, on the word vectors
 LIMIT = 0                     # keep only the first LIMIT training reviews (0 = all)
 
 QUICK_SETTINGS = dict(SEEDS=(0, 1), LIMIT=300, EPOCHS=1, EMBED_DIM=16, HIDDEN_SIZE=16, MAX_LEN=30)
@@ -66,10 +66,14 @@ def run_rnn(cell: str, seed: int, device) -> dict:
 
 
 def ensemble_of(runs: list[dict], labels: list[int]) -> tuple[dict, np.ndarray]:
-    """The seed ensemble of one cell: the runs' test probabilities averaged, then thresholded at 0.5.
+    """The seed ensemble of one cell: the runs' test probabilities averaged (by log_mean_probability, the
+    averager SentimentEnsemble uses), then thresholded at 0.5.
     Its cost is the sum of the runs' (training time, parameters); its speed is one run's divided by n.
     -> (metrics, which test reviews it gets right)."""
-    preds = np.mean([r["test_probs"] for r in runs], axis=0) >= 0.5
+    p = [torch.tensor(r["test_probs"], dtype=torch.float64) for r in runs]       # M x (N,) P(positive)
+    logits = [torch.stack([torch.log1p(-q), torch.log(q)], dim=1) for q in p]   # M x (N, 2): log-probs are logits
+    mean_p = log_mean_probability(logits).exp()[:, 1]                           # (N,) the runs' mean P(positive)
+    preds = (mean_p >= 0.5).numpy()
     metrics = binary_metrics(torch.as_tensor(preds).long(), torch.as_tensor(labels))
     metrics.update(parameters=sum(r["parameters"] for r in runs), train_time_s=sum(r["train_time_s"] for r in runs),
                    reviews_per_s=float(np.mean([r["reviews_per_s"] for r in runs])) / len(runs))

@@ -1,40 +1,41 @@
 """Sentiment analysis of movie reviews with a bidirectional LSTM: embedding -> biLSTM -> pooling -> classifier.
 
-Teaches: variable-length text as packed sequences, a vocabulary saved with the model, and how the
-LSTM's gates (THEORY.md (L1)-(L6)) carry a negation ("not ... great") across a sentence.
-Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, actually great"]
-IMDB on a GPU (designed for >= 89%, not measured): --DATASET=imdb --MAX_LEN=400 --MAX_VOCAB=40000 --EMBED_DIM=200 --HIDDEN_SIZE=256 --BATCH_SIZE=64 --EPOCHS=10 --LR=1e-3
+Teaches: variable-length text as packed, length-bucketed batches with masked pooling (THEORY.md §5; the
+mechanism is in sentiment_model.py), a vocabulary saved with the model, a seed ensemble (§8), and how the
+LSTM's gates ((L1)-(L6)) carry a negation ("not ... great") across a sentence.
+Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, actually great"]  (IMDB: README.md)
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 
-from utils.data_utils import SENTIMENT_EXAMPLES, check_review, prepare_sentiment_data
-from utils.model_utils import (SentimentClassifier, classify_reviews, load_sentiment_model,
-                               report_sentiment, sentiment_checkpoint_extra, train_sentiment_ensemble)
 from utils.script_utils import get_device, output_dir, parse_config, run_main, save_metrics, set_seed
+import sentiment_model  # sentiment_model.SENTIMENT_EXAMPLES: the examples are not one of this script's constants
+from sentiment_model import (SentimentClassifier, check_review, classify_reviews, load_sentiment_model,
+                             prepare_sentiment_data, report_sentiment, sentiment_checkpoint_extra,
+                             train_sentiment_ensemble)
 
 # ==== Hyperparameters (edit me) ====
-SEED = 42                     # random seed (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
-ENSEMBLE = 5                  # models trained (seeds SEED*ENSEMBLE+k) and averaged; one alone ties with TF-IDF
+SEED = 42                     # random seed, any integer (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
+ENSEMBLE = 5                  # >= 1 models (seeds SEED*ENSEMBLE+k) whose probabilities are averaged (§8)
 DEVICE = "auto"               # auto | cpu | cuda | mps
-IMPL = "torch"                # torch: nn.LSTM (cuDNN on GPU); scratch: 01_basic_theory's ScratchLSTM
+IMPL = "torch"                # torch: nn.LSTM (cuDNN on GPU) | scratch: 01_basic_theory's ScratchLSTM
 DATASET = "rotten_tomatoes"   # rotten_tomatoes (offline, ~12.8k snippets) | imdb (downloads 84 MB)
-EPOCHS = 12                   # upper bound; early stopping on validation accuracy usually ends sooner
-PATIENCE = 3                  # stop after this many epochs without a better validation accuracy
-BATCH_SIZE = 64               # reviews per batch (batches are bucketed by length)
-LR = 2e-3                     # AdamW learning rate (halved when validation accuracy stalls)
-WEIGHT_DECAY = 1e-2           # AdamW decoupled weight decay: a mild brake on memorising 10k snippets
-CLIP = 1.0                    # gradient-norm clipping (THEORY.md §5: exploding gradients)
-MIN_FREQ = 2                  # a word needs this many training occurrences to enter the vocabulary
-MAX_VOCAB = 20000             # vocabulary size cap, including <pad> and <unk>
-MAX_LEN = 100                 # reviews are truncated to this many tokens (RT snippets: median ~20)
-EMBED_DIM = 128               # word vector size (learned from scratch: no pretrained vectors offline)
-HIDDEN_SIZE = 64              # LSTM state size per direction (h and c)
-NUM_LAYERS = 1                # stacked LSTM layers
+EPOCHS = 12                   # >= 1, an upper bound: early stopping on validation accuracy usually ends sooner
+PATIENCE = 3                  # >= 1 epochs without a better validation accuracy before stopping
+BATCH_SIZE = 64               # >= 1 reviews per batch (batches are bucketed by length)
+LR = 2e-3                     # > 0, AdamW learning rate (halved when validation accuracy stalls)
+WEIGHT_DECAY = 1e-2           # >= 0, AdamW decoupled weight decay: a mild brake on memorising 10k snippets
+CLIP = 1.0                    # > 0 gradient-norm clipping, 0 = off (THEORY.md §9: exploding gradients)
+MIN_FREQ = 2                  # >= 1 training occurrences a word needs to enter the vocabulary
+MAX_VOCAB = 20000             # vocabulary size cap, including <pad> and <unk> (0 = no cap)
+MAX_LEN = 100                 # >= 1 tokens kept per review (RT snippets are short: few are cut)
+EMBED_DIM = 128               # >= 1, word vector size (learned from scratch: no pretrained vectors offline)
+HIDDEN_SIZE = 64              # >= 1, LSTM state size per direction (h and c)
+NUM_LAYERS = 1                # >= 1 stacked LSTM layers
 BIDIRECTIONAL = True          # read left-to-right and right-to-left: "not" is seen before and after "great"
-DROPOUT = 0.5                 # on the pooled review vector (and between layers)
-EMBED_DROPOUT = 0.3           # on the word vectors: the model cannot lean on a few rare words
+DROPOUT = 0.5                 # 0-1, on the pooled review vector (and between layers)
+EMBED_DROPOUT = 0.3           # 0-1, on the word vectors: the model cannot lean on a few rare words
 LIMIT = 0                     # keep only the first LIMIT training reviews (0 = all)
 REVIEW = ""                   # a review of your own to classify after training, e.g. "not bad at all"
 LOAD = ""                     # path of a saved model.pt: skip training, only classify REVIEW and examples
@@ -43,16 +44,17 @@ QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE
 CHOICES = {"IMPL": ("torch", "scratch"), "DATASET": ("rotten_tomatoes", "imdb")}
 
 
-def load_reviews(vocab=None) -> dict:
-    """The fixed split, a vocabulary built on the training reviews, and length-bucketed loaders."""
+def load_reviews() -> dict:
+    """The fixed split, a vocabulary built on the training reviews, and length-bucketed loaders
+    (sentiment_model.prepare_sentiment_data: each batch holds reviews of similar length)."""
     return prepare_sentiment_data(DATASET, min_freq=MIN_FREQ, max_vocab=MAX_VOCAB, max_len=MAX_LEN,
-                                  batch_size=BATCH_SIZE, limit=LIMIT, seed=SEED, vocab=vocab)
+                                  batch_size=BATCH_SIZE, limit=LIMIT, seed=SEED)
 
 
 def build_model(vocab_size: int, device):
-    """Embedding -> biLSTM. Each step the LSTM computes input, forget and output gates (L1)-(L3) and a
-    candidate (L4); the separate cell state c_t = f*c_{t-1} + i*g (L5) is the long-term memory that can
-    hold "not" until "great" arrives, and h_t = o*tanh(c_t) (L6) is what the pooling layer reads."""
+    """Embedding -> biLSTM. Each step the LSTM computes the input and forget gates (L1), (L2), a candidate
+    g (L3) and the output gate (L4); the separate cell state c_t = f*c_{t-1} + i*g (L5) is the long-term
+    memory that can hold "not" until "great" arrives, and h_t = o*tanh(c_t) (L6) is what the pooling reads."""
     model = SentimentClassifier(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM,
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
                                 dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, device=device)
@@ -60,7 +62,8 @@ def build_model(vocab_size: int, device):
 
 
 def show_predictions(model, vocab, max_len: int, device) -> list[dict]:
-    reviews = list(SENTIMENT_EXAMPLES) + ([REVIEW] if REVIEW else [])
+    """P(positive) for the hand-written examples (negations, "but") and REVIEW, printed as a table."""
+    reviews = list(sentiment_model.SENTIMENT_EXAMPLES) + ([REVIEW] if REVIEW else [])
     return classify_reviews(model, vocab, reviews, max_len, device, title="Hand-written reviews (LSTM)")
 
 

@@ -3,17 +3,17 @@ end-to-end with --quick (exactly as a learner runs them)."""
 import io
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, run_script
+from sentiment_model import (LengthBucketSampler, SentimentClassifier, SentimentEnsemble, binary_metrics,
+                             check_review, encode_reviews, load_sentiment_model, sentiment_checkpoint_extra)
 from utils import data_utils
-from utils.data_utils import (LengthBucketSampler, Vocab, check_review, encode_reviews, load_imdb,
-                              sentiment_split, tokenize)
-from utils.model_utils import (SentimentClassifier, SentimentEnsemble, binary_metrics, confusion_counts,
-                               load_case_script, load_sentiment_model, save_checkpoint, sentiment_checkpoint_extra)
-from utils.script_utils import UserError
-
+from utils.data_utils import Vocab, load_imdb, sentiment_split, tokenize
+from utils.model_utils import confusion_matrix, save_checkpoint
+from utils.script_utils import UserError, load_case_script
 
 
 # ---- metrics, batching, model ------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def test_binary_metrics_by_hand():
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["f1"] == pytest.approx(2 / 3)
-    assert confusion_counts(preds, targets) == [[1, 1], [1, 2]]
+    assert confusion_matrix(targets, preds, 2).tolist() == [[1, 1], [1, 2]]  # rows: true class, as the case saves it
     assert binary_metrics(torch.tensor([0, 0]), torch.tensor([0, 0]))["f1"] == 0.0  # no positives at all
 
 
@@ -85,6 +85,20 @@ def test_mcnemar_counts_only_the_disagreements():
     assert (r["only_first_right"], r["only_second_right"]) == (2, 1) and r["p"] == pytest.approx(1.0)
     assert mcnemar([1] * 12, [0] * 12)["p"] == pytest.approx(2 * 0.5 ** 12)
     assert mcnemar([1, 0], [1, 0])["p"] == 1.0
+
+
+def test_comparison_ensemble_is_the_mean_probability_thresholded():
+    """model_comparison's ensemble row goes through the one averager (log_mean_probability) and must equal
+    the plain mean of the runs' P(positive) thresholded at 0.5, certainties 0 and 1 included."""
+    ensemble_of = load_case_script(ROOT / "02_sentiment" / "model_comparison.py").ensemble_of
+    probs = [[1.0, 0.0, 0.6, 0.45, 0.2], [0.3, 0.1, 0.5, 0.56, 0.7]]
+    runs = [{"test_probs": p, "parameters": 10, "train_time_s": 2.0, "reviews_per_s": 100.0} for p in probs]
+    labels = [1, 0, 0, 1, 1]
+    metrics, right = ensemble_of(runs, labels)
+    expected = np.mean(probs, axis=0) >= 0.5  # [1, 0, 1, 1, 0]
+    assert right.tolist() == (expected == np.asarray(labels, bool)).tolist() == [True, True, False, True, False]
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["parameters"] == 20 and metrics["train_time_s"] == 4.0 and metrics["reviews_per_s"] == 50.0
 
 
 # ---- data: the fixed Rotten Tomatoes split ------------------------------------------------------------

@@ -1,0 +1,420 @@
+"""The sentiment case's own machinery: reviews -> length-bucketed batches -> (bi)LSTM/GRU classifier.
+
+Read in this order (the data flows top to bottom):
+1. encoding and batching: `encode_reviews`, `LengthBucketSampler`, `collate_reviews`, `prepare_sentiment_data`;
+2. the model: `SentimentClassifier.forward` (packing and masked pooling, THEORY.md §5) and
+   `SentimentEnsemble` (a seed ensemble, §8);
+3. training: `sentiment_step` (one batch for utils' `fit`), `train_sentiment_model`, `train_sentiment_ensemble`;
+4. saving and loading a model with its vocabulary; testing, reporting, hand-written reviews;
+5. `tfidf_baseline`, the bag-of-words yardstick of model_comparison.py.
+The raw reviews and the fixed split come from utils.data_utils (load_rotten_tomatoes, load_imdb, sentiment_split).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from utils.data_utils import SENTIMENT_LABELS, Vocab, pad_batch, sentiment_split, tokenize
+from utils.model_utils import (confusion_matrix, count_parameters, ensemble_member_seeds, evaluate, fit,
+                               init_forget_bias, load_checkpoint, log_mean_probability, make_rnn, save_checkpoint)
+from utils.script_utils import UserError, print_table, set_seed
+
+# Hand-written reviews every sentiment script classifies after training: the negation and the
+# "but" sentences are where a bag of words fails and a recurrent model can read the word order.
+SENTIMENT_EXAMPLES = (
+    "A moving, beautifully acted film with a script full of surprises.",
+    "Dull, predictable and far too long: I checked my watch every ten minutes.",
+    "Not terrible, actually great.",
+    "I expected to love it, but it was a mess.",
+    "Not a single good performance in the whole movie.",
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. Encoding and batching: text -> id lists -> batches of similar length, padded, with their lengths
+# ----------------------------------------------------------------------------------------------------
+def encode_reviews(texts: Sequence[str], vocab: Vocab, max_len: int) -> tuple[list[list[int]], int]:
+    """Tokenise, map to ids, truncate to max_len tokens -> (id lists, how many were truncated).
+    An empty review becomes [<unk>] so that every sequence has length >= 1 (packing needs it)."""
+    encoded, cut = [], 0
+    for text in texts:
+        ids = vocab.encode(tokenize(text)) or [1]
+        cut += len(ids) > max_len
+        encoded.append(ids[:max_len])
+    return encoded, cut
+
+
+def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
+    """A learner's review -> ids, refusing what the model cannot judge and noting truncation."""
+    tokens = tokenize(text)
+    if not tokens:
+        raise UserError("the review is empty (no words found); pass some text, e.g. --REVIEW=\"a moving, "
+                        "funny film\".")
+    ids = vocab.encode(tokens)
+    if all(i == 1 for i in ids):
+        raise UserError(f"none of the review's {len(tokens)} words are in the model's vocabulary of "
+                        f"{len(vocab)} tokens, so it cannot be judged; write it in English movie-review words.")
+    if len(ids) > max_len:
+        print(f"notice: the review has {len(ids)} tokens; only the first MAX_LEN={max_len} are used.")
+    return ids[:max_len]
+
+
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Batches of reviews of similar length, so little of each batch is padding (much faster on CPU).
+
+    Training: shuffle, cut into pools of 50 batches, sort each pool by length, batch it, then shuffle
+    the batches: random enough for SGD, yet each batch is nearly pad-free. Evaluation: sorted order.
+    Yields lists of dataset indices, one list per batch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0):
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)  # its own generator: the batch order is SEED's
+
+    def __iter__(self):
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = sorted(range(n), key=self.lengths.__getitem__)
+            yield from (order[i:i + bs] for i in range(0, n, bs))
+            return
+        order = torch.randperm(n, generator=self.generator).tolist()
+        pool = bs * 50
+        batches = []
+        for s in range(0, n, pool):
+            chunk = sorted(order[s:s + pool], key=self.lengths.__getitem__)  # a pool, shortest first
+            batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
+        for j in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[j]
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def collate_reviews(batch: Sequence[tuple[list[int], int]]):
+    """[(ids, label), ...] -> ids: (B, T) long padded with 0, lengths: (B,) long on CPU, labels: (B,) long.
+    T is the batch's longest review: with length buckets, hardly more than the shortest."""
+    ids, lengths = pad_batch([b[0] for b in batch])
+    return ids, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long)
+
+
+def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size: int, *,
+                     shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews)."""
+    data = list(zip(encoded, labels))
+    sampler = LengthBucketSampler([len(e) for e in encoded], batch_size, shuffle, seed)
+    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate_reviews)
+
+
+def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_len: int, batch_size: int,
+                           limit: int = 0, seed: int = 0) -> dict:
+    """The fixed split -> vocabulary (built on train only) -> length-bucketed loaders.
+
+    limit > 0 keeps only the first `limit` training reviews (and limit//4 of validation and test): --quick.
+    Returns {'vocab', 'texts': {part: (texts, labels)}, 'loaders': {part: DataLoader}, 'sizes'}.
+    """
+    split = sentiment_split(dataset)
+    if limit > 0:
+        split = {p: (t[:n], y[:n]) for (p, (t, y)), n in zip(split.items(), (limit, limit // 4, limit // 4))}
+    vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq, max_size=max_vocab or None)
+    loaders, truncated = {}, 0
+    for part, (texts, labels) in split.items():
+        encoded, cut = encode_reviews(texts, vocab, max_len)
+        truncated += cut
+        loaders[part] = sentiment_loader(encoded, labels, batch_size, shuffle=part == "train", seed=seed)
+    total = sum(len(t) for t, _ in split.values())
+    print(f"{dataset}: {', '.join(f'{p} {len(t)}' for p, (t, _) in split.items())} reviews; vocabulary "
+          f"{len(vocab)} tokens (min_freq={min_freq}); {truncated} of {total} reviews truncated to "
+          f"MAX_LEN={max_len} tokens.")
+    return {"vocab": vocab, "texts": split, "loaders": loaders,
+            "sizes": {p: len(t) for p, (t, _) in split.items()}}
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. The model: embedding -> (bi)LSTM/GRU over packed sequences -> masked pooling -> linear
+# ----------------------------------------------------------------------------------------------------
+class SentimentClassifier(nn.Module):
+    """Embedding -> (bi)LSTM or (bi)GRU over packed sequences -> pooled review vector -> class logits.
+
+    The review vector concatenates three summaries of the outputs (D = hidden * directions):
+    the final state of each direction (what the cell carried to the end), and the max and mean over
+    the *valid* steps only (padding must not vote). Max pooling lets one strong phrase ("masterpiece")
+    decide even in a long review, where the final state may have forgotten it.
+    `hparams` holds every constructor argument, so a checkpoint can rebuild the model.
+    """
+
+    def __init__(self, vocab_size: int, *, cell: str, impl: str = "torch", embed_dim: int = 128,
+                 hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.5, embed_dropout: float = 0.3, num_classes: int = 2,
+                 device: torch.device | str = "cpu"):
+        super().__init__()
+        self.hparams = dict(vocab_size=vocab_size, cell=cell, impl=impl, embed_dim=embed_dim,
+                            hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                            dropout=dropout, embed_dropout=embed_dropout, num_classes=num_classes)
+        self.bidirectional = bidirectional
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)  # <pad> = 0 stays a zero vector
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.rnn = make_rnn(cell, impl, embed_dim, hidden_size, num_layers, dropout=dropout,
+                            bidirectional=bidirectional, device=device)  # nn.LSTM/GRU or the scratch cell
+        if cell.lower() == "lstm":
+            init_forget_bias(self.rnn, 1.0)  # f starts near sigmoid(1): remember by default (THEORY.md §4.4)
+        d = hidden_size * (2 if bidirectional else 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(3 * d, num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids: (B, T) long, 0 = <pad>; lengths: (B,) long, each review's true length >= 1
+        ->  logits: (B, num_classes).  E = embed_dim, H = hidden_size, D = H * directions."""
+        T = ids.shape[1]
+        x = self.embed_dropout(self.embedding(ids))                            # (B, T, E)
+        # Packing (THEORY.md §5): the cell runs each review for exactly its own length, never over <pad>,
+        # so the final state is taken at the review's last word, not after a tail of pads.
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # each step, in each direction (§6): LSTM gates i (L1), f (L2), candidate g (L3), gate o (L4),
+        # c_t = f*c + i*g (L5), h_t = o*tanh(c_t) (L6); GRU r (G1), z (G2), candidate n (G3), h_t (G4)
+        out, state = self.rnn(packed)
+        h_n = state[0] if isinstance(state, tuple) else state                  # LSTM: (h_n, c_n); (layers*dirs, B, H)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D), 0 past a length
+        # the top layer's final states: forward after the last word, backward after the first (it reads right to left)
+        last = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]  # (B, D)
+        # Masked pooling (§5): mask[b, t] = t < lengths[b]; padded steps must not win the max or dilute the mean
+        mask = (torch.arange(T, device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[..., None]  # (B, T, 1)
+        peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (B, D)
+        mean = (out * mask).sum(dim=1) / lengths.to(ids.device)[:, None].clamp_min(1)  # (B, D)
+        return self.head(self.dropout(torch.cat([last, peak, mean], dim=1)))   # (B, 3D) -> (B, classes)
+
+
+class SentimentEnsemble(nn.Module):
+    """A seed ensemble (THEORY.md §8): several SentimentClassifiers of the same shape, trained from different
+    seeds on the same data; the prediction is the mean of their class probabilities.
+
+    With ~10k short reviews, one network's test accuracy moves by about a point from seed to seed: each
+    run memorises a different handful of rare words. Averaging cancels much of that variance (a bag of
+    words with logistic regression has none to cancel: its optimum is unique). `forward` returns
+    log(mean probability), so the ensemble stands wherever logits are expected: softmax gives the mean
+    probability back, argmax the ensemble's vote, and cross_entropy the ensemble's loss.
+    """
+
+    def __init__(self, members: Sequence[SentimentClassifier]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.hparams = dict(members[0].hparams)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids: (B, T), lengths: (B,) -> log mean probability over the M members: (B, classes)."""
+        return log_mean_probability([m(ids, lengths) for m in self.members])
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. Training: one batch for utils' `fit`, AdamW with early stopping, and the seed ensemble
+# ----------------------------------------------------------------------------------------------------
+def sentiment_step(device: torch.device | str) -> Callable:
+    """The `step` for `fit`/`evaluate`: a (ids, lengths, labels) batch -> (loss, predictions, labels)."""
+    def step(model, batch):
+        ids, lengths, labels = batch                 # (B, T), (B,), (B,)
+        labels = labels.to(device)
+        logits = model(ids.to(device), lengths)      # (B, 2); lengths stay on CPU for packing
+        return nn.functional.cross_entropy(logits, labels), logits.argmax(dim=1), labels
+    return step
+
+
+def binary_metrics(preds: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Accuracy, and precision/recall/F1 of the positive class (label 1).  preds, targets: (N,) ints."""
+    preds, targets = preds.long().cpu(), targets.long().cpu()
+    tp = int(((preds == 1) & (targets == 1)).sum())
+    fp = int(((preds == 1) & (targets == 0)).sum())
+    fn = int(((preds == 0) & (targets == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": float((preds == targets).float().mean()) if len(targets) else 0.0,
+            "precision": precision, "recall": recall, "f1": f1}
+
+
+def train_sentiment_model(model: nn.Module, data: dict, device: torch.device | str, *, epochs: int,
+                          lr: float, weight_decay: float, patience: int, clip: float,
+                          checkpoint_path: Path | None = None, checkpoint_extra: dict | None = None) -> dict:
+    """AdamW + `fit`, keeping the epoch with the best validation accuracy (early stopping on it), the
+    learning rate halved when it stalls, gradients clipped to norm `clip` (THEORY.md §9).
+    Returns fit's result plus 'train_time_s'."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
+    t0 = time.time()
+    result = fit(model, data["loaders"]["train"], data["loaders"]["val"], sentiment_step(device),
+                 epochs=epochs, optimizer=optimizer, metrics_fn=binary_metrics, monitor="accuracy",
+                 mode="max", patience=patience, clip=clip, scheduler=scheduler,
+                 checkpoint_path=checkpoint_path, checkpoint_extra=checkpoint_extra)
+    result["train_time_s"] = round(time.time() - t0, 2)
+    return result
+
+
+def train_sentiment_ensemble(build_model: Callable, data: dict, device: torch.device | str, *, members: int,
+                             seed: int, checkpoint_path: Path, checkpoint_extra: Callable, **train_args):
+    """Train `members` models from `build_model(vocab_size, device)`, member k from seed seed*members + k
+    (so two SEEDs never share a member), each with `train_sentiment_model` (early stopping on its own
+    validation accuracy). One member is returned as it is; several as a `SentimentEnsemble`.
+    The model is saved once at the end, atomically: checkpoint_extra(model) -> what goes beside the weights.
+    Returns (model, result): result has each member's fit result under 'members' and the total train time."""
+    models, fits = [], []
+    for k, member_seed in enumerate(ensemble_member_seeds(seed, members)):
+        if members > 1:
+            tqdm.write(f"--- ensemble member {k + 1} of {members} (seed {member_seed}) ---")
+        set_seed(member_seed)  # the member's initial weights and dropout masks; batch order is the loaders'
+        model = build_model(len(data["vocab"]), device)
+        if k == 0:
+            hp = model.hparams
+            tqdm.write(f"{hp['cell'].upper()} classifier: {count_parameters(model):,} parameters ({hp['impl']})"
+                       + (f"; {members} of them are trained and averaged" if members > 1 else ""))
+        fits.append(train_sentiment_model(model, data, device, **train_args))
+        models.append(model)
+    model = models[0] if members == 1 else SentimentEnsemble(models).to(device)
+    save_checkpoint({"state_dict": model.state_dict(), **checkpoint_extra(model)}, checkpoint_path)
+    return model, {"members": fits, "train_time_s": round(sum(f["train_time_s"] for f in fits), 2)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4. Saving and loading (the vocabulary travels with the weights), testing, reporting
+# ----------------------------------------------------------------------------------------------------
+def sentiment_checkpoint_extra(model: nn.Module, vocab: Vocab, max_len: int, dataset: str) -> dict:
+    """What is stored beside the weights: enough to rebuild the model (and how many members an ensemble
+    has) and to re-encode new text."""
+    members = len(model.members) if isinstance(model, SentimentEnsemble) else 1
+    return {"hparams": dict(model.hparams), "members": members, "vocab": vocab.to_list(), "max_len": max_len,
+            "dataset": dataset}
+
+
+def load_sentiment_model(path: Path | str, device: torch.device | str = "cpu"):
+    """A saved model.pt -> (model on device, Vocab, checkpoint dict); a mismatched file is refused."""
+    ckpt = load_checkpoint(path, map_location=device)
+    if not isinstance(ckpt, dict) or not {"state_dict", "hparams", "vocab"} <= set(ckpt):
+        raise UserError(f"{path} is not a sentiment checkpoint (it needs state_dict, hparams and vocab); "
+                        f"train one with 02_sentiment/sentiment_lstm.py.")
+    vocab = Vocab.from_list(ckpt["vocab"])
+    members = int(ckpt.get("members", 1))
+    key = "members.0.embedding.weight" if members > 1 else "embedding.weight"
+    rows = ckpt["state_dict"].get(key, torch.empty(0, 0)).shape[0]
+    if rows != len(vocab) or ckpt["hparams"].get("vocab_size") != len(vocab):
+        raise UserError(f"checkpoint {path} does not match its vocabulary: the embedding has {rows} rows "
+                        f"but the vocabulary has {len(vocab)} tokens; retrain the model to get a consistent file.")
+    model = SentimentClassifier(**ckpt["hparams"], device=device)
+    if members > 1:
+        model = SentimentEnsemble([model] + [SentimentClassifier(**ckpt["hparams"], device=device)
+                                             for _ in range(members - 1)])
+    model = model.to(device)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise UserError(f"the weights in {path} do not fit the model its hyperparameters describe ({first}); "
+                        f"retrain the model.") from None
+    return model, vocab, ckpt
+
+
+def predict_proba(model: nn.Module, encoded: list[list[int]], device: torch.device | str) -> list[float]:
+    """P(positive) for each already-encoded review (id lists of length >= 1), in the given order."""
+    model.eval()
+    ids, lengths = pad_batch(encoded)                # (N, longest), (N,)
+    with torch.no_grad():
+        return torch.softmax(model(ids.to(device), lengths), dim=1)[:, 1].tolist()
+
+
+def test_sentiment_model(model: nn.Module, loader, device: torch.device | str) -> dict:
+    """Test loss, accuracy, precision/recall/F1, confusion matrix and inference speed (reviews/s)."""
+    t0 = time.time()
+    res = evaluate(model, loader, sentiment_step(device), binary_metrics)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = max(time.time() - t0, 1e-9)
+    metrics = {k: v for k, v in res.items() if k not in ("predictions", "targets")}
+    metrics["confusion_matrix"] = confusion_matrix(res["targets"], res["predictions"], 2).tolist()  # [true][pred]
+    metrics["reviews_per_s"] = round(len(res["targets"]) / seconds, 1)
+    return metrics
+
+
+def classify_reviews(model: nn.Module, vocab: Vocab, reviews: list[str], max_len: int,
+                     device: torch.device | str, title: str = "Hand-written reviews") -> list[dict]:
+    """Hand-written reviews -> printed rows {review, P(positive), verdict, unknown words}, checked first
+    (an empty or all-unknown review is refused with one sentence; a long one is truncated)."""
+    encoded = [check_review(r, vocab, max_len) for r in reviews]
+    rows = []
+    for text, ids, p in zip(reviews, encoded, predict_proba(model, encoded, device)):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        rows.append({"review": shown, "P(positive)": round(p, 3), "verdict": SENTIMENT_LABELS[int(p >= 0.5)],
+                     "unknown words": sum(i == 1 for i in ids)})
+    print_table(rows, title=title, floatfmt=".3f")
+    return rows
+
+
+def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, *, name: str, dataset: str,
+                     device: torch.device | str) -> dict:
+    """Test the trained model (and, for an ensemble, each member alone), print the table, save training
+    curves and the confusion matrix, and return the metrics for metrics.json (same keys for LSTM and GRU).
+    fit_result: what `train_sentiment_ensemble` returned."""
+    from utils.visualization import plot_confusion_matrix, plot_training_curves  # matplotlib only when needed
+
+    fits = fit_result["members"]
+    members = list(model.members) if isinstance(model, SentimentEnsemble) else [model]
+    rows, singles = [], []
+    for k, (member, fit_k) in enumerate(zip(members, fits) if len(members) > 1 else []):  # each member alone
+        t = test_sentiment_model(member, data["loaders"]["test"], device)
+        singles.append(t["accuracy"])
+        rows.append({"model": f"member {k + 1}", "best epoch": fit_k["best_epoch"],
+                     "val accuracy": fit_k["best_value"], "accuracy": t["accuracy"], "f1": t["f1"], "loss": t["loss"]})
+    test = test_sentiment_model(model, data["loaders"]["test"], device)
+    label = f"mean of {len(members)} (ensemble)" if len(members) > 1 else name
+    rows.append({"model": label, "best epoch": "/".join(str(f["best_epoch"]) for f in fits),
+                 "val accuracy": fits[0]["best_value"] if len(fits) == 1 else "", "accuracy": test["accuracy"],
+                 "f1": test["f1"], "loss": test["loss"]})
+    print_table(rows, title=f"{name} on {dataset}, test split ({test['reviews_per_s']:,.0f} reviews/s)",
+                floatfmt=".4f")
+    histories = {f"member {k + 1}": f["history"] for k, f in enumerate(fits)} if len(fits) > 1 else fits[0]["history"]
+    plot_training_curves(histories, out / "training_curves.png", title=f"{name} on {dataset}",
+                         metrics=["val_accuracy"] if len(fits) > 1 else ["val_accuracy", "val_f1"])
+    plot_confusion_matrix(test["confusion_matrix"], SENTIMENT_LABELS, out / "confusion_matrix.png",
+                          title=f"{name}, test set ({dataset})", normalize=True)
+    metrics = {f"test_{k}": v for k, v in test.items()}
+    metrics.update(parameters=count_parameters(model), ensemble_members=len(members),
+                   train_time_s=fit_result["train_time_s"], best_epoch=[f["best_epoch"] for f in fits],
+                   epochs_run=[f["epochs_run"] for f in fits], best_val_accuracy=[f["best_value"] for f in fits],
+                   vocab_size=len(data["vocab"]), split_sizes=data["sizes"])
+    if singles:
+        metrics["member_test_accuracy"] = singles
+        metrics["single_model_test_accuracy"] = {"mean": sum(singles) / len(singles),
+                                                 "std": float(torch.tensor(singles).std()) if len(singles) > 1 else 0.0}
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------
+# 5. The yardstick: a bag of words and bigrams
+# ----------------------------------------------------------------------------------------------------
+def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
+    """The bag-of-words yardstick: TF-IDF of words and word pairs + logistic regression (scikit-learn).
+
+    texts: {'train'|'val'|'test': (texts, labels)}. C (inverse regularisation) is picked on validation,
+    like the RNNs' early stopping, so both sides get the same chance. Word order beyond bigrams is lost:
+    whatever the RNNs gain over this baseline is what reading the sequence buys.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    (xtr, ytr), (xva, yva), (xte, yte) = texts["train"], texts["val"], texts["test"]
+    t0 = time.time()
+    vec = TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
+                          sublinear_tf=True)
+    A, V = vec.fit_transform(xtr), vec.transform(xva)   # sparse (reviews, n-grams)
+    fitted = [(LogisticRegression(C=C, max_iter=2000).fit(A, ytr), C) for C in Cs]
+    scored = [(float((clf.predict(V) == yva).mean()), C, clf) for clf, C in fitted]
+    val_acc, C, clf = max(scored, key=lambda s: s[0])
+    train_time = time.time() - t0
+    t1 = time.time()
+    preds = torch.as_tensor(clf.predict(vec.transform(xte)))
+    seconds = max(time.time() - t1, 1e-9)
+    metrics = binary_metrics(preds, torch.as_tensor(yte))
+    metrics.update(C=C, val_accuracy=val_acc, parameters=int(clf.coef_.size + clf.intercept_.size),
+                   train_time_s=round(train_time, 2), reviews_per_s=round(len(yte) / seconds, 1),
+                   confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist())
+    return metrics
