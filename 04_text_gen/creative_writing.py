@@ -2,36 +2,35 @@
 
 Teaches how sampling shapes generated text: temperature, top-k and nucleus (top-p) sampling, and the
 diversity/coherence trade-off measured by a temperature sweep. Interactive: --INTERACTIVE (type :help).
-Run: python 04_text_gen/creative_writing.py [--PROMPT="JULIET:\\n"] [--INTERACTIVE] [--quick]  (theory: THEORY.md)
+Run: python 04_text_gen/creative_writing.py [--PROMPT="JULIET:\\n"] [--INTERACTIVE] [--quick]
+Theory: THEORY.md §11 (temperature, top-k, top-p); the models come from text_lstm.py / text_gru.py.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 from pathlib import Path
 
-from utils.data_utils import prepare_char_data
-from utils.model_utils import (CharRNN, char_checkpoint_extra, distinct_n, generate, load_char_model,
-                               repeated_ngram_rate, text_log_likelihood, train_char_model)
+import char_model
 from utils.script_utils import (OUTPUTS_ROOT, UserError, get_device, output_dir, parse_config, print_table,
                                 run_main, save_metrics, set_seed)
 from utils.visualization import plot_temperature_sweep
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                    # random seed of the samples
+SEED = 0                    # random seed of the samples, any integer
 DEVICE = "auto"             # auto | cpu | cuda | mps
 IMPL = "torch"              # generate with torch.nn cells (fast), or the scratch cells of 01_basic_theory
 PROMPT = "ROMEO:\\n"        # what to continue ("\n" written as \n); one-shot mode
-LENGTH = 300                # characters to generate
-TEMPERATURE = 0.8           # < 1 safer and more repetitive, > 1 bolder with more misspellings
-TOP_K = 0                   # sample only among the k likeliest characters (0 = all)
-TOP_P = 1.0                 # nucleus: the likeliest characters covering this probability (1 = all)
+LENGTH = 300                # characters to generate, 1 to 100000
+TEMPERATURE = 0.8           # >= 0: < 1 safer and more repetitive, > 1 bolder with more misspellings, 0 greedy
+TOP_K = 0                   # sample only among the k likeliest characters, >= 0 (0 = all)
+TOP_P = 1.0                 # nucleus: the likeliest characters covering this probability, in (0, 1] (1 = all)
 MODEL = "both"              # lstm | gru | both (side by side)
 INTERACTIVE = False         # a prompt -> continuation loop on stdin (:help lists the commands)
-CHECKPOINTS = ""            # folder with text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen); a fallback is saved there
-FALLBACK_MINUTES = 1.5      # no checkpoint: train a small model this long first (saying so)
+CHECKPOINTS = ""            # folder of text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen); fallbacks go there
+FALLBACK_MINUTES = 1.5      # no checkpoint: train a small model this long first, saying so (0 = no time limit)
 SWEEP_TEMPERATURES = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
-SWEEP_SAMPLES = 2           # samples per temperature and model
-SWEEP_LEN = 400             # characters per sweep sample
+SWEEP_SAMPLES = 2           # samples per temperature and model, >= 1
+SWEEP_LEN = 400             # characters per sweep sample, >= 1
 QUICK_SETTINGS = dict(LENGTH=80, FALLBACK_MINUTES=0.15, SWEEP_TEMPERATURES=(0.5, 1.0, 1.5), SWEEP_SAMPLES=1,
                       SWEEP_LEN=120)
 CHOICES = {"IMPL": ("torch", "scratch"), "MODEL": ("lstm", "gru", "both")}
@@ -51,15 +50,14 @@ def checkpoint_of(cell):
 
 
 def train_fallback(cell, path, device):
-    """No trained model: a small one for FALLBACK_MINUTES with the same utils training routine."""
+    """No trained model: a small one for FALLBACK_MINUTES with the same training loop (char_model)."""
     print(f"no checkpoint at {path}: training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first "
           f"(run 04_text_gen/text_{cell}.py for a good one).")
-    data = prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000, val_chars_per_epoch=20_000)
-    model = CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128, num_layers=1,
-                    dropout=0.0, device=device).to(device)
-    train_char_model(model, data["streams"]["train"], data["streams"]["val"], epochs=50, lr=5e-3,
-                     weight_decay=0.0, clip=1.0, max_minutes=FALLBACK_MINUTES, patience=50, checkpoint_path=path,
-                     checkpoint_extra=char_checkpoint_extra(model, data["vocab"], data["corpus"]["source"]))
+    data = char_model.prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000, val_chars_per_epoch=20_000)
+    model = char_model.CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128,
+                               num_layers=1, dropout=0.0, device=device).to(device)
+    char_model.train_char_model(model, data, epochs=50, lr=5e-3, weight_decay=0.0, clip=1.0,
+                                max_minutes=FALLBACK_MINUTES, patience=50, checkpoint_path=path)
 
 
 def load_models(device, out):
@@ -71,7 +69,7 @@ def load_models(device, out):
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():
                 train_fallback(cell, path, device)
-        model, vocab, ckpt = load_char_model(path, device, impl=IMPL)
+        model, vocab, ckpt = char_model.load_char_model(path, device, impl=IMPL)
         h = ckpt["hparams"]
         print(f"{cell.upper()}: {path} ({h['num_layers']}x{h['hidden_size']}, epoch {ckpt.get('epoch')})")
         models[cell] = (model, vocab)
@@ -86,8 +84,8 @@ def continue_prompt(models, prompt, settings):
         unknown = vocab.unknown(prompt)
         if unknown:
             print(f"note: the {cell.upper()} never saw {', '.join(map(repr, unknown))}: skipped in the prompt.")
-        texts[cell] = generate(model, vocab, prompt, settings["length"], temperature=settings["temp"],
-                               top_k=settings["topk"], top_p=settings["topp"], seed=settings["seed"])
+        texts[cell] = model.generate(vocab, prompt, settings["length"], temperature=settings["temp"],
+                                     top_k=settings["topk"], top_p=settings["topp"], seed=settings["seed"])
     print_side_by_side({c.upper(): prompt + t for c, t in texts.items()})
     return texts
 
@@ -162,9 +160,9 @@ def time_generation(models, n=500):
     """Seconds to generate n characters with each model (step by step, no gradients)."""
     times = {}
     for cell, (model, vocab) in models.items():
-        generate(model, vocab, "ROMEO:\n", 10, seed=SEED)  # warm-up: the first call pays one-off setup costs
+        model.generate(vocab, "ROMEO:\n", 10, seed=SEED)  # warm-up: the first call pays one-off setup costs
         t = time.time()
-        generate(model, vocab, "ROMEO:\n", n, temperature=0.8, seed=SEED)
+        model.generate(vocab, "ROMEO:\n", n, temperature=0.8, seed=SEED)
         times[cell] = round(time.time() - t, 3)
     print("generating 500 characters: " + ", ".join(f"{c.upper()} {s:.2f}s" for c, s in times.items()))
     return times
@@ -177,11 +175,11 @@ def temperature_sweep(models, prompt, out):
     for cell, (model, vocab) in models.items():
         res = {"log_likelihood": [], "distinct_4": [], "repeated_3gram": []}
         for temp in SWEEP_TEMPERATURES:
-            texts = [generate(model, vocab, prompt, SWEEP_LEN, temperature=temp, seed=SEED + s)
+            texts = [model.generate(vocab, prompt, SWEEP_LEN, temperature=temp, seed=SEED + s)
                      for s in range(SWEEP_SAMPLES)]
-            ll = sum(text_log_likelihood(model, vocab, prompt, t) for t in texts) / len(texts)
-            d4 = sum(distinct_n(t, 4) for t in texts) / len(texts)
-            rep = sum(repeated_ngram_rate(t, 3) for t in texts) / len(texts)
+            ll = sum(char_model.text_log_likelihood(model, vocab, prompt, t) for t in texts) / len(texts)
+            d4 = sum(char_model.distinct_n(t, 4) for t in texts) / len(texts)
+            rep = sum(char_model.repeated_ngram_rate(t, 3) for t in texts) / len(texts)
             for key, v in zip(res, (ll, d4, rep)):
                 res[key].append(v)
             rows.append({"model": cell.upper(), "temperature": temp, "log-lik (nats/char)": ll,

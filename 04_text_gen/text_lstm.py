@@ -1,46 +1,46 @@
 """Character-level Shakespeare with an LSTM: read 4 M characters of plays, predict the next character.
 
-Teaches truncated backpropagation through time (the hidden state carried across chunks), loss in
-nats/bits per character against an n-gram baseline, and sampling with a temperature.
-Run: python 04_text_gen/text_lstm.py [--quick] [--TEXT=my.txt] [--IMPL=scratch]   Theory: THEORY.md (L1)-(L6).
+Teaches truncated backpropagation through time (the hidden state carried across chunks and detached), loss
+in nats/bits per character against an n-gram baseline, and sampling with a temperature.
+Run: python 04_text_gen/text_lstm.py [--quick] [--TEXT=my.txt] [--IMPL=scratch]
+Theory: THEORY.md (L1)-(L6), §4.4 forget-gate bias, §9 clipping, §10 truncated BPTT, §11 sampling.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 
-from utils.model_utils import CharRNN, apply_device_settings, count_parameters, train_char_lm
-from utils.script_utils import get_device, output_dir, parse_config, run_main, set_seed
+import char_model
+from utils.model_utils import count_parameters
+from utils.script_utils import apply_device_settings, get_device, output_dir, parse_config, run_main, set_seed
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                    # random seed (weights, dropout, pass offsets, samples)
+SEED = 0                    # random seed (weights, dropout, pass offsets, samples), any integer
 DEVICE = "auto"             # auto | cpu | cuda | mps
 IMPL = "torch"              # torch = nn.LSTM (cuDNN on GPU); scratch = 01_basic_theory's ScratchLSTM
 TEXT = ""                   # a UTF-8 text file to learn instead of Shakespeare (split 90/10 by position)
-EMBED_DIM = 48              # character embedding size (only ~70 characters: a small table is enough)
-HIDDEN_SIZE = 384           # LSTM units per layer
-NUM_LAYERS = 2              # stacked LSTM layers
-DROPOUT = 0.1               # on embeddings, between layers and before the softmax (4 M chars: little needed)
-FORGET_BIAS = 0.0           # initial forget-gate bias (THEORY.md 4.4). The usual advice, 1.0, *hurts* here:
-                            # 2.04 vs 1.83 nats/char after 2.5 CPU minutes (README, 04): a char LM needs to
-                            # learn to forget fast more than to remember long
-BATCH_SIZE = 64             # parallel streams of text (rows of the TBPTT batch)
-SEQ_LEN = 128               # characters per chunk: gradients flow back at most this far
-LR = 8e-3                   # peak AdamW learning rate (warm-up, then cosine decay); full 8-minute runs:
-                            # 1.480 nats/char at 8e-3, 1.498 at 1.2e-2, 1.496 at 2e-2 (forget bias 1:
-                            # 1.605 at 8e-3, 1.728 at 3e-3; README, 04)
-WEIGHT_DECAY = 0.0          # AdamW decoupled weight decay
-CLIP = 1.0                  # gradient-norm clipping (exploding gradients: THEORY.md)
-EPOCHS = 20                 # reports (validation, samples, checkpoint) during training
-CHUNKS_PER_EPOCH = 150      # training chunks between two reports (an "epoch" is not a full pass here)
+EMBED_DIM = 48              # character embedding size, >= 1 (only ~70 characters: a small table is enough)
+HIDDEN_SIZE = 384           # LSTM units per layer (size of h and c), >= 1
+NUM_LAYERS = 2              # stacked LSTM layers, >= 1
+DROPOUT = 0.1               # on embeddings, between layers and before the softmax, in [0, 1)
+FORGET_BIAS = 0.0           # initial forget-gate bias, any float (THEORY.md §4.4); the textbook 1.0 hurt here
+                            # (README): a char LM must learn to forget fast more than to remember long
+BATCH_SIZE = 64             # parallel streams of text (rows of the TBPTT batch), >= 1
+SEQ_LEN = 128               # characters per chunk, >= 1: gradients flow back at most this far (THEORY.md §10)
+LR = 8e-3                   # peak AdamW learning rate (warm-up, then cosine decay), > 0: one grid, one rule
+                            # for both cells, lowest validation loss wins (README)
+WEIGHT_DECAY = 0.0          # AdamW decoupled weight decay, >= 0
+CLIP = 1.0                  # gradient-norm clipping, >= 0 (0 = off; exploding gradients: THEORY.md §9)
+EPOCHS = 20                 # reports (validation, sample, checkpoint) during training, >= 1
+CHUNKS_PER_EPOCH = 150      # training chunks between two reports, >= 1 (an "epoch" is not a full pass here)
 MAX_MINUTES = 8.0           # training time budget: the schedule anneals to it, then training ends (0 = none)
-PATIENCE = 4                # stop after this many reports without a better validation loss
+PATIENCE = 4                # stop after this many reports without a better validation loss, >= 1
 MAX_TRAIN_CHARS = 0         # use only the first N training characters (0 = all)
-VAL_CHARS_PER_EPOCH = 150_000  # validate on this prefix at each report (the final figure uses all of it)
-NGRAM_ORDER = 5             # the baseline: an add-k smoothed character n-gram ...
-NGRAM_K = 0.1               # ... with this k
+VAL_CHARS_PER_EPOCH = 150_000  # validate on this prefix at each report (0 = all; the final figure uses all)
+NGRAM_ORDER = 5             # the baseline: an add-k smoothed character n-gram, n >= 1 ...
+NGRAM_K = 0.1               # ... with this k > 0
 PROMPT = "ROMEO:\n"         # what the samples continue
-SAMPLE_LEN = 200            # characters per sample at each report
-TEMPERATURES = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end
+SAMPLE_LEN = 200            # characters per sample, >= 1
+TEMPERATURES = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end, >= 0 (0 = greedy; THEORY.md §11)
 
 # On a CUDA device these replace the defaults above (a --NAME=VALUE on the command line still wins):
 # a wider, deeper, more regularised model (4 M characters are seen many times in 8 minutes on a GPU).
@@ -52,16 +52,34 @@ QUICK_SETTINGS = dict(MAX_TRAIN_CHARS=200_000, HIDDEN_SIZE=64, EMBED_DIM=16, BAT
 CHOICES = {"IMPL": ("torch", "scratch")}
 
 
+def load_text(device):
+    """The corpus (Shakespeare split by play, or --TEXT split by position), its character vocabulary, the
+    TBPTT streams (BATCH_SIZE rows of SEQ_LEN-character chunks) and the n-gram baseline to beat."""
+    return char_model.prepare_char_data(TEXT, BATCH_SIZE, SEQ_LEN, CHUNKS_PER_EPOCH, device,
+                                        max_train_chars=MAX_TRAIN_CHARS, val_chars_per_epoch=VAL_CHARS_PER_EPOCH,
+                                        ngram_order=NGRAM_ORDER, ngram_k=NGRAM_K, seed=SEED)
+
+
 def build_model(vocab_size, device):
     """Embedding -> LSTM -> linear. Each LSTM step computes four gates from x_t and h_{t-1}:
     input i (L1), forget f (L2), candidate g (L3), output o (L4); the cell state c_t = f*c + i*g (L5)
     is the long-term memory (which speaker is talking, whether a line is verse), h_t = o*tanh(c_t) (L6)
     what the softmax sees. FORGET_BIAS sets where f starts: sigmoid(0) = 0.5, sigmoid(1) = 0.73."""
-    model = CharRNN(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
-                    num_layers=NUM_LAYERS, dropout=DROPOUT, forget_bias=FORGET_BIAS, device=device).to(device)
+    model = char_model.CharRNN(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
+                               num_layers=NUM_LAYERS, dropout=DROPOUT, forget_bias=FORGET_BIAS,
+                               device=device).to(device)
     print(f"model: {NUM_LAYERS}x{HIDDEN_SIZE} LSTM ({IMPL}), {count_parameters(model):,} parameters "
           f"(4 gate blocks per layer)")
     return model
+
+
+def train(model, data, out):
+    """Truncated BPTT (char_model.train_char_model): the (h, c) state is carried from chunk to chunk and
+    detached, so gradients reach back SEQ_LEN characters while the cell state remembers further. A report
+    every CHUNKS_PER_EPOCH chunks: validation, a sample, the best weights in out/model.pt."""
+    return char_model.train_char_model(model, data, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, clip=CLIP,
+                                       max_minutes=MAX_MINUTES, patience=PATIENCE, checkpoint_path=out / "model.pt",
+                                       prompt=PROMPT, sample_len=SAMPLE_LEN, seed=SEED)
 
 
 def main():
@@ -72,8 +90,13 @@ def main():
     device = get_device(DEVICE)
     cfg.update(apply_device_settings(globals(), defaults, GPU_SETTINGS, device, quick=cfg["QUICK"]))
     out = output_dir(__file__)
-    # data + baseline -> build_model -> TBPTT training with samples -> whole-validation score -> report
-    train_char_lm(cfg, build_model, device, out, t0, title=f"{NUM_LAYERS}x{HIDDEN_SIZE} LSTM")
+    data = load_text(device)                                                     # + the n-gram baseline
+    model = build_model(len(data["vocab"]), device)
+    result = train(model, data, out)
+    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])   # the whole validation split
+    samples = char_model.show_samples(model, data["vocab"], PROMPT, TEMPERATURES, SAMPLE_LEN, seed=SEED)
+    char_model.char_lm_report(out, config=cfg, model=model, data=data, result=result, final=final,
+                              samples=samples, device=device, start_time=t0, title=f"{NUM_LAYERS}x{HIDDEN_SIZE} LSTM")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import ROOT, run_script
-from utils.data_utils import (CharStreams, CharVocab, char_ngram_baseline, load_text_corpus, read_text_file,
-                              shakespeare_play_to_text)
-from utils.model_utils import (BudgetSchedule, CharRNN, apply_temperature, distinct_n, generate,
-                               repeated_ngram_rate, sampling_distribution, tbptt_step, text_log_likelihood,
-                               top_k_filter, top_p_filter)
+from char_model import (BudgetSchedule, CharRNN, CharStreams, CharVocab, apply_temperature, char_ngram_baseline,
+                        detach_state, distinct_n, evaluate_char_model, one_step_friendly, repeated_ngram_rate,
+                        sampling_distribution, text_log_likelihood, top_k_filter, top_p_filter, train_char_model)
+from utils.data_utils import load_text_corpus, read_text_file, shakespeare_play_to_text
 from utils.script_utils import UserError
 
 PLAY = """# A Play
@@ -78,8 +78,6 @@ def test_char_streams_are_contiguous_across_chunks():
     first, second = list(s), list(s)
     assert [c[2] for c in first] == [True] + [False] * 6
     assert second[0][0][0, 0] == first[-1][0][0, -1] + 1 and [c[2] for c in second].count(True) == 1
-    s.stop = lambda: True
-    assert list(s) == []
 
 
 def test_ngram_baseline_by_hand():
@@ -130,21 +128,68 @@ def test_budget_schedule_warms_up_then_decays_on_time():
     assert timed.done()  # the time budget alone ends training
 
 
-def test_tbptt_step_carries_state_and_generation_works():
+def test_carried_state_is_detached_and_reset_and_generation_works():
     torch.manual_seed(0)
     vocab = CharVocab.build("abc \n")
     model = CharRNN(len(vocab), cell="gru", embed_dim=4, hidden_size=8, num_layers=1, dropout=0.0)
     x = torch.randint(1, len(vocab), (2, 5))
-    step = tbptt_step()
-    loss1, p1, _ = step(model, (x, x, True))
-    loss2, _, _ = step(model, (x, x, False))  # same chunk, but now with the carried state
-    loss3, _, _ = step(model, (x, x, True))   # reset: the first result again
+
+    def loss_of(state):
+        logits, state = model(x, state)
+        return nn.functional.cross_entropy(logits.reshape(-1, len(vocab)), x.reshape(-1)), state
+
+    loss1, state = loss_of(None)
+    carried = detach_state(state)
+    assert state.requires_grad and not carried.requires_grad and torch.equal(carried, state)  # values kept
+    loss2, _ = loss_of(carried)   # same chunk, but now with the carried state
+    loss3, _ = loss_of(None)      # reset: the first result again
     assert loss1.item() != pytest.approx(loss2.item()) and loss3.item() == pytest.approx(loss1.item())
-    assert p1.shape == (1,)
-    text = generate(model, vocab, "ab😀", 30, temperature=1.0, top_k=2, seed=1)
+    h, c = detach_state((state, state.clone()))  # an LSTM's (h, c): both cut
+    assert not h.requires_grad and not c.requires_grad and detach_state(None) is None
+    text = model.generate(vocab, "ab😀", 30, temperature=1.0, top_k=2, seed=1)
     assert len(text) == 30 and set(text) <= set(vocab.chars)
-    assert text == generate(model, vocab, "ab", 30, temperature=1.0, top_k=2, seed=1)  # unknown chars skipped
+    assert text == model.generate(vocab, "ab", 30, temperature=1.0, top_k=2, seed=1)  # unknown chars skipped
     assert text_log_likelihood(model, vocab, "ab", text) < 0
+
+
+def test_evaluation_carries_the_state_across_chunks_and_resets_per_pass():
+    torch.manual_seed(0)
+    vocab = CharVocab.build("abcd \n")
+    model = CharRNN(len(vocab), cell="lstm", embed_dim=4, hidden_size=8, num_layers=1, dropout=0.0).double()
+    streams = CharStreams(torch.randint(1, len(vocab), (203,)), batch_size=2, seq_len=10)  # 10 chunks
+    res = evaluate_char_model(model, streams)
+    with torch.no_grad():
+        carried, fresh, state = [], [], None
+        for x, y, _ in streams:
+            logits, state = model(x, state)
+            carried.append(float(nn.functional.cross_entropy(logits.reshape(-1, len(vocab)), y.reshape(-1))))
+            logits, _ = model(x)
+            fresh.append(float(nn.functional.cross_entropy(logits.reshape(-1, len(vocab)), y.reshape(-1))))
+    assert res["nats_per_char"] == pytest.approx(sum(carried) / 10, rel=1e-12)
+    assert res["nats_per_char"] != pytest.approx(sum(fresh) / 10, rel=1e-6)
+    assert res["bits_per_char"] == pytest.approx(res["nats_per_char"] / math.log(2), rel=1e-12)
+    assert res["perplexity"] == pytest.approx(math.exp(res["nats_per_char"]), rel=1e-12)
+    assert evaluate_char_model(model, streams) == res  # every pass starts from a zero state
+
+
+def test_training_ends_when_the_budget_is_spent(tmp_path):
+    torch.manual_seed(0)
+    vocab = CharVocab.build("abcd \n")
+    ids = torch.randint(1, len(vocab), (2000,))
+    data = {"vocab": vocab, "corpus": {"source": "random"},
+            "streams": {"train": CharStreams(ids, 4, 10, chunks_per_epoch=5), "val": CharStreams(ids[:500], 4, 10)}}
+    model = CharRNN(len(vocab), cell="gru", embed_dim=4, hidden_size=8, num_layers=1, dropout=0.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = train_char_model(model, data, epochs=3, lr=1e-2, weight_decay=0.0, clip=1.0, max_minutes=1e-9,
+                           patience=3, checkpoint_path=tmp_path / "m.pt")
+    # the budget is spent before the first chunk: no training step, one report, then the end
+    assert res["epochs_run"] == 1 and res["chars_seen"] == 0 and res["history"][0]["train_loss"] == 0.0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert (tmp_path / "m.pt").is_file()
+    res = train_char_model(model, data, epochs=3, lr=1e-2, weight_decay=0.0, clip=1.0, max_minutes=0,
+                           patience=3, checkpoint_path=tmp_path / "m.pt")
+    assert res["epochs_run"] == 3 and res["chars_seen"] == 3 * 5 * 4 * 10  # no budget: the steps decide
+    assert [r["epoch"] for r in res["history"]] == [1, 2, 3] and res["history"][-1]["lr"] < 1e-2
 
 
 @pytest.mark.parametrize("content, message", [(b"", "has only 0 characters"), (b"ab\x00cd" * 1000, "binary"),
@@ -230,8 +275,6 @@ def test_text_lstm_scratch_quick():
 
 
 def test_one_step_generation_switches_onednn_off_only_inside():
-    from utils.model_utils import one_step_friendly
-
     before = torch.backends.mkldnn.enabled
     with one_step_friendly(torch.device("cpu")):
         assert not torch.backends.mkldnn.enabled

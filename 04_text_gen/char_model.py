@@ -1,0 +1,532 @@
+"""04_text_gen's mechanism: text -> character ids -> contiguous streams -> a character RNN trained with
+truncated BPTT -> sampled text.
+
+Read top to bottom: the vocabulary and the TBPTT batches, the n-gram baseline to beat, the sampling filters
+(THEORY.md §11), the model with its `generate`, the training loop (§9 clipping, §10 truncated BPTT and the
+carried, detached state), save/load, and the report. text_lstm.py / text_gru.py tell the story with these
+pieces; creative_writing.py samples from the trained models. Raw text (Shakespeare's plays, or a --TEXT file)
+comes from utils.data_utils.load_text_corpus.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from utils.data_utils import data_dir, load_text_corpus
+from utils.model_utils import count_parameters, init_forget_bias, load_checkpoint, make_rnn, save_checkpoint
+from utils.script_utils import UserError, atomic_write, print_table, save_metrics
+from utils.visualization import plot_training_curves
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data: characters <-> ids, and the contiguous batches of truncated BPTT
+# ----------------------------------------------------------------------------------------------------
+class CharVocab:
+    """Characters <-> ids: the sorted set of training characters; index 0 is the unknown character.
+
+    Stored in a checkpoint as one plain string (`chars`), so `torch.load(weights_only=True)` reads it.
+    A character never seen in training (a prompt's emoji, a validation-only letter) maps to 0.
+    """
+
+    UNK = "\ufffd"  # the Unicode replacement character stands for any unseen character
+
+    def __init__(self, chars: str):
+        self.itos = [self.UNK] + [c for c in chars if c != self.UNK]
+        self.stoi = {c: i for i, c in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, text: str) -> "CharVocab":
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def chars(self) -> str:
+        return "".join(self.itos[1:])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, ch: str) -> bool:
+        return ch in self.stoi and ch != self.UNK
+
+    def encode(self, text: str) -> torch.Tensor:
+        """str of length N -> (N,) long tensor."""
+        return torch.tensor([self.stoi.get(c, 0) for c in text], dtype=torch.long)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.itos[int(i)] for i in ids)
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of `text` this vocabulary has never seen, in order of appearance."""
+        return list(dict.fromkeys(c for c in text if c not in self))
+
+
+class CharStreams:
+    """Contiguous batches for truncated backpropagation through time (TBPTT, THEORY.md §10).
+
+    The encoded text (N,) is cut into `batch_size` equal streams, (B, N // B): row b is one long
+    contiguous stretch of the text. Iterating yields chunks (x, y, reset) with x, y: (B, seq_len) and
+    y = x shifted by one character, so chunk k+1 of row b continues exactly where chunk k ended: the
+    hidden state at the end of one chunk is the right starting state for the next (carried, detached).
+    `reset` is True on the first chunk of a pass, where the state must be zeroed.
+
+    - chunks_per_epoch=None: one iteration is one full pass from the start (validation).
+    - chunks_per_epoch=k: each iteration yields the next k chunks, wrapping around at the end of the
+      text, so a big corpus can be reported on every few minutes; every wrap starts a new pass at a
+      random offset < seq_len (the chunk boundaries move, so no character is always first in a chunk).
+    """
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, *, chunks_per_epoch: int | None = None,
+                 device: torch.device | str = "cpu", seed: int = 0):
+        if len(ids) < batch_size * (seq_len + 1) + seq_len:
+            raise UserError(f"the text ({len(ids)} characters) is too short for --BATCH_SIZE={batch_size} streams "
+                            f"of --SEQ_LEN={seq_len}; lower them or use a longer text.")
+        self.ids, self.B, self.T = ids, batch_size, seq_len
+        self.chunks_per_epoch, self.device = chunks_per_epoch, device
+        self.g = torch.Generator().manual_seed(seed)  # its own generator: the global RNG is left alone
+        self._new_pass()
+
+    def _new_pass(self) -> None:
+        random_offset = self.chunks_per_epoch is not None
+        offset = int(torch.randint(self.T, (1,), generator=self.g)) if random_offset else 0
+        n = (len(self.ids) - offset - 1) // self.B
+        data = self.ids[offset: offset + self.B * n + 1]
+        self.x = data[:-1].view(self.B, n).to(self.device)          # (B, n)
+        self.y = data[1:].reshape(self.B, n).to(self.device)        # (B, n): the next character
+        self.pos, self.n = 0, n
+
+    def __len__(self) -> int:
+        return self.chunks_per_epoch or self.n // self.T
+
+    def __iter__(self):
+        if self.chunks_per_epoch is None:  # validation: always the same full pass, from the start
+            self.pos = 0
+        for _ in range(len(self)):
+            if self.pos + self.T > self.n:
+                self._new_pass()
+            reset = self.pos == 0
+            s = slice(self.pos, self.pos + self.T)
+            self.pos += self.T
+            yield self.x[:, s], self.y[:, s], reset                 # (B, T), (B, T), bool
+
+
+def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1) -> dict:
+    """An add-k smoothed character n-gram model: the yardstick an RNN must beat.
+
+    P(c | the previous n-1 chars) = (count(context + c) + k) / (count(context) + k * V), V = the
+    training characters + 1 unknown. It sees exactly n-1 characters back; whatever the RNN gains over
+    it comes from longer memory. Returns {'nats_per_char', 'bits_per_char', 'perplexity'} on `val`.
+    """
+    vocab = set(train)
+    V = len(vocab) + 1
+    grams, contexts = Counter(), Counter()
+    pad = "\n" * (n - 1)
+    t = pad + train
+    for i in range(n - 1, len(t)):
+        grams[t[i - n + 1: i + 1]] += 1
+        contexts[t[i - n + 1: i]] += 1
+    v = pad + val
+    total = 0.0
+    for i in range(n - 1, len(v)):
+        ctx, gram = v[i - n + 1: i], v[i - n + 1: i + 1]
+        total -= math.log((grams.get(gram, 0) + k) / (contexts.get(ctx, 0) + k * V))
+    nats = total / max(len(val), 1)
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+
+
+def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1) -> dict:
+    """`char_ngram_baseline` on corpus['train'] -> corpus['val'], cached in 04_text_gen/data/ by the
+    texts' checksum (counting 4 M characters of 5-grams takes tens of seconds)."""
+    digest = hashlib.sha256(f"{n}|{k}|{len(corpus['train'])}|".encode() + corpus["train"].encode()
+                            + b"\x00" + corpus["val"].encode()).hexdigest()[:16]
+    path = data_dir("04_text_gen") / f"ngram_baseline_{digest}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            pass
+    result = char_ngram_baseline(corpus["train"], corpus["val"], n, k)
+    result.update(order=n, add_k=k)
+    atomic_write(path, lambda f: f.write_text(json.dumps(result), encoding="utf-8"))
+    return result
+
+
+def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_epoch: int,
+                      device: torch.device | str, *, max_train_chars: int = 0, val_chars_per_epoch: int = 0,
+                      val_batch_size: int = 64, ngram_order: int = 5, ngram_k: float = 0.1, seed: int = 0) -> dict:
+    """Everything a character model trains on: {'corpus': the split texts, 'vocab': a CharVocab of the
+    training characters, 'streams': {'train', 'val' (per report, maybe a prefix), 'val_full'} CharStreams,
+    'baseline': the n-gram's scores}. `max_train_chars` / `val_chars_per_epoch` > 0 cut the texts (for
+    --quick and for speed)."""
+    corpus = load_text_corpus(text_path)
+    if max_train_chars > 0:
+        corpus = dict(corpus, train=corpus["train"][:max_train_chars],
+                      val=corpus["val"][:max(max_train_chars // 10, 20_000)])
+    vocab = CharVocab.build(corpus["train"])
+    train_ids, val_ids = vocab.encode(corpus["train"]), vocab.encode(corpus["val"])  # (N_train,), (N_val,)
+    val_epoch = val_ids[:val_chars_per_epoch] if 0 < val_chars_per_epoch < len(val_ids) else val_ids
+
+    def eval_streams(ids):  # many streams for speed, but each at least 4 chunks long
+        return CharStreams(ids, max(1, min(val_batch_size, len(ids) // (4 * seq_len))), seq_len, device=device)
+
+    streams = {"train": CharStreams(train_ids, batch_size, seq_len, chunks_per_epoch=chunks_per_epoch,
+                                    device=device, seed=seed),
+               "val": eval_streams(val_epoch), "val_full": eval_streams(val_ids)}
+    unseen = vocab.unknown(corpus["val"])
+    print(f"data: {corpus['source']}: {len(corpus['train']):,} training / {len(corpus['val']):,} validation "
+          f"characters, {len(vocab) - 1} distinct"
+          + (f"; validation plays: {', '.join(corpus['val_plays'])}" if corpus["val_plays"] else "")
+          + (f"; {len(unseen)} validation-only characters map to unknown" if unseen else ""))
+    baseline = cached_ngram_baseline(corpus, ngram_order, ngram_k)
+    print(f"baseline: add-{ngram_k:g} character {ngram_order}-gram  {baseline['nats_per_char']:.3f} nats/char  "
+          f"{baseline['bits_per_char']:.3f} bits/char  perplexity {baseline['perplexity']:.2f}")
+    return {"corpus": corpus, "vocab": vocab, "streams": streams, "baseline": baseline}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sampling (THEORY.md §11): three ways to reshape the next-character distribution before drawing from it
+# ----------------------------------------------------------------------------------------------------
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T): T < 1 sharpens (safer, more repetitive), T > 1 flattens (bolder, more
+    errors), T -> 0 is greedy. logits: (..., V) -> probabilities (..., V)."""
+    if temperature <= 0:
+        probs = torch.zeros_like(logits)
+        return probs.scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k most likely characters, renormalised; k <= 0 keeps all.  probs: (..., V)."""
+    if k <= 0 or k >= probs.shape[-1]:
+        return probs
+    kth = probs.topk(k, dim=-1).values[..., -1:]                    # (..., 1): the k-th largest
+    kept = torch.where(probs >= kth, probs, torch.zeros_like(probs))
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus sampling (Holtzman et al. 2020): the smallest set of most likely characters whose total
+    probability reaches p, renormalised; p >= 1 keeps all.  probs: (..., V)."""
+    if p >= 1.0:
+        return probs
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    before = sorted_p.cumsum(-1) - sorted_p          # mass of the strictly more likely characters
+    keep_sorted = before < p                         # the first character is always kept
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    kept = torch.where(keep, probs, torch.zeros_like(probs))
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def sampling_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                          top_p: float = 1.0) -> torch.Tensor:
+    """Temperature, then top-k, then top-p: the distribution the next character is drawn from."""
+    return top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
+
+
+# Trained with TBPTT, the model almost never starts from a zero state (it is carried across chunks and
+# reset only once per pass), so from a cold start its first predictions are nearly uniform and one bad
+# draw derails the rest. Reading a blank line first (what precedes every speech) warms it up.
+GENERATION_WARMUP = "\n\n"
+
+
+@contextlib.contextmanager
+def one_step_friendly(device: torch.device):
+    """On CPU, torch runs nn.LSTM (not nn.GRU) through oneDNN, whose fixed cost per call dominates when a
+    call is a single character: one step of a 2x384 LSTM measured 9.7 ms with it and 0.5 ms without (the
+    GRU: 0.6 ms). On 64x128 training chunks oneDNN is the faster path (0.65 vs 0.86 s per step), so it is
+    switched off only around step-by-step generation, and restored after."""
+    before = torch.backends.mkldnn.enabled
+    if device.type == "cpu":
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model: embedding -> LSTM/GRU stack -> linear over the characters
+# ----------------------------------------------------------------------------------------------------
+class CharRNN(nn.Module):
+    """Embedding -> multi-layer LSTM/GRU -> linear: the logits of the next character at every step.
+
+    `hparams` holds every constructor argument, so a checkpoint can rebuild the model.
+    """
+
+    def __init__(self, vocab_size: int, *, cell: str, impl: str = "torch", embed_dim: int = 64,
+                 hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.1,
+                 forget_bias: float | None = None, device: torch.device | str = "cpu"):
+        super().__init__()
+        self.hparams = dict(vocab_size=vocab_size, cell=cell, impl=impl, embed_dim=embed_dim,
+                            hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
+                            forget_bias=forget_bias)
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.rnn = make_rnn(cell, impl, embed_dim, hidden_size, num_layers, dropout=dropout, device=device)
+        if cell.lower() == "lstm" and forget_bias is not None:  # None: torch's init, f starts near 0.5 (§4.4)
+            init_forget_bias(self.rnn, forget_bias)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, ids: torch.Tensor, state=None):
+        """ids: (B, T) long, state: None (zeros) or the previous chunk's final state
+        -> logits (B, T, V), state (LSTM: (h, c), GRU: h; each (layers, B, H))."""
+        x = self.dropout(self.embedding(ids))        # (B, T, E)
+        out, state = self.rnn(x, state)              # (B, T, H): LSTM (L1)-(L6) or GRU (G1)-(G4) at each step
+        return self.head(self.dropout(out)), state   # (B, T, V)
+
+    @torch.no_grad()
+    def generate(self, vocab: CharVocab, prompt: str, length: int, *, temperature: float = 0.8, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None) -> str:
+        """Continue `prompt` by `length` characters, one at a time, feeding each sampled character back.
+
+        The prompt is read in one call (warming up the hidden state), then the cell runs step by step with
+        its state carried: O(length) steps, no re-reading of the growing text. Each next character is drawn
+        from softmax(logits / temperature), cut to the top_k likeliest and to the top_p nucleus (§11).
+        Characters of the prompt the model never saw are skipped (the caller warns: `vocab.unknown(prompt)`).
+        """
+        self.eval()
+        device = next(self.parameters()).device
+        g = torch.Generator(device="cpu")
+        g.manual_seed(seed if seed is not None else int(torch.randint(2**31 - 1, (1,))))
+        ids = [i for i in vocab.encode(GENERATION_WARMUP + prompt).tolist() if i != 0]
+        logits, state = self(torch.tensor([ids], device=device))        # (1, P, V)
+        out = []
+        with one_step_friendly(device):
+            for _ in range(length):
+                probs = sampling_distribution(logits[0, -1].float(), temperature, top_k, top_p).cpu()  # (V,)
+                probs[0] = 0.0                                           # never emit the unknown marker
+                nxt = int(torch.multinomial(probs / probs.sum(), 1, generator=g))
+                out.append(nxt)
+                logits, state = self(torch.tensor([[nxt]], device=device), state)  # one step: (1, 1, V)
+        return vocab.decode(out)
+
+
+def detach_state(state):
+    """Cut the graph at the chunk boundary (truncated BPTT, THEORY.md §10): keep the values, drop the
+    history, so backward stops here. pytorch/examples calls this `repackage_hidden`."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)  # LSTM: (h, c)
+    return state.detach()                        # GRU: h
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training: truncated BPTT on a time budget, validation in nats/char
+# ----------------------------------------------------------------------------------------------------
+class BudgetSchedule:
+    """Linear warm-up, then cosine decay to `min_frac` * lr, driven by progress = the larger of
+    (steps done / total steps) and (seconds spent / budget): the learning rate anneals on time even when
+    a busy CPU makes every step slower, and `done()` says when the budget is spent. max_minutes <= 0:
+    no time budget, the steps alone decide."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, total_steps: int, max_minutes: float,
+                 warmup_steps: int = 100, min_frac: float = 0.05):
+        self.opt, self.lr, self.total = optimizer, lr, max(total_steps, 1)
+        self.warmup, self.min_frac = warmup_steps, min_frac
+        self.budget = max_minutes * 60 if max_minutes and max_minutes > 0 else math.inf
+        self.steps, self.t0 = 0, time.time()
+
+    def progress(self) -> float:
+        return min(1.0, max(self.steps / self.total, (time.time() - self.t0) / self.budget))
+
+    def done(self) -> bool:
+        return self.progress() >= 1.0
+
+    def step(self) -> None:
+        warm = min(1.0, (self.steps + 1) / self.warmup) if self.warmup else 1.0
+        cosine = self.min_frac + (1 - self.min_frac) * 0.5 * (1 + math.cos(math.pi * self.progress()))
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * warm * cosine
+        self.steps += 1
+
+
+def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weight_decay: float, clip: float,
+                     max_minutes: float, patience: int, checkpoint_path: Path, prompt: str | None = None,
+                     sample_len: int = 200, seed: int = 0) -> dict:
+    """Truncated BPTT with AdamW on data['streams']['train'] (a CharStreams with chunks_per_epoch): after
+    every `chunks_per_epoch` chunks a report (an "epoch") validates on data['streams']['val'], saves the best
+    weights (with the vocabulary) to checkpoint_path and, given a prompt, prints a sample at temperature 0.8.
+
+    Training ends after `epochs` reports, when the time budget is spent (the report is still made), or after
+    `patience` reports without a better validation loss; the best weights are restored at the end.
+    Returns {'history': a row per report, 'best_epoch', 'best_value', 'epochs_run', 'train_time_s', 'chars_seen'}.
+    """
+    if epochs < 1:
+        raise UserError(f"--EPOCHS must be at least 1, got {epochs}.")
+    streams = data["streams"]["train"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = BudgetSchedule(optimizer, lr, epochs * len(streams), max_minutes)
+    extra = char_checkpoint_extra(model, data["vocab"], data["corpus"]["source"])
+    history, best_state, best, best_epoch, bad_epochs, state = [], None, math.inf, 0, 0, None
+    t_start = time.time()
+    for epoch in range(1, epochs + 1):
+        t0, total, n = time.time(), 0.0, 0
+        model.train()
+        bar = tqdm(streams, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+        for x, y, reset in bar:                                      # x, y: (B, T); y = x one character on
+            if schedule.done():                                      # the time budget is spent
+                break
+            state = None if reset else detach_state(state)           # THEORY.md §10: keep the values, cut the graph
+            schedule.step()                                          # warm-up, then cosine to the budget
+            logits, state = model(x, state)                          # (B, T, V)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()                                          # back through this chunk only
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)   # THEORY.md §9: exploding gradients
+            optimizer.step()
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        val = evaluate_char_model(model, data["streams"]["val"])
+        row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["nats_per_char"],
+               "val_bits_per_char": val["bits_per_char"], "val_perplexity": val["perplexity"],
+               "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": round(time.time() - t0, 2),
+               "chars_seen": schedule.steps * streams.B * streams.T}
+        history.append(row)
+        improved = best_state is None or row["val_loss"] < best - 1e-12
+        if improved:
+            best, best_epoch, bad_epochs = row["val_loss"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_checkpoint({"state_dict": best_state, "epoch": epoch, **extra}, checkpoint_path)
+        else:
+            bad_epochs += 1
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in row.items()
+                          if isinstance(v, float) and k not in ("lr", "epoch_time_s"))
+        tqdm.write(f"epoch {epoch:3d}  {shown}  ({row['epoch_time_s']:.1f}s){'  *best' if improved else ''}")
+        if prompt is not None:
+            show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)
+        if bad_epochs >= patience:
+            tqdm.write(f"early stopping: no improvement in val_loss for {patience} epochs (best epoch {best_epoch}).")
+            break
+        if schedule.done():
+            if epoch < epochs:
+                tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after epoch {epoch}.")
+            break
+    model.load_state_dict(best_state)
+    return {"history": history, "best_epoch": best_epoch, "best_value": best, "epochs_run": len(history),
+            "train_time_s": round(time.time() - t_start, 2), "chars_seen": schedule.steps * streams.B * streams.T}
+
+
+@torch.no_grad()
+def evaluate_char_model(model: CharRNN, streams: CharStreams) -> dict:
+    """One pass over `streams` with the hidden state carried chunk to chunk -> {'nats_per_char',
+    'bits_per_char' (nats / ln 2), 'perplexity' (e^nats: 'as unsure as a fair die with this many faces')}.
+    Every chunk has B*T characters, so the mean over chunks is the mean over characters."""
+    model.eval()
+    total, losses, state = 0.0, [], None
+    for x, y, reset in streams:                                      # (B, T) each
+        logits, state = model(x, None if reset else state)           # (B, T, V)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        total += float(loss)
+        losses.append(loss.reshape(1).cpu())
+    mean = float(torch.cat(losses).mean())  # float32 mean: bits/char and perplexity were always taken from it
+    return {"nats_per_char": total / max(len(losses), 1), "bits_per_char": mean / math.log(2),
+            "perplexity": math.exp(mean)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Save and load
+# ----------------------------------------------------------------------------------------------------
+def char_checkpoint_extra(model: CharRNN, vocab: CharVocab, source: str) -> dict:
+    """Beside the weights: the constructor arguments, the vocabulary as one plain string, the data source."""
+    return {"hparams": dict(model.hparams), "chars": vocab.chars, "source": source}
+
+
+def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: str | None = None):
+    """A saved text_lstm/text_gru model.pt -> (model in eval mode on device, CharVocab, checkpoint dict).
+    `impl` overrides the saved implementation (a scratch-trained model can generate with torch.nn)."""
+    ckpt = load_checkpoint(path, map_location=device)
+    if not isinstance(ckpt, dict) or not {"state_dict", "hparams", "chars"} <= set(ckpt):
+        raise UserError(f"{path} is not a character-model checkpoint (it needs state_dict, hparams and chars); "
+                        f"train one with 04_text_gen/text_lstm.py or text_gru.py.")
+    vocab = CharVocab(ckpt["chars"])
+    hparams = dict(ckpt["hparams"], **({"impl": impl} if impl else {}))
+    if hparams.get("vocab_size") != len(vocab):
+        raise UserError(f"checkpoint {path} does not match its vocabulary ({hparams.get('vocab_size')} vs "
+                        f"{len(vocab)} characters); retrain the model.")
+    model = CharRNN(**hparams, device=device).to(device)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"the weights in {path} do not fit the model its hyperparameters describe "
+                        f"({str(e).strip().splitlines()[-1].strip()}); retrain the model.") from None
+    return model.eval(), vocab, ckpt
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reporting: samples, the generated text's own measures, the result table and metrics.json
+# ----------------------------------------------------------------------------------------------------
+def show_samples(model: CharRNN, vocab: CharVocab, prompt: str, temperatures, length: int, seed: int = 0) -> dict:
+    """Print one continuation of `prompt` per temperature; return {temperature: text}."""
+    samples = {}
+    for temp in temperatures:
+        text = model.generate(vocab, prompt, length, temperature=temp, seed=seed)
+        samples[str(temp)] = text
+        tqdm.write(f"--- sample, temperature {temp}:\n{prompt}{text}\n")
+    model.train()
+    return samples
+
+
+@torch.no_grad()
+def text_log_likelihood(model: CharRNN, vocab: CharVocab, context: str, text: str) -> float:
+    """The model's own mean log-probability (nats/char, <= 0) of `text` following `context`: how
+    plausible the model finds what it wrote. High at low temperature, falling as temperature rises."""
+    model.eval()
+    device = next(model.parameters()).device
+    ids = vocab.encode(GENERATION_WARMUP + context + text).to(device)[None]  # (1, N), warmed up as in generate
+    logits, _ = model(ids[:, :-1])                                           # (1, N-1, V)
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[0, :, 0]  # (N-1,)
+    return float(logp[-len(text):].mean()) if len(text) else 0.0
+
+
+def distinct_n(text: str, n: int) -> float:
+    """Distinct character n-grams / all n-grams (Li et al. 2016): 1.0 = no n-gram repeats."""
+    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repeated_ngram_rate(text: str, n: int) -> float:
+    """Share of the word n-grams that already occurred earlier in the text: loops and stock phrases."""
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    seen, repeats = set(), 0
+    for gram in grams:
+        repeats += gram in seen
+        seen.add(gram)
+    return repeats / len(grams) if grams else 0.0
+
+
+def char_lm_report(out: Path, *, config: dict, model: CharRNN, data: dict, result: dict, final: dict,
+                   samples: dict, device, start_time: float, title: str) -> dict:
+    """The result table (model vs n-gram baseline), out/metrics.json and out/training_curves.png."""
+    base = data["baseline"]
+    rows = [{"model": f"add-{base['add_k']:g} char {base['order']}-gram", "nats/char": base["nats_per_char"],
+             "bits/char": base["bits_per_char"], "perplexity": base["perplexity"], "parameters": ""},
+            {"model": title, "nats/char": final["nats_per_char"], "bits/char": final["bits_per_char"],
+             "perplexity": final["perplexity"], "parameters": count_parameters(model)}]
+    print_table(rows, title="Validation (the whole held-out split)")
+    metrics = {"val_nats_per_char": final["nats_per_char"], "val_bits_per_char": final["bits_per_char"],
+               "val_perplexity": final["perplexity"], "baseline_nats_per_char": base["nats_per_char"],
+               "baseline_bits_per_char": base["bits_per_char"],
+               "improvement_over_baseline_nats": base["nats_per_char"] - final["nats_per_char"],
+               "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+               "train_time_s": result["train_time_s"], "chars_seen": result["chars_seen"],
+               "train_chars": len(data["corpus"]["train"]), "val_chars": len(data["corpus"]["val"]),
+               "vocab_size": len(data["vocab"]), "parameters": count_parameters(model)}
+    plot_training_curves(result["history"], out / "training_curves.png",
+                         title=f"{title}: loss in nats/char (baseline {base['nats_per_char']:.3f})",
+                         metrics=["val_bits_per_char"])
+    save_metrics(out, config=config, metrics=metrics, history=result["history"], start_time=start_time,
+                 device=device, extra={"samples": samples, "baseline": base,
+                                       "val_plays": data["corpus"]["val_plays"], "source": data["corpus"]["source"]})
+    return metrics
