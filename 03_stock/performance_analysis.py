@@ -4,18 +4,19 @@ Persistence (tomorrow = today), a moving average and a linear autoregression aga
 RMSE, MAE, MAPE, MASE, Theil's U, direction (binomial test), a Diebold-Mariano test, residuals, a
 5-day-ahead comparison, and a zoomed plot of why a lagged copy of the price "looks" like a good forecast.
 Run: python 03_stock/performance_analysis.py (reuses stock_lstm/gru's predictions when their settings
-match, else trains both here). Theory: THEORY.md.
+match, else trains both here with stock_model.py). Theory: THEORY.md §12 (forecasting honestly).
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
 
 import numpy as np
 import pandas as pd
+import torch
 
-from utils.data_utils import load_prices, prepare_stock_data
+import stock_model
+from utils.data_utils import load_prices
 from utils.forecasting import (diebold_mariano, fit_ar, forecast_table, lag_check, moving_average,
                                predict_ar, price_from_log_return, score_forecast)
-from utils.model_utils import predict_target, train_price_model
 from utils.script_utils import (OUTPUTS_ROOT, shown_path, get_device, load_metrics, output_dir, parse_config,
                                 print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_bars, plot_predictions, plot_residuals
@@ -38,18 +39,18 @@ AR_LAGS = 5               # autoregressive baseline: linear in the last AR_LAGS 
 ZOOM_DAYS = 60            # the lag plot shows the last ZOOM_DAYS test days
 REUSE_TWINS = True        # use stock_lstm/gru's predictions.csv when their data settings match these
 IMPL = "torch"            # torch or scratch (01_basic_theory's cells), for networks trained here
-HIDDEN = 32               # state size of networks trained here
-LAYERS = 1                # stacked layers
-DROPOUT = 0.0             # dropout between stacked layers
-EPOCHS = 30               # maximum epochs
+HIDDEN_SIZE = 32          # state size of networks trained here (>= 1)
+NUM_LAYERS = 1            # stacked layers (>= 1)
+DROPOUT = 0.0             # dropout between stacked layers, 0-1 (needs NUM_LAYERS > 1)
+EPOCHS = 30               # maximum epochs (>= 1)
 BATCH_SIZE = 64           # windows per gradient step
-LR = 1e-3                 # Adam learning rate
-WEIGHT_DECAY = 1e-5       # L2 penalty
-PATIENCE = 5              # early stopping patience (epochs)
+LR = 1e-3                 # Adam learning rate (> 0)
+WEIGHT_DECAY = 1e-5       # L2 penalty (>= 0)
+PATIENCE = 5              # early stopping patience in epochs (>= 1)
 SEED = 0                  # random seed
 DEVICE = "auto"           # auto, cpu, cuda or mps
 
-QUICK_SETTINGS = dict(EPOCHS=1, HIDDEN=8, WINDOW=10, START="2010-01-01")
+QUICK_SETTINGS = dict(EPOCHS=1, HIDDEN_SIZE=8, WINDOW=10, START="2010-01-01")
 CHOICES = {"SOURCE": ("bokeh", "yfinance"), "IMPL": ("torch", "scratch"), "TARGET": ("log_return", "log_price")}
 
 CELLS = ("lstm", "gru")
@@ -60,7 +61,22 @@ DATA_SETTINGS = ("SOURCE", "TICKER", "CSV", "START", "END", "FEATURES", "TARGET"
 def load_data(horizon):
     prices, info = load_prices(SOURCE, TICKER, CSV, START, END, min_rows=WINDOW + horizon + 30,
                                verbose=horizon == HORIZON)
-    return prepare_stock_data(prices, FEATURES, WINDOW, horizon, VAL_FRAC, TEST_FRAC, target=TARGET), info
+    return stock_model.prepare_stock_data(prices, FEATURES, WINDOW, horizon, VAL_FRAC, TEST_FRAC, target=TARGET), info
+
+
+def build_model(cell, n_features, device):
+    """The twins' model (stock_model.PriceRNN) with this script's sizes."""
+    return stock_model.PriceRNN(cell, IMPL, n_features, HIDDEN_SIZE, NUM_LAYERS, DROPOUT, device=device).to(device)
+
+
+def train_network(cell, data, device):
+    """Train one network as the twins do; seeded right before it is built, so the LSTM's weights do not
+    depend on whether the GRU was trained before it."""
+    torch.manual_seed(SEED)
+    model = build_model(cell, data["x_train"].shape[2], device)
+    stock_model.train_price_model(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,
+                                  weight_decay=WEIGHT_DECAY, patience=PATIENCE, seed=SEED)
+    return model
 
 
 def twin_predictions(cell, cfg, dates):
@@ -96,8 +112,8 @@ def forecasts(data, cfg, device, horizon):
         reused = twin_predictions(cell, cfg, table["date"]) if horizon == HORIZON else None
         if reused is None:
             print(f"training the {cell.upper()} for {horizon}-day forecasts ...")
-            model, _ = train_price_model(cell, data, cfg, device)
-            reused = forecast_table(data, predict_target(model, data, "test"))["prediction"].to_numpy()
+            model = train_network(cell, data, device)
+            reused = forecast_table(data, stock_model.predict_target(model, data, "test"))["prediction"].to_numpy()
         table[cell.upper()] = reused
     return table
 

@@ -1,5 +1,7 @@
 """03_stock: data (splits, split adjustment, windows, scaling, CSV/yfinance loading), baselines, metrics
-on hand-checked series, no look-ahead, and the three scripts end to end with --quick."""
+on hand-checked series, no look-ahead, and the three scripts end to end with --quick.
+The case's own mechanism (features, split, scaler, windows, model, training) lives in 03_stock/stock_model.py;
+the raw price loading stays in utils.data_utils."""
 import math
 
 import numpy as np
@@ -7,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import stock_model as sm
 from conftest import ROOT, run_script
 from utils import data_utils as du
 from utils import forecasting as fc
@@ -67,43 +70,43 @@ def test_real_aapl_and_msft_splits():
 # Splits of the time line, windows, scaling
 # ---------------------------------------------------------------------------------------------------
 def test_chronological_split():
-    assert du.chronological_split(100, 0.15, 0.15) == (70, 85)
-    assert du.chronological_split(10, 0.2, 0.3) == (5, 7)
+    assert sm.chronological_split(100, 0.15, 0.15) == (70, 85)
+    assert sm.chronological_split(10, 0.2, 0.3) == (5, 7)
     with pytest.raises(UserError):
-        du.chronological_split(100, 0.6, 0.5)
+        sm.chronological_split(100, 0.6, 0.5)
 
 
 def test_windows_use_only_the_past():
     feats = np.arange(20, dtype=float).reshape(10, 2)  # row t = [2t, 2t+1]
     log_close = np.arange(10, dtype=float) ** 2 / 10
-    x, y = du.make_windows(feats, log_close, np.array([3, 5]), window=3, horizon=2)
+    x, y = sm.make_windows(feats, log_close, np.array([3, 5]), window=3, horizon=2)
     assert x.shape == (2, 3, 2)
     assert x[0].tolist() == [[2, 3], [4, 5], [6, 7]]  # rows 1, 2, 3 for origin 3
     assert np.allclose(y, [log_close[5] - log_close[3], log_close[7] - log_close[5]])
-    _, y_level = du.make_windows(feats, log_close, np.array([3]), 3, 2, target="log_price")
+    _, y_level = sm.make_windows(feats, log_close, np.array([3]), 3, 2, target="log_price")
     assert np.isclose(y_level[0], log_close[5])
     with pytest.raises(ValueError):
-        du.make_windows(feats, log_close, np.array([2]), 3, 1)  # would need row 0 (no return on day 0)
+        sm.make_windows(feats, log_close, np.array([2]), 3, 1)  # would need row 0 (no return on day 0)
     with pytest.raises(ValueError):
-        du.make_windows(feats, log_close, np.array([8]), 3, 2)  # target day 10 does not exist
+        sm.make_windows(feats, log_close, np.array([8]), 3, 2)  # target day 10 does not exist
 
 
 def test_features_and_train_only_scaling():
     df = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=4), "close": [10.0, 11.0, 9.9, 9.9],
                        "open": [10.0, 10.0, 11.0, 10.0], "high": [11.0, 12.0, 11.0, 10.0],
                        "low": [9.0, 10.0, 9.0, 9.0], "volume": [99.0, 199.0, 99.0, 99.0]})
-    f = du.stock_features(df, ["log_return", "hl_range", "oc_return", "log_volume_change", "log_close"])
+    f = sm.stock_features(df, ["log_return", "hl_range", "oc_return", "log_volume_change", "log_close"])
     assert np.isnan(f[0, 0]) and np.isclose(f[1, 0], math.log(1.1)) and np.isclose(f[2, 0], math.log(0.9))
     assert np.isclose(f[1, 1], math.log(1.2)) and np.isclose(f[2, 2], math.log(0.9))
     assert np.isclose(f[1, 3], math.log(2)) and np.isclose(f[3, 4], math.log(9.9))
-    s = du.TrainScaler(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    s = sm.TrainScaler(np.array([[1.0, 5.0], [3.0, 5.0]]))
     assert s.mean.tolist() == [2.0, 5.0] and s.std.tolist() == [1.0, 1.0]  # constant column: std 1
     assert np.allclose(s.inverse(s.transform(np.array([[7.0, 2.0]]))), [[7.0, 2.0]])
 
     prices, _ = du.load_prices("bokeh", "IBM", start="2010-01-01", verbose=False)
-    data = du.prepare_stock_data(prices, ["log_return", "hl_range"], 10, 1, 0.15, 0.15)
+    data = sm.prepare_stock_data(prices, ["log_return", "hl_range"], 10, 1, 0.15, 0.15)
     a, b = data["a"], data["b"]
-    raw = du.stock_features(prices, ["log_return", "hl_range"])
+    raw = sm.stock_features(prices, ["log_return", "hl_range"])
     assert np.allclose(data["scaler"].mean, raw[1:a].mean(axis=0))  # training days only
     assert not np.allclose(data["scaler"].mean, raw[1:].mean(axis=0))
     # every training label lies before validation, every validation label before the test period
@@ -112,6 +115,23 @@ def test_features_and_train_only_scaling():
     assert data["origin_val"].max() + h < b <= data["origin_test"].min() + h
     assert data["origin_test"].max() + h == len(prices) - 1
     assert abs(data["y_train"].mean()) < 1e-5 and abs(data["y_train"].std() - 1) < 1e-4
+
+
+def test_twins_build_the_case_model():
+    import torch
+    from utils.script_utils import load_case_script
+
+    # each twin's build_model (06_comparison calls it): PriceRNN with the twin's cell and constants
+    sizes = {}
+    for cell in ("lstm", "gru"):
+        twin = load_case_script(ROOT / "03_stock" / f"stock_{cell}.py")
+        model = twin.build_model(len(twin.FEATURES), torch.device("cpu"))
+        assert isinstance(model, sm.PriceRNN) and model.cell == cell
+        assert model.rnn.hidden_size == twin.HIDDEN_SIZE == 32 and model.rnn.num_layers == twin.NUM_LAYERS == 1
+        assert model(torch.zeros(3, twin.WINDOW, len(twin.FEATURES))).shape == (3,)  # (batch, window, F) -> (batch,)
+        sizes[cell] = sum(p.numel() for p in model.parameters())
+    # 4 (LSTM) or 3 (GRU) gate blocks of W (32x4), U (32x32), two biases (2x32), plus the head (32 + 1)
+    assert sizes == {"lstm": 4 * (32 * 4 + 32 * 32 + 64) + 33, "gru": 3 * (32 * 4 + 32 * 32 + 64) + 33}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,21 +195,20 @@ def test_diebold_mariano_by_hand():
 def pipeline(raw, split_days):
     """raw prices -> split adjustment -> features, train-only scaler, windows -> train -> test forecasts."""
     import torch
-    from utils.model_utils import predict_target, train_price_model
 
     df = du.adjust_splits(raw, du.detect_splits(raw))
-    data = du.prepare_stock_data(df, ["log_return", "hl_range", "oc_return", "log_volume_change"], 10, 1,
+    data = sm.prepare_stock_data(df, ["log_return", "hl_range", "oc_return", "log_volume_change"], 10, 1,
                                  0.15, 0.15, split_days=split_days)
-    cfg = dict(IMPL="torch", HIDDEN=8, LAYERS=1, DROPOUT=0.0, EPOCHS=1, BATCH_SIZE=64, LR=1e-2,
-               WEIGHT_DECAY=0.0, PATIENCE=5, SEED=0)
-    model, _ = train_price_model("lstm", data, cfg, torch.device("cpu"))
-    return fc.forecast_table(data, predict_target(model, data, "test"))
+    torch.manual_seed(0)
+    model = sm.PriceRNN("lstm", "torch", data["x_train"].shape[2], 8, 1)
+    sm.train_price_model(model, data, epochs=1, batch_size=64, lr=1e-2, weight_decay=0.0, patience=5, seed=0)
+    return fc.forecast_table(data, sm.predict_target(model, data, "test"))
 
 
 def test_changing_prices_after_a_day_changes_no_earlier_forecast():
     raw = du.load_bokeh_prices("AAPL")
     raw = raw[raw["date"] >= "2011-01-01"].reset_index(drop=True)
-    split_days = du.chronological_split(len(raw), 0.15, 0.15)
+    split_days = sm.chronological_split(len(raw), 0.15, 0.15)
     D = split_days[1] + 40  # a day inside the test period
     changed = raw.copy()
     noise = np.exp(np.random.default_rng(1).normal(0, 0.03, len(raw) - D - 1))
@@ -285,9 +304,9 @@ def test_other_bad_options():
         du.load_prices("bokeh", "AAPL", start="last year", verbose=False)
     prices, _ = du.load_prices("bokeh", "AAPL", start="2012-06-01", verbose=False)
     with pytest.raises(UserError, match="too few days"):
-        du.prepare_stock_data(prices, ["log_return"], 150, 1, 0.15, 0.15)
+        sm.prepare_stock_data(prices, ["log_return"], 150, 1, 0.15, 0.15)
     with pytest.raises(UserError, match="needs the column"):
-        du.stock_features(prices[["date", "close"]], ["hl_range"])
+        sm.stock_features(prices[["date", "close"]], ["hl_range"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -299,6 +318,7 @@ def test_twin_quick(script, cell, impl):
     r = run_script(script, "--quick", f"--IMPL={impl}")
     m = r.metrics
     assert m["config"]["QUICK"] and m["config"]["EPOCHS"] == 1 and m["config"]["IMPL"] == impl
+    assert m["config"]["HIDDEN_SIZE"] == 8 and "HIDDEN" not in m["config"] and "CELL" not in m["config"]
     assert (f"scratch {cell} matches torch.nn" in r.stdout) == (impl == "scratch")
     assert m["metrics"]["test_days"] > 50 and m["metrics"]["rmse"] > 0
     assert m["metrics"]["beats_persistence"] == (m["metrics"]["rmse"] < m["metrics"]["persistence"]["rmse"])
