@@ -154,7 +154,7 @@ def lag_check(actual, pred) -> dict:
 # ----------------------------------------------------------------------------------------------------
 def forecast_table(data: dict, value: np.ndarray, part: str = "test"):
     """-> DataFrame: date (the day forecast), actual close, prediction, persistence (close on the
-    origin day), for the windows of `part` in data from utils.data_utils.prepare_stock_data.
+    origin day), for the windows of `part` in data from stock_model.prepare_stock_data (03_stock).
     `value` is the forecast of data["target"]: a log return (default) or a log price."""
     import pandas as pd
 
