@@ -1,15 +1,18 @@
 """LSTM vs GRU on every applied case: same data and splits, several seeds, optionally matched parameter counts.
 
-Each case script runs in a subprocess (`--SEED=s`, results redirected so the learner's own outputs/ stay put);
-its metrics.json is kept under outputs/06_comparison/model_comparison/runs/ and reused next time. One table
-(mean ± std, parameters, training time, winner, Welch t-test) and conclusions generated from the numbers.
+Each case script runs in a subprocess (`--SEED=s`, the learner's own outputs/ untouched); its metrics.json is kept
+in outputs/06_comparison/model_comparison/runs/, reused while the code it ran is unchanged. --MATCH_PARAMS sizes
+the GRU with the case script's own build_model. One table (mean ± std, parameters, training time, winner, Welch
+t-test) and conclusions generated from the numbers.
 Run: python 06_comparison/model_comparison.py [--quick] [--MATCH_PARAMS] [--CASES=03_stock,05_seq_classify]
-Default: 4 cases x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU (--quick: 1 seed, 2-4 min). Theory: THEORY.md.
+Default: 4 cases x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU (--quick: 1 seed, ~1 min). Theory: THEORY.md.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import ast
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -20,30 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.script_utils import (REPO_ROOT, UserError, output_dir, shown_path, parse_config, print_table, run_main,
-                                save_json, save_metrics, set_seed)
+from utils.data_utils import load_ucr_dataset
+from utils.model_utils import count_parameters
+from utils.script_utils import (REPO_ROOT, UserError, import_case_module, load_case_script, output_dir, shown_path,
+                                parse_config, print_table, run_main, save_json, save_metrics, set_seed)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 SEEDS = (0, 1, 2)                 # every case runs once per seed and cell (n=3: enough for a rough Welch test)
 CASES = ("02_sentiment", "03_stock", "04_text_gen", "05_seq_classify")  # which applied cases to compare
 MATCH_PARAMS = False              # True: the GRU gets the hidden size that gives it the LSTM's parameter count
-REUSE = True                      # skip a run whose saved result has the same command and script code (comments aside)
+REUSE = True                      # skip a run whose saved result has the same command and code (comments aside)
 RUN_TIMEOUT = 3600                # seconds before one case run is abandoned
 ALPHA = 0.05                      # significance level of the Welch t-test
 SEED = 0                          # (this script itself draws nothing random; kept for the house convention)
 
 QUICK_SETTINGS = dict(SEEDS=(0,), RUN_TIMEOUT=300)
 
-# What each case reports and how its model is sized. `hidden`: the case script's hidden-size constant;
-# `metric`: the headline test metric in its metrics.json ("a.b" reaches into nested dicts);
-# `count`: (cell, hidden, cfg, lstm_record) -> parameter count of the case's model (for MATCH_PARAMS).
+# What each case reports and how its model is sized. `hidden`: the case script's hidden-size constant
+# (MATCH_PARAMS sets it and calls the script's build_model); `metric`: the headline test metric in its
+# metrics.json ("a.b" reaches into nested dicts); `higher`: whether a larger metric is better.
 TASKS = {
     "02_sentiment": dict(task="sentiment (Rotten Tomatoes)", lstm="02_sentiment/sentiment_lstm.py",
                          gru="02_sentiment/sentiment_gru.py", metric="test_accuracy", higher=True,
                          hidden="HIDDEN_SIZE"),
     "03_stock": dict(task="next-day return (AAPL)", lstm="03_stock/stock_lstm.py", gru="03_stock/stock_gru.py",
-                     metric="rmse", higher=False, hidden="HIDDEN"),
+                     metric="rmse", higher=False, hidden="HIDDEN_SIZE"),
     "04_text_gen": dict(task="character LM (Shakespeare, held-out 10%)", lstm="04_text_gen/text_lstm.py",
                         gru="04_text_gen/text_gru.py", metric="val_bits_per_char", higher=False, hidden="HIDDEN_SIZE"),
     "05_seq_classify": dict(task="time-series classes (GunPoint)", lstm="05_seq_classify/sequence_lstm.py",
@@ -85,62 +90,35 @@ def matched_hidden_size(count, target: int, lo: int = 1, hi: int = 8192) -> int:
     return a
 
 
-def script_constants(path: Path, quick: bool) -> dict:
-    """The UPPER_CASE literal constants of a case script (with its QUICK_SETTINGS applied when quick),
-    read with `ast` so nothing is imported or run."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    values = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            try:
-                if name == "QUICK_SETTINGS" and isinstance(node.value, ast.Call):
-                    values[name] = {k.arg: ast.literal_eval(k.value) for k in node.value.keywords}
-                elif name.isupper():
-                    values[name] = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-    if quick:
-        values.update(values.pop("QUICK_SETTINGS", {}))
-    values.pop("QUICK_SETTINGS", None)
-    return values
-
-
-def model_parameter_count(case: str, cell: str, hidden: int, cfg: dict, lstm_record: dict) -> int:
-    """Parameters of the case's own model class (from utils.model_utils) built with `hidden`."""
-    from utils import model_utils as mu
-
-    count = mu.count_parameters
-    if case == "02_sentiment":
-        vocab = lstm_record["metrics"]["vocab_size"]
-        return count(mu.SentimentClassifier(vocab, cell=cell, impl="torch", embed_dim=cfg["EMBED_DIM"],
-                                            hidden_size=hidden, num_layers=cfg["NUM_LAYERS"],
-                                            bidirectional=cfg["BIDIRECTIONAL"]))
+def model_dims(case: str, script, lstm_record: dict) -> tuple:
+    """The arguments before `device` of the case script's build_model: the sizes its data fixes
+    (vocabulary for 02 and 04, features for 03, features and classes for 05)."""
+    if case in ("02_sentiment", "04_text_gen"):
+        vocab = lstm_record.get("metrics", {}).get("vocab_size")
+        if vocab is None:
+            raise UserError(f"{case}'s LSTM run did not record vocab_size, so its model cannot be rebuilt.")
+        return (vocab,)
     if case == "03_stock":
-        return count(mu.PriceRNN(cell, "torch", len(cfg["FEATURES"]), hidden, cfg["LAYERS"]))
+        return (len(script.FEATURES),)
     if case == "05_seq_classify":
-        from utils.data_utils import load_ucr_dataset, resolve_patch
-
-        data = load_ucr_dataset(cfg["DATASET"], False)
-        patch = resolve_patch(cfg.get("PATCH", 1), data["lengths"][1])  # PATCH=0 (auto) -> what training uses
-        return count(mu.SeriesClassifier(cell, "torch", data["n_channels"] * patch,
-                                         len(data["classes"]), hidden, cfg["NUM_LAYERS"], cfg["BIDIRECTIONAL"],
-                                         cfg["POOLING"]))
-    if case == "04_text_gen":
-        return text_model_parameter_count(cell, hidden, cfg, lstm_record)
-    raise UserError(f"no parameter counter for case {case!r}.")
+        series_model = import_case_module(case, "series_model")
+        data = load_ucr_dataset(script.DATASET, False)
+        patch = series_model.resolve_patch(script.PATCH, data["lengths"][1])  # PATCH=0 (auto) -> what training uses
+        return (data["n_channels"] * patch, len(data["classes"]))
+    raise UserError(f"no model dimensions known for case {case!r}.")
 
 
-def text_model_parameter_count(cell, hidden, cfg, lstm_record):
-    """04's character model: embedding -> RNN stack -> linear over the vocabulary."""
-    from utils import model_utils as mu
+def parameter_counter(case: str, script, lstm_record: dict):
+    """hidden -> parameters of the model the case script trains, built by the script's own build_model
+    with its hidden-size constant set to `hidden` (`script`: the twin from load_case_script)."""
+    dims = model_dims(case, script, lstm_record)
 
-    cls = getattr(mu, "CharRNN", None)
-    vocab = lstm_record["metrics"].get("vocab_size")
-    if cls is None or vocab is None:
-        raise UserError("04_text_gen's model class or vocab_size is not available for matching parameters.")
-    return mu.count_parameters(cls(vocab, cell=cell, impl="torch", embed_dim=cfg["EMBED_DIM"],
-                                   hidden_size=hidden, num_layers=cfg["NUM_LAYERS"]))
+    def count(hidden: int) -> int:
+        setattr(script, TASKS[case]["hidden"], hidden)
+        with contextlib.redirect_stdout(io.StringIO()):  # a build_model may print a summary line
+            return count_parameters(script.build_model(*dims, "cpu"))
+
+    return count
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -152,12 +130,42 @@ def code_hash(source: str) -> str:
     return hashlib.sha256(ast.dump(ast.parse(source)).encode()).hexdigest()
 
 
+def with_sibling_imports(path: Path) -> list[Path]:
+    """`path` and the modules of its own folder that it imports, directly or through one another
+    (`import sentiment_model`, `from rnn_common import ...`)."""
+    found, todo = [], [path]
+    while todo:
+        file = todo.pop()
+        if file in found or not file.is_file():
+            continue
+        found.append(file)
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            todo += [file.parent / f"{name.split('.')[0]}.py" for name in names]
+    return found
+
+
+def run_signature(command: list[str], cell: str, root: Path = REPO_ROOT) -> dict:
+    """What a case run depends on: its command and the code of every file it executes from this
+    repository (comments aside): the script and the case modules it imports, utils/*.py, and
+    01_basic_theory's scratch cell (IMPL=scratch trains with it). A saved run is reused only if all match."""
+    files = (with_sibling_imports(root / command[0]) + sorted((root / "utils").glob("*.py"))
+             + with_sibling_imports(root / "01_basic_theory" / f"{cell}_from_scratch.py"))
+    return {"command": command,
+            "code_sha256": {f.relative_to(root).as_posix(): code_hash(f.read_text(encoding="utf-8")) for f in files}}
+
+
 def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool) -> dict:
     """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
     script = REPO_ROOT / TASKS[case][cell]
     name = f"{case}_{cell}_seed{seed}"
     command = [TASKS[case][cell], f"--SEED={seed}", *args] + (["--quick"] if quick else [])
-    signature = {"command": command, "script_code_sha256": code_hash(script.read_text(encoding="utf-8"))}
+    signature = run_signature(command, cell)
     saved = runs_dir / f"{name}.json"
     if REUSE and saved.is_file():
         record = json.loads(saved.read_text(encoding="utf-8"))
@@ -454,24 +462,24 @@ def main():
 
 
 def match_gru_hidden(case: str, lstm_runs: list[dict], quick: bool) -> dict | None:
-    """The GRU hidden size that gives the GRU model the LSTM model's parameter count."""
+    """The GRU hidden size that gives the GRU model the LSTM model's parameter count. Both models are
+    built by their own script's build_model, so the count is that of the very models the scripts train."""
     spec = TASKS[case]
     ok = [r for r in lstm_runs if "failed" not in r]
     if not ok:
         return None
-    lstm_cfg = ok[0]["config"]
-    gru_cfg = script_constants(REPO_ROOT / spec["gru"], quick)
+    lstm_hidden = ok[0]["config"][spec["hidden"]]
     try:
-        target = model_parameter_count(case, "lstm", lstm_cfg[spec["hidden"]], lstm_cfg, ok[0])
-        h = matched_hidden_size(lambda k: model_parameter_count(case, "gru", k, gru_cfg, ok[0]), target)
-    except (UserError, KeyError, TypeError) as e:
+        lstm_count = parameter_counter(case, load_case_script(REPO_ROOT / spec["lstm"], quick), ok[0])
+        gru_count = parameter_counter(case, load_case_script(REPO_ROOT / spec["gru"], quick), ok[0])
+        target = lstm_count(lstm_hidden)
+        h = matched_hidden_size(gru_count, target)
+    except (UserError, KeyError, TypeError, AttributeError) as e:
         print(f"  cannot match parameters for {case} ({e}); the GRU keeps its own hidden size")
         return None
-    got = model_parameter_count(case, "gru", h, gru_cfg, ok[0])
-    print(f"  matched: LSTM hidden {lstm_cfg[spec['hidden']]} -> {target:,} parameters; "
-          f"GRU hidden {h} -> {got:,}")
-    return {"lstm_hidden": lstm_cfg[spec["hidden"]], "lstm_parameters": target, "gru_hidden": h,
-            "gru_parameters": got}
+    got = gru_count(h)
+    print(f"  matched: LSTM hidden {lstm_hidden} -> {target:,} parameters; GRU hidden {h} -> {got:,}")
+    return {"lstm_hidden": lstm_hidden, "lstm_parameters": target, "gru_hidden": h, "gru_parameters": got}
 
 
 if __name__ == "__main__":

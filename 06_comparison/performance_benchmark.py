@@ -3,23 +3,24 @@
 Forward+backward time (interleaved repetitions: median and IQR) and saved-activation memory across batch
 size, sequence length and hidden size, log-log slopes of time vs T and H, a profile of where the scratch
 time goes, and one training step of every applied case's model with IMPL=torch vs scratch.
-Run: python 06_comparison/performance_benchmark.py [--quick] [--DEVICE=cuda]   (CPU default: ~3-5 min).
+Run: python 06_comparison/performance_benchmark.py [--quick] [--DEVICE=cuda]   (CPU default: ~2 min).
 Theory: THEORY.md (BPTT costs O(T*H^2) per sequence; what backward has to keep from forward).
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from utils import model_utils
 from utils.model_utils import count_parameters, make_rnn
-from utils.script_utils import (UserError, describe_device, get_device, output_dir, parse_config, print_table,
-                                run_main, save_metrics, set_seed)
+from utils.script_utils import (UserError, describe_device, get_device, import_case_module, output_dir, parse_config,
+                                print_table, run_main, save_metrics, set_seed)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
@@ -243,6 +244,28 @@ def fit_slopes(sweeps):
     return slopes
 
 
+@contextlib.contextmanager
+def without_usdt_lines():
+    """torch.profiler's C++ backend (libkineto) writes a "USDT: ... profiler_start" and "profiler_stop"
+    line to the process's stderr (file descriptor 2, below Python's sys.stderr) at every start and stop:
+    trace points for system tools, not for the learner. Send fd 2 to a temporary file meanwhile and pass
+    every other line on, so real warnings and errors still show."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith("USDT:")]
+            sys.stderr.write("".join(kept))
+
+
 def profile_headline(device, size, reps=3):
     """Top operators by self time in fwd+bwd of each layer: where the scratch cell spends its time."""
     from torch.profiler import ProfilerActivity, profile
@@ -257,7 +280,7 @@ def profile_headline(device, size, reps=3):
             forward_backward(layer, x, grad_out)
             sync(device)
             t0 = time.perf_counter()
-            with profile(activities=activities) as prof:
+            with without_usdt_lines(), profile(activities=activities) as prof:
                 for _ in range(reps):
                     forward_backward(layer, x, grad_out)
                 sync(device)
@@ -295,26 +318,26 @@ def _ce(logits, classes, device):
     return nn.functional.cross_entropy(logits, torch.randint(0, classes, (logits.shape[0],), device=device))
 
 
-# How each case's model is built and fed: its class in utils.model_utils, the case's default sizes, a
-# realistic sequence length, a random batch and a loss. (build(mu, cell, impl, device), batch(B, T, device),
-# loss(model, data)). 04's character model is picked up when its class appears.
+# How each case's model is built and fed: its class in the case's own module (02_sentiment/sentiment_model.py
+# ...), the case's default sizes, a realistic sequence length, a random batch and a loss.
+# (build(module, cell, impl, device), batch(B, T, device), loss(model, data)).
 CASE_SPECS = {
-    "02_sentiment": dict(cls="SentimentClassifier", length=40,
-                         build=lambda mu, cell, impl, dev: mu.SentimentClassifier(
+    "02_sentiment": dict(module="sentiment_model", length=40,
+                         build=lambda m, cell, impl, dev: m.SentimentClassifier(
                              _n(20000), cell=cell, impl=impl, embed_dim=_n(128), hidden_size=_n(128), device=dev),
                          batch=lambda b, t, dev: _ids_batch(b, t, _n(20000), dev),
                          loss=lambda m, d: _ce(m(*d), 2, d[0].device)),
-    "03_stock": dict(cls="PriceRNN", length=30,
-                     build=lambda mu, cell, impl, dev: mu.PriceRNN(cell, impl, 4, _n(32), device=dev),
+    "03_stock": dict(module="stock_model", length=30,
+                     build=lambda m, cell, impl, dev: m.PriceRNN(cell, impl, 4, _n(32), device=dev),
                      batch=lambda b, t, dev: torch.randn(b, t, 4, device=dev),
                      loss=lambda m, x: m(x).pow(2).mean()),
-    "04_text_gen": dict(cls="CharRNN", length=100,
-                        build=lambda mu, cell, impl, dev: mu.CharRNN(
+    "04_text_gen": dict(module="char_model", length=100,
+                        build=lambda m, cell, impl, dev: m.CharRNN(
                             65, cell=cell, impl=impl, embed_dim=_n(64), hidden_size=_n(256), num_layers=2),
                         batch=lambda b, t, dev: torch.randint(0, 65, (b, t), device=dev),
                         loss=lambda m, ids: _lm_loss(m, ids)),
-    "05_seq_classify": dict(cls="SeriesClassifier", length=150,
-                            build=lambda mu, cell, impl, dev: mu.SeriesClassifier(
+    "05_seq_classify": dict(module="series_model", length=150,
+                            build=lambda m, cell, impl, dev: m.SeriesClassifier(
                                 cell, impl, 1, 2, _n(64), 1, True, "last+mean", device=dev),
                             batch=lambda b, t, dev: _series_batch(b, t, 1, dev),
                             loss=lambda m, d: _ce(m(*d), 2, d[0].device)),
@@ -336,8 +359,10 @@ def time_case_steps(device, batch, max_length, reps, warmup):
     """One training step (forward, backward, Adam step) of each case's model with IMPL torch vs scratch."""
     rows, missing = [], []
     for name, spec in CASE_SPECS.items():
-        if getattr(model_utils, spec["cls"], None) is None:
-            print(f"  {name}: utils.model_utils.{spec['cls']} not available yet")
+        try:
+            module = import_case_module(name, spec["module"])
+        except ModuleNotFoundError as e:
+            print(f"  {name}: {name}/{spec['module']}.py not available ({e})")
             missing.append(name)
             continue
         length = min(spec["length"], max_length)
@@ -346,7 +371,7 @@ def time_case_steps(device, batch, max_length, reps, warmup):
             for impl in IMPLS:
                 torch.manual_seed(SEED)
                 try:
-                    models[impl] = spec["build"](model_utils, cell, impl, device).to(device)
+                    models[impl] = spec["build"](module, cell, impl, device).to(device)
                 except (FileNotFoundError, AttributeError, ImportError, TypeError) as e:
                     print(f"  {name} {cell.upper()} {impl}: not available ({type(e).__name__}: {e})")
                     continue

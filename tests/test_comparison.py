@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, run_script
 
 from utils.model_utils import count_parameters, make_rnn
-
+from utils.script_utils import load_case_script
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,17 @@ def comparison():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("model_comparison_06", ROOT / "06_comparison/model_comparison.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """06_comparison/performance_benchmark.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_06", ROOT / "06_comparison/performance_benchmark.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -88,21 +99,32 @@ def test_compare_case_picks_winner_and_direction(comparison):
     assert row["winner"] == "LSTM" and not row["significant"] and "n too small" in row["note"]
 
 
-def test_script_constants_reads_quick_settings(comparison):
-    consts = comparison.script_constants(ROOT / "06_comparison/model_comparison.py", quick=True)
-    assert consts["SEEDS"] == (0,) and consts["MATCH_PARAMS"] is False and "QUICK_SETTINGS" not in consts
+def test_parameter_count_builds_the_scripts_own_quick_models(comparison):
+    """03 at --quick sizes (its QUICK_SETTINGS applied): LSTM I=4, H=8: 4*(8*4 + 8*8 + 2*8) = 448 weights
+    + the linear head 8 + 1 = 457; the GRU 3*(10*4 + 100 + 20) + 11 = 491 at H=10, 3*(9*4 + 81 + 18) + 10
+    = 415 at H=9, so H=10 is the closest match."""
+    lstm = load_case_script(ROOT / "03_stock/stock_lstm.py", quick=True)
+    gru = load_case_script(ROOT / "03_stock/stock_gru.py", quick=True)
+    assert lstm.HIDDEN_SIZE == 8 and len(lstm.FEATURES) == 4
+    lstm_count = comparison.parameter_counter("03_stock", lstm, {})
+    gru_count = comparison.parameter_counter("03_stock", gru, {})
+    assert lstm_count(8) == 457 and gru_count(10) == 491 and gru_count(9) == 415
+    assert comparison.matched_hidden_size(gru_count, lstm_count(8)) == 10
+    # the count is of the model build_model returns: the same as building it here
+    gru.HIDDEN_SIZE = 12
+    assert gru_count(12) == count_parameters(gru.build_model(len(gru.FEATURES), "cpu"))
 
 
 def test_series_parameter_count_uses_the_automatic_patch(comparison):
-    from utils.data_utils import load_ucr_dataset, prepare_series_splits
-    from utils.model_utils import SeriesClassifier
+    import series_model
+    from utils.data_utils import load_ucr_dataset
 
-    cfg = comparison.script_constants(ROOT / "05_seq_classify/sequence_gru.py", quick=False)
-    assert cfg["PATCH"] == 0  # auto: GunPoint's 150 steps become 25 patches of 6
-    splits = prepare_series_splits(load_ucr_dataset("GunPoint"), 0.2, 0, cfg["PATCH"])
-    trained = SeriesClassifier("gru", "torch", splits["n_features"], 2, cfg["HIDDEN_SIZE"], cfg["NUM_LAYERS"],
-                               cfg["BIDIRECTIONAL"], cfg["POOLING"])
-    counted = comparison.model_parameter_count("05_seq_classify", "gru", cfg["HIDDEN_SIZE"], cfg, {})
+    gru = load_case_script(ROOT / "05_seq_classify/sequence_gru.py", quick=False)
+    assert gru.PATCH == 0  # auto: GunPoint's 150 steps become 25 patches of 6
+    splits = series_model.prepare_series_splits(load_ucr_dataset("GunPoint"), 0.2, 0, gru.PATCH)
+    trained = series_model.SeriesClassifier("gru", "torch", splits["n_features"], 2, gru.HIDDEN_SIZE,
+                                            gru.NUM_LAYERS, gru.BIDIRECTIONAL, gru.POOLING)
+    counted = comparison.parameter_counter("05_seq_classify", gru, {})(gru.HIDDEN_SIZE)
     assert counted == count_parameters(trained) == 28_162
 
 
@@ -111,6 +133,40 @@ def test_reuse_signature_ignores_comments_not_code(comparison):
     same = comparison.code_hash("# a new comment\nLR = 3e-3    # reworded\n\nprint(LR)\n")
     assert comparison.code_hash(code) == same
     assert comparison.code_hash(code.replace("3e-3", "1e-3")) != same
+
+
+def test_reuse_signature_follows_the_case_module(comparison, tmp_path):
+    """A run depends on its script, the case module the script imports, utils/ and 01's scratch cell:
+    a code change in any of them must force a fresh run, a comment must not."""
+    files = {"07_case/case_lstm.py": "import case_model\nimport numpy\nprint(case_model.H)\n",
+             "07_case/case_model.py": "H = 8  # hidden size\n",
+             "07_case/unrelated.py": "X = 1\n",
+             "utils/helpers.py": "Y = 2\n",
+             "01_basic_theory/lstm_from_scratch.py": "from rnn_common import Base\n",
+             "01_basic_theory/rnn_common.py": "Base = object\n",
+             "01_basic_theory/gru_from_scratch.py": "Z = 3\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    command = ["07_case/case_lstm.py", "--SEED=0"]
+    sign = lambda: comparison.run_signature(command, "lstm", root=tmp_path)
+    before = sign()
+    assert before["command"] == command
+    assert set(before["code_sha256"]) == {"07_case/case_lstm.py", "07_case/case_model.py", "utils/helpers.py",
+                                          "01_basic_theory/lstm_from_scratch.py", "01_basic_theory/rnn_common.py"}
+    module = tmp_path / "07_case/case_model.py"
+    module.write_text("# the model's size\nH = 8    # hidden size, reworded\n", encoding="utf-8")
+    assert sign() == before                                   # only comments changed
+    module.write_text("H = 16  # hidden size\n", encoding="utf-8")
+    assert sign() != before                                   # the case module's code changed
+    module.write_text("H = 8  # hidden size\n", encoding="utf-8")
+    assert sign() == before
+    for name, text in (("utils/helpers.py", "Y = 3\n"), ("01_basic_theory/rnn_common.py", "Base = int\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert sign() != before, name                          # utils and the scratch cell count too
+        (tmp_path / name).write_text(files[name], encoding="utf-8")
+    gru = comparison.run_signature(command, "gru", root=tmp_path)["code_sha256"]
+    assert "01_basic_theory/gru_from_scratch.py" in gru and "01_basic_theory/lstm_from_scratch.py" not in gru
 
 
 # ---- end to end -------------------------------------------------------------------------------------
@@ -167,15 +223,9 @@ def test_performance_benchmark_quick():
         assert (r.out_dir / name).read_bytes()[:8] == PNG
 
 
-def test_saved_activation_memory_counts_what_backward_keeps():
+def test_saved_activation_memory_counts_what_backward_keeps(bench):
     """The memory probe on a layer whose saved tensors are known exactly."""
-    import importlib.util
-
     import torch
-
-    spec = importlib.util.spec_from_file_location("bench_06", ROOT / "06_comparison/performance_benchmark.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
 
     class Stash(torch.autograd.Function):   # keeps y via save_for_backward and z as a plain ctx attribute
         @staticmethod
@@ -201,6 +251,22 @@ def test_saved_activation_memory_counts_what_backward_keeps():
     x = torch.randn(2, 3, 4, requires_grad=True)
     # y: 2*3*8 float32 = 192 bytes, z: 400 bytes; the weight and the input are not activations
     assert bench.saved_activation_bytes(Layer(), x, torch.randn(2, 3, 8)) == 192 + 400
+
+
+def test_profile_keeps_its_table_without_the_profilers_usdt_lines(bench, capfd):
+    """libkineto writes "USDT: ... profiler_start/stop" to file descriptor 2 at every profile; the learner
+    must not see them, while any other stderr line still passes."""
+    import os
+
+    import torch
+
+    profile = bench.profile_headline(torch.device("cpu"), (2, 3, 2, 4), reps=1)
+    assert set(profile) == {f"{c}_{i}" for c in bench.CELLS for i in bench.IMPLS}
+    assert all(p["top_ops"] and p["op_count_per_run"] > 0 for p in profile.values())
+    with bench.without_usdt_lines():
+        os.write(2, b"USDT:2026-01-01 1:1 SyncActivityProfilerHandler.cpp:52] profiler_start\nreal warning\n")
+    err = capfd.readouterr().err
+    assert "USDT" not in err and "profiler_st" not in err and "real warning" in err
 
 
 def assert_self_contained(page: str):
