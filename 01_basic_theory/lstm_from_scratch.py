@@ -15,22 +15,24 @@ from torch.autograd.function import once_differentiable
 
 from rnn_common import (ScratchRNNBase, check_against_torch_impl, compare_with_torch, gradcheck_layer,
                         make_sine_task, max_rel_error, previous_states, train_side_by_side)
-from utils.script_utils import (get_device, output_dir, parse_config, print_table, run_main,
-                                save_metrics, set_seed)
+from utils.model_utils import ProgressLog
+from utils.script_utils import (AtLeast, Finite, OneOf, Positive, Seed, get_device, output_dir, parse_config,
+                                print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_curves
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                 # one seed for weights, data and batch order
-DEVICE = "auto"          # "auto" | "cpu" | "cuda"
-INPUT_SIZE = 3           # features per time step in the one-step demo and the comparisons
-HIDDEN_SIZE = 4          # hidden units in the one-step demo and the comparisons
-SEQ_LEN = 40             # length of each sine-wave window in the training task
-NUM_SERIES = 1024        # sine-wave windows for training (a fifth more are drawn for validation)
-TRAIN_HIDDEN = 32        # hidden size of the trained models
-EPOCHS = 15              # training epochs for scratch and torch.nn side by side
-BATCH_SIZE = 64          # windows per optimisation step
-LR = 0.01                # Adam learning rate
-FORGET_BIAS = 1.0        # forget-gate bias at init for both models (THEORY.md 4.4); 0 keeps torch's init
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 0                  # one seed for weights, data and batch order
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to run
+INPUT_SIZE: AtLeast(1) = 3      # features per time step in the one-step demo and the comparisons
+HIDDEN_SIZE: AtLeast(1) = 4     # hidden units in the one-step demo and the comparisons
+SEQ_LEN: AtLeast(1) = 40        # length of each sine-wave window in the training task
+NUM_SERIES: AtLeast(5) = 1024   # sine-wave windows for training (a fifth more are drawn for validation)
+TRAIN_HIDDEN: AtLeast(1) = 32   # hidden size of the trained models
+EPOCHS: AtLeast(1) = 15         # training epochs for scratch and torch.nn side by side
+BATCH_SIZE: AtLeast(1) = 64     # windows per optimisation step
+LR: Positive = 0.01             # Adam learning rate
+FORGET_BIAS: Finite = 1.0       # forget-gate bias at init for both models (THEORY.md 4.4); 0 keeps torch's init
 
 QUICK_SETTINGS = dict(NUM_SERIES=128, SEQ_LEN=15, EPOCHS=2, TRAIN_HIDDEN=16)
 
@@ -307,7 +309,7 @@ def compare_configurations(device):
     return worst
 
 
-def train_both(device):
+def train_both(device, progress):
     """Train ScratchLSTM and nn.LSTM side by side from the same init on a sine next-value task."""
     x, y = make_sine_task(NUM_SERIES + NUM_SERIES // 5, SEQ_LEN, seed=SEED)
     x_train, y_train, x_val, y_val = x[:NUM_SERIES], y[:NUM_SERIES], x[NUM_SERIES:], y[NUM_SERIES:]
@@ -318,7 +320,7 @@ def train_both(device):
         init_forget_bias(ref, FORGET_BIAS)
     t0 = time.time()
     history = train_side_by_side(scratch, ref, x_train, y_train, x_val, y_val, epochs=EPOCHS,
-                                 batch_size=BATCH_SIZE, lr=LR, seed=SEED)
+                                 batch_size=BATCH_SIZE, lr=LR, seed=SEED, progress=progress)
     print(f"trained both in {time.time() - t0:.1f}s")
     return history
 
@@ -328,7 +330,7 @@ def main():
     t0 = time.time()
     set_seed(SEED)
     device = get_device(DEVICE)
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=cfg["QUICK"])
 
     print("\n== 1. One LSTM step from the equations (THEORY.md L1-L6) ==")
     step_err = show_one_step(device)
@@ -338,7 +340,9 @@ def main():
     ok = gradcheck_layer(ScratchLSTM, packed=True, device=device)
     print(f"gradcheck on a packed, bidirectional 2-layer ScratchLSTM: {'passed' if ok else 'FAILED'}")
     print("\n== 4. Training ScratchLSTM and torch.nn.LSTM side by side (same init, same batches) ==")
-    history = train_both(device)
+    # progress.jsonl, live training_curves.png and TensorBoard; Ctrl-C says what is kept
+    with ProgressLog(out, hparams=cfg, title="ScratchLSTM vs torch.nn.LSTM", logy=True) as progress:
+        history = train_both(device, progress)
     gap = max(abs(r["scratch_train_loss"] - r["torch_train_loss"]) for r in history)
     print(f"largest |loss gap| between the two curves: {gap:.2e} (float32 rounding only)")
 

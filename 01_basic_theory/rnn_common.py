@@ -8,6 +8,7 @@ Theory: THEORY.md section 5 (packing) and section 6 (stacking).
 """
 import math
 import numbers
+import time
 import warnings
 
 import torch
@@ -380,46 +381,73 @@ class SequenceRegressor(nn.Module):
 
 
 def train_side_by_side(scratch_rnn, torch_rnn, x_train, y_train, x_val, y_val, *, epochs, batch_size,
-                       lr, seed, log=print):
+                       lr, seed, log=print, progress=None):
     """Train scratch and torch.nn models from the same init on the same batch order.
 
-    Returns history: one dict per epoch with train/val MSE of both models and their max weight gap.
+    Returns history: one dict per epoch with train/val MSE of both models, their gradient norms and
+    their max weight gap. `progress` (a utils.model_utils.ProgressLog) watches both as two runs,
+    "scratch" and "torch", whose curves should coincide.
     """
     torch.manual_seed(seed)
     device = next(torch_rnn.parameters()).device
     models = {"scratch": SequenceRegressor(scratch_rnn).to(device), "torch": SequenceRegressor(torch_rnn).to(device)}
     models["scratch"].load_state_dict(models["torch"].state_dict())   # identical starting point
     with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):   # see compare_with_torch
-        return _train_loop(models, x_train, y_train, x_val, y_val, epochs, batch_size, lr, seed, device, log)
+        return _train_loop(models, x_train, y_train, x_val, y_val, epochs, batch_size, lr, seed, device, log,
+                           progress)
 
 
-def _train_loop(models, x_train, y_train, x_val, y_val, epochs, batch_size, lr, seed, device, log):
+def _grad_norm(model) -> float:
+    """||g||: the norm of all the model's gradients as one vector (what clipping would compare, THEORY.md §9)."""
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()
+                                                       if p.grad is not None])))
+
+
+def _train_loop(models, x_train, y_train, x_val, y_val, epochs, batch_size, lr, seed, device, log, progress):
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=lr) for k, m in models.items()}
+    runs = {k: progress.for_run(k) for k in models} if progress is not None else {}
+    for run in runs.values():
+        run.start(epochs)
     loss_fn = nn.MSELoss()
     history = []
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed + epoch))
-        sums = {k: 0.0 for k in models}
+        sums = {k: 0.0 for k in models}       # loss x batch size
+        norms = {k: 0.0 for k in models}      # gradient norms, summed over steps
+        seconds = {k: 0.0 for k in models}    # each model's own training time
+        steps = 0
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             for k, model in models.items():                            # same batch for both
+                t0 = time.perf_counter()
                 model.train()
                 loss = loss_fn(model(xb), yb)
                 optimizers[k].zero_grad()
                 loss.backward()
+                norms[k] += _grad_norm(model)                          # measured only: no clipping here
                 optimizers[k].step()
                 sums[k] += loss.item() * len(idx)
+                seconds[k] += time.perf_counter() - t0
+            steps += 1
         row = {"epoch": epoch}
         for k, model in models.items():
             model.eval()
             with torch.no_grad():
                 row[f"{k}_train_loss"] = sums[k] / len(order)
                 row[f"{k}_val_loss"] = loss_fn(model(x_val.to(device)), y_val.to(device)).item()
+            row[f"{k}_grad_norm"] = norms[k] / steps                    # mean over the epoch's steps
         row["max_weight_gap"] = max((a - b).abs().max().item() for a, b in
                                     zip(models["scratch"].parameters(), models["torch"].parameters()))
         history.append(row)
         log(f"  epoch {epoch:3d}  train MSE scratch {row['scratch_train_loss']:.6f}  "
             f"torch {row['torch_train_loss']:.6f}  | val scratch {row['scratch_val_loss']:.6f}  "
             f"torch {row['torch_val_loss']:.6f}")
+        for k, run in runs.items():                                    # one row per model, same columns
+            run.epoch({"epoch": epoch, "train_loss": row[f"{k}_train_loss"], "val_loss": row[f"{k}_val_loss"],
+                       "lr": lr, "grad_norm": row[f"{k}_grad_norm"], "clipped": 0.0,
+                       "samples_per_s": round(len(order) / max(seconds[k], 1e-9), 1),
+                       "max_weight_gap": row["max_weight_gap"]})
+    for k, run in runs.items():
+        run.end({"final_val_loss": history[-1][f"{k}_val_loss"], "max_weight_gap": history[-1]["max_weight_gap"]})
     return history

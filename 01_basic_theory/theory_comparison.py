@@ -15,33 +15,37 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils.model_utils import count_parameters, init_forget_bias, make_rnn
-from utils.script_utils import (UserError, get_device, output_dir, parse_config, print_table, run_main,
-                                save_metrics, set_seed)
+from utils.model_utils import (ProgressLog, count_parameters, grad_norm, gradient_summary, init_forget_bias,
+                               make_rnn)
+from utils.script_utils import (AtLeast, Finite, Items, OneOf, Positive, Seed, UserError, check_constants, get_device,
+                                output_dir, parse_config, print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_bars, plot_curves, plot_heatmap_panels
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                   # one seed for models, training batches and test sets
-DEVICE = "auto"            # auto | cpu | cuda | mps
-CPU_THREADS = 1            # torch threads on CPU: H=32 matrices gain nothing from more, and they stall on a busy machine
-HIDDEN_SIZE = 32           # hidden units of every cell (same H for a fair comparison)
-FORGET_BIAS = 1.0          # the LSTM's forget-gate bias at init (THEORY.md 4.4); experiment 4 compares it with 0
-GRAD_SEQ_LEN = 100         # experiment 1: length T of the sequence whose last-step loss is differentiated
-GRAD_SAMPLES = 16          # experiment 1: random input sequences the gradient norms are averaged over
-LAGS = (10, 25, 50, 100)   # experiment 2: adding-problem sequence lengths (the lag to remember)
-TRAIN_STEPS = 1200         # experiments 2, 4: Adam steps per cell and lag (a fixed, small budget)
-BATCH_SIZE = 64            # sequences per training step (freshly sampled every step)
-LR = 0.01                  # Adam learning rate
-CLIP = 1.0                 # gradient-norm clipping: gates cure vanishing, not exploding, gradients
-EVAL_EVERY = 100           # steps between two validation points of the learning curves
-TEST_SIZE = 1000           # sequences in each validation and test set
-SOLVED_NMSE = 0.1          # a lag counts as solved when test MSE < this fraction of the predict-1 baseline's
-TIMING_SEQ_LEN = 100       # experiment 3: sequence length of the timed forward+backward pass
-TIMING_REPEATS = 30        # experiment 3: interleaved timing rounds (the median is reported)
-HEATMAP_LAG = 50           # experiment 5: the trained models at this lag (one of LAGS) show their gates
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 0                     # one seed for models, training batches and test sets
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to run
+CPU_THREADS: AtLeast(1) = 1        # torch threads on CPU: H=32 matrices gain nothing from more (and stall a busy CPU)
+HIDDEN_SIZE: AtLeast(1) = 32       # hidden units of every cell (same H for a fair comparison)
+FORGET_BIAS: Finite = 1.0          # the LSTM's forget-gate bias at init (THEORY.md 4.4); experiment 4 compares it to 0
+GRAD_SEQ_LEN: AtLeast(2) = 100     # experiment 1: length T of the sequence whose last-step loss is differentiated
+GRAD_SAMPLES: AtLeast(1) = 16      # experiment 1: random input sequences the gradient norms are averaged over
+LAGS: Items(AtLeast(2)) = (10, 25, 50, 100)  # experiment 2: adding-problem sequence lengths (one marker in each half)
+TRAIN_STEPS: AtLeast(1) = 1200     # experiments 2, 4: Adam steps per cell and lag (a fixed, small budget)
+BATCH_SIZE: AtLeast(1) = 64        # sequences per training step (freshly sampled every step)
+LR: Positive = 0.01                # Adam learning rate
+CLIP: AtLeast(0.0) = 1.0           # gradient-norm clipping, 0 = off: gates cure vanishing, not exploding, gradients
+EVAL_EVERY: AtLeast(1) = 100       # steps between two validation points of the learning curves
+TEST_SIZE: AtLeast(1) = 1000       # sequences in each validation and test set
+SOLVED_NMSE: Positive = 0.1        # a lag counts as solved when test MSE < this fraction of the predict-1 baseline's
+TIMING_SEQ_LEN: AtLeast(1) = 100   # experiment 3: sequence length of the timed forward+backward pass
+TIMING_REPEATS: AtLeast(1) = 30    # experiment 3: interleaved timing rounds (the median is reported)
+HEATMAP_LAG: AtLeast(2) = 50       # experiment 5: the trained models at this lag (one of LAGS) show their gates
 
 QUICK_SETTINGS = dict(LAGS=(10, 20), TRAIN_STEPS=150, EVAL_EVERY=25, TEST_SIZE=256, GRAD_SEQ_LEN=50,
                       GRAD_SAMPLES=8, TIMING_SEQ_LEN=50, TIMING_REPEATS=5, HEATMAP_LAG=20)
+CHECKS = [(lambda: HEATMAP_LAG in LAGS, "--HEATMAP_LAG must be one of --LAGS: the gates are shown for a model "
+                                         "trained at that lag")]
 
 # The contestants (a dict, so the command line leaves it alone). Experiment 4 compares the two LSTMs.
 MODELS = {"rnn": "vanilla tanh RNN",
@@ -167,9 +171,10 @@ def mse(model, x, y) -> float:
         return float(((model(x) - y) ** 2).mean())
 
 
-def train_on_adding(name: str, lag: int, device):
+def train_on_adding(name: str, lag: int, device, progress: ProgressLog | None = None):
     """TRAIN_STEPS Adam steps on fresh batches; returns the model and its validation curve
-    [(step, validation MSE / the predict-1.0 baseline's MSE)]."""
+    [(step, validation MSE / the predict-1.0 baseline's MSE)]. `progress` gets a row every EVAL_EVERY
+    steps: training and validation MSE, the gradient norm before clipping, the share of steps clipped."""
     model = build_model(name, device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     batches = data_generator(SEED + lag)                      # the same batches for every cell at a lag
@@ -177,6 +182,9 @@ def train_on_adding(name: str, lag: int, device):
     val_baseline = float(((y_val - 1.0) ** 2).mean())
     x_val, y_val = x_val.to(device), y_val.to(device)
     curve = []                                                # (step, validation MSE / its baseline)
+    losses, norms, t0 = [], [], time.time()                   # since the last validation point
+    if progress is not None:
+        progress.start(TRAIN_STEPS)
     bar = tqdm(range(1, TRAIN_STEPS + 1), desc=f"{label(name):15s} T={lag:<4d}", leave=False, dynamic_ncols=True)
     for step in bar:
         model.train()
@@ -184,15 +192,26 @@ def train_on_adding(name: str, lag: int, device):
         loss = ((model(x.to(device)) - y.to(device)) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        norms.append(grad_norm(model, CLIP))                  # the norm before clipping; clipped to CLIP
         opt.step()
+        losses.append(loss.item())
         if step % EVAL_EVERY == 0 or step == TRAIN_STEPS:
-            curve.append((step, mse(model, x_val, y_val) / val_baseline))
-            bar.set_postfix(val_nmse=f"{curve[-1][1]:.3f}")
+            train_s = time.time() - t0
+            val_mse = mse(model, x_val, y_val)
+            curve.append((step, val_mse / val_baseline))
+            bar.set_postfix(val_nmse=f"{curve[-1][1]:.3f}", grad=f"{norms[-1]:.2f}")
+            if progress is not None:
+                progress.epoch({"step": step, "train_loss": sum(losses) / len(losses), "val_loss": val_mse,
+                                "val_nmse": curve[-1][1], "lr": LR,
+                                **gradient_summary(norms, sum(n > CLIP for n in norms) if CLIP else 0),
+                                "samples_per_s": round(len(losses) * BATCH_SIZE / max(train_s, 1e-9), 1)})
+            losses, norms, t0 = [], [], time.time()
+    if progress is not None:
+        progress.end({"final_val_nmse": curve[-1][1]})
     return model, curve
 
 
-def experiment_lags(device):
+def experiment_lags(device, progress: ProgressLog | None = None):
     """Final test MSE of every cell at every lag, plus the validation curves (experiment 4 reads them)."""
     results = {name: {} for name in MODELS}
     baseline = {}
@@ -201,7 +220,8 @@ def experiment_lags(device):
         baseline[lag] = float(((y_test - 1.0) ** 2).mean())   # predict the mean sum, 1.0, every time
         for name in MODELS:
             t0 = time.time()
-            model, curve = train_on_adding(name, lag, device)
+            run = progress.for_run(f"{label(name)} T={lag}") if progress is not None else None
+            model, curve = train_on_adding(name, lag, device, run)
             test = mse(model, x_test.to(device), y_test.to(device))
             results[name][lag] = {"model": model, "curve": curve, "test_mse": test,
                                   "nmse": test / baseline[lag]}
@@ -451,33 +471,27 @@ def conclusions(grad: dict, results: dict, baseline: dict, cost: dict, gates: di
 
 
 def check_config() -> None:
-    """Options that would fail late (after minutes of training) are refused up front."""
-    if HEATMAP_LAG not in LAGS:
-        raise UserError(f"--HEATMAP_LAG={HEATMAP_LAG} must be one of --LAGS={','.join(map(str, LAGS))}: "
-                        "the gates are shown for a model trained at that lag.")
-    if min(LAGS) < 2 or GRAD_SEQ_LEN < 2:
-        raise UserError(f"every lag in --LAGS and --GRAD_SEQ_LEN must be at least 2 (one marker in each half); "
-                        f"got LAGS={','.join(map(str, LAGS))}, GRAD_SEQ_LEN={GRAD_SEQ_LEN}.")
-    if min(TRAIN_STEPS, EVAL_EVERY, TIMING_REPEATS, BATCH_SIZE, TEST_SIZE, GRAD_SAMPLES, HIDDEN_SIZE) < 1:
-        raise UserError("--TRAIN_STEPS, --EVAL_EVERY, --TIMING_REPEATS, --BATCH_SIZE, --TEST_SIZE, "
-                        "--GRAD_SAMPLES and --HIDDEN_SIZE must all be at least 1.")
+    """The constants against their annotations and CHECKS, as parse_config does at start: options that
+    would fail late (after minutes of training) are refused up front."""
+    check_constants(globals())
 
 
 def main():
     t0 = time.time()
-    cfg = parse_config(globals())
-    check_config()
+    cfg = parse_config(globals())  # checks every constant (annotations, CHECKS) before anything runs
     set_seed(SEED)
     torch.set_num_threads(max(1, CPU_THREADS))
     device = get_device(DEVICE)
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=cfg["QUICK"])
 
     grad_curves, grad = experiment_gradients(device)
     plot_curves(grad_curves, out / "gradient_norms.png", xlabel="time step t", x=list(range(GRAD_SEQ_LEN)),
                 ylabel="||dL_T/dh_t|| / ||dL_T/dh_T||", logy=True, styles=STYLES,
                 title=f"Gradient reaching step t from the loss at T={GRAD_SEQ_LEN} (at init)")
 
-    results, baseline = experiment_lags(device)
+    with ProgressLog(out, hparams=cfg, logy=True, metrics=["val_nmse"],         # progress.jsonl, live curves,
+                     title="Adding problem: every cell at every lag") as progress:  # TensorBoard (experiment 2)
+        results, baseline = experiment_lags(device, progress)
     lag_curves = {label(n): [results[n][lag]["nmse"] for lag in LAGS] for n in MODELS}
     lag_curves["baseline (predict 1.0)"] = [1.0] * len(LAGS)
     plot_curves(lag_curves, out / "error_vs_lag.png", xlabel="sequence length T (lag)",

@@ -9,39 +9,43 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import time
 
-from utils.script_utils import get_device, output_dir, parse_config, run_main, save_metrics, set_seed
+from utils.model_utils import ProgressLog
+from utils.script_utils import (AtLeast, Fraction, OneOf, Positive, Seed, get_device, output_dir, parse_config,
+                                run_main, save_metrics, set_seed)
 import sentiment_model  # sentiment_model.SENTIMENT_EXAMPLES: the examples are not one of this script's constants
 from sentiment_model import (SentimentClassifier, check_review, classify_reviews, load_sentiment_model,
                              prepare_sentiment_data, report_sentiment, sentiment_checkpoint_extra,
                              train_sentiment_ensemble)
 
 # ==== Hyperparameters (edit me) ====
-SEED = 42                     # random seed, any integer (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
-ENSEMBLE = 5                  # >= 1 models (seeds SEED*ENSEMBLE+k) whose probabilities are averaged (§8)
-DEVICE = "auto"               # auto | cpu | cuda | mps
-IMPL = "torch"                # torch: nn.LSTM (cuDNN on GPU) | scratch: 01_basic_theory's ScratchLSTM
-DATASET = "rotten_tomatoes"   # rotten_tomatoes (offline, ~12.8k snippets) | imdb (downloads 84 MB)
-EPOCHS = 12                   # >= 1, an upper bound: early stopping on validation accuracy usually ends sooner
-PATIENCE = 3                  # >= 1 epochs without a better validation accuracy before stopping
-BATCH_SIZE = 64               # >= 1 reviews per batch (batches are bucketed by length)
-LR = 2e-3                     # > 0, AdamW learning rate (halved when validation accuracy stalls)
-WEIGHT_DECAY = 1e-2           # >= 0, AdamW decoupled weight decay: a mild brake on memorising 10k snippets
-CLIP = 1.0                    # > 0 gradient-norm clipping, 0 = off (THEORY.md §9: exploding gradients)
-MIN_FREQ = 2                  # >= 1 training occurrences a word needs to enter the vocabulary
-MAX_VOCAB = 20000             # vocabulary size cap, including <pad> and <unk> (0 = no cap)
-MAX_LEN = 100                 # >= 1 tokens kept per review (RT snippets are short: few are cut)
-EMBED_DIM = 128               # >= 1, word vector size (learned from scratch: no pretrained vectors offline)
-HIDDEN_SIZE = 64              # >= 1, LSTM state size per direction (h and c)
-NUM_LAYERS = 1                # >= 1 stacked LSTM layers
-BIDIRECTIONAL = True          # read left-to-right and right-to-left: "not" is seen before and after "great"
-DROPOUT = 0.5                 # 0-1, on the pooled review vector (and between layers)
-EMBED_DROPOUT = 0.3           # 0-1, on the word vectors: the model cannot lean on a few rare words
-LIMIT = 0                     # keep only the first LIMIT training reviews (0 = all)
-REVIEW = ""                   # a review of your own to classify after training, e.g. "not bad at all"
-LOAD = ""                     # path of a saved model.pt: skip training, only classify REVIEW and examples
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 42                       # random seed (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
+ENSEMBLE: AtLeast(1) = 5              # models (seeds SEED*ENSEMBLE+k) whose probabilities are averaged (§8)
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"   # where to train
+IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM (cuDNN on GPU) | scratch: 01_basic_theory's ScratchLSTM
+DATASET: OneOf("rotten_tomatoes", "imdb") = "rotten_tomatoes"  # RT: offline, ~12.8k snippets; imdb: 84 MB download
+EPOCHS: AtLeast(1) = 12               # an upper bound: early stopping on validation accuracy usually ends sooner
+PATIENCE: AtLeast(1) = 3              # epochs without a better validation accuracy before stopping
+BATCH_SIZE: AtLeast(1) = 64           # reviews per batch (batches are bucketed by length)
+LR: Positive = 2e-3                   # AdamW learning rate (halved when validation accuracy stalls)
+WEIGHT_DECAY: AtLeast(0.0) = 1e-2     # AdamW decoupled weight decay: a mild brake on memorising 10k snippets
+CLIP: AtLeast(0.0) = 1.0              # gradient-norm clipping, 0 = off (THEORY.md §9: exploding gradients)
+MIN_FREQ: AtLeast(1) = 2              # training occurrences a word needs to enter the vocabulary
+MAX_VOCAB: AtLeast(0) = 20000         # vocabulary size cap, including <pad> and <unk> (0 = no cap)
+MAX_LEN: AtLeast(1) = 100             # tokens kept per review (RT snippets are short: few are cut)
+EMBED_DIM: AtLeast(1) = 128           # word vector size (learned from scratch: no pretrained vectors offline)
+HIDDEN_SIZE: AtLeast(1) = 64          # LSTM state size per direction (h and c)
+NUM_LAYERS: AtLeast(1) = 1            # stacked LSTM layers
+BIDIRECTIONAL: bool = True            # read left-to-right and right-to-left: "not" is seen before and after "great"
+DROPOUT: Fraction = 0.5               # on the pooled review vector (and between layers)
+EMBED_DROPOUT: Fraction = 0.3         # on the word vectors: the model cannot lean on a few rare words
+LIMIT: AtLeast(0) = 0                 # keep only the first LIMIT training reviews (0 = all; else >= 8)
+REVIEW: str = ""                      # a review of your own to classify after training, e.g. "not bad at all"
+LOAD: str = ""                        # path of a saved model.pt: skip training, only classify REVIEW and examples
 
 QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40)
-CHOICES = {"IMPL": ("torch", "scratch"), "DATASET": ("rotten_tomatoes", "imdb")}
+CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
+                                                  "test keep LIMIT // 4 >= 2 reviews each")]
 
 
 def load_reviews() -> dict:
@@ -73,16 +77,17 @@ def main():
     set_seed(SEED)
     device = get_device(DEVICE)
     if LOAD:  # classify with a saved model: nothing is trained or written
-        model, vocab, ckpt = load_sentiment_model(LOAD, device)
+        model, vocab, ckpt = load_sentiment_model(LOAD, device, cell="lstm", script=pathlib.Path(__file__).name)
         show_predictions(model, vocab, ckpt.get("max_len", MAX_LEN), device)
         return
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=cfg["QUICK"])
     data = load_reviews()
     if REVIEW:  # refuse an unusable review now, not after minutes of training
         check_review(REVIEW, data["vocab"], MAX_LEN)
+    progress = ProgressLog(out, hparams=cfg)  # progress.jsonl, live training_curves.png, TensorBoard
     model, result = train_sentiment_ensemble(
         build_model, data, device, members=ENSEMBLE, seed=SEED, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
-        patience=PATIENCE, clip=CLIP, checkpoint_path=out / "model.pt",
+        patience=PATIENCE, clip=CLIP, checkpoint_path=out / "model.pt", progress=progress,
         checkpoint_extra=lambda m: sentiment_checkpoint_extra(m, data["vocab"], MAX_LEN, DATASET))
     metrics = report_sentiment(model, data, result, out, name="biLSTM" if BIDIRECTIONAL else "LSTM",
                                dataset=DATASET, device=device)

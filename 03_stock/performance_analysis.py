@@ -17,41 +17,46 @@ import stock_model
 from utils.data_utils import load_prices
 from utils.forecasting import (diebold_mariano, fit_ar, forecast_table, lag_check, moving_average,
                                predict_ar, price_from_log_return, score_forecast)
-from utils.script_utils import (OUTPUTS_ROOT, shown_path, get_device, load_metrics, output_dir, parse_config,
-                                print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, Fraction, Interval, Items, OneOf, Positive, Seed, atomic_write,
+                                get_device, load_metrics, output_dir, parse_config, print_table, run_main,
+                                save_metrics, set_seed, shown_path)
 from utils.visualization import plot_bars, plot_predictions, plot_residuals
 
 # ==== Hyperparameters (edit me) ====
-SOURCE = "bokeh"          # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013; yfinance: any ticker (downloaded once, cached)
-TICKER = "AAPL"           # the stock to forecast
-CSV = ""                  # your own OHLCV CSV (date and close columns at least); overrides SOURCE when set
-START = ""                # first day to use, YYYY-MM-DD ("" = the first available)
-END = ""                  # last day to use, YYYY-MM-DD ("" = the last available)
-FEATURES = ("log_return", "hl_range", "oc_return", "log_volume_change")  # inputs per day (as in the twins)
-TARGET = "log_return"     # what the networks predict (log_return or log_price), as in the twins
-WINDOW = 30               # days of history per forecast
-HORIZON = 1               # the main comparison: forecasts HORIZON days ahead
-MULTI_HORIZON = 5         # the multi-step comparison: direct forecasts this many days ahead
-VAL_FRAC = 0.15           # the middle part of the time line: early stopping
-TEST_FRAC = 0.15          # the last part of the time line: every forecast is scored here
-MA_DAYS = 5               # moving-average baseline: mean of the last MA_DAYS closes
-AR_LAGS = 5               # autoregressive baseline: linear in the last AR_LAGS daily log returns
-ZOOM_DAYS = 60            # the lag plot shows the last ZOOM_DAYS test days
-REUSE_TWINS = True        # use stock_lstm/gru's predictions.csv when their data settings match these
-IMPL = "torch"            # torch or scratch (01_basic_theory's cells), for networks trained here
-HIDDEN_SIZE = 32          # state size of networks trained here (>= 1)
-NUM_LAYERS = 1            # stacked layers (>= 1)
-DROPOUT = 0.0             # dropout between stacked layers, 0-1 (needs NUM_LAYERS > 1)
-EPOCHS = 30               # maximum epochs (>= 1)
-BATCH_SIZE = 64           # windows per gradient step
-LR = 1e-3                 # Adam learning rate (> 0)
-WEIGHT_DECAY = 1e-5       # L2 penalty (>= 0)
-PATIENCE = 5              # early stopping patience in epochs (>= 1)
-SEED = 0                  # random seed
-DEVICE = "auto"           # auto, cpu, cuda or mps
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SOURCE: OneOf("bokeh", "yfinance") = "bokeh"  # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013; yfinance: any ticker
+TICKER: str = "AAPL"          # the stock to forecast
+CSV: str = ""                 # your own OHLCV CSV (date and close columns at least); overrides SOURCE when set
+START: str = ""               # first day to use, YYYY-MM-DD ("" = the first available)
+END: str = ""                 # last day to use, YYYY-MM-DD ("" = the last available)
+FEATURES: Items(OneOf(*stock_model.STOCK_FEATURES)) = ("log_return", "hl_range", "oc_return", "log_volume_change")
+                              # inputs per day (as in the twins)
+TARGET: OneOf("log_return", "log_price") = "log_return"  # what the networks predict, as in the twins
+WINDOW: AtLeast(1) = 30       # days of history per forecast
+HORIZON: AtLeast(1) = 1       # the main comparison: trading days ahead to forecast
+MULTI_HORIZON: AtLeast(1) = 5  # the multi-step comparison: direct forecasts this many days ahead
+VAL_FRAC: Interval("(0, 1)") = 0.15   # the middle part of the time line: early stopping
+TEST_FRAC: Interval("(0, 1)") = 0.15  # the last part of the time line: every forecast is scored here
+MA_DAYS: AtLeast(1) = 5       # moving-average baseline: mean of the last MA_DAYS closes (<= WINDOW)
+AR_LAGS: AtLeast(1) = 5       # autoregressive baseline: linear in the last AR_LAGS daily log returns (<= WINDOW)
+ZOOM_DAYS: AtLeast(1) = 60    # the lag plot shows the last ZOOM_DAYS test days
+REUSE_TWINS: bool = True      # use stock_lstm/gru's predictions.csv (their full runs) when their data settings match
+IMPL: OneOf("torch", "scratch") = "torch"  # torch or scratch (01_basic_theory's cells), for networks trained here
+HIDDEN_SIZE: AtLeast(1) = 32  # state size of networks trained here
+NUM_LAYERS: AtLeast(1) = 1    # stacked layers
+DROPOUT: Fraction = 0.0       # dropout between stacked layers (needs NUM_LAYERS > 1)
+EPOCHS: AtLeast(1) = 30       # maximum epochs
+BATCH_SIZE: AtLeast(1) = 64   # windows per gradient step
+LR: Positive = 1e-3           # Adam learning rate
+WEIGHT_DECAY: AtLeast(0.0) = 1e-5  # L2 penalty
+PATIENCE: AtLeast(1) = 5      # early stopping patience in epochs
+SEED: Seed = 0                # random seed
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 
 QUICK_SETTINGS = dict(EPOCHS=1, HIDDEN_SIZE=8, WINDOW=10, START="2010-01-01")
-CHOICES = {"SOURCE": ("bokeh", "yfinance"), "IMPL": ("torch", "scratch"), "TARGET": ("log_return", "log_price")}
+CHECKS = [(lambda: VAL_FRAC + TEST_FRAC < 1, "VAL_FRAC + TEST_FRAC must be below 1: the rest of the time line trains"),
+          (lambda: MA_DAYS <= WINDOW and AR_LAGS <= WINDOW,
+           "MA_DAYS and AR_LAGS must not exceed WINDOW: every forecast sees only the WINDOW days before it")]
 
 CELLS = ("lstm", "gru")
 DATA_SETTINGS = ("SOURCE", "TICKER", "CSV", "START", "END", "FEATURES", "TARGET", "WINDOW", "HORIZON",
@@ -80,18 +85,29 @@ def train_network(cell, data, device):
 
 
 def twin_predictions(cell, cfg, dates):
-    """stock_<cell>.py's test forecasts if it ran with the same data settings on the same days, else None."""
-    folder = OUTPUTS_ROOT / "03_stock" / f"stock_{cell}"
-    if not (REUSE_TWINS and (folder / "metrics.json").is_file() and (folder / "predictions.csv").is_file()):
+    """stock_<cell>.py's test forecasts from its full run (outputs/03_stock/stock_<cell>/predictions.csv, never
+    a --quick run's) if it ran with the same data settings on the same days, else None (and says why)."""
+    folder = output_dir(pathlib.Path(__file__).with_name(f"stock_{cell}.py"), create=False)
+    metrics, table = folder / "metrics.json", folder / "predictions.csv"
+    if not REUSE_TWINS:
         return None
-    theirs = load_metrics(folder / "metrics.json")["config"]
-    if any(_same(theirs.get(k)) != _same(cfg[k]) for k in DATA_SETTINGS):
+    if not (metrics.is_file() and table.is_file()):
+        print(f"{cell.upper()}: no full run of stock_{cell}.py in {shown_path(folder)}: training one here.")
         return None
-    table = pd.read_csv(folder / "predictions.csv", dtype={"date": str})
-    if list(table["date"]) != list(dates):
+    try:
+        theirs = load_metrics(metrics)["config"]
+        table = pd.read_csv(table, dtype={"date": str})
+        predictions = table["prediction"].to_numpy(float)
+    except (ValueError, KeyError, TypeError, OSError, pd.errors.ParserError) as e:
+        print(f"{cell.upper()}: {shown_path(folder)} is unreadable ({type(e).__name__}): training one here.")
+        return None
+    differ = [k for k in DATA_SETTINGS if _same(theirs.get(k)) != _same(cfg[k])]
+    if differ or list(table["date"]) != list(dates) or not np.isfinite(predictions).all():
+        why = f"its {', '.join(differ)} differ" if differ else "its test days or values do not fit"
+        print(f"{cell.upper()}: stock_{cell}.py's full run does not match ({why}): training one here.")
         return None
     print(f"{cell.upper()}: using {shown_path(folder / 'predictions.csv')}")
-    return table["prediction"].to_numpy()
+    return predictions
 
 
 def _same(value):
@@ -181,7 +197,7 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=cfg["QUICK"])
     results, verdicts = {}, []
     for horizon in dict.fromkeys((HORIZON, MULTI_HORIZON)):
         data, info = load_data(horizon)
@@ -190,7 +206,7 @@ def main():
         print_table([{"forecast": k, **v} for k, v in scores.items()],
                     title=f"{info['name']}, {horizon}-day-ahead forecasts, test {table['date'].iloc[0]} .. "
                           f"{table['date'].iloc[-1]} ({len(table)} days)")
-        table.to_csv(out / f"forecasts_h{horizon}.csv", index=False)
+        atomic_write(out / f"forecasts_h{horizon}.csv", lambda p: table.to_csv(p, index=False))
         results[horizon] = {"scores": scores, "diebold_mariano_vs_persistence": dm, "test_days": len(table)}
         verdicts += verdict(scores, dm, horizon)
         if horizon == HORIZON:

@@ -12,35 +12,38 @@ import torch
 
 import stock_model
 from utils.data_utils import load_prices
-from utils.model_utils import count_parameters
-from utils.script_utils import get_device, output_dir, parse_config, run_main, save_metrics, set_seed
+from utils.model_utils import ProgressLog, count_parameters
+from utils.script_utils import (AtLeast, Fraction, Interval, Items, OneOf, Positive, Seed, get_device, output_dir,
+                                parse_config, run_main, save_metrics, set_seed)
 
 # ==== Hyperparameters (edit me) ====
-SOURCE = "bokeh"          # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013; yfinance: any ticker (downloaded once, cached)
-TICKER = "AAPL"           # the stock to forecast (bokeh: AAPL, IBM, MSFT or GOOG)
-CSV = ""                  # your own OHLCV CSV (date and close columns at least); overrides SOURCE when set
-START = ""                # first day to use, YYYY-MM-DD ("" = the first available)
-END = ""                  # last day to use, YYYY-MM-DD ("" = the last available)
-FEATURES = ("log_return", "hl_range", "oc_return", "log_volume_change")  # inputs per day: stock_model.STOCK_FEATURES
-TARGET = "log_return"     # log_return: predict log(close[t+H]/close[t]) and turn it into a price; log_price: the level
-WINDOW = 30               # days of history the GRU reads for each forecast (>= 1)
-HORIZON = 1               # forecast the close HORIZON trading days after the last day of the window (>= 1)
-VAL_FRAC = 0.15           # the middle part of the time line: early stopping (0-1, VAL_FRAC + TEST_FRAC < 1)
-TEST_FRAC = 0.15          # the last part of the time line: never seen in training (0-1)
-IMPL = "torch"            # torch: nn.GRU; scratch: the hand-written ScratchGRU from 01_basic_theory
-HIDDEN_SIZE = 32          # GRU state size, h only: no cell state (>= 1)
-NUM_LAYERS = 1            # stacked GRU layers (>= 1)
-DROPOUT = 0.0             # dropout between stacked layers, 0-1 (needs NUM_LAYERS > 1)
-EPOCHS = 30               # maximum passes over the training windows (>= 1)
-BATCH_SIZE = 64           # windows per gradient step (>= 1)
-LR = 1e-3                 # Adam learning rate (> 0)
-WEIGHT_DECAY = 1e-5       # L2 penalty (>= 0): daily returns are mostly noise, easy to overfit
-PATIENCE = 5              # early stopping: epochs without a better validation loss (>= 1)
-SEED = 0                  # random seed (weights, shuffling)
-DEVICE = "auto"           # auto, cpu, cuda or mps
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SOURCE: OneOf("bokeh", "yfinance") = "bokeh"  # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013; yfinance: any ticker
+TICKER: str = "AAPL"          # the stock to forecast (bokeh: AAPL, IBM, MSFT or GOOG)
+CSV: str = ""                 # your own OHLCV CSV (date and close columns at least); overrides SOURCE when set
+START: str = ""               # first day to use, YYYY-MM-DD ("" = the first available)
+END: str = ""                 # last day to use, YYYY-MM-DD ("" = the last available)
+FEATURES: Items(OneOf(*stock_model.STOCK_FEATURES)) = ("log_return", "hl_range", "oc_return", "log_volume_change")
+                              # inputs per day: stock_model.STOCK_FEATURES
+TARGET: OneOf("log_return", "log_price") = "log_return"  # predict log(close[t+H]/close[t]), or log_price: the level
+WINDOW: AtLeast(1) = 30       # days of history the GRU reads for each forecast
+HORIZON: AtLeast(1) = 1       # trading days ahead to forecast
+VAL_FRAC: Interval("(0, 1)") = 0.15   # the middle part of the time line: early stopping
+TEST_FRAC: Interval("(0, 1)") = 0.15  # the last part of the time line: never seen in training
+IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.GRU; scratch: the hand-written ScratchGRU from 01_basic_theory
+HIDDEN_SIZE: AtLeast(1) = 32  # GRU state size, h only: no cell state
+NUM_LAYERS: AtLeast(1) = 1    # stacked GRU layers
+DROPOUT: Fraction = 0.0       # dropout between stacked layers (needs NUM_LAYERS > 1)
+EPOCHS: AtLeast(1) = 30       # maximum passes over the training windows
+BATCH_SIZE: AtLeast(1) = 64   # windows per gradient step
+LR: Positive = 1e-3           # Adam learning rate
+WEIGHT_DECAY: AtLeast(0.0) = 1e-5  # L2 penalty: daily returns are mostly noise, easy to overfit
+PATIENCE: AtLeast(1) = 5      # early stopping: epochs without a better validation loss
+SEED: Seed = 0                # random seed (weights, shuffling)
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 
 QUICK_SETTINGS = dict(EPOCHS=1, HIDDEN_SIZE=8, WINDOW=10, START="2010-01-01")
-CHOICES = {"SOURCE": ("bokeh", "yfinance"), "IMPL": ("torch", "scratch"), "TARGET": ("log_return", "log_price")}
+CHECKS = [(lambda: VAL_FRAC + TEST_FRAC < 1, "VAL_FRAC + TEST_FRAC must be below 1: the rest of the time line trains")]
 
 
 def load_data():
@@ -55,7 +58,7 @@ def build_model(n_features, device):
     return stock_model.PriceRNN("gru", IMPL, n_features, HIDDEN_SIZE, NUM_LAYERS, DROPOUT, device=device).to(device)
 
 
-def train(data, device, out):
+def train(data, device, out, progress):
     """A GRU reads the window day by day with one state h and two gates: the reset gate r (G1) decides how
     much of h_{t-1} enters the candidate n (G3), the update gate z (G2) blends old h and n (G4), doing
     the LSTM's forget and input gates' work at once. No cell state: 3/4 of the LSTM's parameters."""
@@ -63,7 +66,7 @@ def train(data, device, out):
     model = build_model(data["x_train"].shape[2], device)
     result = stock_model.train_price_model(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,
                                            weight_decay=WEIGHT_DECAY, patience=PATIENCE, seed=SEED,
-                                           checkpoint_path=out / "model.pt")
+                                           checkpoint_path=out / "model.pt", progress=progress)
     print(f"GRU ({IMPL}): {count_parameters(model):,} parameters, best epoch {result['best_epoch']}")
     return model, result
 
@@ -73,9 +76,10 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=cfg["QUICK"])
     data, info = load_data()
-    model, result = train(data, device, out)
+    progress = ProgressLog(out, hparams=cfg, title=f"GRU on {info['name']}")  # progress.jsonl, live curves, TensorBoard
+    model, result = train(data, device, out, progress)
     table, scores, naive = stock_model.forecast_test_period(model, data, "GRU")  # vs tomorrow = today
     stock_model.save_forecast_report(out, table, result["history"], label="GRU", name=info["name"],
                                      horizon=HORIZON)

@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from utils.forecasting import forecast_table, score_forecast
-from utils.model_utils import fit, init_forget_bias, make_rnn
-from utils.script_utils import UserError, print_table
+from utils.model_utils import checkpoint_tag, fit, init_forget_bias, make_rnn
+from utils.script_utils import UserError, atomic_write, print_table
 from utils.visualization import plot_predictions, plot_training_curves
 
 
@@ -80,13 +80,21 @@ def chronological_split(n_days: int, val_frac: float, test_frac: float) -> tuple
 
 class TrainScaler:
     """Standardise with the mean and std of the training rows only (test statistics would leak).
-    x: (rows, F) -> mean, std: (F,); a constant column gets std 1."""
+    x: (rows, F) -> mean, std: (F,).
+
+    A constant column gets std 1, and so does a column whose spread is negligible next to its size
+    (std <= NEGLIGIBLE * its largest |value|): a column that is constant on paper but was computed in
+    floating point has a std of ~1e-16 from rounding alone, and dividing by that would turn rounding
+    noise into O(1) inputs."""
+
+    NEGLIGIBLE = 1e-9   # float64 rounding is ~1e-16 relative; a real feature varies far more than 1e-9
 
     def __init__(self, x):
         x = np.asarray(x, float)
         self.mean = np.nanmean(x, axis=0)
         self.std = np.nanstd(x, axis=0)
-        self.std = np.where(self.std > 0, self.std, 1.0)
+        size = np.nanmax(np.abs(x), axis=0)
+        self.std = np.where(self.std > self.NEGLIGIBLE * size, self.std, 1.0)  # also std == 0 (size 0 too)
 
     def transform(self, x):
         return (x - self.mean) / self.std
@@ -211,21 +219,22 @@ def regression_step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor
 
 def train_price_model(model: PriceRNN, data: dict, *, epochs: int, batch_size: int, lr: float,
                       weight_decay: float, patience: int, seed: int,
-                      checkpoint_path: Path | None = None) -> dict:
+                      checkpoint_path: Path | None = None, progress: ProgressLog | None = None) -> dict:
     """Train `model` (a PriceRNN, freshly built right after torch.manual_seed(seed) so its weights
     do not depend on what ran before) on data from `prepare_stock_data` with Adam and `fit`: the
     validation loss decides the epoch kept, gradients are clipped at norm 1 (THEORY.md §9). `seed`
     also seeds the shuffling of the training windows. The checkpoint keeps what is needed to use the
-    model on new prices (features, window, scalers). -> fit's result: history, best_epoch, ..."""
+    model on new prices (features, window, scalers). `progress` (a ProgressLog) watches every epoch.
+    -> fit's result: history, best_epoch, ..."""
     loaders = stock_loaders(data, batch_size, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    extra = {"cell": model.cell, "features": data["features"], "window": data["window"],
+    extra = {**checkpoint_tag("03_stock", model.cell), "features": data["features"], "window": data["window"],
              "horizon": data["horizon"], "target": data["target"],
              "scaler_mean": data["scaler"].mean.tolist(), "scaler_std": data["scaler"].std.tolist(),
              "target_mean": data["target_mean"], "target_std": data["target_std"]}
     return fit(model, loaders["train"], loaders["val"], regression_step, epochs=epochs,
                optimizer=optimizer, patience=patience, clip=1.0,
-               checkpoint_path=checkpoint_path, checkpoint_extra=extra)
+               checkpoint_path=checkpoint_path, checkpoint_extra=extra, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def forecast_test_period(model: nn.Module, data: dict, label: str) -> tuple["pd.
 def save_forecast_report(out: Path, table, history: list, *, label: str, name: str, horizon: int) -> None:
     """predictions.csv (the test table), predictions.png (forecast vs actual close) and
     training_curves.png (train/validation loss per epoch) in `out`."""
-    table.to_csv(out / "predictions.csv", index=False)
+    atomic_write(out / "predictions.csv", lambda p: table.to_csv(p, index=False))
     plot_predictions(table["date"].astype("datetime64[ns]"), table["actual"], {label: table["prediction"]},
                      out / "predictions.png", ylabel="close (split-adjusted)",
                      title=f"{name}: {label} forecast of the close {horizon} day(s) ahead (test period)")

@@ -23,7 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import data_dir, load_text_corpus
-from utils.model_utils import count_parameters, init_forget_bias, load_checkpoint, make_rnn, save_checkpoint
+from utils.model_utils import (NonFiniteLoss, ProgressLog, count_parameters, epoch_line, gradient_summary, grad_norm,
+                               init_forget_bias, load_checkpoint, make_rnn, save_checkpoint, stopped_early)
+from utils.model_utils import check_checkpoint, checkpoint_tag
 from utils.script_utils import UserError, atomic_write, print_table, save_metrics
 from utils.visualization import plot_training_curves
 
@@ -151,9 +153,13 @@ def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1) -> dict:
     path = data_dir("04_text_gen") / f"ngram_baseline_{digest}.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if all(isinstance(saved.get(k), (int, float)) and math.isfinite(saved[k]) and saved[k] > 0
+                   for k in ("nats_per_char", "bits_per_char", "perplexity", "add_k")) and saved.get("order") == n:
+                return saved
+        except (ValueError, AttributeError):
             pass
+        print(f"{path.name} is damaged: counting the n-gram baseline again.")
     result = char_ngram_baseline(corpus["train"], corpus["val"], n, k)
     result.update(order=n, add_k=k)
     atomic_write(path, lambda f: f.write_text(json.dumps(result), encoding="utf-8"))
@@ -352,13 +358,16 @@ class BudgetSchedule:
 
 def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weight_decay: float, clip: float,
                      max_minutes: float, patience: int, checkpoint_path: Path, prompt: str | None = None,
-                     sample_len: int = 200, seed: int = 0) -> dict:
+                     sample_len: int = 200, seed: int = 0, progress: ProgressLog | None = None) -> dict:
     """Truncated BPTT with AdamW on data['streams']['train'] (a CharStreams with chunks_per_epoch): after
     every `chunks_per_epoch` chunks a report (an "epoch") validates on data['streams']['val'], saves the best
     weights (with the vocabulary) to checkpoint_path and, given a prompt, prints a sample at temperature 0.8.
 
     Training ends after `epochs` reports, when the time budget is spent (the report is still made), or after
     `patience` reports without a better validation loss; the best weights are restored at the end.
+    Each report's row also has the gradient norm before clipping (mean, max, share of chunks clipped) and
+    characters/s; `progress` (a ProgressLog) receives it at once (progress.jsonl, live curves, TensorBoard).
+    A NaN/infinite loss stops with one error line, keeping the best checkpoint; so does Ctrl-C.
     Returns {'history': a row per report, 'best_epoch', 'best_value', 'epochs_run', 'train_time_s', 'chars_seen'}.
     """
     if epochs < 1:
@@ -368,53 +377,71 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
     schedule = BudgetSchedule(optimizer, lr, epochs * len(streams), max_minutes)
     extra = char_checkpoint_extra(model, data["vocab"], data["corpus"]["source"])
     history, best_state, best, best_epoch, bad_epochs, state = [], None, math.inf, 0, 0, None
-    t_start = time.time()
-    for epoch in range(1, epochs + 1):
-        t0, total, n = time.time(), 0.0, 0
-        model.train()
-        bar = tqdm(streams, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
-        for x, y, reset in bar:                                      # x, y: (B, T); y = x one character on
-            if schedule.done():                                      # the time budget is spent
+    t_start, epoch = time.time(), 0
+    if progress is not None:
+        progress.start(epochs)
+    try:
+        for epoch in range(1, epochs + 1):
+            t0, total, n, norms, clipped = time.time(), 0.0, 0, [], 0
+            model.train()
+            bar = tqdm(streams, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            for x, y, reset in bar:                                  # x, y: (B, T); y = x one character on
+                if schedule.done():                                  # the time budget is spent
+                    break
+                state = None if reset else detach_state(state)       # THEORY.md §10: keep the values, cut the graph
+                schedule.step()                                      # warm-up, then cosine to the budget
+                logits, state = model(x, state)                      # (B, T, V)
+                loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}", optimizer.param_groups[0]["lr"])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()                                      # back through this chunk only
+                norm = grad_norm(model, clip)                        # before clipping; then clipped (§9)
+                if not math.isfinite(norm):
+                    raise NonFiniteLoss("gradient norm", norm, f"report {epoch}, chunk {n + 1}",
+                                        optimizer.param_groups[0]["lr"])
+                optimizer.step()
+                total, n = total + value, n + 1
+                norms.append(norm)
+                clipped += bool(clip) and norm > clip
+                bar.set_postfix(loss=f"{total / n:.4f}", grad=f"{norm:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+            train_s = time.time() - t0
+            val = evaluate_char_model(model, data["streams"]["val"])
+            row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["nats_per_char"],
+                   "val_bits_per_char": val["bits_per_char"], "val_perplexity": val["perplexity"],
+                   "lr": optimizer.param_groups[0]["lr"], **gradient_summary(norms, clipped),
+                   "chars_per_s": round(n * streams.B * streams.T / max(train_s, 1e-9), 1),
+                   "epoch_time_s": round(time.time() - t0, 2), "chars_seen": schedule.steps * streams.B * streams.T}
+            history.append(row)
+            improved = best_state is None or row["val_loss"] < best - 1e-12
+            if improved:
+                best, best_epoch, bad_epochs = row["val_loss"], epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                save_checkpoint({"state_dict": best_state, "epoch": epoch, **extra}, checkpoint_path)
+            else:
+                bad_epochs += 1
+            tqdm.write(epoch_line({k: v for k, v in row.items() if k != "chars_seen"}, improved))
+            if progress is not None:
+                progress.epoch(row)
+            if prompt is not None:
+                show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)
+            if bad_epochs >= patience:
+                tqdm.write(f"early stopping: no improvement in val_loss for {patience} epochs (best epoch {best_epoch}).")
                 break
-            state = None if reset else detach_state(state)           # THEORY.md §10: keep the values, cut the graph
-            schedule.step()                                          # warm-up, then cosine to the budget
-            logits, state = model(x, state)                          # (B, T, V)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()                                          # back through this chunk only
-            if clip:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)   # THEORY.md §9: exploding gradients
-            optimizer.step()
-            total, n = total + loss.item(), n + 1
-            bar.set_postfix(loss=f"{total / n:.4f}")
-        val = evaluate_char_model(model, data["streams"]["val"])
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["nats_per_char"],
-               "val_bits_per_char": val["bits_per_char"], "val_perplexity": val["perplexity"],
-               "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": round(time.time() - t0, 2),
-               "chars_seen": schedule.steps * streams.B * streams.T}
-        history.append(row)
-        improved = best_state is None or row["val_loss"] < best - 1e-12
-        if improved:
-            best, best_epoch, bad_epochs = row["val_loss"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_checkpoint({"state_dict": best_state, "epoch": epoch, **extra}, checkpoint_path)
-        else:
-            bad_epochs += 1
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in row.items()
-                          if isinstance(v, float) and k not in ("lr", "epoch_time_s"))
-        tqdm.write(f"epoch {epoch:3d}  {shown}  ({row['epoch_time_s']:.1f}s){'  *best' if improved else ''}")
-        if prompt is not None:
-            show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)
-        if bad_epochs >= patience:
-            tqdm.write(f"early stopping: no improvement in val_loss for {patience} epochs (best epoch {best_epoch}).")
-            break
-        if schedule.done():
-            if epoch < epochs:
-                tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after epoch {epoch}.")
-            break
+            if schedule.done():
+                if epoch < epochs:
+                    tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after epoch {epoch}.")
+                break
+    except (KeyboardInterrupt, NonFiniteLoss) as e:
+        stopped_early(e, epoch, checkpoint_path if best_state is not None else None, best_epoch, progress)
     model.load_state_dict(best_state)
-    return {"history": history, "best_epoch": best_epoch, "best_value": best, "epochs_run": len(history),
-            "train_time_s": round(time.time() - t_start, 2), "chars_seen": schedule.steps * streams.B * streams.T}
+    result = {"history": history, "best_epoch": best_epoch, "best_value": best, "epochs_run": len(history),
+              "train_time_s": round(time.time() - t_start, 2), "chars_seen": schedule.steps * streams.B * streams.T}
+    if progress is not None:
+        progress.end({"best_val_nats_per_char": best, "best_epoch": best_epoch, "epochs_run": len(history),
+                      "train_time_s": result["train_time_s"]})
+    return result
 
 
 @torch.no_grad()
@@ -437,29 +464,39 @@ def evaluate_char_model(model: CharRNN, streams: CharStreams) -> dict:
 # ----------------------------------------------------------------------------------------------------
 # Save and load
 # ----------------------------------------------------------------------------------------------------
+CHAR_CASE = "04_text_gen"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
+
+
 def char_checkpoint_extra(model: CharRNN, vocab: CharVocab, source: str) -> dict:
-    """Beside the weights: the constructor arguments, the vocabulary as one plain string, the data source."""
-    return {"hparams": dict(model.hparams), "chars": vocab.chars, "source": source}
+    """Beside the weights: what the file holds (case and cell), the constructor arguments, the vocabulary as
+    one plain string, the data source."""
+    return {**checkpoint_tag(CHAR_CASE, model.hparams["cell"]), "hparams": dict(model.hparams),
+            "chars": vocab.chars, "source": source}
 
 
-def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: str | None = None):
+def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: str | None = None,
+                    cell: str | None = None, script: str = ""):
     """A saved text_lstm/text_gru model.pt -> (model in eval mode on device, CharVocab, checkpoint dict).
-    `impl` overrides the saved implementation (a scratch-trained model can generate with torch.nn)."""
-    ckpt = load_checkpoint(path, map_location=device)
-    if not isinstance(ckpt, dict) or not {"state_dict", "hparams", "chars"} <= set(ckpt):
-        raise UserError(f"{path} is not a character-model checkpoint (it needs state_dict, hparams and chars); "
-                        f"train one with 04_text_gen/text_lstm.py or text_gru.py.")
-    vocab = CharVocab(ckpt["chars"])
-    hparams = dict(ckpt["hparams"], **({"impl": impl} if impl else {}))
-    if hparams.get("vocab_size") != len(vocab):
-        raise UserError(f"checkpoint {path} does not match its vocabulary ({hparams.get('vocab_size')} vs "
-                        f"{len(vocab)} characters); retrain the model.")
-    model = CharRNN(**hparams, device=device).to(device)
+    `impl` overrides the saved implementation (a scratch-trained model can generate with torch.nn). A file
+    of another case, of the other cell than `cell` ('lstm'/'gru', None: either), or one whose parts do not
+    fit together is refused in one line (`script` names who refuses it)."""
+    ckpt = load_checkpoint(path, map_location=device,
+                           expected=f"a {CHAR_CASE} {cell.upper() if cell else 'character-model'} checkpoint")
+    check_checkpoint(ckpt, path, case=CHAR_CASE, cell=cell, needs=("state_dict", "hparams", "chars"), script=script)
     try:
+        vocab = CharVocab(ckpt["chars"])
+        hparams = dict(ckpt["hparams"], **({"impl": impl} if impl else {}))
+        if hparams.get("vocab_size") != len(vocab):
+            raise UserError(f"checkpoint {path} does not match its vocabulary ({hparams.get('vocab_size')} vs "
+                            f"{len(vocab)} characters); retrain the model.")
+        model = CharRNN(**hparams, device=device).to(device)
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
+    except UserError:
+        raise
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:  # a damaged or edited file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
         raise UserError(f"the weights in {path} do not fit the model its hyperparameters describe "
-                        f"({str(e).strip().splitlines()[-1].strip()}); retrain the model.") from None
+                        f"({first}); retrain the model.") from None
     return model.eval(), vocab, ckpt
 
 

@@ -11,29 +11,30 @@ import time
 from pathlib import Path
 
 import char_model
-from utils.script_utils import (OUTPUTS_ROOT, UserError, get_device, output_dir, parse_config, print_table,
-                                run_main, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, Interval, Items, OneOf, Seed, UserError, constant_rules, get_device,
+                                output_dir, parse_config, print_table, run_main, save_metrics, set_seed, shown_path)
 from utils.visualization import plot_temperature_sweep
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                    # random seed of the samples, any integer
-DEVICE = "auto"             # auto | cpu | cuda | mps
-IMPL = "torch"              # generate with torch.nn cells (fast), or the scratch cells of 01_basic_theory
-PROMPT = "ROMEO:\\n"        # what to continue ("\n" written as \n); one-shot mode
-LENGTH = 300                # characters to generate, 1 to 100000
-TEMPERATURE = 0.8           # >= 0: < 1 safer and more repetitive, > 1 bolder with more misspellings, 0 greedy
-TOP_K = 0                   # sample only among the k likeliest characters, >= 0 (0 = all)
-TOP_P = 1.0                 # nucleus: the likeliest characters covering this probability, in (0, 1] (1 = all)
-MODEL = "both"              # lstm | gru | both (side by side)
-INTERACTIVE = False         # a prompt -> continuation loop on stdin (:help lists the commands)
-CHECKPOINTS = ""            # folder of text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen); fallbacks go there
-FALLBACK_MINUTES = 1.5      # no checkpoint: train a small model this long first, saying so (0 = no time limit)
-SWEEP_TEMPERATURES = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
-SWEEP_SAMPLES = 2           # samples per temperature and model, >= 1
-SWEEP_LEN = 400             # characters per sweep sample, >= 1
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 0                  # random seed of the samples
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to generate
+IMPL: OneOf("torch", "scratch") = "torch"  # generate with torch.nn cells (fast), or 01_basic_theory's scratch cells
+PROMPT: str = "ROMEO:\\n"       # what to continue ("\n" written as \n); one-shot mode
+LENGTH: Interval("[1, 100000]", int) = 300  # characters to generate
+TEMPERATURE: AtLeast(0.0) = 0.8  # < 1 safer and more repetitive, > 1 bolder with more misspellings, 0 greedy
+TOP_K: AtLeast(0) = 0           # sample only among the k likeliest characters (0 = all)
+TOP_P: Interval("(0, 1]") = 1.0  # nucleus: the likeliest characters covering this probability (1 = all)
+MODEL: OneOf("lstm", "gru", "both") = "both"  # which model continues the prompt (both: side by side)
+INTERACTIVE: bool = False       # a prompt -> continuation loop on stdin (:help lists the commands)
+CHECKPOINTS: str = ""           # folder of text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen, the
+                                # full runs); fallbacks go there
+FALLBACK_MINUTES: AtLeast(0.0) = 1.5  # no checkpoint: train a small model this long first, saying so (0 = no limit)
+SWEEP_TEMPERATURES: Items(AtLeast(0.0)) = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
+SWEEP_SAMPLES: AtLeast(1) = 2   # samples per temperature and model
+SWEEP_LEN: AtLeast(1) = 400     # characters per sweep sample
 QUICK_SETTINGS = dict(LENGTH=80, FALLBACK_MINUTES=0.15, SWEEP_TEMPERATURES=(0.5, 1.0, 1.5), SWEEP_SAMPLES=1,
                       SWEEP_LEN=120)
-CHOICES = {"IMPL": ("torch", "scratch"), "MODEL": ("lstm", "gru", "both")}
 
 _COMMANDS = """commands:
   <text>        continue this prompt (write a line break as \\n)
@@ -44,15 +45,24 @@ _COMMANDS = """commands:
   :quit         leave (Ctrl-D too)"""
 
 
-def checkpoint_of(cell):
-    root = Path(CHECKPOINTS) if CHECKPOINTS else OUTPUTS_ROOT / "04_text_gen"
-    return root / f"text_{cell}" / "model.pt"
+def checkpoint_of(cell, quick=False):
+    """The checkpoint text_<cell>.py saved: its full run's (outputs/04_text_gen/text_<cell>/model.pt, or
+    CHECKPOINTS/text_<cell>/model.pt); with --quick, a --quick run's is the second choice. -> (path or None,
+    the paths looked at)."""
+    script = pathlib.Path(__file__).with_name(f"text_{cell}.py")
+    if CHECKPOINTS:
+        candidates = [Path(CHECKPOINTS) / f"text_{cell}" / "model.pt"]
+    else:
+        candidates = [output_dir(script, create=False) / "model.pt"]
+        if quick:
+            candidates.append(output_dir(script, quick=True, create=False) / "model.pt")
+    return next((p for p in candidates if p.is_file()), None), candidates
 
 
 def train_fallback(cell, path, device):
     """No trained model: a small one for FALLBACK_MINUTES with the same training loop (char_model)."""
-    print(f"no checkpoint at {path}: training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first "
-          f"(run 04_text_gen/text_{cell}.py for a good one).")
+    print(f"training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first (run 04_text_gen/text_{cell}.py "
+          "for a good one).")
     data = char_model.prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000, val_chars_per_epoch=20_000)
     model = char_model.CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128,
                                num_layers=1, dropout=0.0, device=device).to(device)
@@ -60,18 +70,22 @@ def train_fallback(cell, path, device):
                                 max_minutes=FALLBACK_MINUTES, patience=50, checkpoint_path=path)
 
 
-def load_models(device, out):
-    """{'lstm': (model, vocab), 'gru': ...}: the trained checkpoints, else a fallback trained now."""
+def load_models(device, out, quick=False):
+    """{'lstm': (model, vocab), 'gru': ...}: the trained checkpoints (the full runs'), else a fallback trained
+    now; each line printed names the file used."""
     models = {}
     for cell in ("lstm", "gru"):
-        path = checkpoint_of(cell)
-        if not path.is_file():
+        path, looked = checkpoint_of(cell, quick)
+        if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():
+                print(f"no checkpoint at {' or '.join(shown_path(p) for p in looked)}.")
                 train_fallback(cell, path, device)
-        model, vocab, ckpt = char_model.load_char_model(path, device, impl=IMPL)
+        model, vocab, ckpt = char_model.load_char_model(path, device, impl=IMPL, cell=cell,
+                                                        script=pathlib.Path(__file__).name)
         h = ckpt["hparams"]
-        print(f"{cell.upper()}: {path} ({h['num_layers']}x{h['hidden_size']}, epoch {ckpt.get('epoch')})")
+        print(f"{cell.upper()}: using {shown_path(path)} ({h['num_layers']}x{h['hidden_size']}, "
+              f"epoch {ckpt.get('epoch')})")
         models[cell] = (model, vocab)
     return models
 
@@ -142,18 +156,14 @@ def interactive(models, settings):
             print(f"unknown command :{cmd}; type :help.")
 
 
+INTERACTIVE_CONSTANTS = {"temp": "TEMPERATURE", "len": "LENGTH", "topk": "TOP_K", "topp": "TOP_P", "model": "MODEL"}
+
+
 def check_setting(name, value):
-    """One place for the sampling settings' valid ranges (command line and interactive)."""
-    if name == "temp" and value < 0:
-        raise UserError(f"the temperature must be >= 0 (0 = greedy), got {value}.")
-    if name == "len" and not 1 <= value <= 100_000:
-        raise UserError(f"the length must be between 1 and 100000, got {value}.")
-    if name == "topk" and value < 0:
-        raise UserError(f"top-k must be >= 0 (0 = off), got {value}.")
-    if name == "topp" and not 0 < value <= 1:
-        raise UserError(f"top-p must be in (0, 1], got {value}.")
-    if name == "model" and value not in ("lstm", "gru", "both"):
-        raise UserError(f"the model must be lstm, gru or both, got {value!r}.")
+    """An interactive :command's value against its constant's annotation (one place for the ranges)."""
+    rule = constant_rules(globals())[INTERACTIVE_CONSTANTS[name]]
+    if not rule.accepts(value):
+        raise UserError(f"{name} must be {rule.text}; got {value!r}.")
 
 
 def time_generation(models, n=500):
@@ -193,13 +203,11 @@ def temperature_sweep(models, prompt, out):
 
 def main():
     t0 = time.time()
-    cfg = parse_config(globals())
-    for name, value in (("temp", TEMPERATURE), ("len", LENGTH), ("topk", TOP_K), ("topp", TOP_P)):
-        check_setting(name, value)
+    cfg = parse_config(globals())       # TEMPERATURE, LENGTH, TOP_K, TOP_P are checked there (annotations)
     set_seed(SEED)
     device = get_device(DEVICE)
-    out = output_dir(__file__)
-    models = load_models(device, out)
+    out = output_dir(__file__, quick=cfg["QUICK"])
+    models = load_models(device, out, cfg["QUICK"])
     settings = {"temp": TEMPERATURE, "length": LENGTH, "topk": TOP_K, "topp": TOP_P, "model": MODEL, "seed": SEED}
     if INTERACTIVE:
         interactive(models, settings)

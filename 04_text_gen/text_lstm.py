@@ -10,46 +10,48 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import time
 
 import char_model
-from utils.model_utils import count_parameters
-from utils.script_utils import apply_device_settings, get_device, output_dir, parse_config, run_main, set_seed
+from utils.model_utils import ProgressLog, count_parameters
+from utils.script_utils import (AtLeast, Finite, Fraction, Items, OneOf, Positive, Seed, apply_gpu_settings,
+                                get_device, output_dir, parse_config, run_main, set_seed)
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                    # random seed (weights, dropout, pass offsets, samples), any integer
-DEVICE = "auto"             # auto | cpu | cuda | mps
-IMPL = "torch"              # torch = nn.LSTM (cuDNN on GPU); scratch = 01_basic_theory's ScratchLSTM
-TEXT = ""                   # a UTF-8 text file to learn instead of Shakespeare (split 90/10 by position)
-EMBED_DIM = 48              # character embedding size, >= 1 (only ~70 characters: a small table is enough)
-HIDDEN_SIZE = 384           # LSTM units per layer (size of h and c), >= 1
-NUM_LAYERS = 2              # stacked LSTM layers, >= 1
-DROPOUT = 0.1               # on embeddings, between layers and before the softmax, in [0, 1)
-FORGET_BIAS = 0.0           # initial forget-gate bias, any float (THEORY.md §4.4); the textbook 1.0 hurt here
-                            # (README): a char LM must learn to forget fast more than to remember long
-BATCH_SIZE = 64             # parallel streams of text (rows of the TBPTT batch), >= 1
-SEQ_LEN = 128               # characters per chunk, >= 1: gradients flow back at most this far (THEORY.md §10)
-LR = 8e-3                   # peak AdamW learning rate (warm-up, then cosine decay), > 0: one grid, one rule
-                            # for both cells, lowest validation loss wins (README)
-WEIGHT_DECAY = 0.0          # AdamW decoupled weight decay, >= 0
-CLIP = 1.0                  # gradient-norm clipping, >= 0 (0 = off; exploding gradients: THEORY.md §9)
-EPOCHS = 20                 # reports (validation, sample, checkpoint) during training, >= 1
-CHUNKS_PER_EPOCH = 150      # training chunks between two reports, >= 1 (an "epoch" is not a full pass here)
-MAX_MINUTES = 8.0           # training time budget: the schedule anneals to it, then training ends (0 = none)
-PATIENCE = 4                # stop after this many reports without a better validation loss, >= 1
-MAX_TRAIN_CHARS = 0         # use only the first N training characters (0 = all)
-VAL_CHARS_PER_EPOCH = 150_000  # validate on this prefix at each report (0 = all; the final figure uses all)
-NGRAM_ORDER = 5             # the baseline: an add-k smoothed character n-gram, n >= 1 ...
-NGRAM_K = 0.1               # ... with this k > 0
-PROMPT = "ROMEO:\n"         # what the samples continue
-SAMPLE_LEN = 200            # characters per sample, >= 1
-TEMPERATURES = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end, >= 0 (0 = greedy; THEORY.md §11)
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 0                  # random seed (weights, dropout, pass offsets, samples)
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
+IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.LSTM (cuDNN on GPU); scratch = 01_basic_theory's ScratchLSTM
+TEXT: str = ""                  # a UTF-8 text file to learn instead of Shakespeare (split 90/10 by position)
+EMBED_DIM: AtLeast(1) = 48      # character embedding size (only ~70 characters: a small table is enough)
+HIDDEN_SIZE: AtLeast(1) = 384   # LSTM units per layer (size of h and c)
+NUM_LAYERS: AtLeast(1) = 2      # stacked LSTM layers
+DROPOUT: Fraction = 0.1         # on embeddings, between layers and before the softmax
+FORGET_BIAS: Finite = 0.0       # initial forget-gate bias (THEORY.md §4.4); the textbook 1.0 hurt here
+                                # (README): a char LM must learn to forget fast more than to remember long
+BATCH_SIZE: AtLeast(1) = 64     # parallel streams of text (rows of the TBPTT batch)
+SEQ_LEN: AtLeast(1) = 128       # characters per chunk: gradients flow back at most this far (THEORY.md §10)
+LR: Positive = 8e-3             # peak AdamW learning rate (warm-up, then cosine decay): one grid, one rule
+                                # for both cells, lowest validation loss wins (README)
+WEIGHT_DECAY: AtLeast(0.0) = 0.0  # AdamW decoupled weight decay
+CLIP: AtLeast(0.0) = 1.0        # gradient-norm clipping, 0 = off (exploding gradients: THEORY.md §9)
+EPOCHS: AtLeast(1) = 20         # reports (validation, sample, checkpoint) during training
+CHUNKS_PER_EPOCH: AtLeast(1) = 150  # training chunks between two reports (an "epoch" is not a full pass here)
+MAX_MINUTES: AtLeast(0.0) = 8.0  # training time budget: the schedule anneals to it, then training ends (0 = none)
+PATIENCE: AtLeast(1) = 4        # stop after this many reports without a better validation loss
+MAX_TRAIN_CHARS: AtLeast(0) = 0  # use only the first N training characters (0 = all)
+VAL_CHARS_PER_EPOCH: AtLeast(0) = 150_000  # validate on this prefix at each report (0 = all; the final figure uses all)
+NGRAM_ORDER: AtLeast(1) = 5     # the baseline to beat: a character n-gram of this order n ...
+NGRAM_K: Positive = 0.1         # ... smoothed by adding k to every count
+PROMPT: str = "ROMEO:\n"        # what the samples continue
+SAMPLE_LEN: AtLeast(1) = 200    # characters per sample
+TEMPERATURES: Items(AtLeast(0.0)) = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end (0 = greedy; §11)
 
-# On a CUDA device these replace the defaults above (a --NAME=VALUE on the command line still wins):
-# a wider, deeper, more regularised model (4 M characters are seen many times in 8 minutes on a GPU).
-GPU_SETTINGS = dict(EMBED_DIM=128, HIDDEN_SIZE=1024, NUM_LAYERS=3, DROPOUT=0.3, BATCH_SIZE=128, SEQ_LEN=256,
-                    LR=2e-3, WEIGHT_DECAY=0.05, CHUNKS_PER_EPOCH=120, EPOCHS=40, PATIENCE=6,
-                    VAL_CHARS_PER_EPOCH=0, MAX_MINUTES=8.0)
+# On a CUDA device, a constant still at the value shipped above (left) takes its GPU value (right): a wider,
+# deeper, more regularised model (4 M characters are seen many times in 8 minutes on a GPU). A constant you
+# edited above, or set with --NAME=VALUE, keeps your value; the script says at start what it applied and kept.
+GPU_SETTINGS = dict(EMBED_DIM=(48, 128), HIDDEN_SIZE=(384, 1024), NUM_LAYERS=(2, 3), DROPOUT=(0.1, 0.3),
+                    BATCH_SIZE=(64, 128), SEQ_LEN=(128, 256), LR=(8e-3, 2e-3), WEIGHT_DECAY=(0.0, 0.05),
+                    CHUNKS_PER_EPOCH=(150, 120), EPOCHS=(20, 40), PATIENCE=(4, 6), VAL_CHARS_PER_EPOCH=(150_000, 0))
 QUICK_SETTINGS = dict(MAX_TRAIN_CHARS=200_000, HIDDEN_SIZE=64, EMBED_DIM=16, BATCH_SIZE=16, SEQ_LEN=64,
                       EPOCHS=2, CHUNKS_PER_EPOCH=15, VAL_CHARS_PER_EPOCH=10_000, SAMPLE_LEN=60, MAX_MINUTES=0.3)
-CHOICES = {"IMPL": ("torch", "scratch")}
 
 
 def load_text(device):
@@ -73,26 +75,28 @@ def build_model(vocab_size, device):
     return model
 
 
-def train(model, data, out):
+def train(model, data, out, progress):
     """Truncated BPTT (char_model.train_char_model): the (h, c) state is carried from chunk to chunk and
     detached, so gradients reach back SEQ_LEN characters while the cell state remembers further. A report
     every CHUNKS_PER_EPOCH chunks: validation, a sample, the best weights in out/model.pt."""
     return char_model.train_char_model(model, data, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, clip=CLIP,
                                        max_minutes=MAX_MINUTES, patience=PATIENCE, checkpoint_path=out / "model.pt",
-                                       prompt=PROMPT, sample_len=SAMPLE_LEN, seed=SEED)
+                                       prompt=PROMPT, sample_len=SAMPLE_LEN, seed=SEED,
+                                       progress=progress)
 
 
 def main():
     t0 = time.time()
-    defaults = {k: globals()[k] for k in GPU_SETTINGS}
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    cfg.update(apply_device_settings(globals(), defaults, GPU_SETTINGS, device, quick=cfg["QUICK"]))
-    out = output_dir(__file__)
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # never over your edits
+    out = output_dir(__file__, quick=cfg["QUICK"])
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)
-    result = train(model, data, out)
+    progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,
+                           title=f"{NUM_LAYERS}x{HIDDEN_SIZE} LSTM: loss in nats/char")  # TensorBoard
+    result = train(model, data, out, progress)
     final = char_model.evaluate_char_model(model, data["streams"]["val_full"])   # the whole validation split
     samples = char_model.show_samples(model, data["vocab"], PROMPT, TEMPERATURES, SAMPLE_LEN, seed=SEED)
     char_model.char_lm_report(out, config=cfg, model=model, data=data, result=result, final=final,

@@ -13,24 +13,24 @@ import numpy as np
 import series_model
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import confusion_matrix, ensemble_member_seeds
-from utils.script_utils import (get_device, load_case_script, output_dir, parse_config, print_table, run_main,
-                                save_json, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, Interval, OneOf, Seed, get_device, load_case_script, output_dir,
+                                parse_config, print_table, run_main, save_json, save_metrics, set_seed, shown_path)
 from utils.visualization import plot_confusion_matrix
 
 # ==== Hyperparameters (edit me) ====
-DATASET = "GunPoint"      # a UCR/UEA problem bundled with sktime (as in sequence_lstm.py)
-DOWNLOAD = False          # True: let sktime fetch a problem it does not bundle (needs internet)
-SEED = 0                  # the seed whose checkpoints are analysed (the twins' first seed)
-DEVICE = "auto"           # auto, cpu, cuda or mps
-IMPL = "torch"            # torch or scratch: which layer runs the saved weights (and trains missing models)
-RETRAIN = False           # True: train fresh models here even if the twins' checkpoints exist
-DTW_WINDOW = 0.1          # Sakoe-Chiba band half-width, a fraction of the longest series (0-1; 1.0 = no band)
-CALIBRATION_BINS = 10     # confidence bins of the reliability diagram and ECE (>= 1)
-N_MISCLASSIFIED = 6       # misclassified test series to plot per model (>= 0)
-MAX_TEST = 0              # 0 = every test series; N = a random subset (smoke tests)
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+DATASET: str = "GunPoint"     # a UCR/UEA problem bundled with sktime (as in sequence_lstm.py)
+DOWNLOAD: bool = False        # True: let sktime fetch a problem it does not bundle (needs internet)
+SEED: Seed = 0                # the seed whose checkpoints are analysed (the twins' first seed)
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to run the models
+IMPL: OneOf("torch", "scratch") = "torch"  # which layer runs the saved weights (and trains missing models)
+RETRAIN: bool = False         # True: train fresh models here even if the twins' checkpoints exist
+DTW_WINDOW: Interval("(0, 1]") = 0.1  # Sakoe-Chiba band half-width, a fraction of the longest series (1 = no band)
+CALIBRATION_BINS: AtLeast(1) = 10  # confidence bins of the reliability diagram and ECE
+N_MISCLASSIFIED: AtLeast(0) = 6  # misclassified test series to plot per model
+MAX_TEST: AtLeast(0) = 0      # 0 = every test series; N = a random subset (smoke tests)
 
 QUICK_SETTINGS = dict(RETRAIN=True, MAX_TEST=40, N_MISCLASSIFIED=3)
-CHOICES = {"IMPL": ("torch", "scratch")}
 TWINS = {"lstm": "sequence_lstm.py", "gru": "sequence_gru.py"}
 
 
@@ -168,20 +168,23 @@ def nearest_neighbour_predict(distances, y_train):
 # The analysis
 # ----------------------------------------------------------------------------------------------------
 def get_trained_model(cell: str, data: dict, device, out, quick: bool) -> list:
-    """The twin's checkpoint (outputs/05_seq_classify/sequence_<cell>/<DATASET>/checkpoint.pt), or, if
-    there is none (or RETRAIN), one trained here with the twin's own settings and train_member (with
-    --quick, the twin's --quick settings). -> its members (an ensemble, as the twin trains by default)."""
+    """The twin's checkpoint from its full run (outputs/05_seq_classify/sequence_<cell>/<DATASET>/checkpoint.pt,
+    never a --quick run's), or, if there is none (or RETRAIN), one trained here with the twin's own settings
+    and train_member (with --quick, the twin's --quick settings). -> its members (an ensemble, as the twin
+    trains by default)."""
     twin = load_case_script(pathlib.Path(__file__).with_name(TWINS[cell]), quick=quick)
-    path = output_dir(twin.__file__, sub=DATASET) / "checkpoint.pt"
+    path = output_dir(twin.__file__, sub=DATASET, create=False) / "checkpoint.pt"
     if path.is_file() and not RETRAIN:
-        print(f"{cell.upper()}: using {path}")
-        return series_model.load_series_members(path, IMPL, device)
-    print(f"{cell.upper()}: {'RETRAIN is set' if RETRAIN else f'no checkpoint at {path}'}: training one "
-          f"here with {TWINS[cell]}'s settings (saved to {out / cell})")
+        print(f"{cell.upper()}: using {shown_path(path)}")
+        return series_model.load_series_members(path, IMPL, device, cell=cell, dataset=DATASET,
+                                                script=pathlib.Path(__file__).name)
+    print(f"{cell.upper()}: {'RETRAIN is set' if RETRAIN else f'no checkpoint at {shown_path(path)}'}: training one "
+          f"here with {TWINS[cell]}'s settings (saved to {shown_path(out / cell)})")
     twin.IMPL = IMPL
-    members = [twin.train_member(data, seed, device) for seed in ensemble_member_seeds(SEED, twin.ENSEMBLE)]
+    members = [twin.train_member(data, seed, device, progress=None)
+               for seed in ensemble_member_seeds(SEED, twin.ENSEMBLE)]
     series_model.ensemble_result(members, data, SEED, out / cell)
-    return series_model.load_series_members(out / cell / "checkpoint.pt", IMPL, device)
+    return series_model.load_series_members(out / cell / "checkpoint.pt", IMPL, device, cell=cell, dataset=DATASET)
 
 
 def nearest_neighbour_baselines(data: dict, test_idx) -> dict:
@@ -288,9 +291,9 @@ def main():
     summary = {n: {k: v for k, v in r.items() if k not in ("predictions",)} for n, r in results.items()}
     save_json({"test_index": test_idx, "true": y_true, **{n: r["predictions"] for n, r in results.items()}},
               out / "predictions.json")
-    merged = series_model.merge_dataset_metrics(output_dir(__file__) / "metrics.json", {DATASET: summary})
-    save_metrics(output_dir(__file__), config=cfg, metrics={"dataset": DATASET, "models": summary,
-                                                            "datasets": merged},
+    top = output_dir(__file__, quick=cfg["QUICK"])  # one metrics.json over every dataset analysed
+    merged = series_model.merge_dataset_metrics(top / "metrics.json", {DATASET: summary})
+    save_metrics(top, config=cfg, metrics={"dataset": DATASET, "models": summary, "datasets": merged},
                  start_time=t0, device=device)
     save_metrics(out, config=cfg, metrics=summary, start_time=t0, device=device)
 

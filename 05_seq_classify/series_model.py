@@ -19,11 +19,14 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from utils.model_utils import (count_parameters, evaluate, fit, load_checkpoint, log_mean_probability,
+from utils.model_utils import (ProgressLog, count_parameters, evaluate, fit, load_checkpoint, log_mean_probability,
                                make_rnn, save_checkpoint)
 from utils.script_utils import (UserError, atomic_write, load_metrics, output_dir, print_table, save_metrics,
                                 set_seed)
 from utils.visualization import COLORS, color_for, plot_bars, plot_training_curves, save_figure
+from utils.model_utils import check_checkpoint, checkpoint_tag
+
+SERIES_CASE = "05_seq_classify"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -273,13 +276,15 @@ def series_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict:
 def train_series_classifier(build_model: Callable, data: dict, seed: int, device: torch.device, *,
                             val_fraction: float, patch: int, batch_size: int, epochs: int, lr: float,
                             weight_decay: float, patience: int, clip: float, refit: bool = False,
-                            max_train: int = 0, max_test: int = 0) -> dict:
+                            max_train: int = 0, max_test: int = 0, progress: ProgressLog | None = None,
+                            verbose: bool = True) -> dict:
     """Train one classifier on one UCR/UEA problem from `seed` (its weights, batch order and validation
     split) and evaluate it on the official test set. Writes nothing: `ensemble_result` saves the files.
 
     build_model(n_features, n_classes) -> SeriesClassifier on `device` (the LSTM/GRU script's choice).
     Early stopping keeps the epoch with the best validation accuracy - 0.001 * NLL (`series_metrics`);
     the learning rate is halved when that stalls; refit=True then retrains on train + validation.
+    `progress` (a ProgressLog) watches every epoch; verbose=False trains without a bar or epoch lines.
     -> {"metrics": {...}, "history": [...], "model", "splits", "probs": (n_test, classes) array,
         "logits": (n_test, classes) tensor, "checkpoint_extra": what a checkpoint needs beside the weights}
     """
@@ -297,17 +302,19 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
     # halve the learning rate when validation stops improving: small steps settle into a sharper optimum
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
                                                            patience=max(2, patience // 3))
-    extra = {"model_config": model.config, "classes": data["classes"], "dataset": data["name"],
+    extra = {**checkpoint_tag(SERIES_CASE, model.config["cell"]), "model_config": model.config,
+             "classes": data["classes"], "dataset": data["name"],
              "scaler": splits["scaler"].to_dict(), "patch": splits["patch"], "seed": seed,
              "val_idx": splits["val_idx"].tolist()}
     run = fit(model, loaders["train"], loaders["val"], step, epochs=epochs, optimizer=optimizer,
               metrics_fn=series_metrics, monitor="selection", mode="max", patience=patience,
-              clip=clip, scheduler=scheduler)  # the best epoch's weights are restored at the end
+              clip=clip, scheduler=scheduler, progress=progress, verbose=verbose)  # best weights restored at the end
     best = run["history"][run["best_epoch"] - 1]
     if refit:
+        watch = progress.for_run(f"{progress.run} refit".strip()) if progress else None  # a run of its own
         model, _ = refit_on_train_and_val(build_model, splits, len(data["classes"]), seed,
                                           run["history"][:run["best_epoch"]], device, batch_size=batch_size,
-                                          weight_decay=weight_decay, clip=clip)
+                                          weight_decay=weight_decay, clip=clip, progress=watch, verbose=verbose)
     test = evaluate(model, loaders["test"], step, series_metrics, desc="test")
     logits = test["predictions"].float()  # (n_test, classes)
     metrics = {"dataset": data["name"], "seed": seed, "test_accuracy": test["accuracy"],
@@ -324,7 +331,8 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
 
 def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, seed: int, history: list[dict],
                            device: torch.device, *, batch_size: int, weight_decay: float,
-                           clip: float) -> tuple[nn.Module, dict]:
+                           clip: float, progress: ProgressLog | None = None,
+                           verbose: bool = True) -> tuple[nn.Module, dict]:
     """A fresh model trained on training + validation series for exactly the epochs early stopping chose,
     replaying that run's learning rate epoch by epoch (the LR halvings were triggered by validation).
 
@@ -344,7 +352,7 @@ def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, 
     result = fit(model, loader, DataLoader(splits["val"], batch_size=batch_size, collate_fn=collate_series),
                  make_series_step(device), epochs=len(lrs), optimizer=optimizer, metrics_fn=series_metrics,
                  monitor="selection", mode="max", patience=len(lrs) + 1, clip=clip, scheduler=replay,
-                 restore_best=False)
+                 restore_best=False, progress=progress, verbose=verbose)
     return model, {**result, "n_series": len(both)}
 
 
@@ -386,7 +394,8 @@ def ensemble_result(runs: list[dict], data: dict, seed: int, out: Path | None = 
                "parameters": sum(m["parameters"] for m in singles),
                "train_time_s": round(sum(m["train_time_s"] for m in singles), 2)}
     if out is not None:
-        save_checkpoint({"members": [{"state_dict": r["model"].state_dict(), **r["checkpoint_extra"]} for r in runs],
+        save_checkpoint({**checkpoint_tag(SERIES_CASE, first["model"].config["cell"]),
+                         "members": [{"state_dict": r["model"].state_dict(), **r["checkpoint_extra"]} for r in runs],
                          "model_config": first["model"].config, "classes": classes,
                          "dataset": data["name"], "seed": seed}, out / "checkpoint.pt")
         save_series_predictions(out / "predictions.csv", first["splits"]["test_idx"], y.numpy(), probs, classes)
@@ -418,19 +427,32 @@ def save_series_predictions(path: Path | str, test_idx, y_true, probs, classes) 
     return atomic_write(path, write)
 
 
-def load_series_members(path: Path | str, impl: str = "torch", device: torch.device | str = "cpu") -> list:
+def load_series_members(path: Path | str, impl: str = "torch", device: torch.device | str = "cpu",
+                        cell: str | None = None, dataset: str | None = None, script: str = "") -> list:
     """checkpoint.pt of a sequence_*.py run -> [(SeriesClassifier in eval mode, its data settings)], one
     pair per ensemble member (a single model is a list of one). The data settings (train-only scaler,
-    patch, classes) differ between members because each one was fitted on its own training split."""
-    ckpt = load_checkpoint(path, map_location=device)
-    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
-        raise UserError(f"{path} is not a 05_seq_classify checkpoint (no model_config); train it again.")
+    patch, classes) differ between members because each one was fitted on its own training split.
+    A file of another case, of the other cell than `cell`, trained on another `dataset`, or one whose parts
+    do not fit together is refused in one line (`script` names who refuses it)."""
+    ckpt = load_checkpoint(path, map_location=device,
+                           expected=f"a {SERIES_CASE} {cell.upper() if cell else 'model'} checkpoint")
+    check_checkpoint(ckpt, path, case=SERIES_CASE, cell=cell, needs=("model_config",), script=script)
+    if dataset and ckpt.get("dataset") not in (None, dataset):
+        raise UserError(f"{path} holds a model trained on {ckpt['dataset']}, not on {dataset}; train one on "
+                        f"{dataset} (--DATASET={dataset}).")
     shared = {k: v for k, v in ckpt.items() if k not in ("members", "state_dict")}
     pairs = []
-    for member in ckpt.get("members", [ckpt]):
-        model = SeriesClassifier(impl=impl, device=device, **ckpt["model_config"]).to(device)
-        model.load_state_dict(member["state_dict"])
-        pairs.append((model.eval(), {**shared, **{k: v for k, v in member.items() if k != "state_dict"}}))
+    try:
+        for member in ckpt.get("members", [ckpt]):
+            model = SeriesClassifier(impl=impl, device=device, **ckpt["model_config"]).to(device)
+            model.load_state_dict(member["state_dict"])
+            pairs.append((model.eval(), {**shared, **{k: v for k, v in member.items() if k != "state_dict"}}))
+    except UserError:
+        raise
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:  # a damaged or edited file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
+        raise UserError(f"the weights in {path} do not fit the model its model_config describes ({first}); "
+                        "train it again.") from None
     return pairs
 
 
@@ -451,25 +473,22 @@ def predict_series_probabilities(members: list, data: dict, device, max_test: in
 # Reporting: outputs/05_seq_classify/<script>/<DATASET>/ per dataset, one metrics.json over all datasets
 # ----------------------------------------------------------------------------------------------------
 def series_run_dir(script_file: str, dataset: str, quick: bool = False) -> Path:
-    """outputs/05_seq_classify/<script>/<DATASET>/ for real runs, .../quick/<DATASET>/ for --quick ones,
-    so a smoke test never overwrites a trained checkpoint or its plots."""
-    return output_dir(script_file, sub=f"quick/{dataset}" if quick else dataset)
+    """outputs/05_seq_classify/<script>/<DATASET>/ for real runs, .../quick/<DATASET>/ for --quick ones
+    (output_dir's quick/), so a smoke test never overwrites a trained checkpoint or its plots."""
+    return output_dir(script_file, sub=dataset, quick=quick)
 
 
 def merge_dataset_metrics(path: Path | str, summaries: dict) -> dict:
     """The per-dataset entries of an existing metrics.json (earlier runs on other datasets), updated with
-    `summaries` ({dataset: {...}}); a --quick entry never replaces a real one. An unreadable old file is
-    simply replaced."""
+    `summaries` ({dataset: {...}}). A --quick run writes its own metrics.json under quick/, so it never
+    meets a real run's entries. An unreadable old file is simply replaced."""
     merged = {}
     if Path(path).is_file():
         try:
             merged = load_metrics(path).get("metrics", {}).get("datasets", {}) or {}
-        except ValueError:
+        except (ValueError, AttributeError):
             merged = {}
-    for name, entry in summaries.items():
-        old = merged.get(name)
-        if not (entry.get("quick") and old and not old.get("quick")):
-            merged[name] = entry
+    merged.update(summaries)
     return merged
 
 
@@ -502,7 +521,7 @@ def report_series_runs(script_file: str, runs: list[dict], config: dict, device,
         save_metrics(series_run_dir(script_file, name, quick), config=config, metrics=summary,
                      history=group[0]["history"], start_time=start_time, device=device)
 
-    out = output_dir(script_file)
+    out = output_dir(script_file, quick=quick)
     merged = merge_dataset_metrics(out / "metrics.json", summaries)
     metrics = {"datasets": merged, "run_now": list(summaries), "quick": quick}
     if single_dataset:  # a single-dataset run: its numbers at the top too
@@ -516,7 +535,7 @@ def report_series_runs(script_file: str, runs: list[dict], config: dict, device,
               ylabel="test accuracy", errors={label: [merged[n]["test_accuracy_std"] for n in names]},
               title="Test accuracy per UCR/UEA problem (mean ± std over seeds)")
     if quick:
-        print(f"--quick: per-dataset results are in {out / 'quick'}; real entries in metrics.json are kept.")
+        print(f"--quick: results are in {out}; a full run's results are untouched.")
     print_table([{"dataset": s["dataset"], "seeds": len(s["seeds"]),
                   "test acc": f"{s['test_accuracy_mean']:.4f} ± {s['test_accuracy_std']:.4f}",
                   **({"one model": f"{s['single_model_test_accuracy_mean']:.4f}"} if ensemble > 1 else {}),

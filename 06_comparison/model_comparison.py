@@ -5,7 +5,8 @@ in outputs/06_comparison/model_comparison/runs/, reused while the code it ran is
 the GRU with the case script's own build_model. One table (mean ± std, parameters, training time, winner, Welch
 t-test) and conclusions generated from the numbers.
 Run: python 06_comparison/model_comparison.py [--quick] [--MATCH_PARAMS] [--CASES=03_stock,05_seq_classify]
-Default: 4 cases x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU (--quick: 1 seed, ~1 min). Theory: THEORY.md.
+Default: 5 tasks x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU plus ~1 h for pronunciation (04_pronounce:
+six runs of ~10 min CPU each) (--quick: 1 seed, ~1 min). Theory: THEORY.md.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -25,18 +26,21 @@ import numpy as np
 
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import count_parameters
-from utils.script_utils import (REPO_ROOT, UserError, import_case_module, load_case_script, output_dir, shown_path,
-                                parse_config, print_table, run_main, save_json, save_metrics, set_seed)
+from utils.script_utils import (REPO_ROOT, Interval, Items, Positive, Seed, UserError, atomic_write, import_case_module,
+                                load_case_script, output_dir, parse_config, print_table, run_main, save_json,
+                                save_metrics, set_seed, shown_path)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
-SEEDS = (0, 1, 2)                 # every case runs once per seed and cell (n=3: enough for a rough Welch test)
-CASES = ("02_sentiment", "03_stock", "04_text_gen", "05_seq_classify")  # which applied cases to compare
-MATCH_PARAMS = False              # True: the GRU gets the hidden size that gives it the LSTM's parameter count
-REUSE = True                      # skip a run whose saved result has the same command and code (comments aside)
-RUN_TIMEOUT = 3600                # seconds before one case run is abandoned
-ALPHA = 0.05                      # significance level of the Welch t-test
-SEED = 0                          # (this script itself draws nothing random; kept for the house convention)
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEEDS: Items(Seed) = (0, 1, 2)    # every case runs once per seed and cell (n=3: enough for a rough Welch test)
+CASES: Items(str) = ("02_sentiment", "03_stock", "04_text_gen", "04_pronounce",  # which tasks to compare
+                     "05_seq_classify")
+MATCH_PARAMS: bool = False        # True: the GRU gets the hidden size that gives it the LSTM's parameter count
+REUSE: bool = True                # skip a run whose saved result has the same command and code (comments aside)
+RUN_TIMEOUT: Positive = 3600      # seconds before one case run is abandoned
+ALPHA: Interval("(0, 1)") = 0.05  # significance level of the Welch t-test
+SEED: Seed = 0                    # (this script itself draws nothing random; kept for the house convention)
 
 QUICK_SETTINGS = dict(SEEDS=(0,), RUN_TIMEOUT=300)
 
@@ -51,6 +55,8 @@ TASKS = {
                      metric="rmse", higher=False, hidden="HIDDEN_SIZE"),
     "04_text_gen": dict(task="character LM (Shakespeare, held-out 10%)", lstm="04_text_gen/text_lstm.py",
                         gru="04_text_gen/text_gru.py", metric="val_bits_per_char", higher=False, hidden="HIDDEN_SIZE"),
+    "04_pronounce": dict(task="pronunciation (CMUdict, 6.2k test words)", lstm="04_text_gen/g2p_lstm.py",
+                         gru="04_text_gen/g2p_gru.py", metric="test_wer", higher=False, hidden="HIDDEN_SIZE"),
     "05_seq_classify": dict(task="time-series classes (GunPoint)", lstm="05_seq_classify/sequence_lstm.py",
                             gru="05_seq_classify/sequence_gru.py", metric="test_accuracy", higher=True,
                             hidden="HIDDEN_SIZE"),
@@ -100,6 +106,8 @@ def model_dims(case: str, script, lstm_record: dict) -> tuple:
         return (vocab,)
     if case == "03_stock":
         return (len(script.FEATURES),)
+    if case == "04_pronounce":  # letters and phonemes are fixed sets: build_model(device) needs nothing else
+        return ()
     if case == "05_seq_classify":
         series_model = import_case_module(case, "series_model")
         data = load_ucr_dataset(script.DATASET, False)
@@ -184,11 +192,14 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
         log = proc.stdout + "\n--- stderr ---\n" + proc.stderr
     except subprocess.TimeoutExpired as e:
         failed, log = f"timed out after {RUN_TIMEOUT} s", str(e.stdout or "") + str(e.stderr or "")
-    metrics_file = work / case / script.stem / "metrics.json"
+    folder = work / script.parent.name / script.stem        # a task's key need not be its folder (04_pronounce)
+    metrics_file = folder / "metrics.json"
+    if quick:  # output_dir's layout: a --quick run writes under <script>/quick/
+        metrics_file = folder / "quick" / "metrics.json"
     if not failed and not metrics_file.is_file():
         failed = f"no {metrics_file.relative_to(work)} written"
     if failed:
-        (runs_dir / f"{name}.log").write_text(log, encoding="utf-8")
+        atomic_write(runs_dir / f"{name}.log", lambda p: p.write_text(log, encoding="utf-8"))
         tail = log.strip().splitlines()[-3:]
         print(f"  {name}: FAILED ({failed}); log: {runs_dir / (name + '.log')}\n    " + "\n    ".join(tail))
         return {"failed": failed}
@@ -416,10 +427,8 @@ def main():
     unknown = [c for c in CASES if c not in TASKS]
     if unknown:
         raise UserError(f"--CASES has unknown case(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}.")
-    if not SEEDS:
-        raise UserError("--SEEDS is empty; give at least one seed, e.g. --SEEDS=0,1,2.")
     quick = cfg["QUICK"]
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=quick)
     runs_dir = out / "runs"
     runs_dir.mkdir(exist_ok=True)
     rows, skipped = [], []
@@ -449,7 +458,7 @@ def main():
     md = (f"# LSTM vs GRU{' (matched parameter counts)' if MATCH_PARAMS else ''}\n\n"
           f"Seeds: {', '.join(map(str, SEEDS))}{' (quick settings)' if quick else ''}.\n\n"
           + markdown_table(table) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    (out / "comparison_table.md").write_text(md, encoding="utf-8")
+    atomic_write(out / "comparison_table.md", lambda p: p.write_text(md, encoding="utf-8"))
     plot_comparison(rows, out / "comparison.png")
     failed = [f"{r['case']} {c.upper()}" for r in rows for c in ("lstm", "gru") if r[c]["failed"]]
     save_metrics(out, config=cfg, metrics={"rows": rows, "table": table, "conclusions": notes,

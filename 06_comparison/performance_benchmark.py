@@ -19,37 +19,38 @@ import torch
 from torch import nn
 
 from utils.model_utils import count_parameters, make_rnn
-from utils.script_utils import (UserError, describe_device, get_device, import_case_module, output_dir, parse_config,
-                                print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, Items, OneOf, Positive, Seed, describe_device, get_device,
+                                import_case_module, output_dir, parse_config, print_table, run_main, save_metrics,
+                                set_seed)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
-SEED = 0                          # random weights and inputs
-DEVICE = "auto"                   # auto: cuda when present, else cpu; or cpu / cuda
-THREADS = 2                       # CPU threads (torch.set_num_threads); this project's reference machine has 2 cores
-REPS = 11                         # timed repetitions per configuration (the implementations alternate each one)
-WARMUP = 2                        # untimed runs first (allocator, oneDNN/cuDNN plans, caches)
-CELLS = ("lstm", "gru")           # which cells to measure
-CPU_HEADLINE = (64, 100, 64, 128)     # batch, length, input, hidden of the CPU headline
-CUDA_HEADLINE = (256, 200, 256, 512)  # batch, length, input, hidden of the CUDA headline
-TARGET_CPU_RATIO = 1.5            # target: scratch fwd+bwd time <= this x torch.nn on CPU
-TARGET_CUDA_RATIO = 3.0           # target: scratch fwd+bwd time <= this x cuDNN
-TARGET_MEMORY_RATIO = 1.5         # target: scratch saved-activation memory <= this x torch.nn's
-SWEEP_BASE = (32, 50, 64, 128)    # CPU sweep: batch, length, input, hidden; each sweep varies one of them
-CUDA_SWEEP_BASE = (128, 100, 256, 256)  # CUDA sweep base (kept modest: the GPU run must fit in ~3 min)
-SWEEP_BATCH = (8, 32, 128)        # batch sizes tried
-SWEEP_LENGTH = (25, 50, 100, 200)  # sequence lengths tried (log-log slope: ~1 expected)
-SWEEP_HIDDEN = (32, 64, 128, 256, 512)  # hidden sizes tried (slope 1 -> 2 as the matmuls start to dominate)
-PROFILE = True                    # profile the headline with torch.profiler: where does the time go?
-CASE_STEPS = True                 # time one training step of each applied case's model, torch vs scratch
-CASE_BATCH = 32                   # batch size of those training steps
-CASE_SMALL = False                # True: shrunken case models (vocab 500, hidden/8) so --quick takes seconds
-CASE_LENGTH = 200                 # cap on their sequence length (each case uses a typical one: 30-150)
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 0                    # random weights and inputs
+DEVICE: OneOf("auto", "cpu", "cuda") = "auto"  # auto: cuda when present, else cpu; or cpu / cuda
+THREADS: AtLeast(1) = 2           # CPU threads (torch.set_num_threads); this project's reference machine has 2 cores
+REPS: AtLeast(1) = 11             # timed repetitions per configuration (the implementations alternate each one)
+WARMUP: AtLeast(0) = 2            # untimed runs first (allocator, oneDNN/cuDNN plans, caches)
+CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # which cells to measure
+CPU_HEADLINE: Items(AtLeast(1), length=4) = (64, 100, 64, 128)     # batch, length, input, hidden: CPU headline
+CUDA_HEADLINE: Items(AtLeast(1), length=4) = (256, 200, 256, 512)  # batch, length, input, hidden: CUDA headline
+TARGET_CPU_RATIO: Positive = 1.5  # target: scratch fwd+bwd time <= this x torch.nn on CPU
+TARGET_CUDA_RATIO: Positive = 3.0  # target: scratch fwd+bwd time <= this x cuDNN
+TARGET_MEMORY_RATIO: Positive = 1.5  # target: scratch saved-activation memory <= this x torch.nn's
+SWEEP_BASE: Items(AtLeast(1), length=4) = (32, 50, 64, 128)  # CPU sweep: batch, length, input, hidden (one varies)
+CUDA_SWEEP_BASE: Items(AtLeast(1), length=4) = (128, 100, 256, 256)  # CUDA sweep base (the GPU run must fit in ~3 min)
+SWEEP_BATCH: Items(AtLeast(1)) = (8, 32, 128)  # batch sizes tried
+SWEEP_LENGTH: Items(AtLeast(1)) = (25, 50, 100, 200)  # sequence lengths tried (log-log slope: ~1 expected)
+SWEEP_HIDDEN: Items(AtLeast(1)) = (32, 64, 128, 256, 512)  # hidden sizes tried (slope 1 -> 2 as matmuls dominate)
+PROFILE: bool = True              # profile the headline with torch.profiler: where does the time go?
+CASE_STEPS: bool = True           # time one training step of each applied case's model, torch vs scratch
+CASE_BATCH: AtLeast(1) = 32       # batch size of those training steps
+CASE_SMALL: bool = False          # True: shrunken case models (vocab 500, hidden/8) so --quick takes seconds
+CASE_LENGTH: AtLeast(1) = 200     # cap on their sequence length (each case uses a typical one: 30-150)
 
 QUICK_SETTINGS = dict(REPS=3, WARMUP=1, CPU_HEADLINE=(8, 12, 8, 16), CUDA_HEADLINE=(16, 12, 16, 32),
                       SWEEP_BASE=(8, 12, 8, 16), CUDA_SWEEP_BASE=(8, 12, 8, 16), SWEEP_BATCH=(4, 8),
                       SWEEP_LENGTH=(6, 12), SWEEP_HIDDEN=(8, 16), CASE_BATCH=4, CASE_LENGTH=8, CASE_SMALL=True, PROFILE=False)
-CHOICES = {"DEVICE": ("auto", "cpu", "cuda")}
 
 IMPLS = ("torch", "scratch")
 
@@ -510,15 +511,9 @@ def main():
     t0 = time.time()
     cfg = parse_config(globals())
     set_seed(SEED)
-    if REPS < 1 or WARMUP < 0 or THREADS < 1:
-        raise UserError(f"--REPS and --THREADS must be at least 1 and --WARMUP at least 0 "
-                        f"(got REPS={REPS}, THREADS={THREADS}, WARMUP={WARMUP}).")
-    unknown = [c for c in CELLS if c not in ("lstm", "gru")]
-    if unknown:
-        raise UserError(f"--CELLS may only contain lstm and gru; got {', '.join(map(str, unknown))}.")
     torch.set_num_threads(THREADS)
     device = get_device(DEVICE)
-    out = output_dir(__file__)
+    out = output_dir(__file__, quick=cfg["QUICK"])
     key = device.type
     headline_size = CUDA_HEADLINE if key == "cuda" else CPU_HEADLINE
     target = TARGET_CUDA_RATIO if key == "cuda" else TARGET_CPU_RATIO

@@ -1,7 +1,8 @@
 """One offline HTML dashboard (images embedded as base64, no external JS/CSS) plus a PNG overview of everything
-under outputs/: LSTM vs GRU training curves per case, the comparison table, speed/memory benchmarks, gate
-heatmaps (01), forecasts (03), generated text (04), confusion matrices (02, 05). Missing results are listed
-as "not run yet: python <script>". Run: python 06_comparison/visualization_dashboard.py [--OUTPUTS=folder]
+under outputs/: runs still training (from their progress.jsonl: "training: epoch 7 of 20 ..." and the curves so
+far), LSTM vs GRU training curves per case, the comparison table, speed/memory benchmarks, the hyperparameter
+study, gate heatmaps (01), forecasts (03), generated text (04), confusion matrices (02, 05). Missing results are
+listed as "not run yet: python <script>". Run: python 06_comparison/visualization_dashboard.py [--OUTPUTS=folder]
 Open outputs/06_comparison/visualization_dashboard/dashboard.html in any browser. Theory: THEORY.md.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
@@ -12,16 +13,17 @@ import json
 import time
 from pathlib import Path
 
-from utils.script_utils import (OUTPUTS_ROOT, REPO_ROOT, UserError, atomic_write, parse_config, run_main,
-                                save_metrics)
+from utils.script_utils import (OUTPUTS_ROOT, REPO_ROOT, AtLeast, OneOf, Seed, UserError, atomic_write, parse_config,
+                                run_main, save_metrics)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
-OUTPUTS = ""                      # results folder to read ("" = this repo's outputs/); the dashboard is written inside it
-MAX_IMAGES_PER_SECTION = 12       # at most this many figures per section (the HTML embeds every one)
-OVERVIEW_COLUMNS = 3              # columns of the PNG overview grid
-SEED = 0                          # (nothing random here; kept for the house convention)
-DEVICE = "cpu"                    # (plots only: no model runs)
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+OUTPUTS: str = ""                 # results folder to read ("" = this repo's outputs/); the dashboard goes inside it
+MAX_IMAGES_PER_SECTION: AtLeast(1) = 12  # at most this many figures per section (the HTML embeds every one)
+OVERVIEW_COLUMNS: AtLeast(1) = 3  # columns of the PNG overview grid
+SEED: Seed = 0                    # (nothing random here; kept for the house convention)
+DEVICE: OneOf("cpu") = "cpu"      # (plots only: no model runs)
 
 QUICK_SETTINGS = dict(MAX_IMAGES_PER_SECTION=4)
 
@@ -33,12 +35,18 @@ SECTIONS = [
     ("04_text_gen", "文本生成 · Text generation (04)", ("curve", "bpc", "loss")),
     ("05_seq_classify", "时间序列分类 · Sequence classification (05)", ("confusion", "curve")),
 ]
-PREFERRED_METRICS = ("val_accuracy", "val_bits_per_char", "val_bpc", "val_perplexity", "val_f1", "val_macro_f1", "val_rmse", "val_mae")
+PREFERRED_METRICS = ("val_accuracy", "val_bits_per_char", "val_bpc", "val_perplexity", "val_f1", "val_macro_f1", "val_rmse",
+                     "val_mae", "val_wer")
 
 
 # ----------------------------------------------------------------------------------------------------
 # Reading what the other scripts left under outputs/
 # ----------------------------------------------------------------------------------------------------
+def full_runs(paths) -> list[Path]:
+    """The paths that belong to full runs: a --quick smoke test writes under <script>/quick/, never shown."""
+    return [p for p in paths if "quick" not in p.parts]
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -59,7 +67,7 @@ def run_record(root: Path, case: str, stem: str) -> dict | None:
     top = read_json(folder / "metrics.json")
     if top and top.get("history"):
         return top
-    for path in sorted(folder.glob("*/metrics.json")):
+    for path in full_runs(sorted(folder.glob("*/metrics.json"))):
         sub = read_json(path)
         if sub and sub.get("history"):
             return {**(top or {}), **sub}
@@ -68,7 +76,8 @@ def run_record(root: Path, case: str, stem: str) -> dict | None:
 
 def figures(folder: Path, prefer: tuple, limit: int, skip: tuple = ()) -> list[Path]:
     """PNG files under `folder`, the ones whose name contains a preferred word first."""
-    found = [p for p in sorted(folder.rglob("*.png")) if not any(s in p.name for s in skip)] if folder.is_dir() else []
+    found = ([p for p in full_runs(sorted(folder.rglob("*.png"))) if not any(s in p.name for s in skip)]
+             if folder.is_dir() else [])
     found.sort(key=lambda p: (not any(w in p.name.lower() for w in prefer), str(p)))
     return found[:limit]
 
@@ -76,7 +85,7 @@ def figures(folder: Path, prefer: tuple, limit: int, skip: tuple = ()) -> list[P
 def text_samples(root: Path) -> list[tuple[str, str]]:
     """Generated text from 04: strings under a key containing 'sample' in metrics.json, or *.txt files."""
     out = []
-    for path in sorted((root / "04_text_gen").rglob("metrics.json")):
+    for path in full_runs(sorted((root / "04_text_gen").rglob("metrics.json"))):
         record = read_json(path) or {}
         for key, value in _walk(record.get("metrics", {})):
             if "sample" in key.lower() or "generat" in key.lower():
@@ -86,7 +95,7 @@ def text_samples(root: Path) -> list[tuple[str, str]]:
                         t = t.get("text") or t.get("sample") or json.dumps(t, ensure_ascii=False)
                     if isinstance(t, str) and len(t) > 20:
                         out.append((f"{path.parent.name} · {key}", t))
-    for path in sorted((root / "04_text_gen").rglob("*.txt")):
+    for path in full_runs(sorted((root / "04_text_gen").rglob("*.txt"))):
         out.append((f"{path.parent.name} · {path.name}", path.read_text(encoding="utf-8", errors="replace")[:3000]))
     return out[:8]
 
@@ -98,6 +107,104 @@ def _walk(d, prefix=""):
                 yield from _walk(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}", v
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runs still training: every training loop appends a row per epoch to its folder's progress.jsonl
+# ----------------------------------------------------------------------------------------------------
+STALE_AFTER_S = 30 * 60   # a run silent for this long is reported as possibly killed
+
+
+def read_progress(path: Path) -> list[dict]:
+    """The rows of a progress.jsonl; a line being written right now (half a line) is skipped."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def progress_status(path: Path, now: float | None = None) -> dict:
+    """What a progress.jsonl says about its run: state 'training', 'stopped' or 'finished', and a line
+    such as "training: epoch 7 of 20 (member 2 (seed 7)), train_loss 0.4102, val_accuracy 0.7812".
+    Finished = the run's metrics.json was written after its last progress row."""
+    now = time.time() if now is None else now
+    rows = read_progress(path)
+    metrics = path.parent / "metrics.json"
+    changed = path.stat().st_mtime
+    last = rows[-1] if rows else {}
+    if metrics.is_file() and metrics.stat().st_mtime >= changed:
+        state = "finished"
+    elif last.get("event") == "stopped":
+        state = "stopped"
+    else:
+        state = "training"
+    counted = next((r for r in reversed(rows) if any(k in r for k in ("trial", "epoch", "step"))), None)
+    if counted is None:
+        where = "starting (no epoch finished yet)"
+    else:
+        unit = next(k for k in ("trial", "epoch", "step") if k in counted)
+        total = f" of {counted['total']}" if counted.get("total") else ""
+        run = f" ({counted['run']})" if counted.get("run") else ""
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in counted.items()
+                            if isinstance(v, float) and (k.startswith(("train_loss", "val_", "test_")) or k == "loss"))
+        where = f"{unit} {counted[unit]}{total}{run}" + (f", {figures}" if figures else "")
+    age = now - changed
+    ago = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.1f} h"
+    if state == "stopped":
+        line = f"stopped ({last.get('reason', '?')}) at {where}; last update {ago} ago"
+    elif state == "training" and age > STALE_AFTER_S:
+        line = f"training? {where}; no update for {ago} (the process may have been killed)"
+    else:
+        line = f"{state}: {where}; last update {ago} ago"
+    return {"state": state, "line": line, "rows": len(rows), "age_s": age}
+
+
+def live_section(root: Path, found: list) -> str:
+    """Every run under `root` whose progress.jsonl is newer than its metrics.json: still training,
+    stopped (Ctrl-C, a non-finite loss) or silent; with its live training_curves.png."""
+    body = ""
+    for path in sorted(root.rglob("progress.jsonl")):
+        status = progress_status(path)
+        if status["state"] == "finished":
+            continue
+        folder = path.parent
+        name = str(folder.relative_to(root))
+        body += f'<div class="live"><b>{esc(name)}</b>: {esc(status["line"])}</div>'
+        curves = folder / "training_curves.png"
+        if curves.is_file():
+            body += img_tag(curves, f"{name}: training curves so far")
+            found.append((f"{name} (live)", curves))
+    return body or "<p>没有正在训练的运行 · No run is training now (a run's progress.jsonl newer than its " \
+                    "metrics.json would show here, with its curves so far).</p>"
+
+
+def study_section(root: Path, found: list) -> str:
+    """06_comparison/hyperparameter_study: the ranking, the conclusions beside Greff et al. 2017, the plots."""
+    folder = root / "06_comparison" / "hyperparameter_study"
+    record = read_json(folder / "metrics.json")
+    if not record:
+        return not_run(["06_comparison/hyperparameter_study.py"])
+    m = record.get("metrics", {})
+    body = (f"<p>{esc(m.get('task'))}: {esc(m.get('runs'))} runs, {esc(m.get('seeds'))} seeds per point, "
+            f"metric {esc(m.get('metric'))}; quick settings: {esc(record.get('config', {}).get('QUICK'))}; "
+            f"finished {esc(record.get('finished'))} on {esc(record.get('device'))}.</p>")
+    body += html_table([{"cell": r["cell"].upper(), "rank": r.get("rank"), "hyperparameter": r["hyperparameter"],
+                         "range of means": f"{r['range']:.3f}", "eta²": f"{r['eta_squared']:.2f}",
+                         "best value": f"{r['best_value']:g}"} for r in m.get("ranking", [])])
+    body += "<ul>" + "".join(f"<li>{esc(c)}</li>" for c in m.get("conclusions", []) + m.get("greff_2017", [])) + "</ul>"
+    for name in m.get("plots", []):
+        if (folder / name).is_file():
+            body += img_tag(folder / name, name)
+            if name == "study_grid.png":
+                found.append(("hyperparameter study", folder / name))
+    return body
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -167,6 +274,7 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px sol
 th{background:#f0f4f8}figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}
 img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.8em;color:#555}
 .missing{background:#fff6e0;border-left:4px solid #e0a000;padding:.5em 1em;margin:.5em 0}
+.live{background:#e8f4fd;border-left:4px solid #1f77b4;padding:.5em 1em;margin:.5em 0}
 pre{background:#f6f6f6;padding:.8em;white-space:pre-wrap;font-size:.85em}nav a{margin-right:1em}"""
 
 
@@ -220,9 +328,10 @@ def curves_section(root: Path, out: Path, found: list) -> str:
             missing = [f"{case}/{s}.py" for c, s in (("lstm", lstm_stem), ("gru", gru_stem)) if c not in have]
             body += f"<h3>{esc(title)}</h3>"
             if have:
-                png = plot_twin_curves(case, have, out / f"curves_{case}.png")
-                body += img_tag(png, f"{case}: training curves")
-                found.append((f"{case} curves", png))
+                name = case if len(twin_pairs(case)) == 1 else f"{case}_{lstm_stem[:-5]}"  # 04: text_ and g2p_ twins
+                png = plot_twin_curves(case, have, out / f"curves_{name}.png")
+                body += img_tag(png, f"{name}: training curves")
+                found.append((f"{name} curves", png))
             if missing:
                 body += not_run(missing)
     return body or "<p>No LSTM/GRU twins found.</p>"
@@ -233,7 +342,7 @@ def case_section(root: Path, case: str, prefer: tuple, limit: int, found: list) 
     pngs = figures(folder, prefer, limit)
     scripts = case_scripts(case)
     missing = [f"{case}/{p.name}" for p in scripts if not (folder / p.stem / "metrics.json").is_file()
-               and not list((folder / p.stem).rglob("*.png"))]
+               and not full_runs((folder / p.stem).rglob("*.png"))]
     body = "".join(img_tag(p, str(p.relative_to(root))) for p in pngs)
     if pngs:
         found.append((case, pngs[0]))
@@ -247,9 +356,11 @@ def case_section(root: Path, case: str, prefer: tuple, limit: int, found: list) 
 
 def build_html(root: Path, out: Path, limit: int) -> tuple[str, list, list]:
     found: list[tuple[str, Path]] = []
-    parts = [("comparison", "LSTM 与 GRU 对比 · LSTM vs GRU head-to-head", comparison_section(root, found)),
+    parts = [("live", "正在训练 · Runs in progress", live_section(root, found)),
+             ("comparison", "LSTM 与 GRU 对比 · LSTM vs GRU head-to-head", comparison_section(root, found)),
              ("curves", "训练曲线 · Training curves, LSTM vs GRU", curves_section(root, out, found)),
-             ("speed", "速度与内存 · Speed and memory of the hand-written cells", benchmark_section(root, found))]
+             ("speed", "速度与内存 · Speed and memory of the hand-written cells", benchmark_section(root, found)),
+             ("study", "超参数研究 · What each hyperparameter does to LSTM and GRU", study_section(root, found))]
     for case, title, prefer in SECTIONS:
         parts.append((case, title, case_section(root, case, prefer, limit, found)))
     nav = "".join(f'<a href="#{a}">{esc(t.split(" · ")[0])}</a>' for a, t, _ in parts)
@@ -286,9 +397,9 @@ def main():
     root = Path(OUTPUTS).expanduser().resolve() if OUTPUTS else OUTPUTS_ROOT
     if OUTPUTS and not root.is_dir():
         raise UserError(f"--OUTPUTS={OUTPUTS} is not a folder; give the outputs/ folder the scripts wrote to.")
-    if MAX_IMAGES_PER_SECTION < 1 or OVERVIEW_COLUMNS < 1:
-        raise UserError("--MAX_IMAGES_PER_SECTION and --OVERVIEW_COLUMNS must be at least 1.")
     out = root / "06_comparison" / "visualization_dashboard"
+    if cfg["QUICK"]:
+        out = out / "quick"  # as output_dir does: a smoke test never replaces the real dashboard
     out.mkdir(parents=True, exist_ok=True)
     page, found, missing = build_html(root, out, MAX_IMAGES_PER_SECTION)
     html_path = atomic_write(out / "dashboard.html", lambda p: p.write_text(page, encoding="utf-8"))

@@ -22,6 +22,10 @@ for _case in ("02_sentiment", "03_stock", "04_text_gen", "05_seq_classify"):
 # honours LSTM_GRU_OUTPUTS (utils/script_utils.py); set here, before any test imports utils.
 TEST_OUTPUTS = Path(tempfile.mkdtemp(prefix="lstm_gru_tests_")) / "outputs"
 os.environ["LSTM_GRU_OUTPUTS"] = str(TEST_OUTPUTS)
+# ... and their caches (the Rotten Tomatoes split, the stripped Shakespeare, n-gram baselines) to a throw-away
+# data folder: a test run never writes into the source tree (utils/data_utils.py honours LSTM_GRU_DATA).
+TEST_DATA = TEST_OUTPUTS.parent / "data"
+os.environ["LSTM_GRU_DATA"] = str(TEST_DATA)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -47,13 +51,14 @@ def run_script(script: str, *args: str, timeout: float = 300, cwd: Path | None =
     """`python <script> <args>` in a subprocess from the repo root (or `cwd`), as a learner runs it.
 
     With check=True the exit code must be 0 (the output is shown if not). The results folder is
-    <TEST_OUTPUTS>/<case folder>/<script stem>/.
+    <TEST_OUTPUTS>/<case folder>/<script stem>/, and .../<script stem>/quick/ for a --quick run.
     """
     path = ROOT / script
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **(env or {})}
     proc = subprocess.run([sys.executable, str(path.relative_to(ROOT) if cwd is None else path), *args],
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
-    result = ScriptResult(proc, TEST_OUTPUTS / path.parent.name / path.stem)
+    out_dir = TEST_OUTPUTS / path.parent.name / path.stem
+    result = ScriptResult(proc, out_dir / "quick" if "--quick" in args else out_dir)
     if check:
         assert proc.returncode == 0, (f"{script} {' '.join(args)} exited with {proc.returncode}\n"
                                       f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")

@@ -255,7 +255,7 @@ def test_sentiment_bad_inputs(tmp_path):
 def test_model_comparison_quick():
     r = run_script("02_sentiment/model_comparison.py", "--quick")
     rec = r.metrics
-    for name in ("lstm", "gru", "tfidf+logreg", "lstm ensemble", "gru ensemble"):
+    for name in ("lstm", "gru", "tfidf+logreg", "nbsvm", "lstm ensemble", "gru ensemble", "gru ensemble + nbsvm"):
         acc = rec["metrics"][name]["accuracy"]
         assert 0.0 <= acc["mean"] <= 1.0 and acc["std"] >= 0.0
     assert len(rec["runs"]["lstm"]) == len(rec["runs"]["gru"]) == 2
@@ -270,7 +270,8 @@ def test_model_comparison_quick():
     assert acc == pytest.approx(rec["metrics"]["lstm ensemble"]["accuracy"]["mean"], abs=1.5 / n_test)  # rounding
     test = rec["mcnemar_vs_baseline"]["lstm ensemble"]
     assert 0.0 <= test["p"] <= 1.0 and test["only_first_right"] >= 0
-    assert len(rec["conclusion"]) == 5 and "baseline" in rec["conclusion"][0] and "McNemar" in rec["conclusion"][2]
+    assert rec["best_baseline"] in ("tfidf+logreg", "nbsvm") and "NBSVM" in rec["conclusion"][0]
+    assert len(rec["conclusion"]) == 8 and "McNemar" in rec["conclusion"][3] and "w=" in rec["conclusion"][6]
     assert (r.out_dir / "comparison.png").stat().st_size > 0
 
 

@@ -252,7 +252,7 @@ def test_creative_writing_one_shot_interactive_and_fallback(tmp_path):
 @pytest.mark.parametrize("script, args, message", [
     ("text_lstm.py", ["--quick", "--TEXT=/no/such/file.txt"], "does not exist"),
     ("text_gru.py", ["--quick", "--IMPL=keras"], "--IMPL must be one of"),
-    ("creative_writing.py", ["--quick", "--TOP_P=1.5"], "top-p must be in"),
+    ("creative_writing.py", ["--quick", "--TOP_P=1.5"], "--TOP_P=1.5: must be a number in (0, 1]"),
     ("creative_writing.py", ["--quick", "--MODEL=rnn"], "--MODEL must be one of"),
 ])
 def test_bad_options_fail_cleanly(script, args, message, tmp_path):

@@ -133,7 +133,7 @@ def test_twins_quick_end_to_end(script, args):
     assert m["config"]["QUICK"] and m["metrics"]["dataset"] == name and m["metrics"]["run_now"] == [name]
     assert 0 <= m["metrics"]["test_accuracy"] <= 1 and m["metrics"]["test_loss"] > 0
     assert name in m["metrics"]["datasets"] and (r.out_dir / "test_accuracy.png").is_file()
-    sub = r.out_dir / "quick" / name  # a smoke test never overwrites a real run's checkpoint
+    sub = r.out_dir / name  # under .../quick/: a smoke test never overwrites a real run's checkpoint
     entry = json.loads((sub / "metrics.json").read_text())["metrics"]
     assert entry["per_seed"][0]["n_test"] == 60 and entry["test_accuracy_mean"] == m["metrics"]["test_accuracy"]
     for f in ("metrics.json", "checkpoint.pt", "predictions.csv", "training_curves.png"):
@@ -156,7 +156,7 @@ def test_classification_metrics_quick_end_to_end():
     for name in ("LSTM", "GRU"):
         assert 0 <= models[name]["ece"] <= 1 and len(models[name]["per_class"]) == 2
         assert sum(c["support"] for c in models[name]["per_class"].values()) == 40
-    sub = r.out_dir / "quick" / "GunPoint"
+    sub = r.out_dir / "GunPoint"  # r.out_dir is .../classification_metrics/quick
     for f in ("confusion_lstm.png", "roc_gru.png", "reliability.png", "misclassified_lstm.png",
               "predictions.json"):
         assert (sub / f).is_file(), f
@@ -166,7 +166,7 @@ def test_classification_metrics_quick_end_to_end():
     ("sequence_lstm.py", ("--DATASET=NoSuchProblem",), "bundled: "),
     ("sequence_gru.py", ("--POOLING=max",), "--POOLING must be one of"),
     ("sequence_gru.py", ("--DATASET=Tecator",), "not a classification problem"),
-    ("sequence_lstm.py", ("--ENSEMBLE=0",), "--ENSEMBLE must be at least 1"),
+    ("sequence_lstm.py", ("--ENSEMBLE=0",), "--ENSEMBLE=0: must be an integer >= 1"),
     ("classification_metrics.py", ("--DTW_WINDOW=wide",), "expects a number"),
 ])
 def test_bad_inputs_give_one_line_errors(script, args, message):

@@ -279,7 +279,7 @@ def assert_self_contained(page: str):
 
 def test_dashboard_empty_outputs_then_fake_results(tmp_path):
     r = run_script("06_comparison/visualization_dashboard.py", "--quick", f"--OUTPUTS={tmp_path}")
-    out = tmp_path / "06_comparison" / "visualization_dashboard"
+    out = tmp_path / "06_comparison" / "visualization_dashboard" / "quick"   # a --quick run writes under quick/
     page = (out / "dashboard.html").read_text(encoding="utf-8")
     assert_self_contained(page)
     assert "not run yet" in page and "python 06_comparison/model_comparison.py" in page
@@ -307,6 +307,7 @@ def test_dashboard_empty_outputs_then_fake_results(tmp_path):
     (text / "metrics.json").write_text(json.dumps({"metrics": {"samples": ["ROMEO: <what light> through yonder"]},
                                                    "history": []}))
     run_script("06_comparison/visualization_dashboard.py", f"--OUTPUTS={tmp_path}")
+    out = out.parent                                                          # the full run's folder
     page = (out / "dashboard.html").read_text(encoding="utf-8")
     assert_self_contained(page)
     assert page.count("data:image/png;base64,") >= 2         # the twin curves and the gate heatmap

@@ -169,7 +169,7 @@ def test_bad_options_are_one_line_errors(args, message):
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("LAGS", (1, 20), "at least 2"), ("GRAD_SEQ_LEN", 1, "at least 2"), ("TRAIN_STEPS", 0, "at least 1"),
+    ("LAGS", (1, 20), "the item 1 must be an integer >= 2"), ("GRAD_SEQ_LEN", 1, ">= 2"), ("TRAIN_STEPS", 0, ">= 1"),
     ("HEATMAP_LAG", 7, "must be one of"),
 ])
 def test_check_config_refuses_values_that_would_fail_late(monkeypatch, name, value, message):

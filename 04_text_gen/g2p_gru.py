@@ -1,0 +1,101 @@
+"""Spelling to sound with a GRU encoder-decoder: learn to pronounce English words from the CMU dictionary.
+
+Teaches sequence-to-sequence learning: a bidirectional GRU reads the letters (packed), a GRU decoder writes
+phonemes while attention looks back at the letters, trained with teacher forcing, decoded greedily and
+with beam search; --ATTENTION=false squeezes the word through one vector instead, to show what attention buys.
+Run: python 04_text_gen/g2p_gru.py [--quick] [--ATTENTION=false] [--IMPL=scratch]; then pronounce.py --WORD=...
+Theory: THEORY.md (G1)-(G4), §5 packing, §9 clipping, §13 encoder-decoders, attention, beam search.
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+
+import time
+
+import torch
+
+import g2p_model
+from utils.model_utils import ProgressLog, count_parameters
+from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed, apply_gpu_settings, get_device,
+                                output_dir, parse_config, run_main, set_seed)
+
+# ==== Hyperparameters (edit me) ====
+# (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
+SEED: Seed = 0                  # random seed (weights, dropout, batch order); the split is fixed (SPLIT_SEED)
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
+THREADS: AtLeast(0) = 1         # CPU threads for torch (0 = torch's default, one per core): one was faster
+                                # here, the per-step matrices are small (README)
+IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU); scratch = 01_basic_theory's ScratchGRU
+ATTENTION: bool = True          # False: one summary vector, no attention (Cho et al. 2014): no_attention/
+EMBED_DIM: AtLeast(1) = 64      # letter and phoneme embedding size
+HIDDEN_SIZE: AtLeast(2) = 256   # decoder GRU units; each encoder direction has half (s_j has this size)
+NUM_LAYERS: AtLeast(1) = 1      # bidirectional encoder layers
+DECODER_LAYERS: AtLeast(1) = 1  # decoder layers
+DROPOUT: Fraction = 0.1         # on embeddings, between layers and before the output layer
+BATCH_SIZE: AtLeast(1) = 128    # pronunciations per batch (words of similar length together)
+LR: Positive = 3e-3             # peak AdamW learning rate (cosine decay over the epochs)
+WEIGHT_DECAY: AtLeast(0.0) = 0.0  # AdamW decoupled weight decay
+CLIP: AtLeast(0.0) = 1.0        # gradient-norm clipping, 0 = off (THEORY.md §9)
+EPOCHS: AtLeast(1) = 5          # passes over the 120k training pronunciations
+PATIENCE: AtLeast(1) = 3        # stop after this many epochs without a better validation WER
+BEAM: AtLeast(1) = 5            # beam width for the test (1 = greedy; THEORY.md (B1))
+MAX_TRAIN_WORDS: AtLeast(0) = 0  # use only this many training words (0 = all 112k)
+MAX_EVAL_WORDS: AtLeast(0) = 0  # use only this many validation and test words (0 = all 6.2k each)
+EXAMPLES: Items(str) = ("knight", "phoenix", "xylophone", "colonel", "quixotic", "thoroughfare")  # said at the end
+
+CHECKS = [(lambda: all(g2p_model.is_word(w) for w in EXAMPLES),
+           "EXAMPLES must be words of the letters a-z and the apostrophe")]
+# On a CUDA device, a constant still at the value shipped above (left) takes its GPU value (right); your own
+# edits and --NAME=VALUE keep yours. Not measured: no GPU was lent to the session that built this (README).
+GPU_SETTINGS = dict(THREADS=(1, 0), HIDDEN_SIZE=(256, 512), NUM_LAYERS=(1, 2), EMBED_DIM=(64, 128),
+                    DROPOUT=(0.1, 0.2), BATCH_SIZE=(128, 256), EPOCHS=(5, 30), PATIENCE=(3, 6))
+QUICK_SETTINGS = dict(MAX_TRAIN_WORDS=800, MAX_EVAL_WORDS=100, HIDDEN_SIZE=32, EMBED_DIM=16, EPOCHS=2,
+                      BATCH_SIZE=64, BEAM=2, EXAMPLES=("knight", "phoenix"))
+
+
+def load_dictionary():
+    """The fixed 90/5/5 split of CMUdict by word (stress removed), every training pronunciation an example,
+    in length-bucketed batches (g2p_model.prepare_g2p_data)."""
+    return g2p_model.prepare_g2p_data(BATCH_SIZE, max_train_words=MAX_TRAIN_WORDS, max_eval_words=MAX_EVAL_WORDS,
+                                      seed=SEED)
+
+
+def build_model(device):
+    """Letters -> biGRU encoder -> GRU decoder (+ attention) -> phonemes. Each GRU step: reset gate r (G1),
+    update gate z (G2), candidate n (G3), h_t = (1-z)*n + z*h_{t-1} (G4); one state, no separate cell: the
+    decoder's h is both its memory and the attention's query (E4). 3 gate blocks: 3/4 of an LSTM's weights."""
+    model = g2p_model.Seq2Seq(cell="gru", impl=IMPL, attention=ATTENTION, embed_dim=EMBED_DIM,
+                              hidden_size=HIDDEN_SIZE, enc_layers=NUM_LAYERS, dec_layers=DECODER_LAYERS,
+                              dropout=DROPOUT, device=device).to(device)
+    print(f"model: biGRU {NUM_LAYERS}x{HIDDEN_SIZE // 2} per direction -> GRU {DECODER_LAYERS}x{HIDDEN_SIZE} "
+          f"{'with attention' if ATTENTION else 'without attention'} ({IMPL}), {count_parameters(model):,} parameters")
+    return model
+
+
+def train(model, data, device, out, progress):
+    """Teacher forcing (E9): the decoder reads the true previous phoneme and learns the next; after each
+    epoch greedy decoding of the validation words; the epoch with the lowest word error rate is kept."""
+    return g2p_model.train_g2p_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
+                                     clip=CLIP, patience=PATIENCE, checkpoint_path=out / "model.pt",
+                                     checkpoint_extra=g2p_model.g2p_checkpoint_extra(model), progress=progress)
+
+
+def main():
+    t0 = time.time()
+    cfg = parse_config(globals())
+    set_seed(SEED)
+    device = get_device(DEVICE)
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # never over your edits
+    if THREADS > 0:
+        torch.set_num_threads(THREADS)
+    out = output_dir(__file__, None if ATTENTION else "no_attention", quick=cfg["QUICK"])
+    data = load_dictionary()
+    model = build_model(device)
+    title = f"GRU {'attention' if ATTENTION else 'no attention'}"
+    progress = ProgressLog(out, hparams=cfg, metrics=["val_wer", "val_per"],  # progress.jsonl, live curves,
+                           title=f"{title}: teacher-forced loss; validation WER, PER (greedy)")  # TensorBoard
+    result = train(model, data, device, out, progress)
+    g2p_model.g2p_report(out, config=cfg, model=model, data=data, result=result, device=device, start_time=t0,
+                         title=title, beam=BEAM, examples=EXAMPLES)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,106 @@
+"""02_sentiment's NBSVM (Wang & Manning 2012) on tiny hand-checked examples, and averaging it with the RNNs:
+the weight chosen on validation, the cross-fitted (honest) validation accuracy, model_comparison's combination."""
+import math
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from sentiment_model import (NBSVM, average_probabilities, binary_ngrams, choose_weight, cross_fitted_accuracy,
+                             interpolate_weights, log_count_ratio, nbsvm_baseline)
+from utils.script_utils import load_case_script
+
+# two positive reviews, one negative; uni+bigrams: bad, bad film, film, good, good film, good good
+TEXTS, LABELS = ["good film", "good good", "bad film"], [1, 1, 0]
+
+
+def test_binary_ngrams_are_words_and_pairs_present_or_not():
+    X, vocab = binary_ngrams(TEXTS)
+    assert sorted(vocab) == ["bad", "bad film", "film", "good", "good film", "good good"]
+    dense = X.toarray()
+    assert dense[1, vocab["good"]] == 1 and dense[1].sum() == 2   # "good good": good (once: binary) and "good good"
+    assert dense[0, vocab["good film"]] == 1 and dense[2, vocab["good film"]] == 0
+    Xv, _ = binary_ngrams(["good plot", "unseen words"], vocab)   # validation: training n-grams only
+    assert Xv.shape == (2, len(vocab)) and Xv.toarray().tolist()[1] == [0] * len(vocab)
+
+
+def test_log_count_ratio_by_hand():
+    texts, labels = ["good film", "good", "bad film"], [1, 1, 0]
+    X, vocab = binary_ngrams(texts)
+    r = log_count_ratio(X, labels, alpha=1.0)
+    # p = 1 + positive counts: bad 1, bad film 1, film 2, good 3, good film 2 -> ||p||_1 = 9
+    # q = 1 + negative counts: bad 2, bad film 2, film 2, good 1, good film 1 -> ||q||_1 = 8
+    assert r[vocab["good"]] == pytest.approx(math.log((3 / 9) / (1 / 8)))
+    assert r[vocab["film"]] == pytest.approx(math.log((2 / 9) / (2 / 8)))   # in both: only the norms differ
+    assert r[vocab["bad"]] == pytest.approx(math.log((1 / 9) / (2 / 8)))
+    # much more smoothing drowns the counts: every ratio moves towards 0 (no lean either way)
+    assert abs(log_count_ratio(X, labels, alpha=100.0)[vocab["good"]]) < abs(r[vocab["good"]]) / 10
+
+
+def test_interpolation_by_hand():
+    w = np.array([2.0, -4.0, 0.0, 2.0])                          # mean |w| = 2
+    np.testing.assert_allclose(interpolate_weights(w, 0.25), [2.0, 0.5, 1.5, 2.0])   # 0.75 * 2 + 0.25 * w
+    np.testing.assert_allclose(interpolate_weights(w, 1.0), w)
+    np.testing.assert_allclose(interpolate_weights(w, 0.0), [2.0] * 4)
+
+
+def test_nbsvm_features_probabilities_and_interpolation():
+    model = NBSVM(alpha=1.0, C=10.0, beta=1.0).fit(TEXTS * 3, LABELS * 3)
+    X, _ = binary_ngrams(["good film"], model.vocabulary)
+    np.testing.assert_allclose(model.features(["good film"]).toarray(), X.toarray() * model.r[None, :])  # x~ = r * x
+    p = model.predict_proba(["good", "bad", "film"])
+    assert p.shape == (3,) and p[0] > 0.5 > p[1]
+    margin = model.features(["good"]) @ model.w + model.b
+    assert p[0] == pytest.approx(1 / (1 + math.exp(-margin[0])))   # beta = 1: the classifier alone
+    model.beta = 0.0                                                # every n-gram votes with w_bar * r_j
+    w_bar = np.abs(model.w).mean()
+    assert model.predict_proba(["good"])[0] == pytest.approx(1 / (1 + math.exp(-(w_bar * model.r[model.vocabulary["good"]]
+                                                                                 + model.b))))
+
+
+def test_nbsvm_baseline_picks_its_grid_on_validation():
+    texts = {"train": (["a good film", "a great film", "a bad film", "an awful film"] * 5, [1, 1, 0, 0] * 5),
+             "val": (["good and great", "bad and awful", "a film"], [1, 0, 1]),
+             "test": (["great", "awful", "good film", "bad"], [1, 0, 1, 0])}
+    m = nbsvm_baseline(texts, Cs=(0.1, 1.0), betas=(0.5, 1.0))
+    assert len(m["val_grid"]) == 4 and m["val_accuracy"] == max(g["val_accuracy"] for g in m["val_grid"])
+    first_best = next(g for g in m["val_grid"] if g["val_accuracy"] == m["val_accuracy"])
+    assert (m["C"], m["beta"]) == (first_best["C"], first_best["beta"])
+    assert m["predictions"] == [int(p >= 0.5) for p in m["test_probs"]] == [1, 0, 1, 0]
+    assert m["accuracy"] == 1.0 and len(m["val_probs"]) == 3 and m["parameters"] == len(m["model"].w) + 1
+
+
+def test_average_and_weight_chosen_on_validation():
+    p_rnn, p_nb, y = [0.9, 0.6, 0.2, 0.45], [0.4, 0.3, 0.3, 0.8], [1, 0, 0, 1]
+    np.testing.assert_allclose(average_probabilities(p_rnn, p_nb, 0.25), [0.525, 0.375, 0.275, 0.7125])
+    # w = 1 (the RNN) misses reviews 2 and 4; w = 0 (NBSVM) misses review 1; w = 0.25 gets all four right
+    assert choose_weight(p_rnn, p_nb, y, grid=(0.0, 0.25, 1.0)) == 0.25
+    # a tie in accuracy goes to the lower log loss: both w are right everywhere here, 0.5 is less confident
+    assert choose_weight([1.0, 0.0], [0.6, 0.4], [1, 0], grid=(0.5, 0.9)) == 0.9
+
+
+def test_cross_fitted_accuracy_scores_each_half_with_the_other_halfs_weight():
+    # on the even half the RNN is right and NBSVM wrong; on the odd half the reverse: each half's weight
+    # (w = 1 on the evens, w = 0 on the odds) is then scored on the other half, where it is always wrong
+    p_rnn = [0.9, 0.2, 0.8, 0.3]   # labels 1, 1, 1, 1: right at 0 and 2
+    p_nb = [0.2, 0.9, 0.3, 0.8]    # right at 1 and 3
+    y = [1, 1, 1, 1]
+    assert choose_weight(p_rnn, p_nb, y, grid=(0.0, 1.0)) in (0.0, 1.0)   # in-sample: 2/4 either way
+    assert cross_fitted_accuracy(p_rnn, p_nb, y, grid=(0.0, 1.0)) == 0.0
+    same = [0.7, 0.4, 0.6, 0.2]
+    assert cross_fitted_accuracy(same, same, [1, 1, 1, 0]) == 0.75  # identical models: their own accuracy
+
+
+def test_comparison_combines_ensemble_and_nbsvm_with_the_validation_weight():
+    combine = load_case_script(ROOT / "02_sentiment" / "model_comparison.py").combine_with_nbsvm
+    texts = {"val": ([""] * 4, [1, 0, 0, 1]), "test": ([""] * 3, [1, 0, 1])}
+    runs = [{"val_probs": [0.9, 0.6, 0.2, 0.45], "test_probs": [0.7, 0.6, 0.2], "parameters": 10, "train_time_s": 1.0},
+            {"val_probs": [0.9, 0.6, 0.2, 0.45], "test_probs": [0.7, 0.6, 0.2], "parameters": 10, "train_time_s": 1.0}]
+    nbsvm = {"val_probs": [0.4, 0.3, 0.3, 0.8], "test_probs": [0.6, 0.2, 0.9], "parameters": 5, "train_time_s": 0.5}
+    metrics, right = combine(runs, nbsvm, texts)
+    w = metrics["weight"]
+    assert 0.0 < w < 1.0   # neither model alone gets all four validation reviews right; the average does
+    expected = w * np.array([0.7, 0.6, 0.2]) + (1 - w) * np.array([0.6, 0.2, 0.9]) >= 0.5
+    assert right.tolist() == (expected == np.array([1, 0, 1], bool)).tolist()
+    assert metrics["accuracy"] == pytest.approx(right.mean())
+    assert metrics["parameters"] == 25 and metrics["train_time_s"] == 2.5 and 0.0 <= metrics["val_accuracy"] <= 1.0
