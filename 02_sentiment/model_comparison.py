@@ -19,7 +19,8 @@ from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed,
 from utils.visualization import plot_bars
 from sentiment_model import (SentimentClassifier, average_probabilities, binary_metrics, choose_weight,
                              cross_fitted_accuracy, encode_reviews, mcnemar, nbsvm_baseline, predict_proba,
-                             prepare_sentiment_data, test_sentiment_model, tfidf_baseline, train_sentiment_model)
+                             prepare_sentiment_data, test_sentiment_model, tfidf_baseline, train_sentiment_model,
+                             word_log_count_ratios)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -45,6 +46,7 @@ BIDIRECTIONAL: bool = True            # both directions, as in the twin scripts
 DROPOUT: Fraction = 0.5               # on the pooled review vector
 EMBED_DROPOUT: Fraction = 0.3         # on the word vectors
 LIMIT: AtLeast(0) = 0                 # keep only the first LIMIT training reviews (0 = all; else >= 8)
+NB_CHANNEL: bool = False              # as the twins: each word's NB log-count ratio enters beside its vector
 
 QUICK_SETTINGS = dict(SEEDS=(0, 1), LIMIT=300, EPOCHS=1, EMBED_DIM=16, HIDDEN_SIZE=16, MAX_LEN=30)
 CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
@@ -60,7 +62,10 @@ def run_rnn(cell: str, seed: int, device) -> dict:
                                   batch_size=BATCH_SIZE, limit=LIMIT, seed=seed)
     model = SentimentClassifier(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=EMBED_DIM,
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
-                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, device=device).to(device)
+                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
+                                device=device).to(device)
+    if NB_CHANNEL:  # (vocab, 1): each word's NB log-count ratio from the training reviews (sentiment_model §6)
+        model.word_features.copy_(word_log_count_ratios(*data["texts"]["train"], data["vocab"]))
     fit = train_sentiment_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
                                 patience=PATIENCE, clip=CLIP)
     test = test_sentiment_model(model, data["loaders"]["test"], device)
@@ -149,7 +154,8 @@ def verdict(summary: dict, tests: dict, best: str) -> list[str]:
             judged = f"is level with the {base_name} baseline ({gap:+.1f} points; {evidence})"
         cost = summary[m]["train_time_s"][0] / max(base_time, 1e-9)
         lines.append(f"The {m.upper()} ({shown}) {judged}; baseline {100 * base_acc:.1f}%, with "
-                     f"{summary[m]['parameters'][0] / base_params:.0f}x its parameters and {cost:.0f}x its training time.")
+                     f"{summary[m]['parameters'][0] / base_params:.0f}x its parameters and "
+                     f"{cost:.0f}x its training time.")
     lstm, gru = summary["lstm"]["accuracy"][0], summary["gru"]["accuracy"][0]
     lines.append(f"LSTM vs GRU: {abs(100 * (lstm - gru)):.1f} points apart "
                  f"({'LSTM' if lstm > gru else 'GRU'} ahead); the GRU has "

@@ -13,9 +13,9 @@ from utils.model_utils import ProgressLog
 from utils.script_utils import (AtLeast, Fraction, OneOf, Positive, Seed, get_device, output_dir, parse_config,
                                 run_main, save_metrics, set_seed)
 import sentiment_model  # sentiment_model.SENTIMENT_EXAMPLES: the examples are not one of this script's constants
-from sentiment_model import (SentimentClassifier, check_review, classify_reviews, load_sentiment_model,
-                             prepare_sentiment_data, report_sentiment, sentiment_checkpoint_extra,
-                             train_sentiment_ensemble)
+from sentiment_model import (SentimentClassifier, average_with_nbsvm, check_review, classify_reviews,
+                             load_sentiment_model, prepare_sentiment_data, report_sentiment,
+                             sentiment_checkpoint_extra, train_sentiment_ensemble, word_log_count_ratios)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -42,6 +42,10 @@ EMBED_DROPOUT: Fraction = 0.3         # on the word vectors: the model cannot le
 LIMIT: AtLeast(0) = 0                 # keep only the first LIMIT training reviews (0 = all; else >= 8)
 REVIEW: str = ""                      # a review of your own to classify after training, e.g. "not bad at all"
 LOAD: str = ""                        # path of a saved model.pt: skip training, only classify REVIEW and examples
+WITH_NBSVM: bool = False              # also fit NBSVM and average it with the ensemble (weight chosen on validation;
+                                      # README: above NBSVM each time measured; not the default, by its rule)
+NB_CHANNEL: bool = False              # feed each word's NB log-count ratio to the cell beside its learned vector
+                                      # (README: +2 points for one model, none for the 5-model ensemble)
 
 QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40)
 CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
@@ -55,13 +59,17 @@ def load_reviews() -> dict:
                                   batch_size=BATCH_SIZE, limit=LIMIT, seed=SEED)
 
 
-def build_model(vocab_size: int, device):
+def build_model(vocab_size: int, device, word_ratios=None):
     """Embedding -> biGRU. The reset gate r (G1) decides how much of h_{t-1} enters the candidate n (G3);
     the update gate z (G2) does the work of the LSTM's forget and input gates at once,
-    h_t = (1-z)*n + z*h_{t-1} (G4): keeping "not" in h means z stays near 1 until "great" arrives."""
+    h_t = (1-z)*n + z*h_{t-1} (G4): keeping "not" in h means z stays near 1 until "great" arrives.
+    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio, word_ratios (vocab, 1)."""
     model = SentimentClassifier(vocab_size, cell="gru", impl=IMPL, embed_dim=EMBED_DIM,
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
-                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, device=device)
+                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
+                                device=device)
+    if NB_CHANNEL and word_ratios is not None:  # (vocab, 1): each word's r, a fixed extra input (not trained)
+        model.word_features.copy_(word_ratios)
     return model.to(device)
 
 
@@ -85,18 +93,24 @@ def main():
     if REVIEW:  # refuse an unusable review now, not after minutes of training
         check_review(REVIEW, data["vocab"], MAX_LEN)
     progress = ProgressLog(out, hparams=cfg)  # progress.jsonl, live training_curves.png, TensorBoard
+    ratios = word_log_count_ratios(*data["texts"]["train"], data["vocab"]) if NB_CHANNEL else None  # (vocab, 1)
     model, result = train_sentiment_ensemble(
-        build_model, data, device, members=ENSEMBLE, seed=SEED, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
-        patience=PATIENCE, clip=CLIP, checkpoint_path=out / "model.pt", progress=progress,
+        lambda vocab_size, dev: build_model(vocab_size, dev, ratios), data, device, members=ENSEMBLE, seed=SEED,
+        epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, patience=PATIENCE, clip=CLIP,
+        checkpoint_path=out / "model.pt", progress=progress,
         checkpoint_extra=lambda m: sentiment_checkpoint_extra(m, data["vocab"], MAX_LEN, DATASET))
     metrics = report_sentiment(model, data, result, out, name="biGRU" if BIDIRECTIONAL else "GRU",
                                dataset=DATASET, device=device)
+    if WITH_NBSVM:  # NBSVM reads n-grams anywhere, the GRU reads them in order: their errors differ (README)
+        name = "GRU ensemble" if ENSEMBLE > 1 else "GRU"
+        metrics.update(average_with_nbsvm(model, data, MAX_LEN, device, name=name))
     metrics["examples"] = show_predictions(model, data["vocab"], MAX_LEN, device)
     histories = [f["history"] for f in result["members"]]  # history: the first member's; all of them in extra
     save_metrics(out, config=cfg, metrics=metrics, history=histories[0], extra={"member_histories": histories},
                  start_time=t0, device=device)
-    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}; "
-          f"model saved to {out / 'model.pt'}")
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}"
+          + (f"; averaged with NBSVM {metrics['with_nbsvm_test_accuracy']:.4f}" if WITH_NBSVM else "")
+          + f"; model saved to {out / 'model.pt'}")
 
 
 if __name__ == "__main__":

@@ -150,21 +150,27 @@ class SentimentClassifier(nn.Module):
     the final state of each direction (what the cell carried to the end), and the max and mean over
     the *valid* steps only (padding must not vote). Max pooling lets one strong phrase ("masterpiece")
     decide even in a long review, where the final state may have forgotten it.
+    word_channels > 0 appends that many fixed numbers per word to its learned vector (the buffer
+    `word_features`, (vocab, word_channels), saved with the weights, never trained): NB_CHANNEL in the twins
+    fills it with each word's Naive-Bayes log-count ratio (§6 of this file).
     `hparams` holds every constructor argument, so a checkpoint can rebuild the model.
     """
 
     def __init__(self, vocab_size: int, *, cell: str, impl: str = "torch", embed_dim: int = 128,
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.5, embed_dropout: float = 0.3, num_classes: int = 2,
+                 dropout: float = 0.5, embed_dropout: float = 0.3, word_channels: int = 0, num_classes: int = 2,
                  device: torch.device | str = "cpu"):
         super().__init__()
         self.hparams = dict(vocab_size=vocab_size, cell=cell, impl=impl, embed_dim=embed_dim,
                             hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                            dropout=dropout, embed_dropout=embed_dropout, num_classes=num_classes)
-        self.bidirectional = bidirectional
+                            dropout=dropout, embed_dropout=embed_dropout, word_channels=word_channels,
+                            num_classes=num_classes)
+        self.bidirectional, self.word_channels = bidirectional, word_channels
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)  # <pad> = 0 stays a zero vector
         self.embed_dropout = nn.Dropout(embed_dropout)
-        self.rnn = make_rnn(cell, impl, embed_dim, hidden_size, num_layers, dropout=dropout,
+        if word_channels:  # only then: a model without it keeps the state_dict earlier checkpoints have
+            self.register_buffer("word_features", torch.zeros(vocab_size, word_channels))
+        self.rnn = make_rnn(cell, impl, embed_dim + word_channels, hidden_size, num_layers, dropout=dropout,
                             bidirectional=bidirectional, device=device)  # nn.LSTM/GRU or the scratch cell
         if cell.lower() == "lstm":
             init_forget_bias(self.rnn, 1.0)  # f starts near sigmoid(1): remember by default (THEORY.md §4.4)
@@ -177,6 +183,8 @@ class SentimentClassifier(nn.Module):
         ->  logits: (B, num_classes).  E = embed_dim, H = hidden_size, D = H * directions."""
         T = ids.shape[1]
         x = self.embed_dropout(self.embedding(ids))                            # (B, T, E)
+        if self.word_channels:  # the fixed per-word numbers, not dropped out: (B, T, E + word_channels)
+            x = torch.cat([x, self.word_features[ids]], dim=2)
         # Packing (THEORY.md §5): the cell runs each review for exactly its own length, never over <pad>,
         # so the final state is taken at the review's last word, not after a tail of pads.
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -437,19 +445,19 @@ def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
-# 6. The strong yardstick: NBSVM (Wang & Manning 2012), and averaging it with the RNNs
+# 6. The strong yardstick: NBSVM (Wang & Manning 2012), and averaging it with the RNNs (THEORY.md §14)
 # ----------------------------------------------------------------------------------------------------
 # A review is a binary bag of words and word pairs, x in {0,1}^V (x_j = 1 if n-gram j occurs at least once).
 # Naive Bayes' log-count ratio says how much each n-gram leans positive, with smoothing alpha:
-#     p = alpha + sum_{i: y_i = 1} x_i,   q = alpha + sum_{i: y_i = 0} x_i     (V,) counts of reviews
-#     r = log( (p / ||p||_1) / (q / ||q||_1) )                                 (V,) > 0: leans positive
+#     p = alpha + sum_{i: y_i = 1} x_i,   q = alpha + sum_{i: y_i = 0} x_i     (V,) counts of reviews  (N1)
+#     r = log( (p / ||p||_1) / (q / ||q||_1) )                                 (V,) > 0: leans positive (N2)
 # NBSVM trains a linear classifier (here logistic regression, so it gives probabilities) on the
 # r-scaled features x~ = r * x (elementwise), then shrinks its weights w towards their mean magnitude:
-#     w' = (1 - beta) * w_bar + beta * w,   w_bar = ||w||_1 / V                (Wang & Manning's interpolation)
-#     P(positive | x) = sigmoid(w' . x~ + b)
-# beta = 0 leaves w_bar * (r . x) + b: plain Naive Bayes, each n-gram voting with its log-count ratio;
-# beta = 1 is the discriminative model alone. NB is strong on short snippets (little evidence per review,
-# its votes are robust), the classifier on long ones; the interpolation takes some of each.
+#     w' = (1 - beta) * w_bar + beta * w,   w_bar = ||w||_1 / V                (N3) interpolation
+#     P(positive | x) = sigmoid(w' . x~ + b)                                    (N4)
+# beta = 0 leaves w_bar * (r . x) + b: Naive Bayes' votes, each n-gram with its log-count ratio (b stays as
+# trained, as in the paper); beta = 1 is the discriminative model alone, on NB-scaled features. Wang & Manning
+# found NB's votes stronger on short snippets and the classifier on long reviews; here validation picks beta.
 def binary_ngrams(texts: Sequence[str], vocabulary: dict | None = None):
     """Reviews -> (X, vocabulary): X a scipy sparse (reviews, V) 0/1 matrix of the word and word-pair
     n-grams each review contains (utils.data_utils.tokenize's tokens). vocabulary None: learn it from
@@ -537,14 +545,15 @@ def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0), betas: t
     metrics = binary_metrics(preds, torch.as_tensor(yte))
     metrics.update(C=model.C, beta=model.beta, alpha=alpha, val_accuracy=val_acc,
                    parameters=int(model.w.size + 1), train_time_s=round(train_time, 2),
-                   reviews_per_s=round(len(yte) / seconds, 1), confusion_matrix=confusion_matrix(yte, preds, 2).tolist(),
-                   predictions=preds.tolist(), val_probs=val_probs.tolist(), test_probs=test_probs.tolist(),
+                   reviews_per_s=round(len(yte) / seconds, 1),
+                   confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist(),
+                   val_probs=val_probs.tolist(), test_probs=test_probs.tolist(),
                    val_grid=[{"C": C, "beta": beta, "val_accuracy": a} for a, C, beta, _, _ in scored], model=model)
     return metrics
 
 
 # Averaging the RNNs with NBSVM (as Mesnil et al. 2014 averaged an RNN LM, paragraph vectors and NBSVM on IMDB):
-#     P(positive) = w * P_rnn + (1 - w) * P_nbsvm,   w in [0, 1] chosen on validation
+#     P(positive) = w * P_rnn + (1 - w) * P_nbsvm,   w in [0, 1] chosen on validation     (N5)
 # The two make different mistakes: NBSVM counts n-grams anywhere in the snippet, the RNN reads them in order.
 WEIGHT_GRID = tuple(round(0.05 * k, 2) for k in range(21))   # w = 0, 0.05, ..., 1
 
@@ -627,3 +636,17 @@ def average_with_nbsvm(model: nn.Module, data: dict, max_len: int, device: torch
             "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"], "nbsvm_weight": 1 - w, "with_nbsvm_weight_on_rnn": w,
             "with_nbsvm_test_accuracy": avg["accuracy"], "with_nbsvm_test_f1": avg["f1"],
             "with_nbsvm_val_accuracy_cross_fitted": honest_val, "with_nbsvm_mcnemar_vs_nbsvm": test}
+
+
+def word_log_count_ratios(texts: Sequence[str], labels: Sequence[int], vocab: Vocab,
+                          alpha: float = 1.0) -> torch.Tensor:
+    """Each vocabulary word's NB log-count ratio r (the formula above, words only) from the training reviews
+    -> (len(vocab), 1) float32, the `word_features` of SentimentClassifier(word_channels=1).
+    <pad> and <unk> get 0 (no lean). The RNN then sees, beside each learned word vector, how strongly that
+    word leaned positive or negative across the whole training set: a rare word's vector is learned from a
+    handful of gradient steps, its count ratio from every review at once."""
+    tokens = vocab.to_list()
+    X, _ = binary_ngrams(texts, {t: i for i, t in enumerate(tokens)})   # (reviews, V): words only, no pairs
+    r = log_count_ratio(X, labels, alpha)
+    r[:2] = 0.0                                                          # <pad> = 0, <unk> = 1
+    return torch.tensor(r, dtype=torch.float32)[:, None]

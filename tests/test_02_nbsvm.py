@@ -53,9 +53,8 @@ def test_nbsvm_features_probabilities_and_interpolation():
     margin = model.features(["good"]) @ model.w + model.b
     assert p[0] == pytest.approx(1 / (1 + math.exp(-margin[0])))   # beta = 1: the classifier alone
     model.beta = 0.0                                                # every n-gram votes with w_bar * r_j
-    w_bar = np.abs(model.w).mean()
-    assert model.predict_proba(["good"])[0] == pytest.approx(1 / (1 + math.exp(-(w_bar * model.r[model.vocabulary["good"]]
-                                                                                 + model.b))))
+    nb_margin = np.abs(model.w).mean() * model.r[model.vocabulary["good"]] + model.b
+    assert model.predict_proba(["good"])[0] == pytest.approx(1 / (1 + math.exp(-nb_margin)))
 
 
 def test_nbsvm_baseline_picks_its_grid_on_validation():
@@ -104,3 +103,60 @@ def test_comparison_combines_ensemble_and_nbsvm_with_the_validation_weight():
     assert right.tolist() == (expected == np.array([1, 0, 1], bool)).tolist()
     assert metrics["accuracy"] == pytest.approx(right.mean())
     assert metrics["parameters"] == 25 and metrics["train_time_s"] == 2.5 and 0.0 <= metrics["val_accuracy"] <= 1.0
+
+
+def test_average_with_nbsvm_reports_both_models_and_their_average(capsys):
+    """What the twins run after training (WITH_NBSVM): NBSVM fitted on the training reviews, the RNN's own
+    probabilities, the weight chosen on validation and McNemar against NBSVM on the test reviews."""
+    import torch
+    from sentiment_model import SentimentClassifier, average_with_nbsvm, encode_reviews, predict_proba
+    from utils.data_utils import Vocab, tokenize
+
+    train = (["a good film", "a great film", "a bad film", "an awful film"] * 5, [1, 1, 0, 0] * 5)
+    texts = {"train": train, "val": (["good and great", "bad and awful", "a great film"], [1, 0, 1]),
+             "test": (["great", "awful", "good film", "bad"], [1, 0, 1, 0])}
+    vocab = Vocab.build((tokenize(t) for t in train[0]), min_freq=1)
+    torch.manual_seed(0)
+    model = SentimentClassifier(len(vocab), cell="gru", embed_dim=4, hidden_size=3).eval()   # untrained
+    m = average_with_nbsvm(model, {"texts": texts, "vocab": vocab}, 10, "cpu", name="GRU")
+    w = m["with_nbsvm_weight_on_rnn"]
+    assert 0.0 <= w <= 1.0 and m["nbsvm_weight"] == pytest.approx(1 - w)
+    p_rnn = predict_proba(model, encode_reviews(texts["test"][0], vocab, 10)[0], "cpu")
+    nb = NBSVM(C=m["nbsvm_C"], beta=m["nbsvm_beta"]).fit(*train)
+    p_avg = average_probabilities(p_rnn, nb.predict_proba(texts["test"][0]), w)
+    assert m["with_nbsvm_test_accuracy"] == pytest.approx(((p_avg >= 0.5) == np.array([1, 0, 1, 0])).mean())
+    assert m["nbsvm_test_accuracy"] == 1.0 and 0.0 <= m["with_nbsvm_mcnemar_vs_nbsvm"]["p"] <= 1.0
+    out = capsys.readouterr().out
+    assert "NBSVM (C=" in out and "McNemar" in out
+
+
+def test_word_log_count_ratios_by_hand_and_as_an_input_channel(tmp_path):
+    """NB_CHANNEL: each vocabulary word's ratio (words only) becomes one more input number per word; it is a
+    buffer, so it travels with the weights through a checkpoint, and the cell really reads it."""
+    import torch
+    from sentiment_model import (SentimentClassifier, load_sentiment_model, sentiment_checkpoint_extra,
+                                 word_log_count_ratios)
+    from utils.data_utils import Vocab, tokenize
+    from utils.model_utils import save_checkpoint
+
+    texts, labels = ["good film", "good", "bad film"], [1, 1, 0]
+    vocab = Vocab.build((tokenize(t) for t in texts), min_freq=1)     # <pad>, <unk>, film, good, bad
+    r = word_log_count_ratios(texts, labels, vocab)
+    assert r.shape == (len(vocab), 1) and r[0, 0] == r[1, 0] == 0.0   # <pad> and <unk> lean nowhere
+    # p = 1 + positive counts over the 5 tokens: 1, 1, film 2, good 3, bad 1 -> 8; q: 1, 1, 2, 1, 2 -> 7
+    assert r[vocab.encode(["good"])[0], 0].item() == pytest.approx(math.log((3 / 8) / (1 / 7)), rel=1e-6)
+    assert r[vocab.encode(["bad"])[0], 0].item() == pytest.approx(math.log((1 / 8) / (2 / 7)), rel=1e-6)
+
+    torch.manual_seed(0)
+    model = SentimentClassifier(len(vocab), cell="gru", embed_dim=4, hidden_size=3, word_channels=1).eval()
+    assert model.rnn.input_size == 4 + 1 and model.hparams["word_channels"] == 1
+    ids, lengths = torch.tensor([vocab.encode(["good", "film"])]), torch.tensor([2])
+    zero = model(ids, lengths)
+    model.word_features.copy_(r)
+    assert not torch.allclose(model(ids, lengths), zero)               # the ratios reach the cell
+    save_checkpoint({"state_dict": model.state_dict(), **sentiment_checkpoint_extra(model, vocab, 9, "rt")},
+                    tmp_path / "m.pt")
+    loaded, _, _ = load_sentiment_model(tmp_path / "m.pt")
+    torch.testing.assert_close(loaded.word_features, r)
+    torch.testing.assert_close(loaded.eval()(ids, lengths), model(ids, lengths))
+    assert "word_features" not in SentimentClassifier(5, cell="gru", embed_dim=4, hidden_size=3).state_dict()

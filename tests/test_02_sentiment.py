@@ -275,7 +275,14 @@ def test_model_comparison_quick():
     assert (r.out_dir / "comparison.png").stat().st_size > 0
 
 
-def test_sentiment_trains_with_scratch_cells():
-    r = run_script("02_sentiment/sentiment_gru.py", "--quick", "--IMPL=scratch")
+def test_sentiment_trains_with_scratch_cells_and_the_nbsvm_options():
+    """The scratch cell, the NB log-count ratio as an input channel and the average with NBSVM, in one run."""
+    r = run_script("02_sentiment/sentiment_gru.py", "--quick", "--IMPL=scratch", "--NB_CHANNEL=true",
+                   "--WITH_NBSVM=true")
+    m = r.metrics["metrics"]
     assert r.metrics["config"]["IMPL"] == "scratch" and "scratch GRU matches torch.nn" in r.stdout
-    assert 0.0 <= r.metrics["metrics"]["test_accuracy"] <= 1.0
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and 0.0 <= m["with_nbsvm_test_accuracy"] <= 1.0
+    assert 0.0 <= m["with_nbsvm_weight_on_rnn"] <= 1.0 and "averaged with NBSVM" in r.stdout
+    model, _, _ = load_sentiment_model(r.out_dir / "model.pt")
+    first = model.members[0] if isinstance(model, SentimentEnsemble) else model
+    assert first.hparams["word_channels"] == 1 and first.word_features.abs().sum() > 0   # the ratios were saved
