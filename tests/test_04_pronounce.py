@@ -18,8 +18,8 @@ from utils.script_utils import UserError
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """One torch thread, as the scripts use (THREADS = 1): these models' matrices are small, and on a busy
-    2-core machine a second thread mostly waits for the first (README)."""
+    """One torch thread for these in-process checks: their models are tiny, and pytest may share the
+    machine with other jobs, where a second thread mostly waits for the first."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
