@@ -5,8 +5,8 @@ in outputs/06_comparison/model_comparison/runs/, reused while the code it ran is
 the GRU with the case script's own build_model. One table (mean ± std, parameters, training time, winner, Welch
 t-test) and conclusions generated from the numbers.
 Run: python 06_comparison/model_comparison.py [--quick] [--MATCH_PARAMS] [--CASES=03_stock,05_seq_classify]
-Default: 5 tasks x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU plus ~1 h for pronunciation (04_pronounce:
-six runs of ~10 min CPU each) (--quick: 1 seed, ~1 min). Theory: THEORY.md.
+Default: 5 tasks x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU plus ~1.2 h for pronunciation (04_pronounce:
+six runs of 11-13 min each) (--quick: 1 seed, ~1 min). Theory: THEORY.md.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
