@@ -12,7 +12,8 @@ from pathlib import Path
 
 import char_model
 from utils.script_utils import (AtLeast, Interval, Items, OneOf, Seed, UserError, constant_rules, get_device,
-                                output_dir, parse_config, print_table, run_main, save_metrics, set_seed, shown_path)
+                                output_dir, parse_config, print_table, run_main, save_metrics, saved_checkpoint,
+                                set_seed, shown_path)
 from utils.visualization import plot_temperature_sweep
 
 # ==== Hyperparameters (edit me) ====
@@ -45,20 +46,6 @@ _COMMANDS = """commands:
   :quit         leave (Ctrl-D too)"""
 
 
-def checkpoint_of(cell, quick=False):
-    """The checkpoint text_<cell>.py saved: its full run's (outputs/04_text_gen/text_<cell>/model.pt, or
-    CHECKPOINTS/text_<cell>/model.pt); with --quick, a --quick run's is the second choice. -> (path or None,
-    the paths looked at)."""
-    script = pathlib.Path(__file__).with_name(f"text_{cell}.py")
-    if CHECKPOINTS:
-        candidates = [Path(CHECKPOINTS) / f"text_{cell}" / "model.pt"]
-    else:
-        candidates = [output_dir(script, create=False) / "model.pt"]
-        if quick:
-            candidates.append(output_dir(script, quick=True, create=False) / "model.pt")
-    return next((p for p in candidates if p.is_file()), None), candidates
-
-
 def train_fallback(cell, path, device):
     """No trained model: a small one for FALLBACK_MINUTES with the same training loop (char_model)."""
     print(f"training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first (run 04_text_gen/text_{cell}.py "
@@ -75,7 +62,8 @@ def load_models(device, out, quick=False):
     now; each line printed names the file used."""
     models = {}
     for cell in ("lstm", "gru"):
-        path, looked = checkpoint_of(cell, quick)
+        # text_<cell>.py's full run (or CHECKPOINTS/text_<cell>/); with --quick, a --quick run's second
+        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"text_{cell}.py"), CHECKPOINTS, quick=quick)
         if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():

@@ -15,7 +15,7 @@ import torch
 
 import g2p_model
 from utils.script_utils import (AtLeast, OneOf, Seed, UserError, get_device, output_dir, parse_config, print_table,
-                                run_main, save_metrics, set_seed, shown_path)
+                                run_main, save_metrics, saved_checkpoint, set_seed, shown_path)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -42,20 +42,6 @@ _COMMANDS = """commands:
   :quit         leave (Ctrl-D too)"""
 
 
-def checkpoint_of(cell, quick=False):
-    """The checkpoint g2p_<cell>.py saved: its full run's (outputs/04_text_gen/g2p_<cell>/model.pt, or
-    CHECKPOINTS/g2p_<cell>/model.pt); with --quick, a --quick run's is the second choice.
-    -> (path or None, the paths looked at)."""
-    script = pathlib.Path(__file__).with_name(f"g2p_{cell}.py")
-    if CHECKPOINTS:
-        candidates = [Path(CHECKPOINTS) / f"g2p_{cell}" / "model.pt"]
-    else:
-        candidates = [output_dir(script, create=False) / "model.pt"]
-        if quick:
-            candidates.append(output_dir(script, quick=True, create=False) / "model.pt")
-    return next((p for p in candidates if p.is_file()), None), candidates
-
-
 def train_fallback(cell, path, device):
     """No trained model: a small one on FALLBACK_WORDS words with the same training (g2p_model), saved."""
     print(f"training a small {cell.upper()} on {FALLBACK_WORDS:,} words for {FALLBACK_EPOCHS} epoch(s) first; "
@@ -73,7 +59,8 @@ def load_models(device, out, quick=False):
     fallback trained now; each line printed names the file used."""
     models = {}
     for cell in (("lstm", "gru") if MODEL == "both" else (MODEL,)):
-        path, looked = checkpoint_of(cell, quick)
+        # g2p_<cell>.py's full run (or CHECKPOINTS/g2p_<cell>/); with --quick, a --quick run's second
+        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"g2p_{cell}.py"), CHECKPOINTS, quick=quick)
         if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():

@@ -531,6 +531,22 @@ def output_dir(script_file: str, sub: str | None = None, *, quick: bool = False,
     return out
 
 
+def saved_checkpoint(script_file: str, folder: str = "", *, quick: bool = False,
+                     name: str = "model.pt") -> tuple[Path | None, list[Path]]:
+    """The checkpoint another script saved, for a script that reads it (creative_writing.py, pronounce.py):
+    that script's full run (outputs/<case>/<stem>/<name>), or <folder>/<stem>/<name> when the learner named
+    a folder; with quick, a --quick run's is the second choice. -> (the first that exists or None, the paths
+    looked at, for the message when there is none)."""
+    stem = Path(script_file).stem
+    if folder:
+        candidates = [Path(folder) / stem / name]
+    else:
+        candidates = [output_dir(script_file, create=False) / name]
+        if quick:
+            candidates.append(output_dir(script_file, quick=True, create=False) / name)
+    return next((p for p in candidates if p.is_file()), None), candidates
+
+
 def shown_path(path: Path | str) -> str:
     """A path as a learner would type it: relative to the repo root when inside it, else absolute."""
     path = Path(path).resolve()
