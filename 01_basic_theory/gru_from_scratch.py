@@ -3,6 +3,14 @@
 Run:  python 01_basic_theory/gru_from_scratch.py [--quick] [--NAME=VALUE ...]   (--help lists them)
 Read: THEORY.md sections 3 (equations G1-G4, and how Cho et al. 2014 differs), 4 (backward GB1-GB7).
 Import: `ScratchGRU` is a drop-in for torch.nn.GRU (utils.model_utils loads it for IMPL="scratch").
+
+这个脚本照着 THEORY.md 的公式 (G1)-(G4) 亲手写出 GRU 的前向传播和反向传播，并验证它与 torch.nn.GRU
+完全一致。最好和 LSTM 版对照着读：GRU 只有重置门和更新门两个门，没有单独的细胞状态，一个更新门就
+做了 LSTM 遗忘门加输入门的事。留意重置门作用在矩阵乘法之后 (G3)：这是 torch 的写法，与 Cho et al.
+2014 的原文不同。
+运行：`python 01_basic_theory/gru_from_scratch.py`，几秒钟就能跑完；`--help` 列出可以改的常量。
+对应的理论：THEORY.md 第 3 节（公式 G1-G4；3.1 节讲与原文的区别）、第 4 节（反向传播 GB1-GB7）。
+`ScratchGRU` 与 torch.nn.GRU 接口相同，可以直接替换；02-05 的案例加 `--IMPL=scratch` 就用它训练。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder: rnn_common
@@ -50,10 +58,10 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
         gi, gh = gi + b_ih, gh + b_hh
     gi_r, gi_z, gi_n = gi.chunk(3, dim=1)
     gh_r, gh_z, gh_n = gh.chunk(3, dim=1)           # gh_n = W_hn h + b_hn, kept for (G3)
-    r = torch.sigmoid(gi_r + gh_r)                  # (G1) reset gate
-    z = torch.sigmoid(gi_z + gh_z)                  # (G2) update gate
-    n = torch.tanh(gi_n + r * gh_n)                 # (G3) candidate: r gates W_hn h + b_hn
-    h_new = (1 - z) * n + z * h                     # (G4) z keeps the old state
+    r = torch.sigmoid(gi_r + gh_r)                  # (G1) 重置门 reset gate
+    z = torch.sigmoid(gi_z + gh_z)                  # (G2) 更新门 update gate
+    n = torch.tanh(gi_n + r * gh_n)                 # (G3) 候选状态 candidate: r gates W_hn h + b_hn
+    h_new = (1 - z) * n + z * h                     # (G4) 新的隐藏状态 new hidden state: z keeps the old one
     return h_new, (x, h, w_ih, w_hh, r, z, n, gh_n)
 
 

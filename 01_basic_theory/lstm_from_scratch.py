@@ -3,6 +3,13 @@
 Run:  python 01_basic_theory/lstm_from_scratch.py [--quick] [--NAME=VALUE ...]   (--help lists them)
 Read: THEORY.md sections 2 (equations L1-L6), 4 (backward LB1-LB8), 5-6 (packing, stacking).
 Import: `ScratchLSTM` is a drop-in for torch.nn.LSTM (utils.model_utils loads it for IMPL="scratch").
+
+这个脚本只用张量运算，照着 THEORY.md 的公式 (L1)-(L6) 亲手写出 LSTM 的前向传播和反向传播（BPTT），
+再和 torch.nn.LSTM 逐项对照：输出、末状态和每一个梯度都对得上。建议从 lstm_cell_forward 读起：
+它算一个时间步，每一行都标着对应的公式编号。
+运行：`python 01_basic_theory/lstm_from_scratch.py`，几秒钟就能跑完；`--help` 列出可以改的常量。
+对应的理论：THEORY.md 第 2 节（公式 L1-L6）、第 4 节（反向传播 LB1-LB8）、第 5-6 节（打包、多层与双向）。
+`ScratchLSTM` 与 torch.nn.LSTM 接口相同，可以直接替换；02-05 的案例加 `--IMPL=scratch` 就用它训练。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder: rnn_common
@@ -49,13 +56,13 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     if b_ih is not None:
         a = a + b_ih + b_hh
     a_i, a_f, a_g, a_o = a.chunk(4, dim=1)         # each (B, H)
-    i = torch.sigmoid(a_i)                          # (L1) input gate
-    f = torch.sigmoid(a_f)                          # (L2) forget gate
-    g = torch.tanh(a_g)                             # (L3) candidate cell
-    o = torch.sigmoid(a_o)                          # (L4) output gate
-    c_new = f * c + i * g                           # (L5) additive cell path
+    i = torch.sigmoid(a_i)                          # (L1) 输入门 input gate
+    f = torch.sigmoid(a_f)                          # (L2) 遗忘门 forget gate
+    g = torch.tanh(a_g)                             # (L3) 候选值 candidate cell
+    o = torch.sigmoid(a_o)                          # (L4) 输出门 output gate
+    c_new = f * c + i * g                           # (L5) 细胞状态 cell state: the additive path
     tanh_c = torch.tanh(c_new)
-    h_new = o * tanh_c                              # (L6)
+    h_new = o * tanh_c                              # (L6) 隐藏状态 hidden state
     return h_new, c_new, (x, h, c, w_ih, w_hh, i, f, g, o, tanh_c)
 
 

@@ -5,6 +5,13 @@ with torch's error messages, PackedSequence handling (variable lengths via a per
 multi-layer / bidirectional stacking with inter-layer dropout, plus small helpers the two demo
 scripts share (comparison against torch.nn, the sine-wave task, side-by-side training).
 Theory: THEORY.md section 5 (packing) and section 6 (stacking).
+
+ScratchLSTM 和 ScratchGRU 只是循环单元（cell）不同，其余的层级代码都放在这里：和 torch.nn.RNNBase
+一模一样的参数注册与初始化；输入和 hx 的检查，报错信息与 torch 相同；PackedSequence 的处理（变长序列
+靠逐步的掩码）；多层、双向的堆叠和层间 dropout；还有两个演示脚本共用的小工具（与 torch.nn 对照、
+正弦波任务、并排训练）。这个文件不单独运行，由 lstm_from_scratch.py 和 gru_from_scratch.py 导入。
+它做的是与 torch 兼容的琐碎工作，第一次阅读可以跳过，先读那两个单元文件。
+对应的理论：THEORY.md 第 5 节（打包）和第 6 节（多层与双向）。
 """
 import math
 import numbers

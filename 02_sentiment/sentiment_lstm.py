@@ -4,6 +4,13 @@ Teaches: variable-length text as packed, length-bucketed batches with masked poo
 mechanism is in sentiment_model.py), a vocabulary saved with the model, a seed ensemble (§8), and how the
 LSTM's gates ((L1)-(L6)) carry a negation ("not ... great") across a sentence.
 Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, actually great"]  (IMDB: README.md)
+
+用双向 LSTM 判断一条影评是好评还是差评。这个案例要学的是：长短不一的句子怎样组成批次（按长度分桶、
+打包，池化时只看真实的词，THEORY.md 第 5 节；具体做法在 sentiment_model.py），词表怎样随模型一起保存，
+几个不同种子的模型怎样集成（第 8 节），以及 LSTM 的门 (L1)-(L6) 怎样把句首的 "not" 一直带到后面的 "great"。
+运行：`python 02_sentiment/sentiment_lstm.py`，默认用离线自带的 Rotten Tomatoes 影评短句；`--quick` 用很少的
+数据快速跑通，`--REVIEW="..."` 在训练后给你自己写的影评打分；
+`--DATASET=imdb` 改用 IMDB（要下载 84 MB，见 README.md）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -60,9 +67,10 @@ def load_reviews() -> dict:
 
 
 def build_model(vocab_size: int, device, word_ratios=None):
-    """Embedding -> biLSTM. Each step the LSTM computes the input and forget gates (L1), (L2), a candidate
-    g (L3) and the output gate (L4); the separate cell state c_t = f*c_{t-1} + i*g (L5) is the long-term
-    memory that can hold "not" until "great" arrives, and h_t = o*tanh(c_t) (L6) is what the pooling reads.
+    """Embedding -> biLSTM. Each step the LSTM computes 输入门 input gate i (L1), 遗忘门 forget gate f (L2),
+    候选值 candidate g (L3) and 输出门 output gate o (L4); the separate 细胞状态 cell state
+    c_t = f*c_{t-1} + i*g (L5) is the long-term memory that can hold "not" until "great" arrives, and
+    隐藏状态 hidden state h_t = o*tanh(c_t) (L6) is what the pooling reads.
     NB_CHANNEL: each word enters as its vector plus its NB log-count ratio, word_ratios (vocab, 1)."""
     model = SentimentClassifier(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM,
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,

@@ -4,6 +4,15 @@ Shows sliding windows (x: (N, WINDOW, F) -> y: (N,)), a chronological train/val/
 the training days only, and why the target is a return and "tomorrow = today" (persistence) is the bar to clear.
 Run: python 03_stock/stock_gru.py (offline AAPL 2000-2013; --quick; --SOURCE=yfinance --TICKER=NVDA; --CSV=my.csv).
 Theory: THEORY.md (G1)-(G4), compare with stock_lstm.py; §12 forecasting honestly. The mechanism is in stock_model.py.
+
+stock_lstm.py 的孪生脚本，把 LSTM 换成 GRU：看过去一段时间的每日特征，预测下一个交易日的收益率，再换算成
+价格。要学的是：用滑动窗口切出样本（x: (N, WINDOW, F) -> y: (N,)）；训练、验证、测试按时间先后划分；缩放
+只用训练期的数据来拟合；以及为什么预测目标是收益率，而“明天和今天一样”（persistence，持续性基线）是模型
+必须超过的那条线。
+运行：`python 03_stock/stock_gru.py`，默认用离线的 AAPL 2000-2013 数据；`--quick` 快速跑通，
+`--SOURCE=yfinance --TICKER=NVDA` 在线下载别的股票，`--CSV=my.csv` 用你自己的数据。
+理论：THEORY.md 公式 (G1)-(G4)，和 stock_lstm.py 对照着看；第 12 节讲怎样做不偷看未来的预测评估。
+具体实现在 stock_model.py。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
@@ -59,9 +68,10 @@ def build_model(n_features, device):
 
 
 def train(data, device, out, progress):
-    """A GRU reads the window day by day with one state h and two gates: the reset gate r (G1) decides how
-    much of h_{t-1} enters the candidate n (G3), the update gate z (G2) blends old h and n (G4), doing
-    the LSTM's forget and input gates' work at once. No cell state: 3/4 of the LSTM's parameters."""
+    """A GRU reads the window day by day with one state h and two gates: 重置门 reset gate r (G1) decides
+    how much of h_{t-1} enters 候选状态 candidate n (G3), 更新门 update gate z (G2) blends old h and n into
+    新的隐藏状态 new hidden state (G4), doing the LSTM's forget and input gates' work at once.
+    No cell state 无细胞状态: 3/4 of the LSTM's parameters."""
     torch.manual_seed(SEED)  # right before the weights are drawn: the same model whatever ran before
     model = build_model(data["x_train"].shape[2], device)
     result = stock_model.train_price_model(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,

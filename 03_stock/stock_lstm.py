@@ -4,6 +4,13 @@ Shows sliding windows (x: (N, WINDOW, F) -> y: (N,)), a chronological train/val/
 the training days only, and why the target is a return and "tomorrow = today" (persistence) is the bar to clear.
 Run: python 03_stock/stock_lstm.py (offline AAPL 2000-2013; --quick; --SOURCE=yfinance --TICKER=NVDA; --CSV=my.csv).
 Theory: THEORY.md (L1)-(L6); §12 forecasting honestly. The mechanism is in stock_model.py.
+
+用 LSTM 看过去一段时间的每日特征，预测下一个交易日的收益率，再换算成价格。要学的是：用滑动窗口切出样本
+（x: (N, WINDOW, F) -> y: (N,)）；训练、验证、测试按时间先后划分；缩放只用训练期的数据来拟合；以及为什么
+预测目标是收益率，而“明天和今天一样”（persistence，持续性基线）是模型必须超过的那条线。
+运行：`python 03_stock/stock_lstm.py`，默认用离线的 AAPL 2000-2013 数据；`--quick` 快速跑通，
+`--SOURCE=yfinance --TICKER=NVDA` 在线下载别的股票，`--CSV=my.csv` 用你自己的数据。
+理论：THEORY.md 公式 (L1)-(L6)，第 12 节讲怎样做不偷看未来的预测评估。具体实现在 stock_model.py。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
@@ -59,9 +66,9 @@ def build_model(n_features, device):
 
 
 def train(data, device, out, progress):
-    """An LSTM reads the window day by day: the input gate i (L1) decides how much of today's return
-    enters the cell state c (L5), the forget gate f (L2) how much of the older history is kept, and the
-    output gate o (L4) what the last h passes to the linear head. Forget bias starts at 1 (§4.4)."""
+    """An LSTM reads the window day by day: 输入门 input gate i (L1) decides how much of today's return
+    enters 细胞状态 cell state c (L5), 遗忘门 forget gate f (L2) how much of the older history is kept, and
+    输出门 output gate o (L4) what the last h passes to the linear head. Forget bias starts at 1 (§4.4)."""
     torch.manual_seed(SEED)  # right before the weights are drawn: the same model whatever ran before
     model = build_model(data["x_train"].shape[2], device)
     result = stock_model.train_price_model(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,

@@ -5,6 +5,14 @@ phonemes while attention looks back at the letters, trained with teacher forcing
 with beam search; --ATTENTION=false squeezes the word through one vector instead, to show what attention buys.
 Run: python 04_text_gen/g2p_gru.py [--quick] [--ATTENTION=false] [--IMPL=scratch]; then pronounce.py --WORD=...
 Theory: THEORY.md (G1)-(G4), §5 packing, §9 clipping, §13 encoder-decoders, attention, beam search.
+
+g2p_lstm.py 的孪生脚本：用 GRU 编码器-解码器，从 CMU 发音词典学习英语单词怎么念。要学的是序列到序列
+（seq2seq）学习：双向 GRU 编码器读入字母（打包的变长序列），GRU 解码器一个个写出音素，同时用注意力回头
+看字母；训练时用教师强制（teacher forcing），解码时比较贪心搜索和束搜索。`--ATTENTION=false` 不用注意力，
+把整个单词压进一个向量，用来看注意力到底带来了什么。
+运行：`python 04_text_gen/g2p_gru.py`；`--quick` 快速跑通，`--IMPL=scratch` 改用手写的 ScratchGRU；
+训练完用 `pronounce.py --WORD=...` 念任意一个单词。
+理论：THEORY.md 公式 (G1)-(G4)，第 5 节（打包），第 9 节（梯度裁剪），第 13 节（编码器-解码器、注意力、束搜索）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -60,9 +68,11 @@ def load_dictionary():
 
 
 def build_model(device):
-    """Letters -> biGRU encoder -> GRU decoder (+ attention) -> phonemes. Each GRU step: reset gate r (G1),
-    update gate z (G2), candidate n (G3), h_t = (1-z)*n + z*h_{t-1} (G4); one state, no separate cell: the
-    decoder's h is both its memory and the attention's query (E4). 3 gate blocks: 3/4 of an LSTM's weights."""
+    """Letters -> biGRU encoder -> GRU decoder (+ attention) -> phonemes. Each GRU step:
+    重置门 reset gate r (G1), 更新门 update gate z (G2), 候选状态 candidate n (G3),
+    新的隐藏状态 new hidden state h_t = (1-z)*n + z*h_{t-1} (G4); one state, no separate cell 无细胞状态:
+    the decoder's h is both its memory and the attention's query (E4). 3 gate blocks: 3/4 of an LSTM's
+    weights."""
     model = g2p_model.Seq2Seq(cell="gru", impl=IMPL, attention=ATTENTION, embed_dim=EMBED_DIM,
                               hidden_size=HIDDEN_SIZE, enc_layers=NUM_LAYERS, dec_layers=DECODER_LAYERS,
                               dropout=DROPOUT, device=device).to(device)

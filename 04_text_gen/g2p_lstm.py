@@ -5,6 +5,14 @@ writes phonemes while attention looks back at the letters, trained with teacher 
 and with beam search; --ATTENTION=false squeezes the word through one vector instead, to show what attention buys.
 Run: python 04_text_gen/g2p_lstm.py [--quick] [--ATTENTION=false] [--IMPL=scratch]; then pronounce.py --WORD=...
 Theory: THEORY.md (L1)-(L6), §5 packing, §9 clipping, §13 encoder-decoders, attention, beam search.
+
+从拼写到读音：用 LSTM 编码器-解码器，从 CMU 发音词典学习英语单词怎么念。要学的是序列到序列（seq2seq）
+学习：双向 LSTM 编码器读入字母（打包的变长序列），LSTM 解码器一个个写出音素，同时用注意力回头看字母；
+训练时用教师强制（teacher forcing），解码时比较贪心搜索和束搜索。`--ATTENTION=false` 不用注意力，把整个
+单词压进一个向量，用来看注意力到底带来了什么。
+运行：`python 04_text_gen/g2p_lstm.py`；`--quick` 快速跑通，`--IMPL=scratch` 改用手写的 ScratchLSTM；
+训练完用 `pronounce.py --WORD=...` 念任意一个单词。
+理论：THEORY.md 公式 (L1)-(L6)，第 5 节（打包），第 9 节（梯度裁剪），第 13 节（编码器-解码器、注意力、束搜索）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -60,8 +68,9 @@ def load_dictionary():
 
 
 def build_model(device):
-    """Letters -> biLSTM encoder -> LSTM decoder (+ attention) -> phonemes. Each LSTM step: input gate (L1),
-    forget gate (L2), candidate (L3), output gate (L4), cell c_t = f*c + i*g (L5), h_t = o*tanh(c_t) (L6).
+    """Letters -> biLSTM encoder -> LSTM decoder (+ attention) -> phonemes. Each LSTM step:
+    输入门 input gate (L1), 遗忘门 forget gate (L2), 候选值 candidate (L3), 输出门 output gate (L4),
+    细胞状态 cell c_t = f*c + i*g (L5), 隐藏状态 hidden state h_t = o*tanh(c_t) (L6).
     Two states: the bridge (E2) sets the decoder's h from the word's summary and its cell c starts at 0;
     the attention's query (E4) is h_t, what the output gate lets out of the cell. The forget-gate bias keeps
     torch's initialisation (f starts near 0.5; THEORY.md §4.4): a word is at most 28 letters long."""

@@ -3,6 +3,12 @@
 Same data, training (truncated BPTT) and baseline; compare its loss, speed and samples with the LSTM's.
 Run: python 04_text_gen/text_gru.py [--quick] [--TEXT=my.txt] [--IMPL=scratch]
 Theory: THEORY.md (G1)-(G4), §9 clipping, §10 truncated BPTT, §11 sampling.
+
+text_lstm.py 的孪生脚本，把 LSTM 换成门控循环单元 GRU，逐个字符地学莎士比亚。数据、训练方式（截断 BPTT）
+和基线都一样，看它的损失、速度和写出来的文字与 LSTM 有什么不同。
+运行：`python 04_text_gen/text_gru.py`；`--quick` 快速跑通，`--TEXT=my.txt` 换成你自己的文本，
+`--IMPL=scratch` 改用 01 里手写的 ScratchGRU。
+理论：THEORY.md 公式 (G1)-(G4)，第 9 节（梯度裁剪），第 10 节（截断 BPTT），第 11 节（采样）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -60,9 +66,10 @@ def load_text(device):
 
 
 def build_model(vocab_size, device):
-    """Embedding -> GRU -> linear. A GRU step has no separate cell state: the reset gate r (G1) decides
-    how much of h_{t-1} enters the candidate n (G3), and the update gate z (G2) mixes old state and
-    candidate, h_t = (1-z)*n + z*h_{t-1} (G4): one gate does the LSTM's forget and input jobs."""
+    """Embedding -> GRU -> linear. A GRU step has no separate cell state 无细胞状态: 重置门 reset gate r (G1)
+    decides how much of h_{t-1} enters 候选状态 candidate n (G3), and 更新门 update gate z (G2) mixes old
+    state and candidate into 新的隐藏状态 new hidden state h_t = (1-z)*n + z*h_{t-1} (G4): one gate does
+    the LSTM's forget and input jobs."""
     model = char_model.CharRNN(vocab_size, cell="gru", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
                                num_layers=NUM_LAYERS, dropout=DROPOUT, device=device).to(device)
     print(f"model: {NUM_LAYERS}x{HIDDEN_SIZE} GRU ({IMPL}), {count_parameters(model):,} parameters "

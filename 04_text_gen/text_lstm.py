@@ -4,6 +4,13 @@ Teaches truncated backpropagation through time (the hidden state carried across 
 in nats/bits per character against an n-gram baseline, and sampling with a temperature.
 Run: python 04_text_gen/text_lstm.py [--quick] [--TEXT=my.txt] [--IMPL=scratch]
 Theory: THEORY.md (L1)-(L6), §4.4 forget-gate bias, §9 clipping, §10 truncated BPTT, §11 sampling.
+
+用 LSTM 逐个字符地学莎士比亚：读 400 万个字符的剧本，练习预测下一个字符。要学的是截断的 BPTT（隐藏状态
+在相邻的文本块之间传下去，但梯度在块边界处切断）、以每个字符多少 nats / bits 计的损失以及它和 n-gram
+基线的比较，还有带温度的采样。
+运行：`python 04_text_gen/text_lstm.py`；`--quick` 快速跑通，`--TEXT=my.txt` 换成你自己的文本，
+`--IMPL=scratch` 改用 01 里手写的 ScratchLSTM。
+理论：THEORY.md 公式 (L1)-(L6)，4.4 节（遗忘门偏置），第 9 节（梯度裁剪），第 10 节（截断 BPTT），第 11 节（采样）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -64,9 +71,10 @@ def load_text(device):
 
 def build_model(vocab_size, device):
     """Embedding -> LSTM -> linear. Each LSTM step computes four gates from x_t and h_{t-1}:
-    input i (L1), forget f (L2), candidate g (L3), output o (L4); the cell state c_t = f*c + i*g (L5)
-    is the long-term memory (which speaker is talking, whether a line is verse), h_t = o*tanh(c_t) (L6)
-    what the softmax sees. FORGET_BIAS sets where f starts: sigmoid(0) = 0.5, sigmoid(1) = 0.73."""
+    输入门 input i (L1), 遗忘门 forget f (L2), 候选值 candidate g (L3), 输出门 output o (L4);
+    细胞状态 cell state c_t = f*c + i*g (L5) is the long-term memory (which speaker is talking, whether a
+    line is verse), 隐藏状态 hidden state h_t = o*tanh(c_t) (L6) what the softmax sees. FORGET_BIAS sets
+    where f starts: sigmoid(0) = 0.5, sigmoid(1) = 0.73."""
     model = char_model.CharRNN(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
                                num_layers=NUM_LAYERS, dropout=DROPOUT, forget_bias=FORGET_BIAS,
                                device=device).to(device)

@@ -5,6 +5,14 @@ early stopping on validation accuracy - 0.001 * NLL (the loss breaks ties on a 1
 and a seed ensemble: with a few dozen training series one network's accuracy swings with its seed.
 Run: python 05_seq_classify/sequence_gru.py [--DATASET=JapaneseVowels | --DATASET=all] [--quick]
 Theory: THEORY.md (G1)-(G4), §5 packing, §8 seed ensembles; the LSTM twin is sequence_lstm.py.
+
+用（双向）GRU 给时间序列分类，数据是 sktime 自带的 UCR/UEA 基准数据集（默认 GunPoint）。要学的是：把长短
+不一的序列打包，池化时只用真实的时间步（series_model.SeriesClassifier）；按“验证准确率 - 0.001 × NLL”早停
+（验证集只有 10 条序列，准确率常常打平，就靠损失分出高下）；以及种子集成：训练序列只有几十条时，单个网络的
+准确率会随随机种子大起大落。
+运行：`python 05_seq_classify/sequence_gru.py`；`--DATASET=JapaneseVowels` 换一个数据集，`--DATASET=all`
+跑完 DATASETS 里的全部，`--quick` 快速跑通。
+理论：THEORY.md 公式 (G1)-(G4)，第 5 节（打包），第 8 节（种子集成）；LSTM 版是 sequence_lstm.py。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
@@ -46,9 +54,10 @@ QUICK_SETTINGS = dict(EPOCHS=2, HIDDEN_SIZE=16, N_SEEDS=1, ENSEMBLE=2, MAX_TRAIN
 
 
 def build_model(n_features: int, n_classes: int, device) -> series_model.SeriesClassifier:
-    """A (bi)GRU classifier. The update gate z (G2) does the work of an LSTM's forget and input gates at
-    once: h_t = (1 - z) * n_t + z * h_{t-1} (G4) keeps or overwrites each unit; the reset gate r (G1)
-    decides how much of h_{t-1} enters the candidate n (G3). No cell state, 3 weight blocks instead of 4:
+    """A (bi)GRU classifier. 更新门 update gate z (G2) does the work of an LSTM's forget and input gates at
+    once: 新的隐藏状态 new hidden state h_t = (1 - z) * n_t + z * h_{t-1} (G4) keeps or overwrites each
+    unit; 重置门 reset gate r (G1) decides how much of h_{t-1} enters 候选状态 candidate n (G3).
+    No cell state 无细胞状态, 3 weight blocks instead of 4:
     3/4 of the LSTM's parameters at the same HIDDEN_SIZE."""
     return series_model.SeriesClassifier("gru", IMPL, n_features, n_classes, HIDDEN_SIZE, NUM_LAYERS,
                                          BIDIRECTIONAL, POOLING, DROPOUT, device=device).to(device)

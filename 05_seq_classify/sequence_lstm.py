@@ -5,6 +5,14 @@ early stopping on validation accuracy - 0.001 * NLL (the loss breaks ties on a 1
 and a seed ensemble: with a few dozen training series one network's accuracy swings with its seed.
 Run: python 05_seq_classify/sequence_lstm.py [--DATASET=JapaneseVowels | --DATASET=all] [--quick]
 Theory: THEORY.md (L1)-(L6), §5 packing, §8 seed ensembles; the GRU twin is sequence_gru.py.
+
+用（双向）LSTM 给时间序列分类，数据是 sktime 自带的 UCR/UEA 基准数据集（默认 GunPoint）。要学的是：把长短
+不一的序列打包，池化时只用真实的时间步（series_model.SeriesClassifier）；按“验证准确率 - 0.001 × NLL”早停
+（验证集只有 10 条序列，准确率常常打平，就靠损失分出高下）；以及种子集成：训练序列只有几十条时，单个网络的
+准确率会随随机种子大起大落。
+运行：`python 05_seq_classify/sequence_lstm.py`；`--DATASET=JapaneseVowels` 换一个数据集，`--DATASET=all`
+跑完 DATASETS 里的全部，`--quick` 快速跑通。
+理论：THEORY.md 公式 (L1)-(L6)，第 5 节（打包），第 8 节（种子集成）；GRU 版是 sequence_gru.py。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
@@ -46,10 +54,11 @@ QUICK_SETTINGS = dict(EPOCHS=2, HIDDEN_SIZE=16, N_SEEDS=1, ENSEMBLE=2, MAX_TRAIN
 
 
 def build_model(n_features: int, n_classes: int, device) -> series_model.SeriesClassifier:
-    """A (bi)LSTM classifier. Each step the gates decide what the cell state c keeps: the forget gate f
-    (L2) scales c_{t-1} and the input gate i (L1) admits the candidate g (L3) into c_t (L5); the output
-    gate o (L4) exposes tanh(c_t) as h_t (L6). The additive path through c is what lets an LSTM carry a
-    feature seen early in a series to its end almost unchanged (§4.3)."""
+    """A (bi)LSTM classifier. Each step the gates decide what 细胞状态 cell state c keeps:
+    遗忘门 forget gate f (L2) scales c_{t-1} and 输入门 input gate i (L1) admits 候选值 candidate g (L3)
+    into c_t (L5); 输出门 output gate o (L4) exposes tanh(c_t) as 隐藏状态 hidden state h_t (L6).
+    The additive path through c is what lets an LSTM carry a feature seen early in a series to its end
+    almost unchanged (§4.3)."""
     model = series_model.SeriesClassifier("lstm", IMPL, n_features, n_classes, HIDDEN_SIZE, NUM_LAYERS,
                                           BIDIRECTIONAL, POOLING, DROPOUT, device=device).to(device)
     init_forget_bias(model.rnn, 1.0)  # f ≈ 0.73 at the start: remember by default (§4.4, Jozefowicz et al. 2015)
