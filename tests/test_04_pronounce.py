@@ -1,6 +1,7 @@
 """04_text_gen, pronunciation: the CMUdict reader, the split, word checks, teacher-forcing batches, the
 encoder-decoder (packing, attention masks, parallel = step-by-step decoding, beam search), the error rates
 by hand, a tiny model that learns, and the three scripts end to end with --quick (interactive via stdin)."""
+import json
 import subprocess
 import sys
 
@@ -55,6 +56,23 @@ def test_split_is_by_word_fixed_and_saved(tmp_path, cmudict, monkeypatch):
     assert list(again["test"]) == list(split["test"]) and (tmp_path / "cmudict_split.json").read_text() == saved
     (tmp_path / "cmudict_split.json").write_text('{"seed": 1, "train": [], "val": [], "test": []}')
     assert list(g2p_split(cache=tmp_path)["test"]) == list(split["test"])  # a stale file is rebuilt
+    old_rule = json.loads(saved)
+    del old_rule["grouped_by"]                                       # a split made by exact spelling
+    (tmp_path / "cmudict_split.json").write_text(json.dumps(old_rule))
+    assert list(g2p_split(cache=tmp_path)["test"]) == list(split["test"])  # ... is rebuilt by the grouping rule
+
+
+def test_split_keeps_apostrophe_variants_together(tmp_path, cmudict, monkeypatch):
+    monkeypatch.setattr(g2p_model, "load_cmudict", lambda keep_stress=False: cmudict)
+    split = g2p_split(cache=tmp_path)
+    part_of = {w: p for p in split for w in split[p]}
+    groups = {}
+    for w in cmudict:
+        groups.setdefault(w.replace("'", ""), set()).add(part_of[w])
+    assert all(len(parts) == 1 for parts in groups.values())
+    assert part_of["'em"] == part_of["em"] and part_of["americas'"] == part_of["americas"]
+    train_keys = {w.replace("'", "") for w in split["train"]}
+    assert not any(w.replace("'", "") in train_keys for w in split["test"])
 
 
 @pytest.mark.parametrize("text, message", [
@@ -75,8 +93,11 @@ def test_good_words_are_normalised():
 
 def test_edit_distance_and_error_rates_by_hand():
     assert edit_distance("kitten", "sitting") == 3 and edit_distance([], [1, 2]) == 2 and edit_distance("ab", "ab") == 0
-    assert closest_reference((5, 6), [(5, 6, 7), (5, 6)]) == (0, 2)   # any accepted pronunciation counts
-    assert closest_reference((5, 9), [(5, 6, 7), (5, 6)]) == (1, 2)
+    assert closest_reference((5, 6), [(5, 6, 7), (5, 6)]) == (0, 2, (5, 6))   # any accepted pronunciation counts
+    assert closest_reference((5, 9), [(5, 6, 7), (5, 6)]) == (1, 2, (5, 6))
+    # a tie in distance goes to the first-listed pronunciation, not to the shorter one
+    assert closest_reference((5, 6, 8), [(5, 6, 7), (5, 6)]) == (1, 3, (5, 6, 7))
+    assert closest_reference((5, 6, 8), [(5, 6), (5, 6, 7)]) == (1, 2, (5, 6))
     rates = error_rates(torch.tensor([0, 2, 0, 1]), torch.tensor([3, 4, 2, 1]))
     assert rates["wer"] == 0.5 and rates["per"] == pytest.approx(3 / 10)
     part = {"ab": [("AE", "B")], "abcdefghijklm": [("AE",)]}
@@ -126,7 +147,15 @@ def test_teacher_forced_decoder_equals_step_by_step(attention):
         memory, mask, summary, state = model.encode(letters, lengths)
         for t in range(dec_in.shape[1]):
             logp, state, _ = model.step(dec_in[:, t], state, memory, mask, summary)
-            assert torch.allclose(logp, torch.log_softmax(logits[:, t], -1), atol=1e-5)
+            assert torch.allclose(logp, decoding_log_softmax(logits[:, t]), atol=1e-5)
+            assert (logp[:, [PAD, BOS]] == float("-inf")).all()                  # never emitted when decoding
+
+
+def decoding_log_softmax(logits):
+    """What decoding scores: the log-softmax over phonemes and </s> only (<pad> and <s> get -inf)."""
+    logits = logits.clone()
+    logits[..., [PAD, BOS]] = float("-inf")
+    return torch.log_softmax(logits, -1)
 
 
 def test_beam_of_one_is_greedy_and_beam_scores_are_the_models_log_probability():
@@ -145,7 +174,7 @@ def test_beam_of_one_is_greedy_and_beam_scores_are_the_models_log_probability():
         target = ids + ([EOS] if finished else [])
         with torch.no_grad():
             logits, _ = model(letters[i:i + 1, :lengths[i]], lengths[i:i + 1], torch.tensor([[BOS] + target[:-1]]))
-        logp = torch.log_softmax(logits[0], -1).gather(1, torch.tensor(target)[:, None]).sum()
+        logp = decoding_log_softmax(logits[0]).gather(1, torch.tensor(target)[:, None]).sum()
         assert float(score[i]) == pytest.approx(float(logp), abs=1e-4)      # (B1): the sum of log p
 
 
