@@ -102,7 +102,7 @@ class CharStreams:
         offset = int(torch.randint(self.T, (1,), generator=self.g)) if random_offset else 0
         n = (len(self.ids) - offset - 1) // self.B
         data = self.ids[offset: offset + self.B * n + 1]
-        self.x = data[:-1].view(self.B, n).to(self.device)          # (B, n)
+        self.x = data[:-1].view(self.B, n).to(self.device)          # (T1) (B, n): row b = x[o + b*n : o + (b+1)*n]
         self.y = data[1:].reshape(self.B, n).to(self.device)        # (B, n): the next character
         self.pos, self.n = 0, n
 
@@ -118,7 +118,7 @@ class CharStreams:
             reset = self.pos == 0
             s = slice(self.pos, self.pos + self.T)
             self.pos += self.T
-            yield self.x[:, s], self.y[:, s], reset                 # (B, T), (B, T), bool
+            yield self.x[:, s], self.y[:, s], reset                 # (T1) chunk k, columns kT..kT+T-1: (B, T), (B, T)
 
 
 def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1) -> dict:
@@ -207,7 +207,7 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     if temperature <= 0:
         probs = torch.zeros_like(logits)
         return probs.scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
-    return torch.softmax(logits / temperature, dim=-1)
+    return torch.softmax(logits / temperature, dim=-1)             # (S1) temperature
 
 
 def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
@@ -215,7 +215,7 @@ def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
     if k <= 0 or k >= probs.shape[-1]:
         return probs
     kth = probs.topk(k, dim=-1).values[..., -1:]                    # (..., 1): the k-th largest
-    kept = torch.where(probs >= kth, probs, torch.zeros_like(probs))
+    kept = torch.where(probs >= kth, probs, torch.zeros_like(probs))   # (S2) top-k (ties with the k-th kept)
     return kept / kept.sum(-1, keepdim=True)
 
 
@@ -226,7 +226,7 @@ def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
     before = sorted_p.cumsum(-1) - sorted_p          # mass of the strictly more likely characters
-    keep_sorted = before < p                         # the first character is always kept
+    keep_sorted = before < p                         # (S3) the nucleus N_p; the first character is always kept
     keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     kept = torch.where(keep, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
@@ -317,7 +317,7 @@ class CharRNN(nn.Module):
 
 
 def detach_state(state):
-    """Cut the graph at the chunk boundary (truncated BPTT, THEORY.md §10): keep the values, drop the
+    """(T2) Cut the graph at the chunk boundary (truncated BPTT, THEORY.md §10): keep the values, drop the
     history, so backward stops here. pytorch/examples calls this `repackage_hidden`."""
     if state is None:
         return None
@@ -388,7 +388,7 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
             for x, y, reset in bar:                                  # x, y: (B, T); y = x one character on
                 if schedule.done():                                  # the time budget is spent
                     break
-                state = None if reset else detach_state(state)       # THEORY.md §10: keep the values, cut the graph
+                state = None if reset else detach_state(state)       # (T2) sg(state): keep the values, cut the graph
                 schedule.step()                                      # warm-up, then cosine to the budget
                 logits, state = model(x, state)                      # (B, T, V)
                 loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -397,7 +397,7 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                     raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}", optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()                                      # back through this chunk only
-                norm = grad_norm(model, clip)                        # before clipping; then clipped (§9)
+                norm = grad_norm(model, clip)                        # before clipping; then clipped, (C2) §9
                 if not math.isfinite(norm):
                     raise NonFiniteLoss("gradient norm", norm, f"report {epoch}, chunk {n + 1}",
                                         optimizer.param_groups[0]["lr"])

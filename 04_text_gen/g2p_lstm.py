@@ -32,7 +32,7 @@ DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 THREADS: AtLeast(0) = 0         # CPU threads for torch (0 = torch's default, one per core): two were 1.34x
                                 # faster than one on an idle 2-core machine; 1 if other jobs share the cores
 IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.LSTM (cuDNN on GPU); scratch = 01_basic_theory's ScratchLSTM
-ATTENTION: bool = True          # False: one summary vector, no attention (Sutskever et al. 2014): no_attention/
+ATTENTION: bool = True          # False: one summary vector, no attention (Cho et al. 2014): no_attention/
 EMBED_DIM: AtLeast(1) = 64      # letter and phoneme embedding size
 HIDDEN_SIZE: AtLeast(2) = 256   # decoder LSTM units (h and c); each encoder direction has half
 NUM_LAYERS: AtLeast(1) = 1      # bidirectional encoder layers

@@ -234,8 +234,8 @@ class Seq2Seq(nn.Module):
     """Letters -> bidirectional encoder -> decoder with Luong attention (or a fixed summary) -> phonemes.
 
     attention=True: at each output step the decoder looks back at every letter (E4)-(E6).
-    attention=False: the whole word must pass through one vector c̄ (E2), as in Cho et al. 2014 and
-    Sutskever et al. 2014; everything else is identical, so the difference is attention alone.
+    attention=False: the whole word must pass through one vector c̄ (E2), fed to every output step (E6'), as
+    in Cho et al. 2014; everything else is identical, so the difference is attention alone.
     `hparams` holds every constructor argument, so a checkpoint can rebuild the model.
     """
 
@@ -407,7 +407,7 @@ def g2p_step(device: torch.device | str):
 
 def error_rates(dist: torch.Tensor, ref_len: torch.Tensor) -> dict:
     """Per-word edit distances (N,) and reference lengths (N,) -> word error rate (share of words with any
-    error) and phoneme error rate (all edits / all reference phonemes)."""
+    error) and phoneme error rate (all edits / all reference phonemes): (W1)."""
     return {"wer": float((dist > 0).float().mean()), "per": float(dist.sum() / ref_len.sum().clamp_min(1))}
 
 
@@ -512,7 +512,7 @@ def by_length(rows: list[dict]) -> dict[str, dict]:
 @torch.no_grad()
 def teacher_forced_accuracy(model: Seq2Seq, examples: list, device) -> float:
     """Share of phonemes predicted right when the decoder is fed the true prefix (as in training). Set
-    against the free-running phoneme error rate, the gap is exposure bias (THEORY.md §13.3)."""
+    against the free-running phoneme error rate, the gap is exposure bias (THEORY.md §13.2)."""
     model.eval()
     right = total = 0
     for letters, lengths, dec_in, dec_out, _ in WordBatches(examples, 512, shuffle=False):

@@ -221,7 +221,7 @@ class SeriesClassifier(nn.Module):
             pooled.append(torch.cat(list(h_n[-self.directions:]), dim=-1))  # (batch, directions*hidden)
         if self.config["pooling"] in ("mean", "last+mean"):
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)  # (batch, max_len, dir*hidden)
-            # masking by length (§5): the outputs past each end are 0 and add nothing to the sum, and the
+            # (P1) masked mean (THEORY.md §5.1): the outputs past each end are 0 and add nothing to the sum, and the
             # sum is divided by the series' own length, not max_len
             pooled.append(out.sum(1) / lengths.to(out.device, out.dtype).unsqueeze(1))  # (batch, dir*hidden)
         return self.head(torch.cat(pooled, dim=-1))  # (batch, pooled width) -> (batch, classes)

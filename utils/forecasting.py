@@ -19,7 +19,7 @@ from scipy import stats
 # Baselines
 # ----------------------------------------------------------------------------------------------------
 def persistence(close: np.ndarray, origins: np.ndarray) -> np.ndarray:
-    """"Tomorrow = today": the forecast for day t+h is close[t]. Every honest forecast must beat this."""
+    """"Tomorrow = today": the forecast for day t+h is close[t]. Every forecast must beat this (THEORY.md §12)."""
     return np.asarray(close, float)[np.asarray(origins)]
 
 
@@ -88,7 +88,7 @@ def mase(actual, pred, scale: float) -> float:
 
 
 def theils_u(actual, pred, previous) -> float:
-    """Theil's U2 = sqrt(sum (pred - actual)^2 / sum (previous - actual)^2): the RMSE relative to
+    """(F1) Theil's U2 = sqrt(sum (pred - actual)^2 / sum (previous - actual)^2): the RMSE relative to
     persistence on the same days. U < 1 beats "tomorrow = today"; U = 1 is persistence itself."""
     actual = np.asarray(actual, float)
     num = np.sum((np.asarray(pred, float) - actual) ** 2)
