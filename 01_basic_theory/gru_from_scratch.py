@@ -24,8 +24,8 @@ from torch.autograd.function import once_differentiable
 from rnn_common import (ScratchRNNBase, check_against_torch_impl, compare_with_torch, gradcheck_layer,
                         make_sine_task, max_rel_error, previous_states, train_side_by_side)
 from utils.model_utils import ProgressLog
-from utils.script_utils import (AtLeast, OneOf, Positive, Seed, get_device, output_dir, parse_config,
-                                print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, OneOf, Positive, Seed, float64_device, get_device, output_dir,
+                                parse_config, print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_curves
 
 # ==== Hyperparameters (edit me) ====
@@ -271,9 +271,10 @@ def compare_configurations(device):
                dict(num_layers=3, bias=False, batch=1, seq_len=1)]
     rows = []
     for dtype in (torch.float64, torch.float32):
+        where = float64_device(device) if dtype == torch.float64 else device   # MPS: float64 on the CPU
         for cfg in configs:
             errors = compare_with_torch(ScratchGRU, nn.GRU, input_size=INPUT_SIZE, hidden_size=HIDDEN_SIZE,
-                                        dtype=dtype, device=device, seed=SEED, **cfg)
+                                        dtype=dtype, device=where, seed=SEED, **cfg)
             label = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "defaults"
             rows.append({"dtype": str(dtype).replace("torch.", ""), "config": label,
                          **{k: f"{v:.1e}" for k, v in errors.items()}, "_max": max(errors.values())})
@@ -308,10 +309,13 @@ def main():
 
     print("\n== 1. One GRU step from the equations (THEORY.md G1-G4) ==")
     step_err = show_one_step(device)
+    if float64_device(device) != device:
+        print(f"(the float64 rows of 2. and the gradcheck of 3. run on the CPU: {device.type} has no float64; "
+              f"the float32 rows and the training of 4. run on {device.type})")
     print("\n== 2. Whole sequences vs torch.nn.GRU: outputs, final state and every gradient ==")
     worst = compare_configurations(device)
     print("\n== 3. torch.autograd.gradcheck (float64, finite differences vs our BPTT) ==")
-    ok = gradcheck_layer(ScratchGRU, packed=True, device=device)
+    ok = gradcheck_layer(ScratchGRU, packed=True, device=float64_device(device))
     print(f"gradcheck on a packed, bidirectional 2-layer ScratchGRU: {'passed' if ok else 'FAILED'}")
     print("\n== 4. Training ScratchGRU and torch.nn.GRU side by side (same init, same batches) ==")
     # progress.jsonl, live training_curves.png and TensorBoard; Ctrl-C says what is kept

@@ -14,6 +14,7 @@ Theory: THEORY.md sections 1, 4.3 (why gates ease vanishing gradients), 4.4 (for
 对应的理论：THEORY.md 第 1 节、4.3 节（门如何缓解梯度消失）、4.4 节（遗忘门偏置）、第 6 节（参数量）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder: rnn_common
 
 import time
 
@@ -24,9 +25,11 @@ from tqdm.auto import tqdm
 
 from utils.model_utils import (ProgressLog, count_parameters, grad_norm, gradient_summary, init_forget_bias,
                                make_rnn)
-from utils.script_utils import (AtLeast, Finite, Items, OneOf, Positive, Seed, UserError, check_constants, get_device,
-                                output_dir, parse_config, print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, Finite, Items, OneOf, Positive, Seed, UserError, check_constants,
+                                float64_device, get_device, output_dir, parse_config, print_table, run_main,
+                                save_metrics, set_seed, synchronize)
 from utils.visualization import plot_bars, plot_curves, plot_heatmap_panels
+from rnn_common import full_float32
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -153,7 +156,8 @@ def gradient_norms(model: LastStepRegressor, x, y) -> np.ndarray:
 def experiment_gradients(device):
     """Geometric mean over GRAD_SAMPLES sequences of the relative gradient norm, at initialisation."""
     x, y, _ = adding_problem(GRAD_SAMPLES, GRAD_SEQ_LEN, data_generator(SEED + 1))
-    x, y = x.double().to(device), y.double().to(device)       # float64: 1e-30 is a real number here
+    device = float64_device(device)                           # float64: 1e-30 is a real number here
+    x, y = x.double().to(device), y.double().to(device)       # (on a Mac, on the CPU: MPS has no float64)
     curves, rows, summary = {}, [], {}
     for name in MODELS:
         model = build_model(name, device).double()
@@ -165,7 +169,7 @@ def experiment_gradients(device):
         rows.append({"model": label(name), f"log10 ||dL/dh_0|| / ||dL/dh_{GRAD_SEQ_LEN - 1}||": float(log_ratio[0]),
                      "gradient kept per step": float(10 ** -slope)})
     print_table(rows, f"(1) Gradient reaching step t from the loss at step T={GRAD_SEQ_LEN} "
-                      f"(at init, {GRAD_SAMPLES} sequences)", floatfmt=".3f")
+                      f"(at init, {GRAD_SAMPLES} sequences, float64 on {device.type})", floatfmt=".3f")
     return curves, summary
 
 
@@ -263,12 +267,10 @@ def time_step_ms(models: dict, device) -> dict:
     for round_ in range(TIMING_REPEATS + 2):                 # 2 warm-up rounds, not counted
         for name, model in models.items():
             model.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)                               # CUDA and MPS queue work: wait before the clock
             t0 = time.perf_counter()
             ((model(x) - y) ** 2).mean().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             if round_ >= 2:
                 times[name].append((time.perf_counter() - t0) * 1000)
     return {name: float(np.median(t)) for name, t in times.items()}
@@ -382,7 +384,7 @@ def experiment_gates(results: dict, device, out) -> dict:
     x = x.to(device)
     lstm = results["lstm"][HEATMAP_LAG]["model"].rnn
     gru = results["gru"][HEATMAP_LAG]["model"].rnn
-    with torch.no_grad():
+    with torch.no_grad(), full_float32():                     # no TF32 on CUDA: the 1e-4 check below holds
         lg, gg = lstm_gates(lstm, x), gru_gates(gru, x)
         check_reproduces("LSTM", lg["h"], lstm, x)
         check_reproduces("GRU", gg["h"], gru, x)

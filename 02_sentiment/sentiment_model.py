@@ -195,10 +195,10 @@ class SentimentClassifier(nn.Module):
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D), 0 past a length
         # the top layer's final states: forward after the last word, backward after the first (it reads right to left)
         last = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]  # (B, D)
-        # Masked pooling (§5): mask[b, t] = t < lengths[b]; padded steps must not win the max or dilute the mean
+        # Masked pooling (THEORY.md §5.1): mask[b, t] = t < lengths[b]; padded steps must not win the max or dilute the mean
         mask = (torch.arange(T, device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[..., None]  # (B, T, 1)
-        peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (B, D)
-        mean = (out * mask).sum(dim=1) / lengths.to(ids.device)[:, None].clamp_min(1)  # (B, D)
+        peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (P2) masked max: (B, D)
+        mean = (out * mask).sum(dim=1) / lengths.to(ids.device)[:, None].clamp_min(1)  # (P1) masked mean: (B, D)
         return self.head(self.dropout(torch.cat([last, peak, mean], dim=1)))   # (B, 3D) -> (B, classes)
 
 
@@ -338,12 +338,23 @@ def load_sentiment_model(path: Path | str, device: torch.device | str = "cpu", c
     return model, vocab, ckpt
 
 
-def predict_proba(model: nn.Module, encoded: list[list[int]], device: torch.device | str) -> list[float]:
-    """P(positive) for each already-encoded review (id lists of length >= 1), in the given order."""
+def predict_proba(model: nn.Module, encoded: list[list[int]], device: torch.device | str,
+                  batch_size: int = 256) -> list[float]:
+    """P(positive) for each already-encoded review (id lists of length >= 1), in the given order.
+
+    In batches of `batch_size` reviews of similar length (little padding), so memory stays bounded: a
+    whole IMDB split as one batch would be 25k x 400 tokens x EMBED_DIM floats for the embeddings alone."""
     model.eval()
-    ids, lengths = pad_batch(encoded)                # (N, longest), (N,)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    probs = [0.0] * len(encoded)
     with torch.no_grad():
-        return torch.softmax(model(ids.to(device), lengths), dim=1)[:, 1].tolist()
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            ids, lengths = pad_batch([encoded[i] for i in idx])           # (b, longest in the batch), (b,)
+            p = torch.softmax(model(ids.to(device), lengths), dim=1)[:, 1].tolist()
+            for i, value in zip(idx, p):                                  # back to the caller's order
+                probs[i] = value
+    return probs
 
 
 def test_sentiment_model(model: nn.Module, loader, device: torch.device | str) -> dict:

@@ -26,9 +26,9 @@ import numpy as np
 
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import count_parameters
-from utils.script_utils import (REPO_ROOT, Interval, Items, Positive, Seed, UserError, atomic_write, import_case_module,
-                                load_case_script, output_dir, parse_config, print_table, run_main, save_json,
-                                save_metrics, set_seed, shown_path)
+from utils.script_utils import (REPO_ROOT, Interval, Items, Positive, Seed, UserError, apply_gpu_settings,
+                                atomic_write, get_device, import_case_module, load_case_script, output_dir,
+                                parse_config, print_table, run_main, save_json, save_metrics, set_seed, shown_path)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
@@ -116,9 +116,32 @@ def model_dims(case: str, script, lstm_record: dict) -> tuple:
     raise UserError(f"no model dimensions known for case {case!r}.")
 
 
+def run_device() -> str:
+    """The device kind a case script's DEVICE="auto" picks on this machine: 'cuda', 'mps' or 'cpu'. Runs on
+    another device are other runs (GPU_SETTINGS give other models), so reuse and --MATCH_PARAMS key on it."""
+    return get_device("auto", verbose=False).type
+
+
+def use_run_settings(script, record: dict | None, device: str, quick: bool, hidden: str) -> None:
+    """Give the twin module (from load_case_script) the GPU_SETTINGS values its runs really use, so that a
+    parameter count is the trained model's: a finished run's own config when there is one (`record`), else
+    what apply_gpu_settings gives on `device`, with the hidden-size constant left to the matcher."""
+    settings = getattr(script, "GPU_SETTINGS", None) or {}
+    if record is not None:
+        for name in settings:
+            if name in record.get("config", {}):
+                setattr(script, name, record["config"][name])
+        return
+    namespace = vars(script)
+    namespace["__given__"] = [hidden]              # set by --HIDDEN_SIZE=... on the GRU's command line
+    with contextlib.redirect_stdout(io.StringIO()):
+        apply_gpu_settings(namespace, settings, device, quick=quick)
+
+
 def parameter_counter(case: str, script, lstm_record: dict):
     """hidden -> parameters of the model the case script trains, built by the script's own build_model
-    with its hidden-size constant set to `hidden` (`script`: the twin from load_case_script)."""
+    with its hidden-size constant set to `hidden` (`script`: the twin from load_case_script, its
+    GPU_SETTINGS already resolved by use_run_settings)."""
     dims = model_dims(case, script, lstm_record)
 
     def count(hidden: int) -> int:
@@ -158,22 +181,24 @@ def with_sibling_imports(path: Path) -> list[Path]:
     return found
 
 
-def run_signature(command: list[str], cell: str, root: Path = REPO_ROOT) -> dict:
-    """What a case run depends on: its command and the code of every file it executes from this
-    repository (comments aside): the script and the case modules it imports, utils/*.py, and
-    01_basic_theory's scratch cell (IMPL=scratch trains with it). A saved run is reused only if all match."""
+def run_signature(command: list[str], cell: str, root: Path = REPO_ROOT, device: str | None = None) -> dict:
+    """What a case run depends on: its command, the device kind it runs on (GPU_SETTINGS change the model
+    on CUDA), and the code of every file it executes from this repository (comments aside): the script and
+    the case modules it imports, utils/*.py, and 01_basic_theory's scratch cell (IMPL=scratch trains with
+    it). A saved run is reused only if all match."""
     files = (with_sibling_imports(root / command[0]) + sorted((root / "utils").glob("*.py"))
              + with_sibling_imports(root / "01_basic_theory" / f"{cell}_from_scratch.py"))
-    return {"command": command,
+    return {"command": command, "device": device or run_device(),
             "code_sha256": {f.relative_to(root).as_posix(): code_hash(f.read_text(encoding="utf-8")) for f in files}}
 
 
-def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool) -> dict:
+def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool,
+             device: str = "cpu") -> dict:
     """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
     script = REPO_ROOT / TASKS[case][cell]
     name = f"{case}_{cell}_seed{seed}"
     command = [TASKS[case][cell], f"--SEED={seed}", *args] + (["--quick"] if quick else [])
-    signature = run_signature(command, cell)
+    signature = run_signature(command, cell, device=device)
     saved = runs_dir / f"{name}.json"
     if REUSE and saved.is_file():
         record = json.loads(saved.read_text(encoding="utf-8"))
@@ -431,6 +456,8 @@ def main():
     out = output_dir(__file__, quick=quick)
     runs_dir = out / "runs"
     runs_dir.mkdir(exist_ok=True)
+    device = run_device()                          # where the case scripts will run (DEVICE="auto")
+    print(f"case runs on: {device}")
     rows, skipped = [], []
     for case in CASES:
         spec = TASKS[case]
@@ -440,13 +467,13 @@ def main():
             skipped.append({"case": case, "missing": missing})
             continue
         print(f"{case}: {spec['task']}")
-        runs = {"lstm": [run_case(case, "lstm", s, [], runs_dir, quick) for s in SEEDS]}
+        runs = {"lstm": [run_case(case, "lstm", s, [], runs_dir, quick, device) for s in SEEDS]}
         gru_args, matched = [], None
         if MATCH_PARAMS:
-            matched = match_gru_hidden(case, runs["lstm"], quick)
+            matched = match_gru_hidden(case, runs["lstm"], quick, device)
             if matched:
                 gru_args = [f"--{spec['hidden']}={matched['gru_hidden']}"]
-        runs["gru"] = [run_case(case, "gru", s, gru_args, runs_dir, quick) for s in SEEDS]
+        runs["gru"] = [run_case(case, "gru", s, gru_args, runs_dir, quick, device) for s in SEEDS]
         row = compare_case(case, runs, ALPHA)
         row["matched"] = matched
         rows.append(row)
@@ -470,17 +497,22 @@ def main():
         raise UserError(f"{len(failed)} case run(s) failed ({', '.join(failed)}); see the .log files in {runs_dir}.")
 
 
-def match_gru_hidden(case: str, lstm_runs: list[dict], quick: bool) -> dict | None:
+def match_gru_hidden(case: str, lstm_runs: list[dict], quick: bool, device: str = "cpu") -> dict | None:
     """The GRU hidden size that gives the GRU model the LSTM model's parameter count. Both models are
-    built by their own script's build_model, so the count is that of the very models the scripts train."""
+    built by their own script's build_model with the settings their runs use on `device` (the LSTM's from
+    its run's config, the GRU's GPU_SETTINGS on CUDA), so the count is that of the very models trained."""
     spec = TASKS[case]
     ok = [r for r in lstm_runs if "failed" not in r]
     if not ok:
         return None
     lstm_hidden = ok[0]["config"][spec["hidden"]]
     try:
-        lstm_count = parameter_counter(case, load_case_script(REPO_ROOT / spec["lstm"], quick), ok[0])
-        gru_count = parameter_counter(case, load_case_script(REPO_ROOT / spec["gru"], quick), ok[0])
+        lstm_script = load_case_script(REPO_ROOT / spec["lstm"], quick)
+        gru_script = load_case_script(REPO_ROOT / spec["gru"], quick)
+        use_run_settings(lstm_script, ok[0], device, quick, spec["hidden"])   # what the LSTM runs used
+        use_run_settings(gru_script, None, device, quick, spec["hidden"])     # what the GRU runs will use
+        lstm_count = parameter_counter(case, lstm_script, ok[0])
+        gru_count = parameter_counter(case, gru_script, ok[0])
         target = lstm_count(lstm_hidden)
         h = matched_hidden_size(gru_count, target)
     except (UserError, KeyError, TypeError, AttributeError) as e:

@@ -3,7 +3,7 @@
 Forward+backward time (interleaved repetitions: median and IQR) and saved-activation memory across batch
 size, sequence length and hidden size, log-log slopes of time vs T and H, a profile of where the scratch
 time goes, and one training step of every applied case's model with IMPL=torch vs scratch.
-Run: python 06_comparison/performance_benchmark.py [--quick] [--DEVICE=cuda]   (CPU default: ~2 min).
+Run: python 06_comparison/performance_benchmark.py [--quick] [--DEVICE=cuda|mps]   (CPU default: ~2 min).
 Theory: THEORY.md (BPTT costs O(T*H^2) per sequence; what backward has to keep from forward).
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
@@ -21,13 +21,13 @@ from torch import nn
 from utils.model_utils import count_parameters, make_rnn
 from utils.script_utils import (AtLeast, Items, OneOf, Positive, Seed, describe_device, get_device,
                                 import_case_module, output_dir, parse_config, print_table, run_main, save_metrics,
-                                set_seed)
+                                set_seed, synchronize)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                    # random weights and inputs
-DEVICE: OneOf("auto", "cpu", "cuda") = "auto"  # auto: cuda when present, else cpu; or cpu / cuda
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # auto: cuda, else Apple's mps, else cpu (mps: CPU targets)
 THREADS: AtLeast(1) = 2           # CPU threads (torch.set_num_threads); this project's reference machine has 2 cores
 REPS: AtLeast(1) = 11             # timed repetitions per configuration (the implementations alternate each one)
 WARMUP: AtLeast(0) = 2            # untimed runs first (allocator, oneDNN/cuDNN plans, caches)
@@ -71,11 +71,6 @@ def build_layers(cell, input_size, hidden, device):
     return layers
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def make_batch(batch, length, input_size, hidden, device):
     """x: (B, T, I) needing a gradient (inside a model the layer below wants dL/dx), grad_out: (B, T, H)."""
     x = torch.randn(batch, length, input_size, device=device, requires_grad=True)
@@ -97,10 +92,10 @@ def time_interleaved(layers, x, grad_out, device, reps, warmup):
     names = list(layers)
     for r in range(warmup + reps):
         for name in (names if r % 2 == 0 else names[::-1]):
-            sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             forward_backward(layers[name], x, grad_out)
-            sync(device)
+            synchronize(device)
             if r >= warmup:
                 times[name].append(1000 * (time.perf_counter() - t0))
     return times
@@ -152,11 +147,11 @@ def saved_activation_bytes(layer, x, grad_out):
 def cuda_peak_bytes(layer, x, grad_out, device):
     """Peak GPU memory allocated during one fwd+bwd, above what was allocated before it."""
     forward_backward(layer, x, grad_out)  # gradients exist afterwards: allocate them before measuring
-    sync(device)
+    synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     forward_backward(layer, x, grad_out)
-    sync(device)
+    synchronize(device)
     return torch.cuda.max_memory_allocated(device) - before
 
 
@@ -279,12 +274,12 @@ def profile_headline(device, size, reps=3):
         x, grad_out = make_batch(batch, length, input_size, hidden, device)
         for impl, layer in layers.items():
             forward_backward(layer, x, grad_out)
-            sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             with without_usdt_lines(), profile(activities=activities) as prof:
                 for _ in range(reps):
                     forward_backward(layer, x, grad_out)
-                sync(device)
+                synchronize(device)
             wall_ms = 1000 * (time.perf_counter() - t0) / reps
             events = prof.key_averages()
             key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
@@ -385,12 +380,12 @@ def time_case_steps(device, batch, max_length, reps, warmup):
             times = {k: [] for k in models}
             for r in range(warmup + reps):
                 for impl in (list(models) if r % 2 == 0 else list(models)[::-1]):
-                    sync(device)
+                    synchronize(device)
                     t0 = time.perf_counter()
                     opts[impl].zero_grad(set_to_none=True)
                     spec["loss"](models[impl], data).backward()
                     opts[impl].step()
-                    sync(device)
+                    synchronize(device)
                     if r >= warmup:
                         times[impl].append(1000 * (time.perf_counter() - t0))
             row = {"case": name, "cell": cell, "length": length, "batch": batch,

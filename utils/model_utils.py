@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils.script_utils import REPO_ROOT, UserError, atomic_write
+from utils.script_utils import REPO_ROOT, UserError, atomic_write, float64_device
 
 THEORY_DIR = REPO_ROOT / "01_basic_theory"
 
@@ -73,13 +73,18 @@ def check_scratch(cell: str, device: torch.device | str = "cpu") -> float:
     module = load_theory_module("lstm_from_scratch" if cell == "lstm" else "gru_from_scratch")
     if key in _CHECKED:
         return 0.0
+    where = float64_device(device)                 # a float64 check: on the CPU where the device has none (MPS)
     try:
-        err = module.check_against_torch(device=str(device))
+        err = module.check_against_torch(device=str(where))
     except AssertionError as e:
         raise UserError(f"the scratch {cell.upper()} in 01_basic_theory disagrees with torch.nn ({e}); "
                         f"fix it (python -m pytest tests/test_scratch_cells.py) or use --IMPL=torch.")
+    except RuntimeError as e:
+        raise UserError(f"the check of the scratch {cell.upper()} against torch.nn could not run on {where} "
+                        f"({str(e).splitlines()[0]}); use --IMPL=torch or --DEVICE=cpu.")
     _CHECKED.add(key)
-    print(f"scratch {cell.upper()} matches torch.nn on {device} (max rel. error {err:.1e})")
+    note = "" if where == torch.device(device) else f" (checked in float64 on the CPU: {device} has no float64)"
+    print(f"scratch {cell.upper()} matches torch.nn on {where} (max rel. error {err:.1e}){note}")
     return err
 
 
@@ -219,7 +224,7 @@ def grad_norm(model: nn.Module, clip: float | None) -> float:
     ||g||, the norm of all gradients as one vector, measured *before* clipping. clip None or 0: the
     gradients are only measured, never changed."""
     if clip:
-        return float(nn.utils.clip_grad_norm_(model.parameters(), clip))
+        return float(nn.utils.clip_grad_norm_(model.parameters(), clip))   # (C2) clip the global gradient norm
     norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 

@@ -502,6 +502,28 @@ def get_device(preference: str = "auto", verbose: bool = True):
     return device
 
 
+def float64_device(device):
+    """Where a float64 check runs: the device itself, or the CPU on Apple's MPS, which has no float64.
+
+    The exactness checks of 01 (1e-16 agreement, gradcheck) need float64; on a Mac they run on the CPU
+    while training stays on the GPU, and the scripts say so where they print the check."""
+    import torch
+
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (CUDA and MPS run asynchronously): call before reading a clock."""
+    import torch
+
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        torch.cuda.synchronize()
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
 def describe_device(device) -> str:
     import torch
 
