@@ -53,7 +53,7 @@ EXAMPLES: Items(str) = ("knight", "phoenix", "xylophone", "colonel", "quixotic",
 CHECKS = [(lambda: all(g2p_model.is_word(w) for w in EXAMPLES),
            "EXAMPLES must be words of the letters a-z and the apostrophe")]
 # On a CUDA device, a constant still at the value shipped above (left) takes its GPU value (right); your own
-# edits and --NAME=VALUE keep yours. Not measured: no GPU was lent to the session that built this (README).
+# edits and --NAME=VALUE keep yours. Not yet measured on a GPU (README).
 GPU_SETTINGS = dict(HIDDEN_SIZE=(256, 512), NUM_LAYERS=(1, 2), EMBED_DIM=(64, 128),
                     DROPOUT=(0.0, 0.2), BATCH_SIZE=(128, 256), EPOCHS=(7, 30), PATIENCE=(3, 6))
 QUICK_SETTINGS = dict(MAX_TRAIN_WORDS=800, MAX_EVAL_WORDS=100, HIDDEN_SIZE=32, EMBED_DIM=16, EPOCHS=2,
