@@ -150,3 +150,31 @@ def test_fit_max_mode_keeps_the_best_epoch_not_the_last():
                  optimizer=torch.optim.SGD(model.parameters(), lr=0.0), metrics_fn=scripted,
                  monitor="accuracy", mode="max", patience=2)
     assert result["best_epoch"] == 2 and result["best_value"] == 0.9 and result["epochs_run"] == 4
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_fit_never_keeps_a_nan_epoch_as_the_best(mode, tmp_path):
+    """A NaN (or inf) monitored value in epoch 1 compares false with everything: it must not become the
+    best epoch whose weights are restored and saved; the first finite epoch does."""
+    torch.manual_seed(0)
+    model = Tiny()
+    scores = iter([math.nan, 0.6, math.inf, 0.7 if mode == "max" else 0.5])
+
+    def scripted(p, t):
+        return {"accuracy": next(scores)}
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = fit(model, toy_data(64), toy_data(64, 1), step, epochs=4, optimizer=opt, metrics_fn=scripted,
+                 monitor="accuracy", mode=mode, patience=5, checkpoint_path=tmp_path / "best.pt")
+    assert result["best_epoch"] == 4 and result["best_value"] == (0.7 if mode == "max" else 0.5)
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 4
+
+
+def test_fit_says_so_when_the_monitored_value_is_never_finite(tmp_path):
+    torch.manual_seed(0)
+    model = Tiny()
+    with pytest.raises(UserError, match="never a finite number in 2 epoch"):
+        fit(model, toy_data(64), toy_data(64, 1), step, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            metrics_fn=lambda p, t: {"accuracy": math.nan}, monitor="accuracy", mode="max",
+            checkpoint_path=tmp_path / "best.pt")
+    assert not (tmp_path / "best.pt").exists()

@@ -503,7 +503,11 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
             value = row.get(f"val_{monitor}")
             if value is None:
                 raise ValueError(f"monitor={monitor!r} is not among the validation metrics {list(val)}")
-            improved = sign * value < best_value - 1e-12 if best_state is not None else True  # best_value is signed
+            # a NaN/inf validation value is no improvement, not even in epoch 1 (it compares false with anything)
+            improved = math.isfinite(value) and (best_state is None or sign * value < best_value - 1e-12)
+            if not math.isfinite(value) and verbose:
+                tqdm.write(f"val_{monitor} is {value} in epoch {epoch}: not a number to compare, so these weights "
+                           f"are not kept as the best.")
             if improved:
                 best_value, best_epoch, bad_epochs = sign * value, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -531,6 +535,9 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
                 break
     except (KeyboardInterrupt, NonFiniteLoss) as e:
         stopped_early(e, epoch, checkpoint_path if best_state is not None else None, best_epoch, progress)
+    if best_state is None and history:
+        raise UserError(f"val_{monitor} was never a finite number in {len(history)} epoch(s), so no weights were "
+                        f"kept; lower the learning rate or check the validation data.")
     if best_state is not None and restore_best:
         model.load_state_dict(best_state)
     result = {"history": history, "best_epoch": best_epoch, "best_value": sign * best_value,
