@@ -193,3 +193,17 @@ def test_a_bad_value_stops_before_anything_runs(script, option, message, tmp_pat
     assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith(message), r.stderr
     assert r.stdout == ""                     # not even "device: ...": no data, no model, no training
     assert not outputs.exists() and not data.exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("3e-4,1e-3", (3e-4, 1e-3)), ("1E3, .5, 5.", (1000.0, 0.5, 5.0)), ("+1,2,1_000", (1, 2, 1000)),
+    ("[3e-4, 1e-2]", (3e-4, 1e-2)),
+])
+def test_list_items_accept_every_spelling_a_single_value_accepts(text, expected):
+    """--LR_GRID=3e-4,1e-3 was refused ('the item '3e-4' must be a number > 0'): scientific notation and the
+    other spellings float()/int() take are numbers in a list too; the list is then checked as usual."""
+    from utils.script_utils import load_case_script, parse_config
+    study = load_case_script(ROOT / "06_comparison/hyperparameter_study.py")
+    assert parse_config(vars(study), [f"--LR_GRID={text}"])["LR_GRID"] == pytest.approx(expected)
+    for spelled in text.strip("[]").split(","):
+        assert float(spelled) == pytest.approx(parse_config(vars(study), [f"--LR_GRID={spelled}"])["LR_GRID"][0])

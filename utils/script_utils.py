@@ -214,6 +214,11 @@ def _comments_of(source_file: str, mtime_ns: int) -> tuple:
     return tuple(found.items())
 
 
+# an item of a command-line list that is a number, spelled as a single value may be: 3, -2, +1, .5, 5.,
+# 1_000, 3e-4, 1E3 (anything else, e.g. a word, stays text for the item's own check)
+_NUMBER = re.compile(r"^[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?$")
+
+
 def convert_value(name: str, text: str, default: Any, kind: type | None = None) -> Any:
     """Parse `text` into `kind` (by default the type of `default`); a UserError if it can't."""
     kind = kind or type(default)
@@ -232,7 +237,7 @@ def convert_value(name: str, text: str, default: Any, kind: type | None = None) 
         if kind in (tuple, list):
             text = text.strip()
             value = ast.literal_eval(text) if text[:1] in "([" else [ast.literal_eval(t.strip())
-                                                                     if re.match(r"^-?[\d.]+$", t.strip())
+                                                                     if _NUMBER.match(t.strip())
                                                                      else t.strip()
                                                                      for t in text.split(",") if t.strip()]
             if not isinstance(value, (tuple, list)):
