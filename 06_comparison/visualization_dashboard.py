@@ -10,6 +10,7 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import base64
 import html
 import json
+import math
 import time
 from pathlib import Path
 
@@ -133,13 +134,24 @@ def read_progress(path: Path) -> list[dict]:
 def progress_status(path: Path, now: float | None = None) -> dict:
     """What a progress.jsonl says about its run: state 'training', 'stopped' or 'finished', and a line
     such as "training: epoch 7 of 20 (member 2 (seed 7)), train_loss 0.4102, val_accuracy 0.7812".
-    Finished = the run's metrics.json was written after its last progress row."""
+
+    Decided from the files' contents, not their modification times (which a copy of outputs/ from another
+    machine renews): finished = the folder's metrics.json was written after this progress.jsonl's run
+    started (its 'finished_unix' against the start row's 'unix'); the last update = the start plus the
+    last row's elapsed seconds. Files written before those fields existed fall back to the file times."""
     now = time.time() if now is None else now
     rows = read_progress(path)
-    metrics = path.parent / "metrics.json"
-    changed = path.stat().st_mtime
     last = rows[-1] if rows else {}
-    if metrics.is_file() and metrics.stat().st_mtime >= changed:
+    start = next((r for r in rows if r.get("event") == "start"), {})
+    metrics_path = path.parent / "metrics.json"
+    record = read_json(metrics_path) if metrics_path.is_file() else None
+    if "unix" in start:
+        changed = start["unix"] + max((r.get("elapsed_s", 0) for r in rows), default=0)
+        finished = record is not None and record.get("finished_unix", -math.inf) >= start["unix"]
+    else:
+        changed = path.stat().st_mtime
+        finished = record is not None and metrics_path.stat().st_mtime >= changed
+    if finished:
         state = "finished"
     elif last.get("event") == "stopped":
         state = "stopped"
@@ -167,10 +179,12 @@ def progress_status(path: Path, now: float | None = None) -> dict:
 
 
 def live_section(root: Path, found: list) -> str:
-    """Every run under `root` whose progress.jsonl is newer than its metrics.json: still training,
-    stopped (Ctrl-C, a non-finite loss) or silent; with its live training_curves.png."""
+    """Every run under `root` (--quick runs aside) that its own records say has not finished: still
+    training, stopped (Ctrl-C, a non-finite loss) or silent; with its live training_curves.png."""
     body = ""
     for path in sorted(root.rglob("progress.jsonl")):
+        if "quick" in path.relative_to(root).parts:          # --quick smoke tests stay off the page
+            continue
         status = progress_status(path)
         if status["state"] == "finished":
             continue

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import ROOT, TEST_OUTPUTS, run_script
 from utils.model_utils import NonFiniteLoss, ProgressLog, fit, load_checkpoint
-from utils.script_utils import load_case_script
+from utils.script_utils import load_case_script, save_metrics
 
 REQUIRED = {"epoch", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "samples_per_s", "elapsed_s", "total"}
 
@@ -194,7 +194,35 @@ def test_dashboard_reads_training_stopped_and_finished_runs(tmp_path):
     member.stop("interrupted")
     assert dashboard.progress_status(tmp_path / "run" / "progress.jsonl")["line"].startswith("stopped (interrupted)")
     time.sleep(0.02)
-    (tmp_path / "run" / "metrics.json").write_text("{}")
+    save_metrics(tmp_path / "run", config={}, metrics={})
     assert dashboard.progress_status(tmp_path / "run" / "progress.jsonl")["state"] == "finished"
     silent = dashboard.progress_status(tmp_path / "run" / "progress.jsonl", now=time.time() + 10_000)
     assert silent["state"] == "finished"
+
+
+def test_dashboard_decides_from_the_records_not_the_file_times(tmp_path):
+    """outputs/ copied from another machine: every file gets a new mtime (progress.jsonl last here), yet a
+    finished run stays finished, and a run that never finished is not 'updated 0 s ago'. --quick runs
+    are not listed as runs in progress."""
+    import os
+    dashboard = load_case_script(ROOT / "06_comparison" / "visualization_dashboard.py")
+    root = tmp_path / "outputs"
+    done = ProgressLog(root / "02_sentiment" / "sentiment_lstm", curves=False, tensorboard=False)
+    done.start(3)
+    done.epoch({"epoch": 1, "train_loss": 0.5})
+    save_metrics(root / "02_sentiment" / "sentiment_lstm", config={}, metrics={})
+    killed = ProgressLog(root / "03_stock" / "stock_gru", curves=False, tensorboard=False)
+    killed.start(9)
+    killed.epoch({"epoch": 2, "train_loss": 0.7})
+    quick = ProgressLog(root / "03_stock" / "stock_lstm" / "quick", curves=False, tensorboard=False)
+    quick.start(1)
+    later = time.time() + 3600                                   # the copy, an hour later
+    for f in root.rglob("*"):
+        if f.is_file():
+            os.utime(f, (later + (1 if f.name == "progress.jsonl" else 0),) * 2)
+    progress = root / "02_sentiment" / "sentiment_lstm" / "progress.jsonl"
+    assert dashboard.progress_status(progress, now=later + 5)["state"] == "finished"
+    status = dashboard.progress_status(root / "03_stock" / "stock_gru" / "progress.jsonl", now=later + 5)
+    assert status["state"] == "training" and "may have been killed" in status["line"]   # silent for an hour
+    page = dashboard.live_section(root, [])
+    assert "stock_gru" in page and "sentiment_lstm" not in page and "quick" not in page

@@ -264,7 +264,8 @@ class ProgressLog:
                         "tb_class": _summary_writer() if tensorboard else None}
         self.out.mkdir(parents=True, exist_ok=True)
         self.path.write_text("", encoding="utf-8")  # a new run, a new file
-        self._append({"event": "start", "time": time.strftime("%Y-%m-%d %H:%M:%S"), "hparams": self.hparams})
+        self._append({"event": "start", "time": time.strftime("%Y-%m-%d %H:%M:%S"), "unix": round(self.t0, 3),
+                      "hparams": self.hparams})
 
     def for_run(self, name: str, hparams: dict | None = None) -> "ProgressLog":
         """The same log for one of several runs (an ensemble member, a cell): its rows carry "run": name

