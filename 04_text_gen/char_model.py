@@ -75,7 +75,8 @@ class CharVocab:
 class CharStreams:
     """Contiguous batches for truncated backpropagation through time (TBPTT, THEORY.md §10).
 
-    The encoded text (N,) is cut into `batch_size` equal streams, (B, N // B): row b is one long
+    The encoded text (N,) is cut into `batch_size` equal streams, (B, n) with n = (N - offset - 1) // B
+    (offset 0 for validation, random below seq_len for each training pass): row b is one long
     contiguous stretch of the text. Iterating yields chunks (x, y, reset) with x, y: (B, seq_len) and
     y = x shifted by one character, so chunk k+1 of row b continues exactly where chunk k ended: the
     hidden state at the end of one chunk is the right starting state for the next (carried, detached).
@@ -109,6 +110,13 @@ class CharStreams:
     def __len__(self) -> int:
         return self.chunks_per_epoch or self.n // self.T
 
+    def scored_positions(self) -> torch.Tensor:
+        """Indices into `ids` of the characters one full pass from the start predicts (the targets y of
+        every chunk): (B * (n // T) * T,). The rest (each row's last n mod T columns, and the text's last
+        N - 1 - B*n characters) is never scored; the n-gram baseline scores these same positions."""
+        cols = torch.arange((self.n // self.T) * self.T)
+        return (torch.arange(self.B)[:, None] * self.n + cols[None, :] + 1).reshape(-1)
+
     def __iter__(self):
         if self.chunks_per_epoch is None:  # validation: always the same full pass, from the start
             self.pos = 0
@@ -121,12 +129,14 @@ class CharStreams:
             yield self.x[:, s], self.y[:, s], reset                 # (T1) chunk k, columns kT..kT+T-1: (B, T), (B, T)
 
 
-def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1) -> dict:
+def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1, positions=None) -> dict:
     """An add-k smoothed character n-gram model: the yardstick an RNN must beat.
 
     P(c | the previous n-1 chars) = (count(context + c) + k) / (count(context) + k * V), V = the
     training characters + 1 unknown. It sees exactly n-1 characters back; whatever the RNN gains over
-    it comes from longer memory. Returns {'nats_per_char', 'bits_per_char', 'perplexity'} on `val`.
+    it comes from longer memory. Returns {'nats_per_char', 'bits_per_char', 'perplexity', 'chars_scored'}
+    on `val`: on every character, or only on `positions` (indices into val; CharStreams.scored_positions
+    gives the ones the RNN's evaluation scores, so both numbers cover the same characters).
     """
     vocab = set(train)
     V = len(vocab) + 1
@@ -137,30 +147,36 @@ def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1) -> dic
         grams[t[i - n + 1: i + 1]] += 1
         contexts[t[i - n + 1: i]] += 1
     v = pad + val
+    scored = range(len(val)) if positions is None else [int(p) for p in positions]
     total = 0.0
-    for i in range(n - 1, len(v)):
+    for p in scored:                               # val[p] is v[p + n - 1], its context the n-1 before it
+        i = p + n - 1
         ctx, gram = v[i - n + 1: i], v[i - n + 1: i + 1]
         total -= math.log((grams.get(gram, 0) + k) / (contexts.get(ctx, 0) + k * V))
-    nats = total / max(len(val), 1)
-    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+    nats = total / max(len(scored), 1)
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats),
+            "chars_scored": len(scored)}
 
 
-def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1) -> dict:
-    """`char_ngram_baseline` on corpus['train'] -> corpus['val'], cached in 04_text_gen/data/ by the
-    texts' checksum (counting 4 M characters of 5-grams takes tens of seconds)."""
-    digest = hashlib.sha256(f"{n}|{k}|{len(corpus['train'])}|".encode() + corpus["train"].encode()
+def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1, positions=None) -> dict:
+    """`char_ngram_baseline` on corpus['train'] -> corpus['val'] (at `positions`), cached in
+    04_text_gen/data/ by the texts' and positions' checksum (counting 4 M characters of 5-grams takes tens
+    of seconds)."""
+    where = "all" if positions is None else hashlib.sha256(torch.as_tensor(positions).numpy().tobytes()).hexdigest()
+    digest = hashlib.sha256(f"{n}|{k}|{len(corpus['train'])}|{where}|".encode() + corpus["train"].encode()
                             + b"\x00" + corpus["val"].encode()).hexdigest()[:16]
     path = data_dir("04_text_gen") / f"ngram_baseline_{digest}.json"
     if path.is_file():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
             if all(isinstance(saved.get(k), (int, float)) and math.isfinite(saved[k]) and saved[k] > 0
-                   for k in ("nats_per_char", "bits_per_char", "perplexity", "add_k")) and saved.get("order") == n:
+                   for k in ("nats_per_char", "bits_per_char", "perplexity", "add_k", "chars_scored")) \
+                    and saved.get("order") == n:
                 return saved
         except (ValueError, AttributeError):
             pass
         print(f"{path.name} is damaged: counting the n-gram baseline again.")
-    result = char_ngram_baseline(corpus["train"], corpus["val"], n, k)
+    result = char_ngram_baseline(corpus["train"], corpus["val"], n, k, positions)
     result.update(order=n, add_k=k)
     atomic_write(path, lambda f: f.write_text(json.dumps(result), encoding="utf-8"))
     return result
@@ -192,9 +208,13 @@ def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_
           f"characters, {len(vocab) - 1} distinct"
           + (f"; validation plays: {', '.join(corpus['val_plays'])}" if corpus["val_plays"] else "")
           + (f"; {len(unseen)} validation-only characters map to unknown" if unseen else ""))
-    baseline = cached_ngram_baseline(corpus, ngram_order, ngram_k)
+    # the baseline scores exactly the characters the model's final evaluation scores (val_full)
+    baseline = cached_ngram_baseline(corpus, ngram_order, ngram_k, streams["val_full"].scored_positions())
+    baseline["val_chars"] = len(corpus["val"])
     print(f"baseline: add-{ngram_k:g} character {ngram_order}-gram  {baseline['nats_per_char']:.3f} nats/char  "
-          f"{baseline['bits_per_char']:.3f} bits/char  perplexity {baseline['perplexity']:.2f}")
+          f"{baseline['bits_per_char']:.3f} bits/char  perplexity {baseline['perplexity']:.2f}  (scored on the "
+          f"{baseline['chars_scored']:,} of {len(corpus['val']):,} validation characters the model's final "
+          f"evaluation scores: {streams['val_full'].B} streams of whole {seq_len}-character chunks)")
     return {"corpus": corpus, "vocab": vocab, "streams": streams, "baseline": baseline}
 
 
@@ -450,15 +470,15 @@ def evaluate_char_model(model: CharRNN, streams: CharStreams) -> dict:
     'bits_per_char' (nats / ln 2), 'perplexity' (e^nats: 'as unsure as a fair die with this many faces')}.
     Every chunk has B*T characters, so the mean over chunks is the mean over characters."""
     model.eval()
-    total, losses, state = 0.0, [], None
+    total, chunks, state = 0.0, 0, None
     for x, y, reset in streams:                                      # (B, T) each
         logits, state = model(x, None if reset else state)           # (B, T, V)
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        total += float(loss)
-        losses.append(loss.reshape(1).cpu())
-    mean = float(torch.cat(losses).mean())  # float32 mean: bits/char and perplexity were always taken from it
-    return {"nats_per_char": total / max(len(losses), 1), "bits_per_char": mean / math.log(2),
-            "perplexity": math.exp(mean)}
+        total += float(loss)                                         # summed in float64
+        chunks += 1
+    nats = total / max(chunks, 1)                                    # bits and perplexity from the same mean
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats),
+            "chars_scored": chunks * streams.B * streams.T}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -551,7 +571,8 @@ def char_lm_report(out: Path, *, config: dict, model: CharRNN, data: dict, resul
              "bits/char": base["bits_per_char"], "perplexity": base["perplexity"], "parameters": ""},
             {"model": title, "nats/char": final["nats_per_char"], "bits/char": final["bits_per_char"],
              "perplexity": final["perplexity"], "parameters": count_parameters(model)}]
-    print_table(rows, title="Validation (the whole held-out split)")
+    print_table(rows, title=f"Validation: the same {final['chars_scored']:,} of {len(data['corpus']['val']):,} "
+                            f"held-out characters for both (whole chunks of the evaluation streams)")
     metrics = {"val_nats_per_char": final["nats_per_char"], "val_bits_per_char": final["bits_per_char"],
                "val_perplexity": final["perplexity"], "baseline_nats_per_char": base["nats_per_char"],
                "baseline_bits_per_char": base["bits_per_char"],
@@ -559,6 +580,7 @@ def char_lm_report(out: Path, *, config: dict, model: CharRNN, data: dict, resul
                "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
                "train_time_s": result["train_time_s"], "chars_seen": result["chars_seen"],
                "train_chars": len(data["corpus"]["train"]), "val_chars": len(data["corpus"]["val"]),
+               "val_chars_scored": final["chars_scored"],              # by the model and the baseline alike
                "vocab_size": len(data["vocab"]), "parameters": count_parameters(model)}
     plot_training_curves(result["history"], out / "training_curves.png",
                          title=f"{title}: loss in nats/char (baseline {base['nats_per_char']:.3f})",

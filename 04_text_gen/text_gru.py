@@ -99,7 +99,7 @@ def main():
     progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,
                            title=f"{NUM_LAYERS}x{HIDDEN_SIZE} GRU: loss in nats/char")  # TensorBoard
     result = train(model, data, out, progress)
-    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])   # the whole validation split
+    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])   # whole chunks of the split (as the baseline)
     samples = char_model.show_samples(model, data["vocab"], PROMPT, TEMPERATURES, SAMPLE_LEN, seed=SEED)
     char_model.char_lm_report(out, config=cfg, model=model, data=data, result=result, final=final,
                               samples=samples, device=device, start_time=t0, title=f"{NUM_LAYERS}x{HIDDEN_SIZE} GRU")

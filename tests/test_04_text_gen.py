@@ -284,3 +284,24 @@ def test_one_step_generation_switches_onednn_off_only_inside():
     assert torch.backends.mkldnn.enabled == before                 # restored after an error too
     with one_step_friendly(torch.device("cuda")):                  # a device object needs no GPU
         assert torch.backends.mkldnn.enabled == before             # only the CPU path is changed
+
+
+def test_baseline_and_model_score_the_same_characters():
+    """The model's evaluation streams score whole chunks only (B streams, n // T chunks each); the n-gram
+    baseline must score exactly those characters, not the whole split with its tail."""
+    ids = torch.arange(1, 204) % 5 + 1                                   # 203 characters
+    streams = CharStreams(ids, batch_size=3, seq_len=10)                 # n = 202 // 3 = 67 -> 6 chunks a row
+    pos = streams.scored_positions()
+    scored = torch.cat([y.reshape(-1) for _, y, _ in streams])
+    assert len(pos) == 3 * 60 and len(pos) < len(ids) - 1
+    by_row = torch.cat([y for _, y, _ in streams], dim=1).reshape(-1)   # row b's targets, in order
+    assert torch.equal(ids[pos], by_row) and sorted(scored.tolist()) == sorted(ids[pos].tolist())
+    train, val = "abcab" * 50, "abcba" * 10
+    everywhere = char_ngram_baseline(train, val, n=3, k=0.5)
+    subset = char_ngram_baseline(train, val, n=3, k=0.5, positions=[1, 2, 3, 7])
+    by_hand = char_ngram_baseline(train, val[:8], n=3, k=0.5)            # the same counts, one position at a time
+    assert everywhere["chars_scored"] == len(val) and subset["chars_scored"] == 4
+    assert subset["nats_per_char"] != pytest.approx(everywhere["nats_per_char"])
+    one = lambda p: char_ngram_baseline(train, val, n=3, k=0.5, positions=[p])["nats_per_char"]
+    assert subset["nats_per_char"] == pytest.approx(sum(one(p) for p in (1, 2, 3, 7)) / 4)
+    assert by_hand["nats_per_char"] == pytest.approx(sum(one(p) for p in range(8)) / 8)
