@@ -15,7 +15,7 @@ import numpy as np
 
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import NonFiniteLoss, ProgressLog, init_forget_bias
-from utils.script_utils import (REPO_ROOT, AtLeast, Finite, Fraction, Items, OneOf, Positive, Seed,
+from utils.script_utils import (REPO_ROOT, AtLeast, Finite, Fraction, Interval, Items, OneOf, Positive, Seed,
                                 apply_gpu_settings, get_device, import_case_module, load_case_script, output_dir,
                                 parse_config, print_table, run_main, save_metrics, set_seed)
 from utils.visualization import COLORS, plot_bars, plt, save_figure
@@ -39,7 +39,9 @@ RANDOM_TRIALS: AtLeast(0) = 0         # > 0: also a seeded random search of this
 ONE_FACTOR: bool = True               # the one-factor-at-a-time sweeps; False: the random search alone
 MAX_TRAIN: AtLeast(0) = 0             # 0 = every training series; N = a stratified subset (smoke tests)
 MAX_TEST: AtLeast(0) = 0              # 0 = every test series; N = a random subset (smoke tests)
-SEED: Seed = 0                        # the seeds are SEED, SEED+1, ..., SEED+SEEDS-1
+ALPHA: Interval("(0, 1)") = 0.05       # a factor with permutation p above this is "not distinguishable from noise"
+PERMUTATIONS: AtLeast(100) = 5000     # random reassignments of a sweep's runs to its points: the null of its range
+SEED: Seed = 0                        # the seeds are SEED, SEED+1, ..., SEED+SEEDS-1 (and the permutations' seed)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 
 QUICK_SETTINGS = dict(SEEDS=2, LR_GRID=(1e-3, 1e-2), HIDDEN_SIZE_GRID=(16,), NUM_LAYERS_GRID=(2,),
@@ -168,10 +170,33 @@ def study_row(name: str, value, cell: str, results: list[dict], default: bool) -
 # ----------------------------------------------------------------------------------------------------
 # How much each hyperparameter moves the metric, and what that says
 # ----------------------------------------------------------------------------------------------------
-def rank_hyperparameters(study: list[dict]) -> list[dict]:
-    """Per cell and hyperparameter: the range of the point means (best minus worst), and the share of the
-    sweep's run-to-run variance that the hyperparameter explains (eta^2 = between-point sum of squares /
-    total sum of squares, over every seed's run). Sorted by range within each cell."""
+def permutation_null(runs: list[np.ndarray], permutations: int, seed: int = 0) -> np.ndarray:
+    """The range of point means a sweep shows when the hyperparameter does nothing: the same runs dealt
+    to the points at random (each point keeps its number of runs), `permutations` times -> (P,) ranges.
+
+    Under pure noise the range of k means grows with k (and eta^2 with the number of points), so a factor
+    tried at 5 values looks stronger than one tried at 2 whatever it does; its own null removes that."""
+    every = np.concatenate(runs)
+    labels = np.repeat(np.arange(len(runs)), [len(r) for r in runs])              # (N,) point of each run
+    rng = np.random.default_rng(seed)
+    shuffled = labels[rng.permuted(np.tile(np.arange(len(every)), (permutations, 1)), axis=1)]  # (P, N)
+    sums = np.zeros((permutations, len(runs)))
+    np.add.at(sums, (np.arange(permutations)[:, None], shuffled), every[None, :])
+    means = sums / np.array([len(r) for r in runs])[None, :]                       # (P, k)
+    return means.max(axis=1) - means.min(axis=1)
+
+
+def rank_hyperparameters(study: list[dict], permutations: int | None = None) -> list[dict]:
+    """Per cell and hyperparameter: the range of the point means (best minus worst), the share of the
+    sweep's run-to-run variance it explains (eta^2 = between-point / total sum of squares, over every
+    seed's run), and its permutation test: p = the share of `permutation_null` ranges >= the observed
+    one, and 'beyond_noise' = the observed range minus the null's 95th percentile (in metric units).
+
+    Ranked by p (then by beyond_noise): under no effect p is uniform whatever the grid size, so every
+    factor is equally likely to come first; ranking by the range itself favoured the factor tried at
+    the most values (with 3 seeds and no effect at all, the 5-point learning rate came first a third of
+    the time, the 2-point forget bias one time in twenty)."""
+    permutations = PERMUTATIONS if permutations is None else permutations
     ranking = []
     for cell in CELLS:
         rows = []
@@ -181,15 +206,21 @@ def rank_hyperparameters(study: list[dict]) -> list[dict]:
                 continue
             means = np.array([p["mean"] for p in points])
             runs = [np.array(p["values"])[np.isfinite(p["values"])] for p in points]
+            runs_ok = [r for r in runs if len(r)]
             every = np.concatenate(runs)
             total_ss = float(((every - every.mean()) ** 2).sum())
             between_ss = float(sum(len(r) * (r.mean() - every.mean()) ** 2 for r in runs if len(r)))
             best = points[int(np.nanargmax(means) if higher_is_better() else np.nanargmin(means))]
-            rows.append({"cell": cell, "hyperparameter": name, "range": float(np.nanmax(means) - np.nanmin(means)),
+            observed = float(np.nanmax(means) - np.nanmin(means))
+            null = permutation_null(runs_ok, permutations, seed=SEED) if len(runs_ok) > 1 else np.zeros(1)
+            rows.append({"cell": cell, "hyperparameter": name, "range": observed,
                          "eta_squared": between_ss / total_ss if total_ss > 0 else 0.0,
-                         "best_value": best["value"], "best_mean": best["mean"],
+                         "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + len(null))),
+                         "null_range_95": float(np.quantile(null, 0.95)),
+                         "beyond_noise": observed - float(np.quantile(null, 0.95)),
+                         "points": len(points), "best_value": best["value"], "best_mean": best["mean"],
                          "default_std": next(p["std"] for p in points if p["default"])})
-        ranking += sorted(rows, key=lambda r: -r["range"])
+        ranking += sorted(rows, key=lambda r: (r["p_value"], -r["beyond_noise"]))
     for rank_within in CELLS:
         for k, r in enumerate([r for r in ranking if r["cell"] == rank_within], start=1):
             r["rank"] = k
@@ -213,15 +244,17 @@ def conclusions(study: list[dict], ranking: list[dict], task_note: str) -> list[
         if not ranked:
             continue
         noise = ranked[0]["default_std"]
-        order = ", ".join(f"{label_of(r['hyperparameter'])} {r['range']:.3f} (eta² {r['eta_squared']:.2f})"
-                          for r in ranked)
+        order = ", ".join(f"{label_of(r['hyperparameter'])} {r['range']:.3f} over {r['points']} values "
+                          f"(p {r['p_value']:.3g}, eta² {r['eta_squared']:.2f})" for r in ranked)
         lines.append(f"{cell.upper()} on {task_note}: the range of the mean {METRIC} each hyperparameter spans, "
-                     f"largest first: {order}. Seed-to-seed std at the defaults: {noise:.3f}.")
-        small = [label_of(r["hyperparameter"]) for r in ranked if r["range"] <= 2 * noise]
+                     f"ranked by its permutation test (the range expected from seed noise alone grows with the "
+                     f"number of values tried): {order}. Seed-to-seed std at the defaults: {noise:.3f}.")
+        small = [label_of(r["hyperparameter"]) for r in ranked if r["p_value"] > ALPHA]
         if small:
-            lines.append(f"{cell.upper()}: {', '.join(small)} move{'s' if len(small) == 1 else ''} the mean by less "
-                         f"than twice the seed noise: within these grids, not distinguishable from luck "
-                         f"at {SEEDS} seeds.")
+            lines.append(f"{cell.upper()}: {', '.join(small)} move{'s' if len(small) == 1 else ''} the mean no more "
+                         f"than shuffling the runs among the values does (p > {ALPHA:g}): within these grids, "
+                         f"not distinguishable from luck at {SEEDS} seeds, so {'its' if len(small) == 1 else 'their'}"
+                         f" rank says nothing.")
         best_lr = next((r for r in ranked if r["hyperparameter"] == "LR"), None)
         if best_lr:
             lines.append(f"{cell.upper()}: the best learning rate in the grid is {best_lr['best_value']:g} "
@@ -253,14 +286,19 @@ def compare_with_greff(ranking: list[dict], searched: dict | None = None) -> lis
         if not ranked:
             continue
         where = {name: k + 1 for k, name in enumerate(ranked)}
+        p = {r["hyperparameter"]: r["p_value"] for r in ranking if r["cell"] == cell}
         first = label_of(ranked[0])
         lr_rank, hid_rank = where.get("LR"), where.get("HIDDEN_SIZE")
-        verdict_lr = ("agrees: the learning rate ranks first" if lr_rank == 1 else
-                      f"differs: {first} ranks first, the learning rate {lr_rank}" if lr_rank else
-                      "cannot be checked (no learning-rate sweep)")
-        verdict_hid = ("agrees: hidden size ranks second" if hid_rank == 2 else
-                       f"differs: hidden size ranks {hid_rank} of {len(ranked)}" if hid_rank else
-                       "cannot be checked (no hidden-size sweep)")
+        noise = lambda name: p.get(name, 0.0) > ALPHA                          # noqa: E731
+        verdict_lr = ("cannot be checked (no learning-rate sweep)" if not lr_rank else
+                      f"cannot be told from noise here (p {p['LR']:.3g})" if noise("LR") else
+                      "agrees: the learning rate ranks first" if lr_rank == 1 else
+                      f"differs: {first} ranks first, the learning rate {lr_rank}")
+        verdict_hid = ("cannot be checked (no hidden-size sweep)" if not hid_rank else
+                       f"cannot be told from noise here (p {p['HIDDEN_SIZE']:.3g}), so its rank "
+                       f"{hid_rank} of {len(ranked)} says nothing" if noise("HIDDEN_SIZE") else
+                       "agrees: hidden size ranks second" if hid_rank == 2 else
+                       f"differs: hidden size ranks {hid_rank} of {len(ranked)}")
         lines.append(f"{cell.upper()}: 'the learning rate matters most' {verdict_lr}; "
                      f"'hidden size next' {verdict_hid}.")
     if not searched:
@@ -408,9 +446,11 @@ def main():
     ranking = rank_hyperparameters(study)
     if ranking:
         print_table([{"cell": r["cell"].upper(), "rank": r["rank"], "hyperparameter": label_of(r["hyperparameter"]),
-                      "range of means": r["range"], "eta²": r["eta_squared"], "best value": f"{r['best_value']:g}",
-                      "best mean": r["best_mean"]} for r in ranking],
-                    title=f"How far each hyperparameter moves the mean {METRIC} ({SEEDS} seeds per point)",
+                      "values": r["points"], "range of means": r["range"],
+                      "noise alone (95%)": r["null_range_95"], "p": r["p_value"], "eta²": r["eta_squared"],
+                      "best value": f"{r['best_value']:g}", "best mean": r["best_mean"]} for r in ranking],
+                    title=f"How far each hyperparameter moves the mean {METRIC} ({SEEDS} seeds per point; p: "
+                          f"{PERMUTATIONS} permutations of the runs among the values)",
                     floatfmt=".3f")
     lines = conclusions(study, ranking, task_note)
     greff = compare_with_greff(ranking, searched)

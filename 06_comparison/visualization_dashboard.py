@@ -210,7 +210,8 @@ def study_section(root: Path, found: list) -> str:
             f"metric {esc(m.get('metric'))}; quick settings: {esc(record.get('config', {}).get('QUICK'))}; "
             f"finished {esc(record.get('finished'))} on {esc(record.get('device'))}.</p>")
     body += html_table([{"cell": r["cell"].upper(), "rank": r.get("rank"), "hyperparameter": r["hyperparameter"],
-                         "range of means": f"{r['range']:.3f}", "eta²": f"{r['eta_squared']:.2f}",
+                         "range of means": f"{r['range']:.3f}", "p (permutation)": f"{r.get('p_value', float('nan')):.3g}",
+                         "eta²": f"{r['eta_squared']:.2f}",
                          "best value": f"{r['best_value']:g}"} for r in m.get("ranking", [])])
     body += "<ul>" + "".join(f"<li>{esc(c)}</li>" for c in m.get("conclusions", []) + m.get("greff_2017", [])) + "</ul>"
     for name in m.get("plots", []):

@@ -64,26 +64,49 @@ def synthetic_study(study, cell: str, means: dict[str, list[list[float]]]) -> li
     return rows
 
 
-def test_ranking_uses_the_range_of_means_and_eta_squared(study):
+def test_ranking_uses_the_range_of_means_eta_squared_and_a_permutation_test(study):
     rows = synthetic_study(study, "lstm", {
-        "LR": [[0.9, 0.9], [0.5, 0.5]],                 # moves the mean by 0.4, all between points: eta^2 = 1
-        "HIDDEN_SIZE": [[0.8, 0.9], [0.9, 0.8]],        # same means: range 0, eta^2 = 0
-        "DROPOUT": [[0.85, 0.85], [0.80, 0.90], [0.95, 0.95]]})
-    ranking = study.rank_hyperparameters(rows)
+        "LR": [[0.90, 0.91, 0.89, 0.90], [0.50, 0.51, 0.49, 0.50]],          # a real effect: 0.4, all between points
+        "HIDDEN_SIZE": [[0.8, 0.9, 0.85, 0.85], [0.9, 0.8, 0.85, 0.85]],      # same means: range 0
+        "DROPOUT": [[0.85, 0.80, 0.90, 0.85], [0.80, 0.90, 0.85, 0.85], [0.95, 0.90, 0.85, 0.90]]})
+    ranking = study.rank_hyperparameters(rows, permutations=2000)
     assert [r["hyperparameter"] for r in ranking] == ["LR", "DROPOUT", "HIDDEN_SIZE"]
     lr, dropout, hidden = ranking
-    assert lr["range"] == pytest.approx(0.4) and lr["eta_squared"] == pytest.approx(1.0) and lr["best_value"] == 0
+    assert lr["range"] == pytest.approx(0.4) and lr["eta_squared"] == pytest.approx(0.99875, abs=1e-4)
+    assert lr["best_value"] == 0 and lr["points"] == 2
+    # 8 runs dealt 4 + 4: only 2 of the C(8, 4) = 70 deals put all four high runs together
+    assert lr["p_value"] == pytest.approx(2 / 70, abs=0.012) and lr["beyond_noise"] > 0
     assert hidden["range"] == pytest.approx(0.0) and hidden["eta_squared"] == pytest.approx(0.0)
-    # dropout: means 0.85, 0.85, 0.95 -> between SS 2*(3 * 0.0333^2 ...): computed by hand below
-    values = [0.85, 0.85, 0.80, 0.90, 0.95, 0.95]
-    grand = sum(values) / 6
-    between = 2 * ((0.85 - grand) ** 2 * 2 + (0.95 - grand) ** 2)
+    assert hidden["p_value"] == 1.0 and hidden["beyond_noise"] < 0
+    values = [v for point in ([0.85, 0.80, 0.90, 0.85], [0.80, 0.90, 0.85, 0.85], [0.95, 0.90, 0.85, 0.90])
+              for v in point]
+    grand = sum(values) / 12
+    between = 4 * sum((m - grand) ** 2 for m in (0.85, 0.85, 0.90))
     total = sum((v - grand) ** 2 for v in values)
-    assert dropout["eta_squared"] == pytest.approx(between / total)
+    assert dropout["eta_squared"] == pytest.approx(between / total) and 0.05 < dropout["p_value"] < 1
     assert [r["rank"] for r in ranking] == [1, 2, 3]
     lines = study.compare_with_greff(ranking)
     assert "'the learning rate matters most' agrees" in lines[0]
-    assert "'hidden size next' differs: hidden size ranks 3 of 3" in lines[0]
+    assert "'hidden size next' cannot be told from noise here (p 1), so its rank 3 of 3 says nothing" in lines[0]
+
+
+def test_under_no_effect_every_factor_is_equally_likely_to_rank_first(study, monkeypatch):
+    """The ranking's bias, simulated: no hyperparameter does anything (3 seeds, noise 0.03), grids of 5, 4,
+    3, 3, 3 and 2 values. Ranked by the range of means, the 5-value learning rate came first ~1/3 of the
+    time and the 2-value forget bias ~1/20; ranked by the permutation test each comes first ~1/6."""
+    import numpy as np
+    monkeypatch.setattr(study, "CELLS", ("lstm",))
+    grid = {"LR": 5, "HIDDEN_SIZE": 4, "NUM_LAYERS": 3, "DROPOUT": 3, "BATCH_SIZE": 3, "FORGET_BIAS": 2}
+    rng = np.random.default_rng(1)
+    first, by_range, sims = {k: 0 for k in grid}, {k: 0 for k in grid}, 300
+    for _ in range(sims):
+        rows = synthetic_study(study, "lstm", {name: (0.9 + 0.03 * rng.standard_normal((k, 3))).tolist()
+                                               for name, k in grid.items()})
+        ranking = study.rank_hyperparameters(rows, permutations=200)
+        first[ranking[0]["hyperparameter"]] += 1
+        by_range[max(ranking, key=lambda r: r["range"])["hyperparameter"]] += 1
+    assert by_range["LR"] / sims > 0.22 and by_range["FORGET_BIAS"] / sims < 0.09      # the old rule's bias
+    assert all(0.09 < n / sims < 0.25 for n in first.values()), first                  # about 1/6 each
 
 
 def test_a_diverged_run_is_left_out_and_counted(study):
