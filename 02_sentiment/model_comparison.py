@@ -18,9 +18,9 @@ from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed,
                                 print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_bars
 from sentiment_model import (SentimentClassifier, average_probabilities, binary_metrics, choose_weight,
-                             cross_fitted_accuracy, encode_reviews, mcnemar, nbsvm_baseline, predict_proba,
-                             prepare_sentiment_data, test_sentiment_model, tfidf_baseline, train_sentiment_model,
-                             word_log_count_ratios)
+                             cross_fitted_accuracy, cross_fitted_nb_channel, encode_reviews, mcnemar, nbsvm_baseline,
+                             predict_proba, prepare_sentiment_data, test_sentiment_model, tfidf_baseline,
+                             train_sentiment_model)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -64,8 +64,8 @@ def run_rnn(cell: str, seed: int, device) -> dict:
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
                                 dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
                                 device=device).to(device)
-    if NB_CHANNEL:  # (vocab, 1): each word's NB log-count ratio from the training reviews (sentiment_model §6)
-        model.word_features.copy_(word_log_count_ratios(*data["texts"]["train"], data["vocab"]))
+    if NB_CHANNEL:  # each word's NB log-count ratio, cross-fitted for the training reviews (sentiment_model §6)
+        model.set_word_features(*cross_fitted_nb_channel(data))
     fit = train_sentiment_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
                                 patience=PATIENCE, clip=CLIP)
     test = test_sentiment_model(model, data["loaders"]["test"], device)

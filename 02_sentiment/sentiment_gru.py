@@ -21,8 +21,8 @@ from utils.script_utils import (AtLeast, Fraction, OneOf, Positive, Seed, get_de
                                 run_main, save_metrics, set_seed)
 import sentiment_model  # sentiment_model.SENTIMENT_EXAMPLES: the examples are not one of this script's constants
 from sentiment_model import (SentimentClassifier, average_with_nbsvm, check_review, classify_reviews,
-                             load_sentiment_model, prepare_sentiment_data, report_sentiment,
-                             sentiment_checkpoint_extra, train_sentiment_ensemble, word_log_count_ratios)
+                             cross_fitted_nb_channel, load_sentiment_model, prepare_sentiment_data, report_sentiment,
+                             sentiment_checkpoint_extra, train_sentiment_ensemble)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -71,13 +71,14 @@ def build_model(vocab_size: int, device, word_ratios=None):
     n (G3); 更新门 update gate z (G2) does the work of the LSTM's forget and input gates at once,
     新的隐藏状态 new hidden state h_t = (1-z)*n + z*h_{t-1} (G4): keeping "not" in h means z stays near 1
     until "great" arrives.
-    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio, word_ratios (vocab, 1)."""
+    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio, word_ratios = (all training
+    reviews' (vocab, 1), per cross-fitting fold (folds, vocab, 1)) from cross_fitted_nb_channel."""
     model = SentimentClassifier(vocab_size, cell="gru", impl=IMPL, embed_dim=EMBED_DIM,
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
                                 dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
                                 device=device)
-    if NB_CHANNEL and word_ratios is not None:  # (vocab, 1): each word's r, a fixed extra input (not trained)
-        model.word_features.copy_(word_ratios)
+    if NB_CHANNEL and word_ratios is not None:  # each word's r, a fixed extra input (not trained), cross-fitted
+        model.set_word_features(*word_ratios)
     return model.to(device)
 
 
@@ -101,7 +102,7 @@ def main():
     if REVIEW:  # refuse an unusable review now, not after minutes of training
         check_review(REVIEW, data["vocab"], MAX_LEN)
     progress = ProgressLog(out, hparams=cfg)  # progress.jsonl, live training_curves.png, TensorBoard
-    ratios = word_log_count_ratios(*data["texts"]["train"], data["vocab"]) if NB_CHANNEL else None  # (vocab, 1)
+    ratios = cross_fitted_nb_channel(data) if NB_CHANNEL else None  # (vocab, 1) and (folds, vocab, 1)
     model, result = train_sentiment_ensemble(
         lambda vocab_size, dev: build_model(vocab_size, dev, ratios), data, device, members=ENSEMBLE, seed=SEED,
         epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, patience=PATIENCE, clip=CLIP,

@@ -101,17 +101,20 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
-def collate_reviews(batch: Sequence[tuple[list[int], int]]):
+def collate_reviews(batch: Sequence[tuple]):
     """[(ids, label), ...] -> ids: (B, T) long padded with 0, lengths: (B,) long on CPU, labels: (B,) long.
-    T is the batch's longest review: with length buckets, hardly more than the shortest."""
+    T is the batch's longest review: with length buckets, hardly more than the shortest. Items with a third
+    field (a cross-fitting fold, NB_CHANNEL's training reviews) add folds: (B,) long."""
     ids, lengths = pad_batch([b[0] for b in batch])
-    return ids, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long)
+    out = (ids, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long))
+    return out + (torch.tensor([b[2] for b in batch], dtype=torch.long),) if len(batch[0]) > 2 else out
 
 
 def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size: int, *,
-                     shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews)."""
-    data = list(zip(encoded, labels))
+                     shuffle: bool, seed: int = 0, folds: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews); `folds`
+    (one per review) ride along for a cross-fitted NB channel."""
+    data = list(zip(encoded, labels) if folds is None else zip(encoded, labels, folds))
     sampler = LengthBucketSampler([len(e) for e in encoded], batch_size, shuffle, seed)
     return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate_reviews)
 
@@ -137,7 +140,8 @@ def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_l
           f"{len(vocab)} tokens (min_freq={min_freq}); {truncated} of {total} reviews truncated to "
           f"MAX_LEN={max_len} tokens.")
     return {"vocab": vocab, "texts": split, "loaders": loaders,
-            "sizes": {p: len(t) for p, (t, _) in split.items()}}
+            "sizes": {p: len(t) for p, (t, _) in split.items()},
+            "max_len": max_len, "batch_size": batch_size, "seed": seed}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -170,6 +174,7 @@ class SentimentClassifier(nn.Module):
         self.embed_dropout = nn.Dropout(embed_dropout)
         if word_channels:  # only then: a model without it keeps the state_dict earlier checkpoints have
             self.register_buffer("word_features", torch.zeros(vocab_size, word_channels))
+        self.fold_features = None  # (folds, vocab, channels) for training reviews only: set_word_features
         self.rnn = make_rnn(cell, impl, embed_dim + word_channels, hidden_size, num_layers, dropout=dropout,
                             bidirectional=bidirectional, device=device)  # nn.LSTM/GRU or the scratch cell
         if cell.lower() == "lstm":
@@ -178,13 +183,25 @@ class SentimentClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(3 * d, num_classes)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ids: (B, T) long, 0 = <pad>; lengths: (B,) long, each review's true length >= 1
-        ->  logits: (B, num_classes).  E = embed_dim, H = hidden_size, D = H * directions."""
+    def set_word_features(self, features: torch.Tensor, fold_features: torch.Tensor | None = None) -> None:
+        """features (vocab, channels): what every review sees at validation, test and after loading (saved
+        with the weights). fold_features (folds, vocab, channels): what a *training* review of fold k sees
+        while training, computed without fold k (cross-fitting), so a rare word's number never encodes the
+        label of the very review it is read in. Not saved: only training needs it."""
+        self.word_features.copy_(features)
+        self.fold_features = None if fold_features is None else fold_features.to(self.word_features.device)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, folds: torch.Tensor | None = None) -> torch.Tensor:
+        """ids: (B, T) long, 0 = <pad>; lengths: (B,) long, each review's true length >= 1; folds: (B,) long,
+        a training review's cross-fitting fold (or None) ->  logits: (B, num_classes).
+        E = embed_dim, H = hidden_size, D = H * directions."""
         T = ids.shape[1]
         x = self.embed_dropout(self.embedding(ids))                            # (B, T, E)
         if self.word_channels:  # the fixed per-word numbers, not dropped out: (B, T, E + word_channels)
-            x = torch.cat([x, self.word_features[ids]], dim=2)
+            cross_fitted = folds is not None and self.fold_features is not None and self.training
+            feats = (self.fold_features[folds.to(ids.device)[:, None], ids] if cross_fitted  # fold k's own table
+                     else self.word_features[ids])
+            x = torch.cat([x, feats], dim=2)
         # Packing (THEORY.md §5): the cell runs each review for exactly its own length, never over <pad>,
         # so the final state is taken at the review's last word, not after a tail of pads.
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -229,9 +246,9 @@ class SentimentEnsemble(nn.Module):
 def sentiment_step(device: torch.device | str) -> Callable:
     """The `step` for `fit`/`evaluate`: a (ids, lengths, labels) batch -> (loss, predictions, labels)."""
     def step(model, batch):
-        ids, lengths, labels = batch                 # (B, T), (B,), (B,)
+        ids, lengths, labels, *folds = batch         # (B, T), (B,), (B,) [, (B,) folds: cross-fitted NB channel]
         labels = labels.to(device)
-        logits = model(ids.to(device), lengths)      # (B, 2); lengths stay on CPU for packing
+        logits = model(ids.to(device), lengths, *folds)  # (B, 2); lengths stay on CPU for packing
         return nn.functional.cross_entropy(logits, labels), logits.argmax(dim=1), labels
     return step
 
@@ -647,6 +664,29 @@ def average_with_nbsvm(model: nn.Module, data: dict, max_len: int, device: torch
             "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"], "nbsvm_weight": 1 - w, "with_nbsvm_weight_on_rnn": w,
             "with_nbsvm_test_accuracy": avg["accuracy"], "with_nbsvm_test_f1": avg["f1"],
             "with_nbsvm_val_accuracy_cross_fitted": honest_val, "with_nbsvm_mcnemar_vs_nbsvm": test}
+
+
+def cross_fitted_nb_channel(data: dict, folds: int = 5, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """NB_CHANNEL without leakage: the ratios from all training reviews (for validation, test, new text) and,
+    for cross-fitting, one table per fold from the other folds' reviews; the training loader is rebuilt so
+    each review carries its fold (same batches, same order). -> (full (vocab, 1), per fold (folds, vocab, 1)).
+
+    Why: computed on the reviews the RNN trains on, a word seen in one review only gets a ratio of about
+    +-log 2 pointing at that review's own label, and the RNN learns to read the label off it (stacking has
+    the same trap, and the same cure)."""
+    texts, labels = data["texts"]["train"]
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(data["seed"])).tolist()
+    fold_of = [0] * len(texts)
+    for rank, i in enumerate(order):
+        fold_of[i] = rank % folds
+    tables = []
+    for k in range(folds):
+        keep = [i for i in range(len(texts)) if fold_of[i] != k]
+        tables.append(word_log_count_ratios([texts[i] for i in keep], [labels[i] for i in keep], data["vocab"], alpha))
+    encoded, _ = encode_reviews(texts, data["vocab"], data["max_len"])
+    data["loaders"]["train"] = sentiment_loader(encoded, labels, data["batch_size"], shuffle=True, seed=data["seed"],
+                                                folds=fold_of)
+    return word_log_count_ratios(texts, labels, data["vocab"], alpha), torch.stack(tables)
 
 
 def word_log_count_ratios(texts: Sequence[str], labels: Sequence[int], vocab: Vocab,

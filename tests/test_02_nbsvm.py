@@ -160,3 +160,43 @@ def test_word_log_count_ratios_by_hand_and_as_an_input_channel(tmp_path):
     torch.testing.assert_close(loaded.word_features, r)
     torch.testing.assert_close(loaded.eval()(ids, lengths), model(ids, lengths))
     assert "word_features" not in SentimentClassifier(5, cell="gru", embed_dim=4, hidden_size=3).state_dict()
+
+
+def test_the_nb_channel_is_cross_fitted_for_training_reviews():
+    """A word seen in one training review only: its ratio from all training reviews points at that review's
+    own label; the table that review reads while training comes from the other folds and knows nothing of
+    it. Validation, test and a loaded model read the ratios of all training reviews."""
+    import torch
+    from sentiment_model import SentimentClassifier, cross_fitted_nb_channel, sentiment_step
+    from utils.data_utils import Vocab, tokenize
+
+    texts = [f"good film {'rare' if i == 0 else 'plain'}" if i % 2 == 0 else "bad film plain" for i in range(20)]
+    labels = [1 if i % 2 == 0 else 0 for i in range(20)]
+    vocab = Vocab.build((tokenize(t) for t in texts), min_freq=1)
+    data = {"texts": {"train": (texts, labels)}, "vocab": vocab, "max_len": 10, "batch_size": 4, "seed": 3,
+            "loaders": {}}
+    full, folds = cross_fitted_nb_channel(data, folds=5)
+    rare = vocab.encode(["rare"])[0]
+    assert folds.shape == (5, len(vocab), 1) and full[rare, 0] > 0.3                 # all reviews: leans positive
+    batches = list(data["loaders"]["train"])
+    assert all(len(b) == 4 for b in batches)                                           # ids, lengths, labels, folds
+    fold_of_rare = next(int(f[k]) for ids, _, _, f in batches for k in range(len(f)) if rare in ids[k].tolist())
+    # its own fold's table never saw the word: only the classes' total counts tilt it (log |q|1/|p|1)
+    own = folds[fold_of_rare, rare, 0]
+    assert abs(own) < full[rare, 0] / 2
+    assert all(folds[k, rare, 0] > 0.3 for k in range(5) if k != fold_of_rare)       # the others saw it: positive
+    model = SentimentClassifier(len(vocab), cell="gru", embed_dim=4, hidden_size=3, word_channels=1)
+    model.set_word_features(full, folds)
+    step = sentiment_step("cpu")
+    ids, lengths, y, f = batches[0]
+    model.eval()
+    evaluated = model(ids, lengths, f)                                                 # eval: the full table
+    torch.testing.assert_close(evaluated, model(ids, lengths))
+    model.train()
+    torch.manual_seed(0)
+    a = model(ids, lengths, f)
+    torch.manual_seed(0)
+    b = model(ids, lengths)
+    assert not torch.allclose(a, b) or not bool((folds[f[:, None], ids] != full[ids]).any())
+    loss, _, _ = step(model, batches[0])                                               # the step passes the folds on
+    assert torch.isfinite(loss)
