@@ -148,3 +148,33 @@ def test_script_errors_are_one_line_exit_2(demo):
 
 def test_script_quick(demo):
     assert run(demo, "--quick").stdout.strip() == "EPOCHS 1"
+
+
+def test_the_lock_file_pins_every_requirement_within_its_range():
+    """requirements.txt: ranges a learner installs with; requirements-lock.txt: the exact versions the
+    README's figures were measured with (CI installs it). Every requirement is pinned there, inside its range."""
+    import re
+    from packaging.requirements import Requirement
+    from conftest import ROOT
+
+    def entries(name):
+        lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
+        return [Requirement(re.split(r"\s+#", line)[0].strip()) for line in lines
+                if line.strip() and not line.lstrip().startswith("#")]
+    norm = lambda n: n.lower().replace("_", "-")                                    # noqa: E731
+    lock = {norm(r.name): r for r in entries("requirements-lock.txt")}
+    assert all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in lock.values())
+    for req in entries("requirements.txt"):
+        assert norm(req.name) in lock, f"{req.name} is not pinned in requirements-lock.txt"
+        pinned = next(iter(lock[norm(req.name)].specifier)).version
+        assert req.specifier.contains(pinned, prereleases=True), f"{req.name}=={pinned} is outside {req.specifier}"
+
+
+def test_metrics_record_the_key_package_versions(tmp_path):
+    import json
+    from importlib import metadata
+    from utils.script_utils import save_metrics
+    path = save_metrics(tmp_path, config={}, metrics={})
+    versions = json.loads(path.read_text())["versions"]
+    assert versions["torch"] == metadata.version("torch") and versions["numpy"] == metadata.version("numpy")
+    assert {"scikit-learn", "pandas", "sktime"} <= set(versions)
