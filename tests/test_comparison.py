@@ -328,3 +328,27 @@ def test_bad_input_is_one_clear_line(script, args, message):
     r = run_script(script, *args, check=False, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and message in r.stderr
+
+
+def test_holm_correction_and_the_split_are_in_the_table():
+    """Five Welch tests at alpha 0.05 call something significant 23% of the time under no effect: the
+    significance is Holm-corrected over the tasks; the character model's row says it is validation."""
+    from conftest import ROOT
+    from utils.script_utils import load_case_script
+    comparison = load_case_script(ROOT / "06_comparison/model_comparison.py")
+    rows = []
+    for case, p in (("02_sentiment", 0.04), ("03_stock", 0.30), ("04_text_gen", 0.002), ("04_pronounce", 0.02)):
+        rows.append({"case": case, "task": case, "metric": comparison.TASKS[case]["metric"],
+                     "split": comparison.TASKS[case].get("split", "test"), "better": "lower",
+                     "welch": {"p": p, "note": ""}, "significant": p < 0.05, "note": "",
+                     "winner": "GRU", "lstm": {"mean": 1.0, "std": 0.1, "n": 3, "parameters": 2, "train_time_s": 1.0},
+                     "gru": {"mean": 0.9, "std": 0.1, "n": 3, "parameters": 1, "train_time_s": 1.0}})
+    comparison.holm_adjust(rows, 0.05)
+    holm = {r["case"]: r["p_holm"] for r in rows}
+    assert holm == pytest.approx({"04_text_gen": 0.008, "04_pronounce": 0.06, "02_sentiment": 0.08, "03_stock": 0.30})
+    assert [r["case"] for r in rows if r["significant"]] == ["04_text_gen"]      # 0.04 and 0.02 no longer pass
+    table = comparison.table_rows(rows)
+    assert table[2]["metric"].startswith("validation val_bits_per_char") and table[0]["metric"].startswith("test ")
+    notes = comparison.conclusions(rows, matched=False)
+    assert any("Holm's correction for the 4 comparisons" in n for n in notes)
+    assert any("validation split, which also chose the learning rate" in n for n in notes)
