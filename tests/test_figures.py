@@ -111,3 +111,43 @@ def test_every_image_link_in_the_documents_resolves(doc):
         elif path.stat().st_size > MAX_LINKED:
             problems.append(f"{link}: {path.stat().st_size / 1024:.0f} kB > {MAX_LINKED // 1024} kB")
     assert not problems, f"{doc.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+# ---- figures/collect_results_figures.py: the READMEs' pictures of real runs, from outputs/ ---------------
+COLLECT = "figures/collect_results_figures.py"
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 white PNG, built by hand (no image library needed)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\xff\xff\xff")) + chunk(b"IEND", b""))
+
+
+def test_collect_script_copies_what_exists_and_names_what_is_missing(tmp_path):
+    collect = importlib.util.spec_from_file_location("collect_results_figures", ROOT / COLLECT)
+    module = importlib.util.module_from_spec(collect)
+    collect.loader.exec_module(module)
+    copied = next(f for f in module.RESULTS if f.how == "copy")
+    runs, out = tmp_path / "outputs", tmp_path / "results"
+    (runs / copied.source).parent.mkdir(parents=True)
+    (runs / copied.source).write_bytes(tiny_png())
+    committed = {p.name: p.stat().st_mtime_ns for p in (ROOT / "figures" / "results").glob("*.png")}
+
+    result = run_script(COLLECT, f"--OUTPUTS={runs}", f"--OUT_DIR={out}", "--CJK_FONT=none", timeout=60)
+
+    assert (out / copied.name).read_bytes() == tiny_png()
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("copied") and copied.name in line for line in lines) == 1, result.stdout
+    for figure in module.RESULTS:
+        if figure.source.startswith("repo:") or figure is copied:
+            continue
+        said = [line for line in lines if figure.name in line]
+        assert len(said) == 1 and said[0].startswith("missing") and figure.made_by in said[0], result.stdout
+        assert not (out / figure.name).exists()
+    assert "Traceback" not in result.stderr
+    assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
+    assert {p.name: p.stat().st_mtime_ns for p in (ROOT / "figures" / "results").glob("*.png")} == committed
