@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import data_dir, load_text_corpus
-from utils.model_utils import (NonFiniteLoss, ProgressLog, count_parameters, epoch_line, gradient_summary, grad_norm,
+from utils.model_utils import (NonFiniteLoss, ProgressLog, count_parameters, epoch_line, gradient_summary, clip_gradients,
                                init_forget_bias, load_checkpoint, make_rnn, save_checkpoint, stopped_early)
 from utils.model_utils import check_checkpoint, checkpoint_tag
 from utils.script_utils import UserError, atomic_write, print_table, save_metrics
@@ -404,7 +404,7 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
         for epoch in range(1, epochs + 1):
             t0, total, n, norms, clipped = time.time(), 0.0, 0, [], 0
             model.train()
-            bar = tqdm(streams, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            bar = tqdm(streams, desc=f"report {epoch}/{epochs} ({len(streams)} chunks)", leave=False, dynamic_ncols=True)
             for x, y, reset in bar:                                  # x, y: (B, T); y = x one character on
                 if schedule.done():                                  # the time budget is spent
                     break
@@ -417,7 +417,7 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                     raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}", optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()                                      # back through this chunk only
-                norm = grad_norm(model, clip)                        # before clipping; then clipped, (C2) §9
+                norm = clip_gradients(model, clip)                        # before clipping; then clipped, (C2) §9
                 if not math.isfinite(norm):
                     raise NonFiniteLoss("gradient norm", norm, f"report {epoch}, chunk {n + 1}",
                                         optimizer.param_groups[0]["lr"])
@@ -447,11 +447,11 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
             if prompt is not None:
                 show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)
             if bad_epochs >= patience:
-                tqdm.write(f"early stopping: no improvement in val_loss for {patience} epochs (best epoch {best_epoch}).")
+                tqdm.write(f"early stopping: no improvement in val_loss for {patience} reports (best report {best_epoch}).")
                 break
             if schedule.done():
                 if epoch < epochs:
-                    tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after epoch {epoch}.")
+                    tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after report {epoch}.")
                 break
     except (KeyboardInterrupt, NonFiniteLoss) as e:
         stopped_early(e, epoch, checkpoint_path if best_state is not None else None, best_epoch, progress)

@@ -5,7 +5,7 @@
 - `fit`: the one training loop (tqdm progress, gradient clipping, early stopping on validation,
   best-checkpoint saving, a history row per epoch) and `evaluate`, the one evaluation pass.
 - `ProgressLog`: watch a run while it trains: progress.jsonl, a live training_curves.png, TensorBoard.
-  `grad_norm` (clip and measure) and `NonFiniteLoss` serve every training loop, fit's and the cases' own.
+  `clip_gradients` (clip, and return the norm before clipping) and `NonFiniteLoss` serve every training loop, fit's and the cases' own.
 - `save_checkpoint` / `load_checkpoint`: atomic save, `weights_only=True` load.
 - `log_mean_probability` / `ensemble_member_seeds`: seed ensembles; `confusion_matrix`.
 """
@@ -219,7 +219,7 @@ class NonFiniteLoss(UserError):
     (what, value, where, lr); `stopped_early` turns it into the learner's one-line message."""
 
 
-def grad_norm(model: nn.Module, clip: float | None) -> float:
+def clip_gradients(model: nn.Module, clip: float | None) -> float:
     """Clip the gradients to norm `clip` (THEORY.md §9: g <- g * clip / ||g|| when ||g|| > clip) and return
     ||g||, the norm of all gradients as one vector, measured *before* clipping. clip None or 0: the
     gradients are only measured, never changed."""
@@ -480,7 +480,7 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
                     raise NonFiniteLoss("loss", value, f"epoch {epoch}, batch {b + 1}", optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                norm = grad_norm(model, clip)   # measured before clipping, then clipped to `clip` (§9)
+                norm = clip_gradients(model, clip)   # measured before clipping, then clipped to `clip` (§9)
                 if not math.isfinite(norm):
                     raise NonFiniteLoss("gradient norm", norm, f"epoch {epoch}, batch {b + 1}",
                                         optimizer.param_groups[0]["lr"])
