@@ -66,6 +66,10 @@ RESULTS = (
            "python 03_stock/stock_lstm.py"),
     Figure("03_training_curves.png", "03_stock/stock_lstm/training_curves.png", "copy",
            "python 03_stock/stock_lstm.py"),
+    Figure("04_attention_gru.png", "04_text_gen/g2p_gru/attention.png", "copy",
+           "python 04_text_gen/g2p_gru.py"),
+    Figure("04_wer_by_length.png", "04_text_gen/g2p_lstm/metrics.json", "draw_wer_by_length",
+           "python 04_text_gen/g2p_lstm.py (and g2p_gru.py, --ATTENTION=false, for more curves)"),
     Figure("05_accuracy_per_dataset.png", "repo:05_seq_classify/README.md", "draw_accuracy_per_dataset",
            "the measured table of 05_seq_classify/README.md"),
     Figure("05_confusion_gunpoint_gru.png", "05_seq_classify/classification_metrics/GunPoint/confusion_gru.png", "copy",
@@ -288,6 +292,49 @@ def draw_ensemble_curves(source: Path, record: dict):
     fig.tight_layout()
     footer(fig, [f"{shown_path(source)} of python 05_seq_classify/sequence_gru.py, {MEASURED_ON}, {run_stamp(record)}",
                  "redrawn by python figures/collect_results_figures.py"])
+    return fig
+
+
+G2P_RUNS = (("g2p_lstm", "LSTM", "#1f77b4"), ("g2p_gru", "GRU", "#d62728"))
+
+
+def draw_wer_by_length(source: Path, record: dict):
+    """04: test WER (beam 5) and PER (greedy) per word-length bin of every pronunciation run found beside
+    `source` (g2p_lstm/, g2p_gru/ and their no_attention/ folders; metrics.json's wer_by_length), one line
+    per model on the same test words; dashed without attention."""
+    case = source.parent.parent
+    runs = []
+    for folder, cell, color in G2P_RUNS:
+        for sub, zh, en, style in ((None, "有注意力", "attention", "-"), ("no_attention", "无注意力", "no attention", "--")):
+            path = case / folder / (sub or "") / "metrics.json"
+            if path.is_file():
+                saved = json.loads(path.read_text(encoding="utf-8"))
+                runs.append((bi(f"{cell} {zh}", f"{cell} {en}"), saved, color, style, path))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    for label, saved, color, style, _ in runs:
+        lengths = saved["metrics"]["wer_by_length"]
+        bins = list(lengths["beam"])
+        left.plot(bins, [100 * lengths["beam"][b]["wer"] for b in bins], style, marker="o", color=color,
+                  label=label + f": {100 * saved['metrics']['test_wer']:.1f}%")
+        right.plot(bins, [100 * lengths["greedy"][b]["per"] for b in bins], style, marker="o", color=color, label=label)
+    first = runs[0][1]["metrics"]["wer_by_length"]["beam"]
+    ticks = [f"{b}\n({first[b]['words']:,})" for b in first]
+    for ax in (left, right):
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=8.5)
+        ax.set_xlabel(bi("词长（字母数；括号里是测试词数）", "word length in letters (test words)"), fontsize=9)
+        ax.grid(alpha=0.3)
+    left.set_ylabel(bi("测试词错误率 WER（%）", "test WER (%)", sep="\n"))
+    left.set_title(bi("词错误率（束搜索宽度 5），越低越好", "word error rate (beam 5), lower is better", sep="\n"),
+                   fontsize=10)
+    left.legend(fontsize=8.5, title=bi("名字后是总 WER", "overall WER after the name"), title_fontsize=8)
+    right.set_ylabel(bi("测试音素错误率 PER（%）", "test PER (%)", sep="\n"))
+    right.set_title(bi("音素错误率（贪心），越低越好", "phoneme error rate (greedy), lower is better", sep="\n"),
+                    fontsize=10)
+    right.legend(fontsize=8.5)
+    fig.tight_layout()
+    footer(fig, [f"{shown_path(path)}: {run_stamp(saved)}" for _, saved, _, _, path in runs]
+           + [f"python 04_text_gen/g2p_lstm.py / g2p_gru.py, {MEASURED_ON}; "
+              "redrawn by python figures/collect_results_figures.py"])
     return fig
 
 
