@@ -76,6 +76,8 @@ RESULTS = (
            "python 05_seq_classify/classification_metrics.py"),
     Figure("05_training_curves_gunpoint_gru.png", "05_seq_classify/sequence_gru/GunPoint/progress.jsonl",
            "draw_ensemble_curves", "python 05_seq_classify/sequence_gru.py"),
+    Figure("06_study_grid.png", "06_comparison/hyperparameter_study/study_grid.png", "copy",
+           "python 06_comparison/hyperparameter_study.py"),
 )
 
 
