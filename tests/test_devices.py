@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TEST_OUTPUTS, load_theory
+from conftest import ROOT, load_theory
 from utils import model_utils, script_utils
 from utils.script_utils import UserError, float64_device, load_case_script
 
@@ -138,9 +138,11 @@ def test_06_match_params_counts_with_the_settings_the_runs_use_on_cuda():
     assert cpu_gru.NUM_LAYERS == cpu_gru.GPU_SETTINGS["NUM_LAYERS"][0]     # nothing changes on the CPU
 
 
-def test_a_script_trains_with_its_gpu_settings_applied(monkeypatch):
+def test_a_script_trains_with_its_gpu_settings_applied(monkeypatch, tmp_path):
     """g2p_lstm.py with GPU_SETTINGS applied as on CUDA (2 layers, 512 units, ...), run on the CPU with a
-    reduced data size and one epoch given on the command line (which the settings respect)."""
+    reduced data size and one epoch given on the command line (which the settings respect). Its results go
+    to a folder of its own: other tests read the tests' g2p_lstm/ folder as a full run's."""
+    monkeypatch.setattr(script_utils, "OUTPUTS_ROOT", tmp_path)
     script = load_case_script(ROOT / "04_text_gen/g2p_lstm.py")
     real = script_utils.apply_gpu_settings
     monkeypatch.setattr(script, "get_device", lambda preference="auto": torch.device("cpu"))
@@ -149,7 +151,7 @@ def test_a_script_trains_with_its_gpu_settings_applied(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["g2p_lstm.py", "--MAX_TRAIN_WORDS=300", "--MAX_EVAL_WORDS=20", "--EPOCHS=1",
                                       "--BEAM=2", "--EXAMPLES=knight"])
     script.main()
-    saved = json.loads((TEST_OUTPUTS / "04_text_gen" / "g2p_lstm" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "04_text_gen" / "g2p_lstm" / "metrics.json").read_text())
     config = saved["config"]
     for name, (_, gpu) in script.GPU_SETTINGS.items():
         assert config[name] == (1 if name == "EPOCHS" else gpu), name
