@@ -1,13 +1,16 @@
 """Sentiment analysis of movie reviews with a bidirectional LSTM: embedding -> biLSTM -> pooling -> classifier.
 
 Teaches: variable-length text as packed, length-bucketed batches with masked pooling (THEORY.md §5; the
-mechanism is in sentiment_model.py), a vocabulary saved with the model, a seed ensemble (§8), and how the
-LSTM's gates ((L1)-(L6)) carry a negation ("not ... great") across a sentence.
+mechanism is in sentiment_model.py), a vocabulary saved with the model, a seed ensemble (§8), and why a
+negation ("not ... great") is hard to carry across a sentence: the LSTM's gates ((L1)-(L6)) could keep "not"
+until "great", yet the measured ensembles still call "Not terrible, actually great." negative (the script
+prints it; README).
 Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, actually great"]  (IMDB: README.md)
 
 用双向 LSTM 判断一条影评是好评还是差评。这个案例要学的是：长短不一的句子怎样组成批次（按长度分桶、
 打包，池化时只看真实的词，THEORY.md 第 5 节；具体做法在 sentiment_model.py），词表怎样随模型一起保存，
-几个不同种子的模型怎样集成（第 8 节），以及 LSTM 的门 (L1)-(L6) 怎样把句首的 "not" 一直带到后面的 "great"。
+几个不同种子的模型怎样集成（第 8 节），以及为什么否定很难跨越整句：LSTM 的门 (L1)-(L6) 本可以把 "not" 一直记到 "great"，
+但实测的集成仍把 "Not terrible, actually great." 判成差评（脚本会打印出来；见 README）。
 运行：`python 02_sentiment/sentiment_lstm.py`，默认用离线自带的 Rotten Tomatoes 影评短句；`--quick` 用很少的
 数据快速跑通，`--REVIEW="..."` 在训练后给你自己写的影评打分；
 `--DATASET=imdb` 改用 IMDB（要下载 84 MB，见 README.md）。
