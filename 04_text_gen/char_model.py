@@ -23,8 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import data_dir, load_text_corpus
-from utils.model_utils import (NonFiniteLoss, ProgressLog, count_parameters, epoch_line, gradient_summary, clip_gradients,
-                               init_forget_bias, load_checkpoint, make_rnn, save_checkpoint, stopped_early)
+from utils.model_utils import (NonFiniteLoss, ProgressLog, clip_gradients, count_parameters, epoch_line,
+                               gradient_summary, init_forget_bias, load_checkpoint, make_rnn, save_checkpoint,
+                               stopped_early)
 from utils.model_utils import check_checkpoint, checkpoint_tag
 from utils.script_utils import UserError, atomic_write, print_table, save_metrics
 from utils.visualization import plot_training_curves
@@ -404,7 +405,8 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
         for epoch in range(1, epochs + 1):
             t0, total, n, norms, clipped = time.time(), 0.0, 0, [], 0
             model.train()
-            bar = tqdm(streams, desc=f"report {epoch}/{epochs} ({len(streams)} chunks)", leave=False, dynamic_ncols=True)
+            bar = tqdm(streams, desc=f"report {epoch}/{epochs} ({len(streams)} chunks)", leave=False,
+                       dynamic_ncols=True)
             for x, y, reset in bar:                                  # x, y: (B, T); y = x one character on
                 if schedule.done():                                  # the time budget is spent
                     break
@@ -417,7 +419,7 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                     raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}", optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()                                      # back through this chunk only
-                norm = clip_gradients(model, clip)                        # before clipping; then clipped, (C2) §9
+                norm = clip_gradients(model, clip)                   # before clipping; then clipped, (C2) §9
                 if not math.isfinite(norm):
                     raise NonFiniteLoss("gradient norm", norm, f"report {epoch}, chunk {n + 1}",
                                         optimizer.param_groups[0]["lr"])

@@ -213,11 +213,11 @@ def rank_hyperparameters(study: list[dict], permutations: int | None = None) -> 
             best = points[int(np.nanargmax(means) if higher_is_better() else np.nanargmin(means))]
             observed = float(np.nanmax(means) - np.nanmin(means))
             null = permutation_null(runs_ok, permutations, seed=SEED) if len(runs_ok) > 1 else np.zeros(1)
+            null_95 = float(np.quantile(null, 0.95))
             rows.append({"cell": cell, "hyperparameter": name, "range": observed,
                          "eta_squared": between_ss / total_ss if total_ss > 0 else 0.0,
                          "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + len(null))),
-                         "null_range_95": float(np.quantile(null, 0.95)),
-                         "beyond_noise": observed - float(np.quantile(null, 0.95)),
+                         "null_range_95": null_95, "beyond_noise": observed - null_95,
                          "points": len(points), "best_value": best["value"], "best_mean": best["mean"],
                          "default_std": next(p["std"] for p in points if p["default"])})
         ranking += sorted(rows, key=lambda r: (r["p_value"], -r["beyond_noise"]))

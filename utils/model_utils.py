@@ -480,7 +480,7 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
                     raise NonFiniteLoss("loss", value, f"epoch {epoch}, batch {b + 1}", optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                norm = clip_gradients(model, clip)   # measured before clipping, then clipped to `clip` (§9)
+                norm = clip_gradients(model, clip)  # measured before clipping, then clipped to `clip` (§9)
                 if not math.isfinite(norm):
                     raise NonFiniteLoss("gradient norm", norm, f"epoch {epoch}, batch {b + 1}",
                                         optimizer.param_groups[0]["lr"])
