@@ -382,7 +382,8 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                      sample_len: int = 200, seed: int = 0, progress: ProgressLog | None = None) -> dict:
     """Truncated BPTT with AdamW on data['streams']['train'] (a CharStreams with chunks_per_epoch): after
     every `chunks_per_epoch` chunks a report (an "epoch") validates on data['streams']['val'], saves the best
-    weights (with the vocabulary) to checkpoint_path and, given a prompt, prints a sample at temperature 0.8.
+    weights (with the vocabulary) to checkpoint_path and, given a prompt, prints a sample at temperature 0.8
+    (kept in the report's row as 'sample', so progress.jsonl shows how the text improves).
 
     Training ends after `epochs` reports, when the time budget is spent (the report is still made), or after
     `patience` reports without a better validation loss; the best weights are restored at the end.
@@ -444,10 +445,10 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
             else:
                 bad_epochs += 1
             tqdm.write(epoch_line({k: v for k, v in row.items() if k != "chars_seen"}, improved))
+            if prompt is not None:  # its own generator: sampling leaves the training's random stream alone
+                row["sample"] = show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)["0.8"]
             if progress is not None:
                 progress.epoch(row)
-            if prompt is not None:
-                show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)
             if bad_epochs >= patience:
                 tqdm.write(f"early stopping: no improvement in val_loss for {patience} reports (best report {best_epoch}).")
                 break
