@@ -18,6 +18,7 @@ import importlib.util
 import io
 import json
 import re
+import textwrap
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -74,12 +75,16 @@ RESULTS = (
            "python 04_text_gen/g2p_gru.py"),
     Figure("04_wer_by_length.png", "04_text_gen/g2p_lstm/metrics.json", "draw_wer_by_length",
            "python 04_text_gen/g2p_lstm.py (and g2p_gru.py, --ATTENTION=false, for more curves)"),
+    Figure("04_char_model_progress.png", "04_text_gen/text_lstm/metrics.json", "draw_char_model_progress",
+           "python 04_text_gen/text_lstm.py"),
     Figure("05_accuracy_per_dataset.png", "repo:05_seq_classify/README.md", "draw_accuracy_per_dataset",
            "the measured table of 05_seq_classify/README.md"),
     Figure("05_confusion_gunpoint_gru.png", "05_seq_classify/classification_metrics/GunPoint/confusion_gru.png", "copy",
            "python 05_seq_classify/classification_metrics.py"),
     Figure("05_training_curves_gunpoint_gru.png", "05_seq_classify/sequence_gru/GunPoint/progress.jsonl",
            "draw_ensemble_curves", "python 05_seq_classify/sequence_gru.py"),
+    Figure("06_lstm_vs_gru.png", "repo:06_comparison/README.md", "draw_cell_comparison",
+           "the measured tables of 06_comparison/README.md"),
     Figure("06_study_grid.png", "06_comparison/hyperparameter_study/study_grid.png", "copy",
            "python 06_comparison/hyperparameter_study.py"),
 )
@@ -341,6 +346,105 @@ def draw_wer_by_length(source: Path, record: dict):
     footer(fig, [f"{shown_path(path)}: {run_stamp(saved)}" for _, saved, _, _, path in runs]
            + [f"python 04_text_gen/g2p_lstm.py / g2p_gru.py, {MEASURED_ON}; "
               "redrawn by python figures/collect_results_figures.py"])
+    return fig
+
+
+def draw_char_model_progress(source: Path, record: dict):
+    """04: the character model's validation nats/char at each report of a default text_lstm.py run (each
+    report scores VAL_CHARS_PER_EPOCH validation characters; the last point, all of them), against the
+    5-gram baseline, beside the sample the model wrote at each report (temperature 0.8, the same seed)."""
+    history = record.get("history") or []
+    if not history or "sample" not in history[0]:
+        raise Missing(f"{shown_path(source)} has no samples in its history (a run from before they were kept); "
+                      f"run python 04_text_gen/text_lstm.py")
+    metrics, prompt = record["metrics"], record["config"]["PROMPT"]
+    seen = [r["chars_seen"] / 1e6 for r in history]
+    fig, (ax, text) = plt.subplots(1, 2, figsize=(12.5, 4.9), gridspec_kw={"width_ratios": [1, 1.25]})
+    ax.plot(seen, [r["val_loss"] for r in history], "o-", color="#1f77b4",
+            label=bi("每次报告的验证 nats/char", "validation nats/char at each report"))
+    ax.plot(seen, [r["train_loss"] for r in history], "s--", color="#aaaaaa", label=bi("训练损失", "training loss"))
+    ax.axhline(metrics["baseline_nats_per_char"], color="#2ca02c", ls=":",
+               label=bi(f"5-gram 基线 {metrics['baseline_nats_per_char']:.3f}",
+                        f"5-gram baseline {metrics['baseline_nats_per_char']:.3f}"))
+    ax.plot([seen[-1]], [metrics["val_nats_per_char"]], "*", ms=14, color="#d62728",
+            label=bi(f"最好的模型，全部验证集 {metrics['val_nats_per_char']:.3f}",
+                     f"best model, all validation text {metrics['val_nats_per_char']:.3f}"))
+    for k, (x, r) in enumerate(zip(seen, history), start=1):
+        ax.annotate(f"{k}", (x, r["val_loss"]), textcoords="offset points", xytext=(6, 6), fontsize=9, color="#1f77b4")
+    ax.set_xlabel(bi("已训练的字符数（百万）", "characters trained on (millions)"))
+    ax.set_ylabel(bi("nats/char，越低越好", "nats per character, lower is better", sep="\n"))
+    ax.set_title(bi("字符语言模型的验证损失", "the character model's validation loss", sep="\n"), fontsize=10.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8.5)
+    text.axis("off")
+    text.set_title(bi(f"每次报告时写出的样本（温度 0.8，提示 {prompt.strip()!r}）",
+                      f"the sample at each report (temperature 0.8, prompt {prompt.strip()!r})", sep="\n"),
+                   fontsize=10.5)
+    lines = []
+    for k, r in enumerate(history, start=1):
+        sample = (prompt + r["sample"])[:170]
+        wrapped = [part[:62] for part in sample.splitlines() if part.strip()][:4]
+        lines.append(f"[{k}] {r['chars_seen'] / 1e6:.1f}M, {r['val_loss']:.3f} nats/char")
+        lines += ["    " + w for w in wrapped] + [""]
+    text.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8.3,
+              transform=text.transAxes)
+    fig.tight_layout()
+    footer(fig, [f"{shown_path(source)}: {run_stamp(record)}",
+                 f"python 04_text_gen/text_lstm.py at its defaults ({record['config']['MAX_MINUTES']:g}-minute budget), "
+                 f"{MEASURED_ON}; redrawn by python figures/collect_results_figures.py"])
+    return fig
+
+
+ESTIMATE = re.compile(r"^\**([\d.]+)\s*±\s*([\d.]+)")   # "0.783 ± 0.008" (bold or with a bits/char note)
+
+
+def comparison_rows(readme: str) -> list[tuple]:
+    """06's README tables -> (task in Chinese, in English, metric, LSTM mean, std, GRU mean, std) per task,
+    from every row whose metric has a direction arrow and whose LSTM and GRU cells read "mean ± std"."""
+    rows = []
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or not ("↑" in cells[1] or "↓" in cells[1]):
+            continue
+        lstm, gru = ESTIMATE.match(cells[2]), ESTIMATE.match(cells[3])
+        if lstm and gru and "/ " in cells[0]:
+            zh, en = re.split(r"\s*/\s+", cells[0], maxsplit=1)
+            if en not in [r[1] for r in rows]:
+                rows.append((zh, en, cells[1], *map(float, lstm.groups()), *map(float, gru.groups())))
+    return rows
+
+
+def draw_cell_comparison(source: Path, record: dict):
+    """06: LSTM against GRU on every task of 06's README tables (model_comparison.py, 3 seeds each): the mean
+    and a band of ± one standard deviation over the seeds, one panel per task (each has its own metric and
+    direction). Read from the README's measured tables: the runs behind them take hours on 2 CPU cores."""
+    rows = comparison_rows(source.read_text(encoding="utf-8"))
+    if not rows:
+        raise Missing(f"no 'task | metric | LSTM a ± b | GRU a ± b | ...' table in {shown_path(source)}")
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.45 * len(rows) + 0.6, 4.0))
+    for ax, (zh, en, metric, lm, ls, gm, gs) in zip(np.atleast_1d(axes), rows):
+        for x, (mean, std, color) in enumerate(((lm, ls, "#1f77b4"), (gm, gs, "#d62728"))):
+            ax.fill_between([x - 0.28, x + 0.28], mean - std, mean + std, color=color, alpha=0.25, lw=0)
+            ax.plot([x - 0.28, x + 0.28], [mean, mean], color=color, lw=2.5)
+            ax.text(x, mean + std, f"{mean:.3f}\n± {std:.3f}", ha="center", va="bottom", fontsize=8)
+        low, high = min(lm - ls, gm - gs), max(lm + ls, gm + gs)
+        pad = (high - low) * 0.6 + 1e-3
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_xticks([0, 1], ["LSTM", "GRU"])
+        better = bi("越高越好", "higher is better") if "↑" in metric else bi("越低越好", "lower is better")
+        title = "\n".join(textwrap.wrap(en, 24))
+        ax.set_title(f"{zh.split('（')[0]}\n{title}" if THEORY.HAS_CJK else title, fontsize=8.5)
+        metric = metric.replace("↑", "").replace("↓", "").strip()
+        ax.set_xlabel("\n".join(textwrap.wrap(metric if THEORY.HAS_CJK else metric.split(" / ")[-1], 26))
+                      + f"\n({better})", fontsize=7.5)
+        ax.tick_params(axis="y", labelsize=7.5)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(bi("LSTM 对 GRU：3 个种子的均值（横线）和均值 ± 一个标准差（色带）",
+                    "LSTM vs GRU: mean over 3 seeds (line) and mean ± one standard deviation (band)"), fontsize=10.5)
+    fig.tight_layout()
+    footer(fig, [f"numbers from the measured tables of {shown_path(source)} (python 06_comparison/model_comparison.py;",
+                 "the dates and machines are beside the tables); redrawn by python figures/collect_results_figures.py"])
     return fig
 
 
