@@ -4,7 +4,7 @@ Teaches: judging a neural model against the strongest cheap yardstick (picked on
 with mean ± std over seeds, what averaging the seeds' models buys (a seed ensemble, what sentiment_lstm.py's
 ENSEMBLE trains), what averaging that ensemble with NBSVM buys (the weight chosen on validation), McNemar's
 test on the same reviews, and what each costs (parameters, training time, inference speed). Theory: THEORY.md §8.
-Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2,3,4]
+Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2,3,4] [--DATASET=chinese_reviews | --CSV=file.csv]
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from utils.model_utils import count_parameters, log_mean_probability
-from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed, get_device, output_dir, parse_config,
-                                print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed, apply_dataset_settings, get_device,
+                                output_dir, parse_config, print_table, run_main, save_metrics, set_seed)
 from utils.visualization import plot_bars
 from sentiment_model import (SentimentClassifier, average_probabilities, binary_metrics, choose_weight,
-                             cross_fitted_accuracy, cross_fitted_nb_channel, encode_reviews, mcnemar, nbsvm_baseline,
-                             predict_proba, prepare_sentiment_data, test_sentiment_model, tfidf_baseline,
-                             train_sentiment_model)
+                             cross_fitted_accuracy, cross_fitted_nb_channel, dataset_folder, dataset_name,
+                             encode_reviews, mcnemar, nbsvm_baseline, predict_proba, prepare_sentiment_data,
+                             test_sentiment_model, tfidf_baseline, train_sentiment_model)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -29,7 +29,9 @@ SEEDS: Items(Seed) = (0, 1, 2, 3, 4)  # one training run per seed and model: mea
                                       # averaged probabilities as the "ensemble" row (5 = the scripts' ENSEMBLE)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM/nn.GRU | scratch: 01_basic_theory's ScratchLSTM/ScratchGRU
-DATASET: OneOf("rotten_tomatoes", "imdb") = "rotten_tomatoes"  # rotten_tomatoes (offline) | imdb (downloads 84 MB)
+DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"  # rotten_tomatoes, chinese_reviews
+                                      # (offline) | imdb (downloads 84 MB)
+CSV: str = ""                         # your own labelled reviews instead (a UTF-8 CSV with text and label columns)
 EPOCHS: AtLeast(1) = 12               # upper bound per run (early stopping on validation accuracy)
 PATIENCE: AtLeast(1) = 3              # early-stopping patience in epochs
 BATCH_SIZE: AtLeast(1) = 64           # reviews per batch (bucketed by length)
@@ -48,9 +50,12 @@ EMBED_DROPOUT: Fraction = 0.3         # on the word vectors
 LIMIT: AtLeast(0) = 0                 # keep only the first LIMIT training reviews (0 = all; else >= 8)
 NB_CHANNEL: bool = False              # as the twins: each word's NB log-count ratio enters beside its vector
 
+# chinese_reviews: the twins' longer MAX_LEN for its longer reviews (one token per Han character; README)
+DATASET_SETTINGS = {"chinese_reviews": dict(MAX_LEN=(100, 200))}
 QUICK_SETTINGS = dict(SEEDS=(0, 1), LIMIT=300, EPOCHS=1, EMBED_DIM=16, HIDDEN_SIZE=16, MAX_LEN=30)
 CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
-                                                  "test keep LIMIT // 4 >= 2 reviews each")]
+                                                  "test keep LIMIT // 4 >= 2 reviews each"),
+          (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them")]
 MODELS = ("lstm", "gru")
 BASELINES = {"tfidf+logreg": "TF-IDF + logistic regression", "nbsvm": "NBSVM"}
 
@@ -59,7 +64,7 @@ def run_rnn(cell: str, seed: int, device) -> dict:
     """Train one LSTM or GRU with `seed` (weights and batch order) and measure it on the test split."""
     set_seed(seed)
     data = prepare_sentiment_data(DATASET, min_freq=MIN_FREQ, max_vocab=MAX_VOCAB, max_len=MAX_LEN,
-                                  batch_size=BATCH_SIZE, limit=LIMIT, seed=seed)
+                                  batch_size=BATCH_SIZE, limit=LIMIT, seed=seed, csv=CSV)
     model = SentimentClassifier(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=EMBED_DIM,
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
                                 dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
@@ -166,9 +171,10 @@ def verdict(summary: dict, tests: dict, best: str) -> list[str]:
 def main():
     t0 = time.time()
     cfg = parse_config(globals())
+    cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"]))  # never over your own values
     set_seed(SEED)
     device = get_device(DEVICE)
-    out = output_dir(__file__, quick=cfg["QUICK"])
+    out = output_dir(__file__, dataset_folder(DATASET, CSV), quick=cfg["QUICK"])  # RT: no subfolder
     runs = {m: [] for m in MODELS}
     for seed in SEEDS:
         for m in MODELS:
@@ -204,10 +210,10 @@ def main():
     print_table([{"model": m, **{k: f"{a:.4f} ± {s:.4f}" if k in ("accuracy", "f1", "loss", "val_accuracy") else
                                  f"{a:,.0f}" if k == "parameters" else f"{a:.2f}" if k == "weight" else
                                  f"{a:.1f} ± {s:.1f}" for k, (a, s) in summary[m].items()}} for m in names],
-                title=f"{DATASET}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean probability; "
+                title=f"{dataset_name(DATASET, CSV)}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean probability; "
                       f"+ nbsvm: averaged with NBSVM, w and a cross-fitted val_accuracy from validation)")
     plot_bars(["accuracy", "F1"], {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
-              out / "comparison.png", ylabel="test score", title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({DATASET})",
+              out / "comparison.png", ylabel="test score", title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset_name(DATASET, CSV)})",
               errors={m: [summary[m]["accuracy"][1], summary[m]["f1"][1]] for m in names})
     conclusion = verdict(summary, tests, best)
     print("\n".join(conclusion))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils.data_utils import SENTIMENT_LABELS, Vocab, pad_batch, sentiment_split, tokenize
+from utils.data_utils import SENTIMENT_LABELS, Vocab, han_share, pad_batch, sentiment_split, tokenize
 from utils.model_utils import (ProgressLog, check_checkpoint, checkpoint_tag, confusion_matrix, count_parameters,
                                ensemble_member_seeds, evaluate, fit, init_forget_bias, load_checkpoint,
                                log_mean_probability, make_rnn, save_checkpoint)
@@ -39,6 +39,21 @@ SENTIMENT_EXAMPLES = (
     "I expected to love it, but it was a mess.",
     "Not a single good performance in the whole movie.",
 )
+# The same kinds of sentence for a model trained on the Chinese reviews (products, hotels, books): praise,
+# a complaint, a double negation ("not bad to look at, actually very good"), a "but", and a plain negative.
+SENTIMENT_EXAMPLES_ZH = (
+    "房间干净，服务也很周到，下次还会再来。",
+    "质量太差了，用了两天就坏了，再也不买了。",
+    "不难看，其实挺好看的。",
+    "本来很期待，但是内容太让人失望了。",
+    "没有一点值得推荐的地方。",
+)
+
+
+def sentiment_examples(vocab: Vocab) -> tuple[str, ...]:
+    """The hand-written examples in the language the model was trained on: Chinese when most of its
+    vocabulary is Han characters, English otherwise (a --CSV model in another language gets the English ones)."""
+    return SENTIMENT_EXAMPLES_ZH if han_share(vocab.to_list()[2:]) > 0.5 else SENTIMENT_EXAMPLES
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -56,18 +71,27 @@ def encode_reviews(texts: Sequence[str], vocab: Vocab, max_len: int) -> tuple[li
 
 
 def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
-    """A learner's review -> ids, refusing what the model cannot judge and noting truncation."""
+    """A learner's review -> ids, refusing an empty one, warning when most of its tokens are unknown to the
+    model (an English review given to a model trained on Chinese, or the other way round), noting truncation."""
     tokens = tokenize(text)
     if not tokens:
         raise UserError("the review is empty (no words found); pass some text, e.g. --REVIEW=\"a moving, "
-                        "funny film\".")
+                        "funny film\" or --REVIEW=\"这部电影太好看了\".")
     ids = vocab.encode(tokens)
-    if all(i == 1 for i in ids):
-        raise UserError(f"none of the review's {len(tokens)} words are in the model's vocabulary of "
-                        f"{len(vocab)} tokens, so it cannot be judged; write it in English movie-review words.")
+    unknown = sum(i == 1 for i in ids)
+    if unknown > len(ids) / 2:
+        language = "Chinese" if han_share(vocab.to_list()[2:]) > 0.5 else "English"
+        print(f"warning: {unknown} of the {len(ids)} tokens of {shorten(text)!r} are unknown to this model's "
+              f"vocabulary ({len(vocab):,} tokens, learned from {language} reviews): its verdict rests on "
+              f"{'nothing but the review length' if unknown == len(ids) else 'the few known ones'} and means little. "
+              f"Give it a review in {language}, or train on reviews in the review's language (--DATASET, --CSV).")
     if len(ids) > max_len:
         print(f"notice: the review has {len(ids)} tokens; only the first MAX_LEN={max_len} are used.")
     return ids[:max_len]
+
+
+def shorten(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 class LengthBucketSampler(torch.utils.data.Sampler):
@@ -120,13 +144,15 @@ def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size
 
 
 def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_len: int, batch_size: int,
-                           limit: int = 0, seed: int = 0) -> dict:
-    """The fixed split -> vocabulary (built on train only) -> length-bucketed loaders.
+                           limit: int = 0, seed: int = 0, csv: str = "") -> dict:
+    """The fixed split (of `dataset`, or of the learner's `csv` file) -> vocabulary (built on train only)
+    -> length-bucketed loaders.
 
     limit > 0 keeps only the first `limit` training reviews (and limit//4 of validation and test): --quick.
     Returns {'vocab', 'texts': {part: (texts, labels)}, 'loaders': {part: DataLoader}, 'sizes'}.
     """
-    split = sentiment_split(dataset)
+    split = sentiment_split(dataset, csv=csv)
+    dataset = dataset_name(dataset, csv)
     if limit > 0:
         split = {p: (t[:n], y[:n]) for (p, (t, y)), n in zip(split.items(), (limit, limit // 4, limit // 4))}
     vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq, max_size=max_vocab or None)
@@ -142,6 +168,20 @@ def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_l
     return {"vocab": vocab, "texts": split, "loaders": loaders,
             "sizes": {p: len(t) for p, (t, _) in split.items()},
             "max_len": max_len, "batch_size": batch_size, "seed": seed}
+
+
+def dataset_name(dataset: str, csv: str = "") -> str:
+    """What a run's tables, checkpoint and metrics.json call its data: the DATASET, or 'csv:<file name>'."""
+    return f"csv:{Path(csv).name}" if csv else dataset
+
+
+def dataset_folder(dataset: str, csv: str = "") -> str | None:
+    """The subfolder of outputs/02_sentiment/<script>/ a run writes to: none for Rotten Tomatoes (the default,
+    which other scripts read), else the dataset's name or csv_<file stem>, so runs on other data never
+    replace the default run's model and metrics."""
+    if csv:
+        return "csv_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(csv).stem)
+    return None if dataset == "rotten_tomatoes" else dataset
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -394,8 +434,7 @@ def classify_reviews(model: nn.Module, vocab: Vocab, reviews: list[str], max_len
     encoded = [check_review(r, vocab, max_len) for r in reviews]
     rows = []
     for text, ids, p in zip(reviews, encoded, predict_proba(model, encoded, device)):
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        rows.append({"review": shown, "P(positive)": round(p, 3), "verdict": SENTIMENT_LABELS[int(p >= 0.5)],
+        rows.append({"review": shorten(text), "P(positive)": round(p, 3), "verdict": SENTIMENT_LABELS[int(p >= 0.5)],
                      "unknown words": sum(i == 1 for i in ids)})
     print_table(rows, title=title, floatfmt=".3f")
     return rows
@@ -443,8 +482,15 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
 # ----------------------------------------------------------------------------------------------------
 # 5. The yardstick: a bag of words and bigrams
 # ----------------------------------------------------------------------------------------------------
+def ngram_range_for(texts: Sequence[str]) -> tuple[int, int]:
+    """The baselines' n-grams: words and word pairs (1, 2) for English; for Chinese, where each token is one
+    Han character, character 1- to 3-grams (1, 3), which stand in for the words a segmenter would find."""
+    return (1, 3) if han_share(t for text in texts[:2000] for t in tokenize(text)) > 0.5 else (1, 2)
+
+
 def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
-    """The bag-of-words yardstick: TF-IDF of words and word pairs + logistic regression (scikit-learn).
+    """The bag-of-words yardstick: TF-IDF of words and word pairs + logistic regression (scikit-learn);
+    of character 1- to 3-grams for Chinese (`ngram_range_for`).
 
     texts: {'train'|'val'|'test': (texts, labels)}. C (inverse regularisation) is picked on validation,
     like the RNNs' early stopping, so both sides get the same chance. Word order beyond bigrams is lost:
@@ -455,7 +501,8 @@ def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
 
     (xtr, ytr), (xva, yva), (xte, yte) = texts["train"], texts["val"], texts["test"]
     t0 = time.time()
-    vec = TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
+    ngrams = ngram_range_for(xtr)
+    vec = TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=ngrams,
                           sublinear_tf=True)
     A, V = vec.fit_transform(xtr), vec.transform(xva)   # sparse (reviews, n-grams)
     fitted = [(LogisticRegression(C=C, max_iter=2000).fit(A, ytr), C) for C in Cs]
@@ -466,7 +513,7 @@ def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
     preds = torch.as_tensor(clf.predict(vec.transform(xte)))
     seconds = max(time.time() - t1, 1e-9)
     metrics = binary_metrics(preds, torch.as_tensor(yte))
-    metrics.update(C=C, val_accuracy=val_acc, parameters=int(clf.coef_.size + clf.intercept_.size),
+    metrics.update(C=C, ngram_range=list(ngrams), val_accuracy=val_acc, parameters=int(clf.coef_.size + clf.intercept_.size),
                    train_time_s=round(train_time, 2), reviews_per_s=round(len(yte) / seconds, 1),
                    confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist())
     return metrics
@@ -486,13 +533,14 @@ def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
 # beta = 0 leaves w_bar * (r . x) + b: Naive Bayes' votes, each n-gram with its log-count ratio (b stays as
 # trained, as in the paper); beta = 1 is the discriminative model alone, on NB-scaled features. Wang & Manning
 # found NB's votes stronger on short snippets and the classifier on long reviews; here validation picks beta.
-def binary_ngrams(texts: Sequence[str], vocabulary: dict | None = None):
+def binary_ngrams(texts: Sequence[str], vocabulary: dict | None = None, ngram_range: tuple = (1, 2)):
     """Reviews -> (X, vocabulary): X a scipy sparse (reviews, V) 0/1 matrix of the word and word-pair
-    n-grams each review contains (utils.data_utils.tokenize's tokens). vocabulary None: learn it from
-    these texts (training only); else reuse it (validation/test n-grams never seen in training are dropped)."""
+    n-grams each review contains (utils.data_utils.tokenize's tokens; Chinese: ngram_range=(1, 3) of
+    characters). vocabulary None: learn it from these texts (training only); else reuse it
+    (validation/test n-grams never seen in training are dropped)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    vec = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2),
+    vec = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=tuple(ngram_range),
                           binary=True, vocabulary=vocabulary)
     X = vec.fit_transform(texts) if vocabulary is None else vec.transform(texts)
     return X.tocsr().astype(np.float64), vec.vocabulary_
@@ -512,19 +560,20 @@ def interpolate_weights(w: np.ndarray, beta: float) -> np.ndarray:
 
 
 class NBSVM:
-    """NBSVM-uni+bi: logistic regression on NB-scaled binary uni+bigram features, weights interpolated.
+    """NBSVM-uni+bi: logistic regression on NB-scaled binary uni+bigram features (Chinese: character 1-3-grams),
+    weights interpolated.
     fit(texts, labels) -> self; predict_proba(texts) -> (N,) P(positive). See the formulas above."""
 
-    def __init__(self, alpha: float = 1.0, C: float = 1.0, beta: float = 0.25):
-        self.alpha, self.C, self.beta = alpha, C, beta
+    def __init__(self, alpha: float = 1.0, C: float = 1.0, beta: float = 0.25, ngram_range: tuple = (1, 2)):
+        self.alpha, self.C, self.beta, self.ngram_range = alpha, C, beta, tuple(ngram_range)
 
     def features(self, texts: Sequence[str]):
         """texts -> x~ = r * x: (N, V) sparse, V = the training n-grams."""
-        X, _ = binary_ngrams(texts, self.vocabulary)
+        X, _ = binary_ngrams(texts, self.vocabulary, self.ngram_range)
         return X.multiply(self.r[None, :]).tocsr()
 
     def fit(self, texts: Sequence[str], labels: Sequence[int]) -> "NBSVM":
-        X, self.vocabulary = binary_ngrams(texts)
+        X, self.vocabulary = binary_ngrams(texts, ngram_range=self.ngram_range)
         self.r = log_count_ratio(X, labels, self.alpha)
         return self.fit_classifier(X.multiply(self.r[None, :]).tocsr(), labels)
 
@@ -551,8 +600,8 @@ def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0), betas: t
     'val_probs' and 'test_probs' (P(positive) in split order) for averaging with the RNNs, and the model."""
     (xtr, ytr), (xva, yva), (xte, yte) = texts["train"], texts["val"], texts["test"]
     t0 = time.time()
-    model = NBSVM(alpha=alpha)
-    X, model.vocabulary = binary_ngrams(xtr)
+    model = NBSVM(alpha=alpha, ngram_range=ngram_range_for(xtr))  # Chinese: character 1- to 3-grams
+    X, model.vocabulary = binary_ngrams(xtr, ngram_range=model.ngram_range)
     model.r = log_count_ratio(X, ytr, alpha)
     train_feats, val_feats = X.multiply(model.r[None, :]).tocsr(), model.features(xva)
     scored = []                                            # (val accuracy, C, beta, w, b), in grid order
@@ -571,7 +620,7 @@ def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0), betas: t
     seconds = max(time.time() - t1, 1e-9)
     preds = torch.as_tensor((test_probs >= 0.5).astype(np.int64))
     metrics = binary_metrics(preds, torch.as_tensor(yte))
-    metrics.update(C=model.C, beta=model.beta, alpha=alpha, val_accuracy=val_acc,
+    metrics.update(C=model.C, beta=model.beta, alpha=alpha, ngram_range=list(model.ngram_range), val_accuracy=val_acc,
                    parameters=int(model.w.size + 1), train_time_s=round(train_time, 2),
                    reviews_per_s=round(len(yte) / seconds, 1),
                    confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist(),
@@ -631,6 +680,37 @@ def mcnemar(a_right, b_right) -> dict:
     only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
     p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
     return {"only_first_right": only_a, "only_second_right": only_b, "p": float(p)}
+
+
+def compare_with_baselines(model: nn.Module, data: dict, max_len: int, device: torch.device | str,
+                           name: str = "RNN") -> dict:
+    """Fit both yardsticks on the training reviews (their settings picked on validation), print their test
+    accuracy beside the trained `model`'s and McNemar's test of the model against the one of them that did
+    better on validation (choosing it on test would favour the baseline's luck). -> metrics for metrics.json."""
+    texts = data["texts"]
+    y_test = np.asarray(texts["test"][1])
+    tfidf, nb = tfidf_baseline(texts), nbsvm_baseline(texts)
+    p_rnn = np.asarray(predict_proba(model, encode_reviews(texts["test"][0], data["vocab"], max_len)[0], device))
+    rnn_right = (p_rnn >= 0.5) == y_test.astype(bool)
+    best_name, best = max((("TF-IDF + LR", tfidf), ("NBSVM", nb)), key=lambda b: b[1]["val_accuracy"])
+    test = mcnemar(rnn_right, np.asarray(best["predictions"]) == y_test)
+    grams = "character" if tuple(nb["ngram_range"]) == (1, 3) else "word"
+    print_table([{"model": f"TF-IDF + LR ({grams} {tfidf['ngram_range'][0]}-{tfidf['ngram_range'][1]}-grams, "
+                           f"C={tfidf['C']})", "val accuracy": tfidf["val_accuracy"], "accuracy": tfidf["accuracy"],
+                  "f1": tfidf["f1"]},
+                 {"model": f"NBSVM ({grams} {nb['ngram_range'][0]}-{nb['ngram_range'][1]}-grams, C={nb['C']}, "
+                           f"beta={nb['beta']})", "val accuracy": nb["val_accuracy"], "accuracy": nb["accuracy"],
+                  "f1": nb["f1"]},
+                 {"model": name, "val accuracy": "", "accuracy": float(rnn_right.mean()),
+                  "f1": binary_metrics(torch.as_tensor(p_rnn >= 0.5).long(), torch.as_tensor(y_test))["f1"]}],
+                title="Against the classic baselines, same test split (sentiment_model §5-§6)", floatfmt=".4f")
+    print(f"McNemar, {name} vs {best_name} (the better baseline on validation) on the same {len(y_test)} test "
+          f"reviews: {test['only_first_right']} only the {name} gets right, {test['only_second_right']} only "
+          f"{best_name}, p = {test['p']:.3f}.")
+    return {"tfidf_test_accuracy": tfidf["accuracy"], "tfidf_val_accuracy": tfidf["val_accuracy"],
+            "tfidf_C": tfidf["C"], "nbsvm_test_accuracy": nb["accuracy"], "nbsvm_val_accuracy": nb["val_accuracy"],
+            "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"], "baseline_ngram_range": nb["ngram_range"],
+            "mcnemar_vs_better_baseline": {"baseline": best_name, **test}}
 
 
 def average_with_nbsvm(model: nn.Module, data: dict, max_len: int, device: torch.device | str,

@@ -34,8 +34,8 @@ from utils.visualization import COLORS, plt, save_figure
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEEDS: Items(Seed) = (0, 1, 2)    # every case runs once per seed and cell (n=3: enough for a rough Welch test)
-CASES: Items(str) = ("02_sentiment", "03_stock", "04_text_gen", "04_pronounce",  # which tasks to compare
-                     "05_seq_classify")
+CASES: Items(str) = ("02_sentiment", "02_chinese", "03_stock", "04_text_gen",  # which tasks to compare
+                     "04_pronounce", "05_seq_classify")
 MATCH_PARAMS: bool = False        # True: the GRU gets the hidden size that gives it the LSTM's parameter count
 REUSE: bool = True                # skip a run whose saved result has the same command and code (comments aside)
 RUN_TIMEOUT: Positive = 3600      # seconds before one case run is abandoned
@@ -47,11 +47,16 @@ QUICK_SETTINGS = dict(SEEDS=(0,), RUN_TIMEOUT=300)
 # What each case reports and how its model is sized. `hidden`: the case script's hidden-size constant
 # (MATCH_PARAMS sets it and calls the script's build_model); `metric`: the headline metric in its
 # metrics.json ("a.b" reaches into nested dicts); `higher`: whether a larger metric is better; `split`:
-# which split it is measured on ("test" unless said: the character model has no test split of its own).
+# which split it is measured on ("test" unless said: the character model has no test split of its own);
+# `args`: what the case scripts are given besides --SEED (02_chinese: the same twins on the Chinese reviews),
+# `folder`: the subfolder of the script's outputs that such a run writes to.
 TASKS = {
     "02_sentiment": dict(task="sentiment (Rotten Tomatoes)", lstm="02_sentiment/sentiment_lstm.py",
                          gru="02_sentiment/sentiment_gru.py", metric="test_accuracy", higher=True,
                          hidden="HIDDEN_SIZE"),
+    "02_chinese": dict(task="sentiment (Chinese reviews)", lstm="02_sentiment/sentiment_lstm.py",
+                       gru="02_sentiment/sentiment_gru.py", metric="test_accuracy", higher=True,
+                       hidden="HIDDEN_SIZE", args=["--DATASET=chinese_reviews"], folder="chinese_reviews"),
     "03_stock": dict(task="next-day return (AAPL)", lstm="03_stock/stock_lstm.py", gru="03_stock/stock_gru.py",
                      metric="rmse", higher=False, hidden="HIDDEN_SIZE"),
     "04_text_gen": dict(task="character LM (Shakespeare, held-out 10%)", lstm="04_text_gen/text_lstm.py",
@@ -101,7 +106,7 @@ def matched_hidden_size(count, target: int, lo: int = 1, hi: int = 8192) -> int:
 def model_dims(case: str, script, lstm_record: dict) -> tuple:
     """The arguments before `device` of the case script's build_model: the sizes its data fixes
     (vocabulary for 02 and 04, features for 03, features and classes for 05)."""
-    if case in ("02_sentiment", "04_text_gen"):
+    if case in ("02_sentiment", "02_chinese", "04_text_gen"):
         vocab = lstm_record.get("metrics", {}).get("vocab_size")
         if vocab is None:
             raise UserError(f"{case}'s LSTM run did not record vocab_size, so its model cannot be rebuilt.")
@@ -199,7 +204,7 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
     """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
     script = REPO_ROOT / TASKS[case][cell]
     name = f"{case}_{cell}_seed{seed}"
-    command = [TASKS[case][cell], f"--SEED={seed}", *args] + (["--quick"] if quick else [])
+    command = [TASKS[case][cell], f"--SEED={seed}", *TASKS[case].get("args", []), *args] + (["--quick"] if quick else [])
     signature = run_signature(command, cell, device=device)
     saved = runs_dir / f"{name}.json"
     if REUSE and saved.is_file():
@@ -221,8 +226,10 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
         failed, log = f"timed out after {RUN_TIMEOUT} s", str(e.stdout or "") + str(e.stderr or "")
     folder = work / script.parent.name / script.stem        # a task's key need not be its folder (04_pronounce)
     metrics_file = folder / "metrics.json"
-    if quick:  # output_dir's layout: a --quick run writes under <script>/quick/
-        metrics_file = folder / "quick" / "metrics.json"
+    if quick:  # output_dir's layout: a --quick run writes under <script>/quick/[<dataset>/]
+        metrics_file = folder / "quick" / TASKS[case].get("folder", "") / "metrics.json"
+    elif TASKS[case].get("folder"):
+        metrics_file = folder / TASKS[case]["folder"] / "metrics.json"
     if not failed and not metrics_file.is_file():
         failed = f"no {metrics_file.relative_to(work)} written"
     if failed:

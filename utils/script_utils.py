@@ -154,7 +154,7 @@ def as_allowed(annotation: Any) -> Allowed:
 # ----------------------------------------------------------------------------------------------------
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
-_NOT_CONSTANTS = ("QUICK_SETTINGS", "CHOICES", "CHECKS", "GPU_SETTINGS")
+_NOT_CONSTANTS = ("QUICK_SETTINGS", "CHOICES", "CHECKS", "GPU_SETTINGS", "DATASET_SETTINGS")
 
 
 def _annotations(namespace: dict) -> dict:
@@ -391,6 +391,9 @@ def _print_help(namespace: dict, names: list[str], rules: dict, script: str | No
         print("\n  on a CUDA GPU, for constants left as shipped (GPU_SETTINGS): "
               + ", ".join(f"{k} {_plain(v[0])} -> {_plain(v[1])}" if isinstance(v, tuple) and len(v) == 2
                           else f"{k}={_plain(v)}" for k, v in gpu.items()))
+    for dataset, settings in (namespace.get("DATASET_SETTINGS") or {}).items():
+        print(f"\n  with --DATASET={dataset}, for constants left as shipped (DATASET_SETTINGS): "
+              + ", ".join(f"{k} {_plain(v[0])} -> {_plain(v[1])}" for k, v in settings.items()))
     choices = namespace.get("CHOICES")
     if choices:
         print("\nAllowed values: " + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in choices.items()))
@@ -418,23 +421,39 @@ def apply_gpu_settings(namespace: dict, settings: dict, device, quick: bool = Fa
     --quick. The GPU values are checked like every constant. Returns {NAME: value} of what was applied."""
     if getattr(device, "type", str(device)) != "cuda" or quick:
         return {}
+    return apply_settings(namespace, settings, "GPU settings", "GPU_SETTINGS")
+
+
+def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False) -> dict:
+    """The script's DATASET_SETTINGS for `dataset` ({dataset: {NAME: (shipped, value)}}), applied as the GPU
+    settings are: never over a value the learner chose, never with --quick. -> {NAME: value} applied."""
+    settings = (namespace.get("DATASET_SETTINGS") or {}).get(dataset)
+    if not settings or quick:
+        return {}
+    return apply_settings(namespace, settings, f"{dataset} settings", "DATASET_SETTINGS")
+
+
+def apply_settings(namespace: dict, settings: dict, what: str, table: str) -> dict:
+    """Give the constants of `settings` ({NAME: (shipped value, new value)}) their new values, except those the
+    learner chose (edited in the file, or given as --NAME=VALUE); print one line saying which (`what`, e.g.
+    "GPU settings", and `table`, the constant at the top of the script that lists them). -> what was applied."""
     given = set(namespace.get("__given__", ()))
     applied, kept = {}, []
-    for name, (shipped, gpu) in settings.items():
+    for name, (shipped, value) in settings.items():
         if name in given:
             kept.append(f"--{name}={_plain(namespace[name])}")
         elif namespace[name] != shipped:
             kept.append(f"{name}={_plain(namespace[name])} (edited; shipped {_plain(shipped)})")
         else:
-            applied[name] = gpu
+            applied[name] = value
     namespace.update(applied)
     check_constants(namespace, only=list(applied))
     if applied:
-        print("GPU settings applied: " + ", ".join(f"{k}={_plain(v)}" for k, v in applied.items())
+        print(f"{what} applied: " + ", ".join(f"{k}={_plain(v)}" for k, v in applied.items())
               + (f"; your own values kept: {', '.join(kept)}" if kept else "")
-              + " (GPU_SETTINGS at the top of the script lists them).")
+              + f" ({table} at the top of the script lists them).")
     elif kept:
-        print(f"GPU settings: none applied, your own values kept: {', '.join(kept)}.")
+        print(f"{what}: none applied, your own values kept: {', '.join(kept)}.")
     return applied
 
 
@@ -693,14 +712,20 @@ def print_table(rows: list[dict], title: str | None = None, floatfmt: str = ".4f
         return "" if v is None else str(v)
 
     cells = [[fmt(r.get(h)) for h in headers] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    widths = [max(_width(h), *(_width(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    pad = lambda c, w, right=False: (" " * (w - _width(c)) + c) if right else c + " " * (w - _width(c))  # noqa: E731
+    line = "  ".join(pad(h, w) for h, w in zip(headers, widths))
     sep = "  ".join("-" * w for w in widths)
-    body = "\n".join("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths))
-                     for row in cells)
+    body = "\n".join("  ".join(pad(c, w, _numeric(c)) for c, w in zip(row, widths)) for row in cells)
     text = (f"\n{title}\n" if title else "\n") + f"{line}\n{sep}\n{body}\n"
     print(text)
     return text
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal: a Chinese character (East Asian wide or full-width) takes two."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _numeric(s: str) -> bool:
