@@ -4,13 +4,14 @@ The LSTM's twin (sentiment_lstm.py): same data, batching, pooling and training (
 cell differs. A GRU (THEORY.md (G1)-(G4)) has two gates and no cell state, so 3/4 of the LSTM's recurrent
 parameters.
 Run: python 02_sentiment/sentiment_gru.py [--quick] [--REVIEW="not terrible, actually great"]  (IMDB: README.md)
+     [--DATASET=chinese_reviews] (Chinese reviews, one token per Han character) [--CSV=my_reviews.csv] (your own)
 
 用双向 GRU 判断影评的好坏，是 sentiment_lstm.py 的孪生脚本：数据、分批、池化和训练完全相同（都在
 sentiment_model.py 里），只换了循环单元。GRU（THEORY.md (G1)-(G4)）只有两个门，没有细胞状态，循环部分的
 参数是 LSTM 的 3/4；把它的结果和 LSTM 的放在一起看。
 运行：`python 02_sentiment/sentiment_gru.py`，默认用离线自带的 Rotten Tomatoes 影评短句；`--quick` 快速跑通，
 `--REVIEW="..."` 给你自己写的影评打分；`--DATASET=imdb` 改用 IMDB（要下载 84 MB，
-见 README.md）。理论另见 THEORY.md 第 5 节（打包）和第 8 节（种子集成）。
+见 README.md），`--DATASET=chinese_reviews` 改用中文评论，`--CSV=my_reviews.csv` 用你自己标注的评论。理论另见 THEORY.md 第 5 节（打包）和第 8 节（种子集成）。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 

@@ -6,6 +6,7 @@ negation ("not ... great") is hard to carry across a sentence: the LSTM's gates 
 until "great", yet the measured ensembles still call "Not terrible, actually great." negative (the script
 prints it; README).
 Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, actually great"]  (IMDB: README.md)
+     [--DATASET=chinese_reviews] (Chinese reviews, one token per Han character) [--CSV=my_reviews.csv] (your own)
 
 用双向 LSTM 判断一条影评是好评还是差评。这个案例要学的是：长短不一的句子怎样组成批次（按长度分桶、
 打包，池化时只看真实的词，THEORY.md 第 5 节；具体做法在 sentiment_model.py），词表怎样随模型一起保存，
@@ -13,7 +14,8 @@ Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, ac
 但实测的集成仍把 "Not terrible, actually great." 判成差评（脚本会打印出来；见 README）。
 运行：`python 02_sentiment/sentiment_lstm.py`，默认用离线自带的 Rotten Tomatoes 影评短句；`--quick` 用很少的
 数据快速跑通，`--REVIEW="..."` 在训练后给你自己写的影评打分；
-`--DATASET=imdb` 改用 IMDB（要下载 84 MB，见 README.md）。
+`--DATASET=imdb` 改用 IMDB（要下载 84 MB，见 README.md）；`--DATASET=chinese_reviews` 改用中文评论（每个汉字一个词元），
+`--CSV=my_reviews.csv` 用你自己标注的评论（text 和 label 两列）训练。
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 

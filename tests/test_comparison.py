@@ -203,8 +203,20 @@ def test_model_comparison_quick_one_case_and_reuse():
 def test_model_comparison_quick_every_case():
     r = run_script("06_comparison/model_comparison.py", "--quick", "--REUSE=false", timeout=900)
     rows = r.metrics["metrics"]["rows"]
-    assert {row["case"] for row in rows} == {"02_sentiment", "03_stock", "04_text_gen", "05_seq_classify"}
+    assert {row["case"] for row in rows} == {"02_sentiment", "02_chinese", "03_stock", "04_text_gen", "04_pronounce",
+                                             "05_seq_classify"}
     assert all(row["winner"] for row in rows)
+
+
+def test_model_comparison_runs_the_chinese_task_with_its_dataset():
+    """02_chinese: the sentiment twins with --DATASET=chinese_reviews, their metrics read from the dataset's subfolder."""
+    r = run_script("06_comparison/model_comparison.py", "--quick", "--CASES=02_chinese", "--REUSE=false", timeout=300)
+    row = r.metrics["metrics"]["rows"][0]
+    assert row["case"] == "02_chinese" and row["task"] == "sentiment (Chinese reviews)"
+    for cell in ("lstm", "gru"):
+        saved = json.loads((r.out_dir / "runs" / f"02_chinese_{cell}_seed0.json").read_text(encoding="utf-8"))
+        assert saved["config"]["DATASET"] == "chinese_reviews" and saved["metrics"]["baseline_ngram_range"] == [1, 3]
+        assert "--DATASET=chinese_reviews" in saved["comparison_signature"]["command"]
 
 
 def test_performance_benchmark_quick():
