@@ -79,15 +79,27 @@ def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
                         "funny film\" or --REVIEW=\"这部电影太好看了\".")
     ids = vocab.encode(tokens)
     unknown = sum(i == 1 for i in ids)
-    if unknown > len(ids) / 2:
-        language = "Chinese" if han_share(vocab.to_list()[2:]) > 0.5 else "English"
+    if unknown > len(ids) / 2:   # e.g. an English review given to a model trained on Chinese, or the reverse
+        language = vocab_language(vocab)
+        learned = f"{language} reviews" if language else "its training file"
+        basis = "nothing but the review's length" if unknown == len(ids) else "the few known ones"
         print(f"warning: {unknown} of the {len(ids)} tokens of {shorten(text)!r} are unknown to this model's "
-              f"vocabulary ({len(vocab):,} tokens, learned from {language} reviews): its verdict rests on "
-              f"{'nothing but the review length' if unknown == len(ids) else 'the few known ones'} and means little. "
-              f"Give it a review in {language}, or train on reviews in the review's language (--DATASET, --CSV).")
+              f"vocabulary ({len(vocab):,} tokens, learned from {learned}): its verdict rests on {basis} and means "
+              f"little. Give it a review in {language or 'that language'}, or train on reviews in the review's "
+              f"language (--DATASET, --CSV).")
     if len(ids) > max_len:
         print(f"notice: the review has {len(ids)} tokens; only the first MAX_LEN={max_len} are used.")
     return ids[:max_len]
+
+
+def vocab_language(vocab: Vocab) -> str | None:
+    """'Chinese' for a vocabulary of mostly Han characters, 'English' for one of mostly a-z words (the packaged
+    sets), None for another language (a --CSV model)."""
+    tokens = vocab.to_list()[2:]
+    if han_share(tokens) > 0.5:
+        return "Chinese"
+    latin = sum(t.replace("'", "").isascii() and t.replace("'", "").isalnum() for t in tokens) / max(len(tokens), 1)
+    return "English" if latin > 0.5 else None
 
 
 def shorten(text: str, width: int = 60) -> str:

@@ -76,10 +76,11 @@ def run_record(root: Path, case: str, stem: str) -> dict | None:
 
 
 def figures(folder: Path, prefer: tuple, limit: int, skip: tuple = ()) -> list[Path]:
-    """PNG files under `folder`, the ones whose name contains a preferred word first."""
+    """PNG files under `folder`, the ones whose name contains a preferred word first, then the run's own before
+    a sub-folder's (02's runs on other datasets, e.g. chinese_reviews/, sit below the default run's)."""
     found = ([p for p in full_runs(sorted(folder.rglob("*.png"))) if not any(s in p.name for s in skip)]
              if folder.is_dir() else [])
-    found.sort(key=lambda p: (not any(w in p.name.lower() for w in prefer), str(p)))
+    found.sort(key=lambda p: (not any(w in p.name.lower() for w in prefer), len(p.parts), str(p)))
     return found[:limit]
 
 

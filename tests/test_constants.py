@@ -57,7 +57,8 @@ def numeric(value) -> bool:
 
 
 def block_names(script: str) -> list[str]:
-    """UPPER_CASE names assigned in the hyperparameter block (from its heading to QUICK_SETTINGS / GPU_SETTINGS)."""
+    """UPPER_CASE names assigned in the hyperparameter block (from its heading to the first settings table:
+    QUICK_SETTINGS, GPU_SETTINGS or DATASET_SETTINGS)."""
     source = (ROOT / script).read_text(encoding="utf-8")
     start = source[:source.index(BLOCK)].count("\n") + 1
     names, inside = [], False
@@ -66,7 +67,7 @@ def block_names(script: str) -> list[str]:
         target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
         if not inside or not isinstance(target, ast.Name):
             continue
-        if target.id in ("QUICK_SETTINGS", "GPU_SETTINGS", "CHECKS", "CHOICES"):
+        if target.id in ("QUICK_SETTINGS", "GPU_SETTINGS", "DATASET_SETTINGS", "CHECKS", "CHOICES"):
             break
         names.append(target.id)
     return names

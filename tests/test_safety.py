@@ -67,6 +67,26 @@ def test_gpu_settings_name_the_shipped_value_and_a_valid_gpu_value(script):
         assert rules[name].accepts(pair[1]), f"{script}: GPU value {name}={pair[1]!r} breaks {rules[name]}"
 
 
+@pytest.mark.parametrize("script", ["02_sentiment/sentiment_lstm.py", "02_sentiment/sentiment_gru.py",
+                                    "02_sentiment/model_comparison.py"])
+def test_dataset_settings_apply_to_their_dataset_only_and_keep_the_learners_values(script, capsys):
+    """chinese_reviews' DATASET_SETTINGS: applied for that dataset, never over a value set on the command line,
+    never for another dataset or with --quick; the shipped values are the file's and the new ones valid."""
+    from utils.script_utils import apply_dataset_settings, constant_rules
+
+    module = load_case_script(ROOT / script)
+    rules = constant_rules(vars(module))
+    for name, (shipped, value) in module.DATASET_SETTINGS["chinese_reviews"].items():
+        assert shipped == getattr(module, name) and rules[name].accepts(value)
+    assert apply_dataset_settings(vars(module), "rotten_tomatoes") == {}
+    assert apply_dataset_settings(vars(module), "chinese_reviews", quick=True) == {}
+    cfg = parse_config(vars(module), ["--MAX_LEN=150", "--DATASET=chinese_reviews"])
+    applied = apply_dataset_settings(vars(module), module.DATASET, quick=cfg["QUICK"])
+    assert module.MAX_LEN == 150 and "MAX_LEN" not in applied                 # the learner's value is kept
+    assert applied == ({"ENSEMBLE": 1} if "ENSEMBLE" in module.DATASET_SETTINGS["chinese_reviews"] else {})
+    assert "your own values kept: --MAX_LEN=150" in capsys.readouterr().out
+
+
 def test_gpu_settings_do_nothing_on_cpu_or_with_quick():
     module = load_case_script(ROOT / "04_text_gen/text_gru.py")
     cfg = parse_config(vars(module), [])
