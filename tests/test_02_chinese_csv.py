@@ -188,3 +188,11 @@ def test_lstm_trains_on_a_learners_csv(tmp_path):
     sizes = rec["metrics"]["split_sizes"]
     assert sizes == {"train": 96, "val": 12, "test": 12}                    # 80/10/10 of 120 reviews
     assert load_sentiment_model(out / "model.pt")[2]["dataset"] == "csv:example_reviews.csv"
+
+
+def test_model_comparison_on_a_learners_csv():
+    r = run_script("02_sentiment/model_comparison.py", "--quick", f"--CSV={EXAMPLE_CSV}")
+    out = TEST_OUTPUTS / "02_sentiment" / "model_comparison" / "quick" / dataset_folder("", str(EXAMPLE_CSV))
+    rec = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert "csv:example_reviews.csv, test split" in r.stdout
+    assert rec["best_baseline"] in ("tfidf+logreg", "nbsvm") and len(rec["runs"]["gru"]) == 2
