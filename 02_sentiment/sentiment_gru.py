@@ -22,7 +22,7 @@ from utils.script_utils import (AtLeast, Fraction, OneOf, Positive, Seed, apply_
                                 output_dir, parse_config, run_main, save_metrics, set_seed)
 from sentiment_model import (SentimentClassifier, average_with_nbsvm, check_review, classify_reviews,
                              compare_with_baselines, cross_fitted_nb_channel, dataset_folder, dataset_name,
-                             load_sentiment_model, prepare_sentiment_data, report_sentiment,
+                             load_sentiment_model, nbsvm_baseline, prepare_sentiment_data, report_sentiment,
                              sentiment_checkpoint_extra, sentiment_examples, train_sentiment_ensemble)
 
 # ==== Hyperparameters (edit me) ====
@@ -126,10 +126,11 @@ def main():
     metrics = report_sentiment(model, data, result, out, name="biGRU" if BIDIRECTIONAL else "GRU",
                                dataset=dataset, device=device)
     name = "GRU ensemble" if ENSEMBLE > 1 else "GRU"
+    nb = nbsvm_baseline(data["texts"]) if BASELINES or WITH_NBSVM else None  # fitted once, for both below
     if BASELINES:  # the yardsticks on the same split: what reading the words in order buys over counting them
-        metrics.update(compare_with_baselines(model, data, MAX_LEN, device, name=name))
+        metrics.update(compare_with_baselines(model, data, MAX_LEN, device, name=name, nb=nb))
     if WITH_NBSVM:  # NBSVM reads n-grams anywhere, the GRU reads them in order: their errors differ (README)
-        metrics.update(average_with_nbsvm(model, data, MAX_LEN, device, name=name))
+        metrics.update(average_with_nbsvm(model, data, MAX_LEN, device, name=name, nb=nb))
     metrics["examples"] = show_predictions(model, data["vocab"], MAX_LEN, device)
     histories = [f["history"] for f in result["members"]]  # history: the first member's; all of them in extra
     save_metrics(out, config=cfg, metrics=metrics, history=histories[0], extra={"member_histories": histories},

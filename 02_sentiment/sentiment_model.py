@@ -695,13 +695,14 @@ def mcnemar(a_right, b_right) -> dict:
 
 
 def compare_with_baselines(model: nn.Module, data: dict, max_len: int, device: torch.device | str,
-                           name: str = "RNN") -> dict:
+                           name: str = "RNN", nb: dict | None = None) -> dict:
     """Fit both yardsticks on the training reviews (their settings picked on validation), print their test
     accuracy beside the trained `model`'s and McNemar's test of the model against the one of them that did
-    better on validation (choosing it on test would favour the baseline's luck). -> metrics for metrics.json."""
+    better on validation (choosing it on test would favour the baseline's luck). `nb`: an nbsvm_baseline result
+    already fitted on data['texts'] (else it is fitted here). -> metrics for metrics.json."""
     texts = data["texts"]
     y_test = np.asarray(texts["test"][1])
-    tfidf, nb = tfidf_baseline(texts), nbsvm_baseline(texts)
+    tfidf, nb = tfidf_baseline(texts), nb or nbsvm_baseline(texts)
     p_rnn = np.asarray(predict_proba(model, encode_reviews(texts["test"][0], data["vocab"], max_len)[0], device))
     rnn_right = (p_rnn >= 0.5) == y_test.astype(bool)
     best_name, best = max((("TF-IDF + LR", tfidf), ("NBSVM", nb)), key=lambda b: b[1]["val_accuracy"])
@@ -726,13 +727,14 @@ def compare_with_baselines(model: nn.Module, data: dict, max_len: int, device: t
 
 
 def average_with_nbsvm(model: nn.Module, data: dict, max_len: int, device: torch.device | str,
-                       name: str = "RNN") -> dict:
-    """Fit NBSVM on the training reviews (C, beta on validation), average it with the trained `model`
-    (w on validation), test both and the average on the test split, print the table and McNemar's test of
-    the average against NBSVM. -> metrics for metrics.json ('nbsvm_*', 'with_nbsvm_*')."""
+                       name: str = "RNN", nb: dict | None = None) -> dict:
+    """Fit NBSVM on the training reviews (C, beta on validation; or take `nb`, an nbsvm_baseline result already
+    fitted on data['texts']), average it with the trained `model` (w on validation), test both and the average
+    on the test split, print the table and McNemar's test of the average against NBSVM.
+    -> metrics for metrics.json ('nbsvm_*', 'with_nbsvm_*')."""
     texts = data["texts"]
     (_, y_val), (_, y_test) = texts["val"], texts["test"]
-    nb = nbsvm_baseline(texts)
+    nb = nb or nbsvm_baseline(texts)
     p_rnn = {part: predict_proba(model, encode_reviews(texts[part][0], data["vocab"], max_len)[0], device)
              for part in ("val", "test")}                                   # P(positive) in split order
     w = choose_weight(p_rnn["val"], nb["val_probs"], y_val)

@@ -94,6 +94,7 @@ def _verify(path: Path, sha256: str | None, size: int | None) -> bool:
 _HAN = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _OTHER_ALPHABETS = "\u0370-\u03ff\u0400-\u052f\u0590-\u05ff\u0600-\u06ff\u0900-\u097f\uac00-\ud7a3"
 _TOKEN_RE = re.compile(rf"[{_HAN}]|[a-z0-9]+(?:'[a-z]+)?|[!?]|[{_OTHER_ALPHABETS}]+")
+_HAN_CHAR = re.compile(rf"[{_HAN}]")
 _FULL_WIDTH = str.maketrans({"\uff01": "!", "\uff1f": "?"})   # Chinese ！ and ？ carry sentiment as ! and ? do
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
 
@@ -113,8 +114,7 @@ def tokenize(text: str) -> list[str]:
 def han_share(tokens: Iterable[str]) -> float:
     """The share of tokens that are one Han character or kana (0 for English, near 1 for Chinese text)."""
     tokens = list(tokens)
-    han = re.compile(rf"[{_HAN}]")
-    return sum(len(t) == 1 and bool(han.match(t)) for t in tokens) / max(len(tokens), 1)
+    return sum(len(t) == 1 and bool(_HAN_CHAR.match(t)) for t in tokens) / max(len(tokens), 1)
 
 
 class Vocab:
