@@ -175,6 +175,7 @@ def main():
     set_seed(SEED)
     device = get_device(DEVICE)
     out = output_dir(__file__, dataset_folder(DATASET, CSV), quick=cfg["QUICK"])  # RT: no subfolder
+    dataset = dataset_name(DATASET, CSV)  # DATASET, or csv:<file name>
     runs = {m: [] for m in MODELS}
     for seed in SEEDS:
         for m in MODELS:
@@ -210,10 +211,10 @@ def main():
     print_table([{"model": m, **{k: f"{a:.4f} ± {s:.4f}" if k in ("accuracy", "f1", "loss", "val_accuracy") else
                                  f"{a:,.0f}" if k == "parameters" else f"{a:.2f}" if k == "weight" else
                                  f"{a:.1f} ± {s:.1f}" for k, (a, s) in summary[m].items()}} for m in names],
-                title=f"{dataset_name(DATASET, CSV)}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean probability; "
+                title=f"{dataset}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean probability; "
                       f"+ nbsvm: averaged with NBSVM, w and a cross-fitted val_accuracy from validation)")
     plot_bars(["accuracy", "F1"], {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
-              out / "comparison.png", ylabel="test score", title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset_name(DATASET, CSV)})",
+              out / "comparison.png", ylabel="test score", title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset})",
               errors={m: [summary[m]["accuracy"][1], summary[m]["f1"][1]] for m in names})
     conclusion = verdict(summary, tests, best)
     print("\n".join(conclusion))

@@ -525,7 +525,8 @@ def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
     preds = torch.as_tensor(clf.predict(vec.transform(xte)))
     seconds = max(time.time() - t1, 1e-9)
     metrics = binary_metrics(preds, torch.as_tensor(yte))
-    metrics.update(C=C, ngram_range=list(ngrams), val_accuracy=val_acc, parameters=int(clf.coef_.size + clf.intercept_.size),
+    metrics.update(C=C, ngram_range=list(ngrams), val_accuracy=val_acc,
+                   parameters=int(clf.coef_.size + clf.intercept_.size),
                    train_time_s=round(train_time, 2), reviews_per_s=round(len(yte) / seconds, 1),
                    confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist())
     return metrics

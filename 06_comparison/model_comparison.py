@@ -204,7 +204,8 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
     """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
     script = REPO_ROOT / TASKS[case][cell]
     name = f"{case}_{cell}_seed{seed}"
-    command = [TASKS[case][cell], f"--SEED={seed}", *TASKS[case].get("args", []), *args] + (["--quick"] if quick else [])
+    command = ([TASKS[case][cell], f"--SEED={seed}", *TASKS[case].get("args", []), *args]
+               + (["--quick"] if quick else []))
     signature = run_signature(command, cell, device=device)
     saved = runs_dir / f"{name}.json"
     if REUSE and saved.is_file():

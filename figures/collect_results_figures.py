@@ -390,8 +390,8 @@ def draw_char_model_progress(source: Path, record: dict):
               transform=text.transAxes)
     fig.tight_layout()
     footer(fig, [f"{shown_path(source)}: {run_stamp(record)}",
-                 f"python 04_text_gen/text_lstm.py at its defaults ({record['config']['MAX_MINUTES']:g}-minute budget), "
-                 f"{MEASURED_ON}; redrawn by python figures/collect_results_figures.py"])
+                 f"python 04_text_gen/text_lstm.py at its defaults "
+                 f"({record['config']['MAX_MINUTES']:g}-minute budget), {MEASURED_ON}; redrawn by python figures/collect_results_figures.py"])
     return fig
 
 

@@ -317,8 +317,8 @@ def clean_labelled_texts(rows: Iterable[tuple[str, str, int]]) -> tuple[dict[str
 def cleaning_line(name: str, counts: dict) -> str:
     """The sentence printed after cleaning, e.g. 'chinese_reviews: 35,123 lines; 17,7xx exact repeats, ...'."""
     kept = counts["kept_per_label"]
-    return (f"{name}: {counts['rows']:,} reviews read; removed {counts['repeats']:,} exact repeats, {counts['empty']:,} "
-            f"without a word, and {counts['contradictory_texts']:,} texts labelled both ways "
+    return (f"{name}: {counts['rows']:,} reviews read; removed {counts['repeats']:,} exact repeats, "
+            f"{counts['empty']:,} without a word, and {counts['contradictory_texts']:,} texts labelled both ways "
             f"({counts['contradictory_rows']:,} rows); kept {counts['kept']:,} "
             f"({kept['positive']:,} positive, {kept['negative']:,} negative).")
 
