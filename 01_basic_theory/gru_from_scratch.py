@@ -12,7 +12,10 @@ Import: `ScratchGRU` is a drop-in for torch.nn.GRU (utils.model_utils loads it f
 对应的理论：THEORY.md 第 3 节（公式 G1-G4；3.1 节讲与原文的区别）、第 4 节（反向传播 GB1-GB7）。
 `ScratchGRU` 与 torch.nn.GRU 接口相同，可以直接替换；02-05 的案例加 `--IMPL=scratch` 就用它训练。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder: rnn_common
 
 import time
@@ -21,11 +24,31 @@ import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
-from rnn_common import (ScratchRNNBase, check_against_torch_impl, compare_with_torch, gradcheck_layer,
-                        make_sine_task, max_rel_error, previous_states, train_side_by_side)
+from rnn_common import (
+    ScratchRNNBase,
+    check_against_torch_impl,
+    compare_with_torch,
+    gradcheck_layer,
+    make_sine_task,
+    max_rel_error,
+    previous_states,
+    train_side_by_side,
+)
 from utils.model_utils import ProgressLog
-from utils.script_utils import (AtLeast, OneOf, Positive, Seed, float64_device, get_device, output_dir,
-                                parse_config, print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (
+    AtLeast,
+    OneOf,
+    Positive,
+    Seed,
+    float64_device,
+    get_device,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+)
 from utils.visualization import plot_curves
 
 # ==== Hyperparameters (edit me) ====

@@ -11,7 +11,10 @@ Import: `ScratchLSTM` is a drop-in for torch.nn.LSTM (utils.model_utils loads it
 对应的理论：THEORY.md 第 2 节（公式 L1-L6）、第 4 节（反向传播 LB1-LB8）、第 5-6 节（打包、多层与双向）。
 `ScratchLSTM` 与 torch.nn.LSTM 接口相同，可以直接替换；02-05 的案例加 `--IMPL=scratch` 就用它训练。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder: rnn_common
 
 import time
@@ -20,11 +23,32 @@ import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
-from rnn_common import (ScratchRNNBase, check_against_torch_impl, compare_with_torch, gradcheck_layer,
-                        make_sine_task, max_rel_error, previous_states, train_side_by_side)
+from rnn_common import (
+    ScratchRNNBase,
+    check_against_torch_impl,
+    compare_with_torch,
+    gradcheck_layer,
+    make_sine_task,
+    max_rel_error,
+    previous_states,
+    train_side_by_side,
+)
 from utils.model_utils import ProgressLog
-from utils.script_utils import (AtLeast, Finite, OneOf, Positive, Seed, float64_device, get_device, output_dir,
-                                parse_config, print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (
+    AtLeast,
+    Finite,
+    OneOf,
+    Positive,
+    Seed,
+    float64_device,
+    get_device,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+)
 from utils.visualization import plot_curves
 
 # ==== Hyperparameters (edit me) ====
@@ -39,7 +63,8 @@ TRAIN_HIDDEN: AtLeast(1) = 32   # hidden size of the trained models
 EPOCHS: AtLeast(1) = 15         # training epochs for scratch and torch.nn side by side
 BATCH_SIZE: AtLeast(1) = 64     # windows per optimisation step
 LR: Positive = 0.01             # Adam learning rate
-FORGET_BIAS: Finite = 1.0       # forget-gate bias at init for both models (THEORY.md 4.4); 0 keeps torch's init
+FORGET_BIAS: Finite = 1.0       # forget-gate bias at init for both models (THEORY.md 4.4);
+                                # 0 keeps torch's init
 
 QUICK_SETTINGS = dict(NUM_SERIES=128, SEQ_LEN=15, EPOCHS=2, TRAIN_HIDDEN=16)
 
@@ -201,7 +226,8 @@ class LSTMLayerFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse):
         x = x.contiguous()
-        out, h_n, c_n, (gates, C, Hs) = lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, reverse)
+        out, h_n, c_n, (gates, C, Hs) = lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask,
+                                                              reverse)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, gates, C, Hs, mask)
         ctx.reverse, ctx.has_bias = reverse, b_ih is not None
         return out, h_n, c_n

@@ -412,9 +412,11 @@ def train_side_by_side(scratch_rnn, torch_rnn, x_train, y_train, x_val, y_val, *
     """
     torch.manual_seed(seed)
     device = next(torch_rnn.parameters()).device
-    models = {"scratch": SequenceRegressor(scratch_rnn).to(device), "torch": SequenceRegressor(torch_rnn).to(device)}
+    models = {"scratch": SequenceRegressor(scratch_rnn).to(device),
+              "torch": SequenceRegressor(torch_rnn).to(device)}
     models["scratch"].load_state_dict(models["torch"].state_dict())   # identical starting point
-    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):   # see compare_with_torch
+    # see compare_with_torch
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
         return _train_loop(models, x_train, y_train, x_val, y_val, epochs, batch_size, lr, seed, device, log,
                            progress)
 
@@ -471,5 +473,6 @@ def _train_loop(models, x_train, y_train, x_val, y_val, epochs, batch_size, lr, 
                        "samples_per_s": round(len(order) / max(seconds[k], 1e-9), 1),
                        "max_weight_gap": row["max_weight_gap"]})
     for k, run in runs.items():
-        run.end({"final_val_loss": history[-1][f"{k}_val_loss"], "max_weight_gap": history[-1]["max_weight_gap"]})
+        run.end({"final_val_loss": history[-1][f"{k}_val_loss"],
+                 "max_weight_gap": history[-1]["max_weight_gap"]})
     return history

@@ -13,7 +13,10 @@ Theory: THEORY.md sections 1, 4.3 (why gates ease vanishing gradients), 4.4 (for
 运行：`python 01_basic_theory/theory_comparison.py`（2 核 CPU 上约 1.5-2.5 分钟；`--quick` 约 30 秒跑通）。
 对应的理论：THEORY.md 第 1 节、4.3 节（门如何缓解梯度消失）、4.4 节（遗忘门偏置）、第 6 节（参数量）。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder: rnn_common
 
 import time
@@ -23,38 +26,68 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils.model_utils import (ProgressLog, clip_gradients, count_parameters, gradient_summary, init_forget_bias,
-                               make_rnn)
-from utils.script_utils import (AtLeast, Finite, Items, OneOf, Positive, Seed, UserError, check_constants,
-                                float64_device, get_device, output_dir, parse_config, print_table, run_main,
-                                save_metrics, set_seed, synchronize)
-from utils.visualization import plot_bars, plot_curves, plot_heatmap_panels
 from rnn_common import full_float32
+from utils.model_utils import (
+    ProgressLog,
+    clip_gradients,
+    count_parameters,
+    gradient_summary,
+    init_forget_bias,
+    make_rnn,
+)
+from utils.script_utils import (
+    AtLeast,
+    Finite,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    UserError,
+    check_constants,
+    float64_device,
+    get_device,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+    synchronize,
+)
+from utils.visualization import plot_bars, plot_curves, plot_heatmap_panels
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                     # one seed for models, training batches and test sets
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to run
-CPU_THREADS: AtLeast(1) = 1        # torch threads on CPU: H=32 matrices gain nothing from more (and stall a busy CPU)
+CPU_THREADS: AtLeast(1) = 1        # torch threads on CPU: H=32 matrices gain nothing from more
+                                   # (and stall a busy CPU)
 HIDDEN_SIZE: AtLeast(1) = 32       # hidden units of every cell (same H for a fair comparison)
-FORGET_BIAS: Finite = 1.0          # the LSTM's forget-gate bias at init (THEORY.md 4.4); experiment 4 compares it to 0
-GRAD_SEQ_LEN: AtLeast(2) = 100     # experiment 1: length T of the sequence whose last-step loss is differentiated
+FORGET_BIAS: Finite = 1.0          # the LSTM's forget-gate bias at init (THEORY.md 4.4);
+                                   # experiment 4 compares it to 0
+GRAD_SEQ_LEN: AtLeast(2) = 100     # experiment 1: length T of the sequence whose last-step loss is
+                                   # differentiated
 GRAD_SAMPLES: AtLeast(1) = 16      # experiment 1: random input sequences the gradient norms are averaged over
-LAGS: Items(AtLeast(2)) = (10, 25, 50, 100)  # experiment 2: adding-problem sequence lengths (one marker in each half)
+LAGS: Items(AtLeast(2)) = (10, 25, 50, 100)  # experiment 2: adding-problem sequence lengths
+                                             # (one marker in each half)
 TRAIN_STEPS: AtLeast(1) = 1200     # experiments 2, 4: Adam steps per cell and lag (a fixed, small budget)
 BATCH_SIZE: AtLeast(1) = 64        # sequences per training step (freshly sampled every step)
 LR: Positive = 0.01                # Adam learning rate
-CLIP: AtLeast(0.0) = 1.0           # gradient-norm clipping, 0 = off: gates cure vanishing, not exploding, gradients
+CLIP: AtLeast(0.0) = 1.0           # gradient-norm clipping, 0 = off: gates cure vanishing, not exploding,
+                                   # gradients
 EVAL_EVERY: AtLeast(1) = 100       # steps between two validation points of the learning curves
 TEST_SIZE: AtLeast(1) = 1000       # sequences in each validation and test set
-SOLVED_NMSE: Positive = 0.1        # a lag counts as solved when test MSE < this fraction of the predict-1 baseline's
+SOLVED_NMSE: Positive = 0.1        # a lag counts as solved when test MSE < this fraction of the predict-1
+                                   # baseline's
 TIMING_SEQ_LEN: AtLeast(1) = 100   # experiment 3: sequence length of the timed forward+backward pass
 TIMING_REPEATS: AtLeast(1) = 30    # experiment 3: interleaved timing rounds (the median is reported)
-HEATMAP_LAG: AtLeast(2) = 50       # experiment 5: the trained models at this lag (one of LAGS) show their gates
+HEATMAP_LAG: AtLeast(2) = 50       # experiment 5: the trained models at this lag
+                                   # (one of LAGS) show their gates
 
 QUICK_SETTINGS = dict(LAGS=(10, 20), TRAIN_STEPS=150, EVAL_EVERY=25, TEST_SIZE=256, GRAD_SEQ_LEN=50,
                       GRAD_SAMPLES=8, TIMING_SEQ_LEN=50, TIMING_REPEATS=5, HEATMAP_LAG=20)
-CHECKS = [(lambda: HEATMAP_LAG in LAGS, "--HEATMAP_LAG must be one of --LAGS: the gates are shown for a model "
+CHECKS = [(lambda: HEATMAP_LAG in LAGS,
+           "--HEATMAP_LAG must be one of --LAGS: the gates are shown for a model "
                                          "trained at that lag")]
 
 # The contestants (a dict, so the command line leaves it alone). Experiment 4 compares the two LSTMs.
@@ -66,7 +99,8 @@ GATE_COUNT = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per cell: tanh / i
 
 
 def label(name: str) -> str:
-    return {"rnn": "RNN", "lstm": f"LSTM b_f={FORGET_BIAS:g}", "lstm_bf0": "LSTM torch init", "gru": "GRU"}[name]
+    return {"rnn": "RNN", "lstm": f"LSTM b_f={FORGET_BIAS:g}", "lstm_bf0": "LSTM torch init",
+            "gru": "GRU"}[name]
 
 
 STYLES = {"LSTM torch init": {"ls": "--"}}  # the two LSTMs share a colour; dash the one with torch's init
@@ -166,7 +200,8 @@ def experiment_gradients(device):
         slope = np.polyfit(np.arange(GRAD_SEQ_LEN), log_ratio, 1)[0]
         curves[label(name)] = (10.0 ** log_ratio).tolist()
         summary[name] = {"log10_ratio_t0": float(log_ratio[0]), "shrink_per_step": float(10 ** -slope)}
-        rows.append({"model": label(name), f"log10 ||dL/dh_0|| / ||dL/dh_{GRAD_SEQ_LEN - 1}||": float(log_ratio[0]),
+        rows.append({"model": label(name),
+                     f"log10 ||dL/dh_0|| / ||dL/dh_{GRAD_SEQ_LEN - 1}||": float(log_ratio[0]),
                      "gradient kept per step": float(10 ** -slope)})
     print_table(rows, f"(1) Gradient reaching step t from the loss at step T={GRAD_SEQ_LEN} "
                       f"(at init, {GRAD_SAMPLES} sequences, float64 on {device.type})", floatfmt=".3f")
@@ -196,7 +231,8 @@ def train_on_adding(name: str, lag: int, device, progress: ProgressLog | None = 
     losses, norms, t0 = [], [], time.time()                   # since the last validation point
     if progress is not None:
         progress.start(TRAIN_STEPS)
-    bar = tqdm(range(1, TRAIN_STEPS + 1), desc=f"{label(name):15s} T={lag:<4d}", leave=False, dynamic_ncols=True)
+    bar = tqdm(range(1, TRAIN_STEPS + 1), desc=f"{label(name):15s} T={lag:<4d}", leave=False,
+               dynamic_ncols=True)
     for step in bar:
         model.train()
         x, y, _ = adding_problem(BATCH_SIZE, lag, batches)
@@ -397,7 +433,8 @@ def experiment_gates(results: dict, device, out) -> dict:
                         out / "gates_gru.png", marks=first,
                         title=f"GRU gates on one test sequence, T={HEATMAP_LAG} (red triangles: marked steps)")
     stats = {}
-    for cell, gates, state in (("lstm", {k: lg[k] for k in "ifo"}, lg["c"]), ("gru", {k: gg[k] for k in "rz"}, gg["h"])):
+    for cell, gates, state in (("lstm", {k: lg[k] for k in "ifo"}, lg["c"]),
+                               ("gru", {k: gg[k] for k in "rz"}, gg["h"])):
         unit, corr = memory_unit(state, x, marks)
         stats[cell] = {"all_units": gate_statistics(gates, marks, HEATMAP_LAG),
                        "memory_unit": {"unit": unit, "corr_with_first_number": corr,
@@ -410,8 +447,10 @@ def experiment_gates(results: dict, device, out) -> dict:
             rows += [{"gate": f"{cell.upper()} {k}", "units": who, "mean at marked steps": s["marked"],
                       "mean at other steps": s["other"], "mean while holding": s["holding"]}
                      for k, s in by_gate.items() if isinstance(s, dict)]
-    print_table(rows, f"(5) Gate activations of the models trained at T={HEATMAP_LAG} ({TEST_SIZE} test sequences); "
-                      f"unit = the one whose state best tracks the first number (LSTM c, GRU h)", floatfmt=".3f")
+    print_table(rows,
+                f"(5) Gate activations of the models trained at T={HEATMAP_LAG} ({TEST_SIZE} test sequences); "
+                      f"unit = the one whose state best tracks the first number (LSTM c, GRU h)",
+                      floatfmt=".3f")
     return stats
 
 
@@ -499,13 +538,15 @@ def main():
                 title=f"Gradient reaching step t from the loss at T={GRAD_SEQ_LEN} (at init)")
 
     with ProgressLog(out, hparams=cfg, logy=True, metrics=["val_nmse"],         # progress.jsonl, live curves,
-                     title="Adding problem: every cell at every lag") as progress:  # TensorBoard (experiment 2)
+                     # TensorBoard (experiment 2)
+                     title="Adding problem: every cell at every lag") as progress:
         results, baseline = experiment_lags(device, progress)
     lag_curves = {label(n): [results[n][lag]["nmse"] for lag in LAGS] for n in MODELS}
     lag_curves["baseline (predict 1.0)"] = [1.0] * len(LAGS)
     plot_curves(lag_curves, out / "error_vs_lag.png", xlabel="sequence length T (lag)",
                 ylabel="test MSE / baseline MSE", logy=True, x=list(LAGS),
-                styles={**{label(n): {"marker": "o"} for n in MODELS}, "LSTM torch init": {"marker": "o", "ls": "--"},
+                styles={**{label(n): {"marker": "o"} for n in MODELS},
+                        "LSTM torch init": {"marker": "o", "ls": "--"},
                         "baseline (predict 1.0)": {"ls": ":"}},
                 title=f"Adding problem after {TRAIN_STEPS} steps (H={HIDDEN_SIZE})")
 
@@ -540,7 +581,8 @@ def main():
                           "longest_solved_lag": longest_solved(results[n])} for n in MODELS}},
         "cost": cost,
         "forget_bias": {"lag": lag, **{n: {"steps_to_solve": steps_to_solve(results[n][lag]["curve"]),
-                                           "final_test_nmse": results[n][lag]["nmse"]} for n in ("lstm", "lstm_bf0")}},
+                                           "final_test_nmse": results[n][lag]["nmse"]} for n in ("lstm",
+                                                                                                 "lstm_bf0")}},
         "gates": {"lag": HEATMAP_LAG, **gates},
         "conclusions": lines,
     }

@@ -3,35 +3,72 @@
 Teaches: judging a neural model against the strongest cheap yardstick (picked on validation, never on test),
 with mean ± std over seeds, what averaging the seeds' models buys (a seed ensemble, what sentiment_lstm.py's
 ENSEMBLE trains), what averaging that ensemble with NBSVM buys (the weight chosen on validation), McNemar's
-test on the same reviews, and what each costs (parameters, training time, inference speed). Theory: THEORY.md §8.
-Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2,3,4] [--DATASET=chinese_reviews | --CSV=file.csv]
+test on the same reviews, and what each costs (parameters, training time,
+inference speed). Theory: THEORY.md §8.
+Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2,3,4] [--DATASET=chinese_reviews |
+     --CSV=file.csv]
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 
 import numpy as np
 import torch
 
+from sentiment_model import (
+    SentimentClassifier,
+    average_probabilities,
+    binary_metrics,
+    choose_weight,
+    cross_fitted_accuracy,
+    cross_fitted_nb_channel,
+    dataset_folder,
+    dataset_name,
+    encode_reviews,
+    mcnemar,
+    nbsvm_baseline,
+    predict_proba,
+    prepare_sentiment_data,
+    test_sentiment_model,
+    tfidf_baseline,
+    train_sentiment_model,
+)
 from utils.model_utils import count_parameters, log_mean_probability
-from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed, apply_dataset_settings, get_device,
-                                output_dir, parse_config, print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (
+    AtLeast,
+    Fraction,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    apply_dataset_settings,
+    get_device,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+)
 from utils.visualization import plot_bars
-from sentiment_model import (SentimentClassifier, average_probabilities, binary_metrics, choose_weight,
-                             cross_fitted_accuracy, cross_fitted_nb_channel, dataset_folder, dataset_name,
-                             encode_reviews, mcnemar, nbsvm_baseline, predict_proba, prepare_sentiment_data,
-                             test_sentiment_model, tfidf_baseline, train_sentiment_model)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                        # seeds the baselines' run order; each RNN run is seeded from SEEDS
 SEEDS: Items(Seed) = (0, 1, 2, 3, 4)  # one training run per seed and model: mean ± std over these, and their
-                                      # averaged probabilities as the "ensemble" row (5 = the scripts' ENSEMBLE)
+                                      # averaged probabilities as the "ensemble" row
+                                      # (5 = the scripts' ENSEMBLE)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
-IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM/nn.GRU | scratch: 01_basic_theory's ScratchLSTM/ScratchGRU
-DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"  # rotten_tomatoes, chinese_reviews
+IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM/nn.GRU | scratch: 01_basic_theory's
+                                           # ScratchLSTM/ScratchGRU
+# rotten_tomatoes, chinese_reviews
+DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"
                                       # (offline) | imdb (downloads 84 MB)
-CSV: str = ""                         # your own labelled reviews instead (a UTF-8 CSV with text and label columns)
+CSV: str = ""                         # your own labelled reviews instead (a UTF-8 CSV with text and label
+                                      # columns)
 EPOCHS: AtLeast(1) = 12               # upper bound per run (early stopping on validation accuracy)
 PATIENCE: AtLeast(1) = 3              # early-stopping patience in epochs
 BATCH_SIZE: AtLeast(1) = 64           # reviews per batch (bucketed by length)
@@ -42,7 +79,8 @@ MIN_FREQ: AtLeast(1) = 2              # vocabulary: minimum training count of a 
 MAX_VOCAB: AtLeast(0) = 20000         # vocabulary size cap (0 = no cap)
 MAX_LEN: AtLeast(1) = 100             # truncate reviews to this many tokens
 EMBED_DIM: AtLeast(1) = 128           # word vector size (both models)
-HIDDEN_SIZE: AtLeast(1) = 64          # state size per direction (both models: the GRU ends up with fewer parameters)
+HIDDEN_SIZE: AtLeast(1) = 64          # state size per direction (both models: the GRU ends up with fewer
+                                      # parameters)
 NUM_LAYERS: AtLeast(1) = 1            # stacked recurrent layers
 BIDIRECTIONAL: bool = True            # both directions, as in the twin scripts
 DROPOUT: Fraction = 0.5               # on the pooled review vector
@@ -53,7 +91,8 @@ NB_CHANNEL: bool = False              # as the twins: each word's NB log-count r
 # chinese_reviews: the twins' longer MAX_LEN for its longer reviews (one token per Han character; README)
 DATASET_SETTINGS = {"chinese_reviews": dict(MAX_LEN=(100, 200))}
 QUICK_SETTINGS = dict(SEEDS=(0, 1), LIMIT=300, EPOCHS=1, EMBED_DIM=16, HIDDEN_SIZE=16, MAX_LEN=30)
-CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
+CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8,
+           "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
                                                   "test keep LIMIT // 4 >= 2 reviews each"),
           (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them")]
 MODELS = ("lstm", "gru")
@@ -69,22 +108,28 @@ def run_rnn(cell: str, seed: int, device) -> dict:
                                 hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
                                 dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
                                 device=device).to(device)
-    if NB_CHANNEL:  # each word's NB log-count ratio, cross-fitted for the training reviews (sentiment_model §6)
+    if NB_CHANNEL:  # each word's NB log-count ratio, cross-fitted for the training reviews
+                    # (sentiment_model §6)
         model.set_word_features(*cross_fitted_nb_channel(data))
     fit = train_sentiment_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
                                 patience=PATIENCE, clip=CLIP)
     test = test_sentiment_model(model, data["loaders"]["test"], device)
-    probs = {f"{part}_probs": predict_proba(model, encode_reviews(data["texts"][part][0], data["vocab"], MAX_LEN)[0],
-                                            device) for part in ("val", "test")}  # P(positive), in split order
+    probs = {f"{part}_probs": predict_proba(model,
+                                            encode_reviews(data["texts"][part][0], data["vocab"], MAX_LEN)[0],
+                                            # P(positive), in split order
+                                            device) for part in ("val", "test")}
     return {**test, "parameters": count_parameters(model), "train_time_s": fit["train_time_s"],
-            "best_epoch": fit["best_epoch"], "val_accuracy": fit["best_value"], "texts": data["texts"], **probs}
+            "best_epoch": fit["best_epoch"], "val_accuracy": fit["best_value"], "texts": data["texts"],
+            **probs}
 
 
 def mean_probability(runs: list[dict], key: str = "test_probs") -> np.ndarray:
     """The runs' P(positive) averaged by log_mean_probability, the averager SentimentEnsemble uses -> (N,)."""
     p = [torch.tensor(r[key], dtype=torch.float64) for r in runs]               # M x (N,) P(positive)
-    logits = [torch.stack([torch.log1p(-q), torch.log(q)], dim=1) for q in p]   # M x (N, 2): log-probs are logits
-    return log_mean_probability(logits).exp()[:, 1].numpy()                     # (N,) the runs' mean P(positive)
+    logits = [torch.stack([torch.log1p(-q), torch.log(q)], dim=1) for q in p]   # M x (N, 2): log-probs are
+                                                                                # logits
+    return log_mean_probability(logits).exp()[:, 1].numpy()                     # (N,) the runs' mean
+                                                                                # P(positive)
 
 
 def ensemble_of(runs: list[dict], labels: list[int]) -> tuple[dict, np.ndarray]:
@@ -94,7 +139,8 @@ def ensemble_of(runs: list[dict], labels: list[int]) -> tuple[dict, np.ndarray]:
     -> (metrics, which test reviews it gets right)."""
     preds = mean_probability(runs) >= 0.5
     metrics = binary_metrics(torch.as_tensor(preds).long(), torch.as_tensor(labels))
-    metrics.update(parameters=sum(r["parameters"] for r in runs), train_time_s=sum(r["train_time_s"] for r in runs),
+    metrics.update(parameters=sum(r["parameters"] for r in runs),
+                   train_time_s=sum(r["train_time_s"] for r in runs),
                    reviews_per_s=float(np.mean([r["reviews_per_s"] for r in runs])) / len(runs))
     return metrics, preds == np.asarray(labels, bool)
 
@@ -204,17 +250,20 @@ def main():
     for m in MODELS + ("nbsvm",):
         for r in runs[m]:
             r.pop("texts", None)
-            for key in ("val_probs", "test_probs"):  # kept, so combinations can be recomputed without retraining
+            for key in ("val_probs", "test_probs"):  # kept, so combinations can be recomputed without
+                                                     # retraining
                 r[key] = [round(p, 4) for p in r[key]]
     summary = summarize(runs)
     names = list(runs)
-    print_table([{"model": m, **{k: f"{a:.4f} ± {s:.4f}" if k in ("accuracy", "f1", "loss", "val_accuracy") else
+    print_table([{"model": m,
+                  **{k: f"{a:.4f} ± {s:.4f}" if k in ("accuracy", "f1", "loss", "val_accuracy") else
                                  f"{a:,.0f}" if k == "parameters" else f"{a:.2f}" if k == "weight" else
                                  f"{a:.1f} ± {s:.1f}" for k, (a, s) in summary[m].items()}} for m in names],
                 title=f"{dataset}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean probability; "
                       f"+ nbsvm: averaged with NBSVM, w and a cross-fitted val_accuracy from validation)")
     plot_bars(["accuracy", "F1"], {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
-              out / "comparison.png", ylabel="test score", title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset})",
+              out / "comparison.png", ylabel="test score",
+              title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset})",
               errors={m: [summary[m]["accuracy"][1], summary[m]["f1"][1]] for m in names})
     conclusion = verdict(summary, tests, best)
     print("\n".join(conclusion))

@@ -1,15 +1,18 @@
 """The sentiment case's own machinery: reviews -> length-bucketed batches -> (bi)LSTM/GRU classifier.
 
 Read in this order (the data flows top to bottom):
-1. encoding and batching: `encode_reviews`, `LengthBucketSampler`, `collate_reviews`, `prepare_sentiment_data`;
+1. encoding and batching: `encode_reviews`, `LengthBucketSampler`, `collate_reviews`,
+   `prepare_sentiment_data`;
 2. the model: `SentimentClassifier.forward` (packing and masked pooling, THEORY.md §5) and
    `SentimentEnsemble` (a seed ensemble, §8);
-3. training: `sentiment_step` (one batch for utils' `fit`), `train_sentiment_model`, `train_sentiment_ensemble`;
+3. training: `sentiment_step` (one batch for utils' `fit`), `train_sentiment_model`,
+   `train_sentiment_ensemble`;
 4. saving and loading a model with its vocabulary; testing, reporting, hand-written reviews;
 5. `tfidf_baseline`, the bag-of-words yardstick of model_comparison.py;
 6. `NBSVM` and `nbsvm_baseline` (Wang & Manning 2012), the strongest classic yardstick on these snippets, and
    averaging it with an RNN ensemble (`average_probabilities`, the weight from `choose_weight` on validation).
-The raw reviews and the fixed split come from utils.data_utils (load_rotten_tomatoes, load_imdb, sentiment_split).
+The raw reviews and the fixed split come from utils.data_utils (load_rotten_tomatoes, load_imdb,
+sentiment_split).
 """
 from __future__ import annotations
 
@@ -23,9 +26,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import SENTIMENT_LABELS, Vocab, han_share, pad_batch, sentiment_split, tokenize
-from utils.model_utils import (ProgressLog, check_checkpoint, checkpoint_tag, confusion_matrix, count_parameters,
-                               ensemble_member_seeds, evaluate, fit, init_forget_bias, load_checkpoint,
-                               log_mean_probability, make_rnn, save_checkpoint)
+from utils.model_utils import (
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    confusion_matrix,
+    count_parameters,
+    ensemble_member_seeds,
+    evaluate,
+    fit,
+    init_forget_bias,
+    load_checkpoint,
+    log_mean_probability,
+    make_rnn,
+    save_checkpoint,
+)
 from utils.script_utils import UserError, print_table, set_seed
 
 SENTIMENT_CASE = "02_sentiment"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
@@ -98,7 +113,8 @@ def vocab_language(vocab: Vocab) -> str | None:
     tokens = vocab.to_list()[2:]
     if han_share(tokens) > 0.5:
         return "Chinese"
-    latin = sum(t.replace("'", "").isascii() and t.replace("'", "").isalnum() for t in tokens) / max(len(tokens), 1)
+    latin = sum(t.replace("'", "").isascii() and t.replace("'",
+                                                           "").isalnum() for t in tokens) / max(len(tokens), 1)
     return "English" if latin > 0.5 else None
 
 
@@ -147,7 +163,8 @@ def collate_reviews(batch: Sequence[tuple]):
 
 
 def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size: int, *,
-                     shuffle: bool, seed: int = 0, folds: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
+                     shuffle: bool, seed: int = 0,
+                     folds: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
     """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews); `folds`
     (one per review) ride along for a cross-fitted NB channel."""
     data = list(zip(encoded, labels) if folds is None else zip(encoded, labels, folds))
@@ -167,7 +184,8 @@ def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_l
     dataset = dataset_name(dataset, csv)
     if limit > 0:
         split = {p: (t[:n], y[:n]) for (p, (t, y)), n in zip(split.items(), (limit, limit // 4, limit // 4))}
-    vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq, max_size=max_vocab or None)
+    vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq,
+                        max_size=max_vocab or None)
     loaders, truncated = {}, 0
     for part, (texts, labels) in split.items():
         encoded, cut = encode_reviews(texts, vocab, max_len)
@@ -214,8 +232,8 @@ class SentimentClassifier(nn.Module):
 
     def __init__(self, vocab_size: int, *, cell: str, impl: str = "torch", embed_dim: int = 128,
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.5, embed_dropout: float = 0.3, word_channels: int = 0, num_classes: int = 2,
-                 device: torch.device | str = "cpu"):
+                 dropout: float = 0.5, embed_dropout: float = 0.3, word_channels: int = 0,
+                 num_classes: int = 2, device: torch.device | str = "cpu"):
         super().__init__()
         self.hparams = dict(vocab_size=vocab_size, cell=cell, impl=impl, embed_dim=embed_dim,
                             hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
@@ -243,7 +261,8 @@ class SentimentClassifier(nn.Module):
         self.word_features.copy_(features)
         self.fold_features = None if fold_features is None else fold_features.to(self.word_features.device)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, folds: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                folds: torch.Tensor | None = None) -> torch.Tensor:
         """ids: (B, T) long, 0 = <pad>; lengths: (B,) long, each review's true length >= 1; folds: (B,) long,
         a training review's cross-fitting fold (or None) ->  logits: (B, num_classes).
         E = embed_dim, H = hidden_size, D = H * directions."""
@@ -251,7 +270,8 @@ class SentimentClassifier(nn.Module):
         x = self.embed_dropout(self.embedding(ids))                            # (B, T, E)
         if self.word_channels:  # the fixed per-word numbers, not dropped out: (B, T, E + word_channels)
             cross_fitted = folds is not None and self.fold_features is not None and self.training
-            feats = (self.fold_features[folds.to(ids.device)[:, None], ids] if cross_fitted  # fold k's own table
+            # fold k's own table
+            feats = (self.fold_features[folds.to(ids.device)[:, None], ids] if cross_fitted
                      else self.word_features[ids])
             x = torch.cat([x, feats], dim=2)
         # Packing (THEORY.md §5): the cell runs each review for exactly its own length, never over <pad>,
@@ -260,14 +280,20 @@ class SentimentClassifier(nn.Module):
         # each step, in each direction (§6): LSTM gates i (L1), f (L2), candidate g (L3), gate o (L4),
         # c_t = f*c + i*g (L5), h_t = o*tanh(c_t) (L6); GRU r (G1), z (G2), candidate n (G3), h_t (G4)
         out, state = self.rnn(packed)
-        h_n = state[0] if isinstance(state, tuple) else state                  # LSTM: (h_n, c_n); (layers*dirs, B, H)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D), 0 past a length
-        # the top layer's final states: forward after the last word, backward after the first (it reads right to left)
+        h_n = state[0] if isinstance(state, tuple) else state                  # LSTM: (h_n, c_n);
+                                                                               # (layers*dirs, B, H)
+        # (B, T, D), 0 past a length
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+        # the top layer's final states: forward after the last word, backward after the first
+        # (it reads right to left)
         last = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]  # (B, D)
-        # Masked pooling (THEORY.md §5.1): mask[b, t] = t < lengths[b]; padded steps must not win the max or dilute the mean
-        mask = (torch.arange(T, device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[..., None]  # (B, T, 1)
+        # Masked pooling (THEORY.md §5.1): mask[b, t] = t < lengths[b];
+        # padded steps must not win the max or dilute the mean
+        mask = (torch.arange(T, device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[...,
+                                                                                               None]  # (B, T, 1)
         peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (P2) masked max: (B, D)
-        mean = (out * mask).sum(dim=1) / lengths.to(ids.device)[:, None].clamp_min(1)  # (P1) masked mean: (B, D)
+        # (P1) masked mean: (B, D)
+        mean = (out * mask).sum(dim=1) / lengths.to(ids.device)[:, None].clamp_min(1)
         return self.head(self.dropout(torch.cat([last, peak, mean], dim=1)))   # (B, 3D) -> (B, classes)
 
 
@@ -298,7 +324,8 @@ class SentimentEnsemble(nn.Module):
 def sentiment_step(device: torch.device | str) -> Callable:
     """The `step` for `fit`/`evaluate`: a (ids, lengths, labels) batch -> (loss, predictions, labels)."""
     def step(model, batch):
-        ids, lengths, labels, *folds = batch         # (B, T), (B,), (B,) [, (B,) folds: cross-fitted NB channel]
+        ids, lengths, labels, *folds = batch         # (B, T), (B,), (B,) [, (B,) folds: cross-fitted NB
+                                                     # channel]
         labels = labels.to(device)
         logits = model(ids.to(device), lengths, *folds)  # (B, 2); lengths stay on CPU for packing
         return nn.functional.cross_entropy(logits, labels), logits.argmax(dim=1), labels
@@ -434,7 +461,8 @@ def test_sentiment_model(model: nn.Module, loader, device: torch.device | str) -
         torch.cuda.synchronize()
     seconds = max(time.time() - t0, 1e-9)
     metrics = {k: v for k, v in res.items() if k not in ("predictions", "targets")}
-    metrics["confusion_matrix"] = confusion_matrix(res["targets"], res["predictions"], 2).tolist()  # [true][pred]
+    # [true][pred]
+    metrics["confusion_matrix"] = confusion_matrix(res["targets"], res["predictions"], 2).tolist()
     metrics["reviews_per_s"] = round(len(res["targets"]) / seconds, 1)
     return metrics
 
@@ -446,8 +474,8 @@ def classify_reviews(model: nn.Module, vocab: Vocab, reviews: list[str], max_len
     encoded = [check_review(r, vocab, max_len) for r in reviews]
     rows = []
     for text, ids, p in zip(reviews, encoded, predict_proba(model, encoded, device)):
-        rows.append({"review": shorten(text), "P(positive)": round(p, 3), "verdict": SENTIMENT_LABELS[int(p >= 0.5)],
-                     "unknown words": sum(i == 1 for i in ids)})
+        rows.append({"review": shorten(text), "P(positive)": round(p, 3),
+                     "verdict": SENTIMENT_LABELS[int(p >= 0.5)], "unknown words": sum(i == 1 for i in ids)})
     print_table(rows, title=title, floatfmt=".3f")
     return rows
 
@@ -466,15 +494,17 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
         t = test_sentiment_model(member, data["loaders"]["test"], device)
         singles.append(t["accuracy"])
         rows.append({"model": f"member {k + 1}", "best epoch": fit_k["best_epoch"],
-                     "val accuracy": fit_k["best_value"], "accuracy": t["accuracy"], "f1": t["f1"], "loss": t["loss"]})
+                     "val accuracy": fit_k["best_value"], "accuracy": t["accuracy"], "f1": t["f1"],
+                     "loss": t["loss"]})
     test = test_sentiment_model(model, data["loaders"]["test"], device)
     label = f"mean of {len(members)} (ensemble)" if len(members) > 1 else name
     rows.append({"model": label, "best epoch": "/".join(str(f["best_epoch"]) for f in fits),
-                 "val accuracy": fits[0]["best_value"] if len(fits) == 1 else "", "accuracy": test["accuracy"],
-                 "f1": test["f1"], "loss": test["loss"]})
+                 "val accuracy": fits[0]["best_value"] if len(fits) == 1 else "",
+                 "accuracy": test["accuracy"], "f1": test["f1"], "loss": test["loss"]})
     print_table(rows, title=f"{name} on {dataset}, test split ({test['reviews_per_s']:,.0f} reviews/s)",
                 floatfmt=".4f")
-    histories = {f"member {k + 1}": f["history"] for k, f in enumerate(fits)} if len(fits) > 1 else fits[0]["history"]
+    histories = {f"member {k + 1}": f["history"] for k,
+                 f in enumerate(fits)} if len(fits) > 1 else fits[0]["history"]
     plot_training_curves(histories, out / "training_curves.png", title=f"{name} on {dataset}",
                          metrics=["val_accuracy"] if len(fits) > 1 else ["val_accuracy", "val_f1"])
     plot_confusion_matrix(test["confusion_matrix"], SENTIMENT_LABELS, out / "confusion_matrix.png",
@@ -482,8 +512,9 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
     metrics = {f"test_{k}": v for k, v in test.items()}
     metrics.update(parameters=count_parameters(model), ensemble_members=len(members),
                    train_time_s=fit_result["train_time_s"], best_epoch=[f["best_epoch"] for f in fits],
-                   epochs_run=[f["epochs_run"] for f in fits], best_val_accuracy=[f["best_value"] for f in fits],
-                   vocab_size=len(data["vocab"]), split_sizes=data["sizes"])
+                   epochs_run=[f["epochs_run"] for f in fits],
+                   best_val_accuracy=[f["best_value"] for f in fits], vocab_size=len(data["vocab"]),
+                   split_sizes=data["sizes"])
     if singles:
         metrics["member_test_accuracy"] = singles
         metrics["single_model_test_accuracy"] = {"mean": sum(singles) / len(singles),
@@ -553,8 +584,8 @@ def binary_ngrams(texts: Sequence[str], vocabulary: dict | None = None, ngram_ra
     (validation/test n-grams never seen in training are dropped)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    vec = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=tuple(ngram_range),
-                          binary=True, vocabulary=vocabulary)
+    vec = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False,
+                          ngram_range=tuple(ngram_range), binary=True, vocabulary=vocabulary)
     X = vec.fit_transform(texts) if vocabulary is None else vec.transform(texts)
     return X.tocsr().astype(np.float64), vec.vocabulary_
 
@@ -605,8 +636,8 @@ class NBSVM:
         return 1.0 / (1.0 + np.exp(-margin))
 
 
-def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0), betas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0),
-                   alpha: float = 1.0) -> dict:
+def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0),
+                   betas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0), alpha: float = 1.0) -> dict:
     """NBSVM with C and beta picked on validation accuracy (alpha = 1, Wang & Manning's value, not tuned).
 
     texts: {'train'|'val'|'test': (texts, labels)}. Returns the same keys as `tfidf_baseline`, plus
@@ -625,7 +656,8 @@ def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0), betas: t
             model.beta = beta
             scored.append((float(((model.predict_proba(features=val_feats) >= 0.5) == np.asarray(yva)).mean()),
                            C, beta, model.w, model.b))
-    val_acc, model.C, model.beta, model.w, model.b = max(scored, key=lambda s: s[0])  # first best in grid order
+    # first best in grid order
+    val_acc, model.C, model.beta, model.w, model.b = max(scored, key=lambda s: s[0])
     train_time = time.time() - t0
     val_probs = model.predict_proba(features=val_feats)
     t1 = time.time()
@@ -633,16 +665,18 @@ def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0), betas: t
     seconds = max(time.time() - t1, 1e-9)
     preds = torch.as_tensor((test_probs >= 0.5).astype(np.int64))
     metrics = binary_metrics(preds, torch.as_tensor(yte))
-    metrics.update(C=model.C, beta=model.beta, alpha=alpha, ngram_range=list(model.ngram_range), val_accuracy=val_acc,
-                   parameters=int(model.w.size + 1), train_time_s=round(train_time, 2),
+    metrics.update(C=model.C, beta=model.beta, alpha=alpha, ngram_range=list(model.ngram_range),
+                   val_accuracy=val_acc, parameters=int(model.w.size + 1), train_time_s=round(train_time, 2),
                    reviews_per_s=round(len(yte) / seconds, 1),
                    confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist(),
                    val_probs=val_probs.tolist(), test_probs=test_probs.tolist(),
-                   val_grid=[{"C": C, "beta": beta, "val_accuracy": a} for a, C, beta, _, _ in scored], model=model)
+                   val_grid=[{"C": C, "beta": beta, "val_accuracy": a} for a, C, beta, _, _ in scored],
+                   model=model)
     return metrics
 
 
-# Averaging the RNNs with NBSVM (as Mesnil et al. 2014 averaged an RNN LM, paragraph vectors and NBSVM on IMDB):
+# Averaging the RNNs with NBSVM (as Mesnil et al. 2014 averaged an RNN LM,
+# paragraph vectors and NBSVM on IMDB):
 #     P(positive) = w * P_rnn + (1 - w) * P_nbsvm,   w in [0, 1] chosen on validation     (N5)
 # The two make different mistakes: NBSVM counts n-grams anywhere in the snippet, the RNN reads them in order.
 WEIGHT_GRID = tuple(round(0.05 * k, 2) for k in range(21))   # w = 0, 0.05, ..., 1
@@ -699,31 +733,37 @@ def compare_with_baselines(model: nn.Module, data: dict, max_len: int, device: t
                            name: str = "RNN", nb: dict | None = None) -> dict:
     """Fit both yardsticks on the training reviews (their settings picked on validation), print their test
     accuracy beside the trained `model`'s and McNemar's test of the model against the one of them that did
-    better on validation (choosing it on test would favour the baseline's luck). `nb`: an nbsvm_baseline result
+    better on validation (choosing it on test would favour the baseline's luck). `nb`: an nbsvm_baseline
+    result
     already fitted on data['texts'] (else it is fitted here). -> metrics for metrics.json."""
     texts = data["texts"]
     y_test = np.asarray(texts["test"][1])
     tfidf, nb = tfidf_baseline(texts), nb or nbsvm_baseline(texts)
-    p_rnn = np.asarray(predict_proba(model, encode_reviews(texts["test"][0], data["vocab"], max_len)[0], device))
+    p_rnn = np.asarray(predict_proba(model, encode_reviews(texts["test"][0], data["vocab"], max_len)[0],
+                                     device))
     rnn_right = (p_rnn >= 0.5) == y_test.astype(bool)
     best_name, best = max((("TF-IDF + LR", tfidf), ("NBSVM", nb)), key=lambda b: b[1]["val_accuracy"])
     test = mcnemar(rnn_right, np.asarray(best["predictions"]) == y_test)
     grams = "character" if tuple(nb["ngram_range"]) == (1, 3) else "word"
     print_table([{"model": f"TF-IDF + LR ({grams} {tfidf['ngram_range'][0]}-{tfidf['ngram_range'][1]}-grams, "
-                           f"C={tfidf['C']})", "val accuracy": tfidf["val_accuracy"], "accuracy": tfidf["accuracy"],
+                           f"C={tfidf['C']})", "val accuracy": tfidf["val_accuracy"],
+                           "accuracy": tfidf["accuracy"],
                   "f1": tfidf["f1"]},
                  {"model": f"NBSVM ({grams} {nb['ngram_range'][0]}-{nb['ngram_range'][1]}-grams, C={nb['C']}, "
-                           f"beta={nb['beta']})", "val accuracy": nb["val_accuracy"], "accuracy": nb["accuracy"],
+                           f"beta={nb['beta']})", "val accuracy": nb["val_accuracy"],
+                           "accuracy": nb["accuracy"],
                   "f1": nb["f1"]},
                  {"model": name, "val accuracy": "", "accuracy": float(rnn_right.mean()),
                   "f1": binary_metrics(torch.as_tensor(p_rnn >= 0.5).long(), torch.as_tensor(y_test))["f1"]}],
-                title="Against the classic baselines, same test split (sentiment_model §5-§6)", floatfmt=".4f")
+                title="Against the classic baselines, same test split (sentiment_model §5-§6)",
+                floatfmt=".4f")
     print(f"McNemar, {name} vs {best_name} (the better baseline on validation) on the same {len(y_test)} test "
           f"reviews: {test['only_first_right']} only the {name} gets right, {test['only_second_right']} only "
           f"{best_name}, p = {test['p']:.3f}.")
     return {"tfidf_test_accuracy": tfidf["accuracy"], "tfidf_val_accuracy": tfidf["val_accuracy"],
-            "tfidf_C": tfidf["C"], "nbsvm_test_accuracy": nb["accuracy"], "nbsvm_val_accuracy": nb["val_accuracy"],
-            "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"], "baseline_ngram_range": nb["ngram_range"],
+            "tfidf_C": tfidf["C"], "nbsvm_test_accuracy": nb["accuracy"],
+            "nbsvm_val_accuracy": nb["val_accuracy"], "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"],
+            "baseline_ngram_range": nb["ngram_range"],
             "mcnemar_vs_better_baseline": {"baseline": best_name, **test}}
 
 
@@ -755,13 +795,15 @@ def average_with_nbsvm(model: nn.Module, data: dict, max_len: int, device: torch
                 floatfmt=".4f")
     print(f"McNemar, average vs NBSVM on the same {len(y_test)} test reviews: {test['only_first_right']} only the "
           f"average gets right, {test['only_second_right']} only NBSVM, p = {test['p']:.3f}.")
-    return {"nbsvm_test_accuracy": nb["accuracy"], "nbsvm_test_f1": nb["f1"], "nbsvm_val_accuracy": nb["val_accuracy"],
-            "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"], "nbsvm_weight": 1 - w, "with_nbsvm_weight_on_rnn": w,
-            "with_nbsvm_test_accuracy": avg["accuracy"], "with_nbsvm_test_f1": avg["f1"],
-            "with_nbsvm_val_accuracy_cross_fitted": honest_val, "with_nbsvm_mcnemar_vs_nbsvm": test}
+    return {"nbsvm_test_accuracy": nb["accuracy"], "nbsvm_test_f1": nb["f1"],
+            "nbsvm_val_accuracy": nb["val_accuracy"], "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"],
+            "nbsvm_weight": 1 - w, "with_nbsvm_weight_on_rnn": w, "with_nbsvm_test_accuracy": avg["accuracy"],
+            "with_nbsvm_test_f1": avg["f1"], "with_nbsvm_val_accuracy_cross_fitted": honest_val,
+            "with_nbsvm_mcnemar_vs_nbsvm": test}
 
 
-def cross_fitted_nb_channel(data: dict, folds: int = 5, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_fitted_nb_channel(data: dict, folds: int = 5, alpha: float = 1.0) -> tuple[torch.Tensor,
+                                                                                     torch.Tensor]:
     """NB_CHANNEL without leakage: the ratios from all training reviews (for validation, test, new text) and,
     for cross-fitting, one table per fold from the other folds' reviews; the training loader is rebuilt so
     each review carries its fold (same batches, same order). -> (full (vocab, 1), per fold (folds, vocab, 1)).
@@ -777,10 +819,11 @@ def cross_fitted_nb_channel(data: dict, folds: int = 5, alpha: float = 1.0) -> t
     tables = []
     for k in range(folds):
         keep = [i for i in range(len(texts)) if fold_of[i] != k]
-        tables.append(word_log_count_ratios([texts[i] for i in keep], [labels[i] for i in keep], data["vocab"], alpha))
+        tables.append(word_log_count_ratios([texts[i] for i in keep], [labels[i] for i in keep],
+                                            data["vocab"], alpha))
     encoded, _ = encode_reviews(texts, data["vocab"], data["max_len"])
-    data["loaders"]["train"] = sentiment_loader(encoded, labels, data["batch_size"], shuffle=True, seed=data["seed"],
-                                                folds=fold_of)
+    data["loaders"]["train"] = sentiment_loader(encoded, labels, data["batch_size"], shuffle=True,
+                                                seed=data["seed"], folds=fold_of)
     return word_log_count_ratios(texts, labels, data["vocab"], alpha), torch.stack(tables)
 
 

@@ -6,7 +6,10 @@ RMSE, MAE, MAPE, MASE, Theil's U, direction (binomial test), a Diebold-Mariano t
 Run: python 03_stock/performance_analysis.py (reuses stock_lstm/gru's predictions when their settings
 match, else trains both here with stock_model.py). Theory: THEORY.md §12 (forecasting honestly).
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
 
 import numpy as np
@@ -15,21 +18,48 @@ import torch
 
 import stock_model
 from utils.data_utils import load_prices
-from utils.forecasting import (diebold_mariano, fit_ar, forecast_table, lag_check, moving_average,
-                               predict_ar, price_from_log_return, score_forecast)
-from utils.script_utils import (AtLeast, Fraction, Interval, Items, OneOf, Positive, Seed, atomic_write,
-                                get_device, load_metrics, output_dir, parse_config, print_table, run_main,
-                                save_metrics, set_seed, shown_path)
+from utils.forecasting import (
+    diebold_mariano,
+    fit_ar,
+    forecast_table,
+    lag_check,
+    moving_average,
+    predict_ar,
+    price_from_log_return,
+    score_forecast,
+)
+from utils.script_utils import (
+    AtLeast,
+    Fraction,
+    Interval,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    atomic_write,
+    get_device,
+    load_metrics,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+    shown_path,
+)
 from utils.visualization import plot_bars, plot_predictions, plot_residuals
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-SOURCE: OneOf("bokeh", "yfinance") = "bokeh"  # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013; yfinance: any ticker
+SOURCE: OneOf("bokeh", "yfinance") = "bokeh"  # bokeh: offline AAPL/IBM/MSFT/GOOG 2000-2013;
+                                              # yfinance: any ticker
 TICKER: str = "AAPL"          # the stock to forecast
-CSV: str = ""                 # your own OHLCV CSV (date and close columns at least); overrides SOURCE when set
+CSV: str = ""                 # your own OHLCV CSV (date and close columns at least);
+                              # overrides SOURCE when set
 START: str = ""               # first day to use, YYYY-MM-DD ("" = the first available)
 END: str = ""                 # last day to use, YYYY-MM-DD ("" = the last available)
-FEATURES: Items(OneOf(*stock_model.STOCK_FEATURES)) = ("log_return", "hl_range", "oc_return", "log_volume_change")
+FEATURES: Items(OneOf(*stock_model.STOCK_FEATURES)) = ("log_return", "hl_range", "oc_return",
+                                                       "log_volume_change")
                               # inputs per day (as in the twins)
 TARGET: OneOf("log_return", "log_price") = "log_return"  # what the networks predict, as in the twins
 WINDOW: AtLeast(1) = 30       # days of history per forecast
@@ -38,10 +68,13 @@ MULTI_HORIZON: AtLeast(1) = 5  # the multi-step comparison: direct forecasts thi
 VAL_FRAC: Interval("(0, 1)") = 0.15   # the middle part of the time line: early stopping
 TEST_FRAC: Interval("(0, 1)") = 0.15  # the last part of the time line: every forecast is scored here
 MA_DAYS: AtLeast(1) = 5       # moving-average baseline: mean of the last MA_DAYS closes (<= WINDOW)
-AR_LAGS: AtLeast(1) = 5       # autoregressive baseline: linear in the last AR_LAGS daily log returns (<= WINDOW)
+AR_LAGS: AtLeast(1) = 5       # autoregressive baseline: linear in the last AR_LAGS daily log returns
+                              # (<= WINDOW)
 ZOOM_DAYS: AtLeast(1) = 60    # the lag plot shows the last ZOOM_DAYS test days
-REUSE_TWINS: bool = True      # use stock_lstm/gru's predictions.csv (their full runs) when their data settings match
-IMPL: OneOf("torch", "scratch") = "torch"  # torch or scratch (01_basic_theory's cells), for networks trained here
+REUSE_TWINS: bool = True      # use stock_lstm/gru's predictions.csv (their full runs) when their data
+                              # settings match
+IMPL: OneOf("torch", "scratch") = "torch"  # torch or scratch (01_basic_theory's cells),
+                                           # for networks trained here
 HIDDEN_SIZE: AtLeast(1) = 32  # state size of networks trained here
 NUM_LAYERS: AtLeast(1) = 1    # stacked layers
 DROPOUT: Fraction = 0.0       # dropout between stacked layers (needs NUM_LAYERS > 1)
@@ -54,7 +87,8 @@ SEED: Seed = 0                # random seed
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 
 QUICK_SETTINGS = dict(EPOCHS=1, HIDDEN_SIZE=8, WINDOW=10, START="2010-01-01")
-CHECKS = [(lambda: VAL_FRAC + TEST_FRAC < 1, "VAL_FRAC + TEST_FRAC must be below 1: the rest of the time line trains"),
+CHECKS = [(lambda: VAL_FRAC + TEST_FRAC < 1,
+           "VAL_FRAC + TEST_FRAC must be below 1: the rest of the time line trains"),
           (lambda: MA_DAYS <= WINDOW and AR_LAGS <= WINDOW,
            "MA_DAYS and AR_LAGS must not exceed WINDOW: every forecast sees only the WINDOW days before it")]
 
@@ -66,12 +100,14 @@ DATA_SETTINGS = ("SOURCE", "TICKER", "CSV", "START", "END", "FEATURES", "TARGET"
 def load_data(horizon):
     prices, info = load_prices(SOURCE, TICKER, CSV, START, END, min_rows=WINDOW + horizon + 30,
                                verbose=horizon == HORIZON)
-    return stock_model.prepare_stock_data(prices, FEATURES, WINDOW, horizon, VAL_FRAC, TEST_FRAC, target=TARGET), info
+    return stock_model.prepare_stock_data(prices, FEATURES, WINDOW, horizon, VAL_FRAC, TEST_FRAC,
+                                          target=TARGET), info
 
 
 def build_model(cell, n_features, device):
     """The twins' model (stock_model.PriceRNN) with this script's sizes."""
-    return stock_model.PriceRNN(cell, IMPL, n_features, HIDDEN_SIZE, NUM_LAYERS, DROPOUT, device=device).to(device)
+    return stock_model.PriceRNN(cell, IMPL, n_features, HIDDEN_SIZE, NUM_LAYERS, DROPOUT,
+                                device=device).to(device)
 
 
 def train_network(cell, data, device):
@@ -129,7 +165,8 @@ def forecasts(data, cfg, device, horizon):
         if reused is None:
             print(f"training the {cell.upper()} for {horizon}-day forecasts ...")
             model = train_network(cell, data, device)
-            reused = forecast_table(data, stock_model.predict_target(model, data, "test"))["prediction"].to_numpy()
+            reused = forecast_table(data,
+                                    stock_model.predict_target(model, data, "test"))["prediction"].to_numpy()
         table[cell.upper()] = reused
     return table
 

@@ -24,7 +24,6 @@ from utils.model_utils import checkpoint_tag, fit, init_forget_bias, make_rnn
 from utils.script_utils import UserError, atomic_write, print_table
 from utils.visualization import plot_predictions, plot_training_curves
 
-
 # ----------------------------------------------------------------------------------------------------
 # Features: row t of the feature matrix uses day t's prices and earlier days' only
 # ----------------------------------------------------------------------------------------------------

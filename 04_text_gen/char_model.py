@@ -23,10 +23,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import data_dir, load_text_corpus
-from utils.model_utils import (NonFiniteLoss, ProgressLog, clip_gradients, count_parameters, epoch_line,
-                               gradient_summary, init_forget_bias, load_checkpoint, make_rnn, save_checkpoint,
-                               stopped_early)
-from utils.model_utils import check_checkpoint, checkpoint_tag
+from utils.model_utils import (
+    NonFiniteLoss,
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    clip_gradients,
+    count_parameters,
+    epoch_line,
+    gradient_summary,
+    init_forget_bias,
+    load_checkpoint,
+    make_rnn,
+    save_checkpoint,
+    stopped_early,
+)
 from utils.script_utils import UserError, atomic_write, print_table, save_metrics
 from utils.visualization import plot_training_curves
 
@@ -89,8 +100,8 @@ class CharStreams:
       random offset < seq_len (the chunk boundaries move, so no character is always first in a chunk).
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, *, chunks_per_epoch: int | None = None,
-                 device: torch.device | str = "cpu", seed: int = 0):
+    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, *,
+                 chunks_per_epoch: int | None = None, device: torch.device | str = "cpu", seed: int = 0):
         if len(ids) < batch_size * (seq_len + 1) + seq_len:
             raise UserError(f"the text ({len(ids)} characters) is too short for --BATCH_SIZE={batch_size} streams "
                             f"of --SEQ_LEN={seq_len}; lower them or use a longer text.")
@@ -104,7 +115,8 @@ class CharStreams:
         offset = int(torch.randint(self.T, (1,), generator=self.g)) if random_offset else 0
         n = (len(self.ids) - offset - 1) // self.B
         data = self.ids[offset: offset + self.B * n + 1]
-        self.x = data[:-1].view(self.B, n).to(self.device)          # (T1) (B, n): row b = x[o + b*n : o + (b+1)*n]
+        self.x = data[:-1].view(self.B, n).to(self.device)          # (T1) (B, n): row b = x[o + b*n : o +
+                                                                    # (b+1)*n]
         self.y = data[1:].reshape(self.B, n).to(self.device)        # (B, n): the next character
         self.pos, self.n = 0, n
 
@@ -127,7 +139,8 @@ class CharStreams:
             reset = self.pos == 0
             s = slice(self.pos, self.pos + self.T)
             self.pos += self.T
-            yield self.x[:, s], self.y[:, s], reset                 # (T1) chunk k, columns kT..kT+T-1: (B, T), (B, T)
+            yield self.x[:, s], self.y[:, s], reset                 # (T1) chunk k, columns kT..kT+T-1: (B,
+                                                                    # T), (B, T)
 
 
 def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1, positions=None) -> dict:
@@ -185,7 +198,8 @@ def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1, positions=No
 
 def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_epoch: int,
                       device: torch.device | str, *, max_train_chars: int = 0, val_chars_per_epoch: int = 0,
-                      val_batch_size: int = 64, ngram_order: int = 5, ngram_k: float = 0.1, seed: int = 0) -> dict:
+                      val_batch_size: int = 64, ngram_order: int = 5, ngram_k: float = 0.1,
+                      seed: int = 0) -> dict:
     """Everything a character model trains on: {'corpus': the split texts, 'vocab': a CharVocab of the
     training characters, 'streams': {'train', 'val' (per report, maybe a prefix), 'val_full'} CharStreams,
     'baseline': the n-gram's scores}. `max_train_chars` / `val_chars_per_epoch` > 0 cut the texts (for
@@ -199,7 +213,8 @@ def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_
     val_epoch = val_ids[:val_chars_per_epoch] if 0 < val_chars_per_epoch < len(val_ids) else val_ids
 
     def eval_streams(ids):  # many streams for speed, but each at least 4 chunks long
-        return CharStreams(ids, max(1, min(val_batch_size, len(ids) // (4 * seq_len))), seq_len, device=device)
+        return CharStreams(ids, max(1, min(val_batch_size, len(ids) // (4 * seq_len))), seq_len,
+                           device=device)
 
     streams = {"train": CharStreams(train_ids, batch_size, seq_len, chunks_per_epoch=chunks_per_epoch,
                                     device=device, seed=seed),
@@ -247,7 +262,8 @@ def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
     before = sorted_p.cumsum(-1) - sorted_p          # mass of the strictly more likely characters
-    keep_sorted = before < p                         # (S3) the nucleus N_p; the first character is always kept
+    keep_sorted = before < p                         # (S3) the nucleus N_p; the first character is always
+                                                     # kept
     keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     kept = torch.where(keep, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
@@ -311,8 +327,8 @@ class CharRNN(nn.Module):
         return self.head(self.dropout(out)), state   # (B, T, V)
 
     @torch.no_grad()
-    def generate(self, vocab: CharVocab, prompt: str, length: int, *, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None) -> str:
+    def generate(self, vocab: CharVocab, prompt: str, length: int, *, temperature: float = 0.8,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
         """Continue `prompt` by `length` characters, one at a time, feeding each sampled character back.
 
         The prompt is read in one call (warming up the hidden state), then the cell runs step by step with
@@ -390,7 +406,8 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
     Each report's row also has the gradient norm before clipping (mean, max, share of chunks clipped) and
     characters/s; `progress` (a ProgressLog) receives it at once (progress.jsonl, live curves, TensorBoard).
     A NaN/infinite loss stops with one error line, keeping the best checkpoint; so does Ctrl-C.
-    Returns {'history': a row per report, 'best_epoch', 'best_value', 'epochs_run', 'train_time_s', 'chars_seen'}.
+    Returns {'history': a row per report, 'best_epoch', 'best_value', 'epochs_run', 'train_time_s',
+    'chars_seen'}.
     """
     if epochs < 1:
         raise UserError(f"--EPOCHS must be at least 1, got {epochs}.")
@@ -411,13 +428,15 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
             for x, y, reset in bar:                                  # x, y: (B, T); y = x one character on
                 if schedule.done():                                  # the time budget is spent
                     break
-                state = None if reset else detach_state(state)       # (T2) sg(state): keep the values, cut the graph
+                state = None if reset else detach_state(state)       # (T2) sg(state): keep the values,
+                                                                     # cut the graph
                 schedule.step()                                      # warm-up, then cosine to the budget
                 logits, state = model(x, state)                      # (B, T, V)
                 loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
                 value = loss.item()
                 if not math.isfinite(value):
-                    raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}", optimizer.param_groups[0]["lr"])
+                    raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}",
+                                        optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()                                      # back through this chunk only
                 norm = clip_gradients(model, clip)                   # before clipping; then clipped, (C2) §9
@@ -428,14 +447,16 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                 total, n = total + value, n + 1
                 norms.append(norm)
                 clipped += bool(clip) and norm > clip
-                bar.set_postfix(loss=f"{total / n:.4f}", grad=f"{norm:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+                bar.set_postfix(loss=f"{total / n:.4f}", grad=f"{norm:.2f}",
+                                lr=f"{optimizer.param_groups[0]['lr']:.1e}")
             train_s = time.time() - t0
             val = evaluate_char_model(model, data["streams"]["val"])
             row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["nats_per_char"],
                    "val_bits_per_char": val["bits_per_char"], "val_perplexity": val["perplexity"],
                    "lr": optimizer.param_groups[0]["lr"], **gradient_summary(norms, clipped),
                    "chars_per_s": round(n * streams.B * streams.T / max(train_s, 1e-9), 1),
-                   "epoch_time_s": round(time.time() - t0, 2), "chars_seen": schedule.steps * streams.B * streams.T}
+                   "epoch_time_s": round(time.time() - t0, 2),
+                   "chars_seen": schedule.steps * streams.B * streams.T}
             history.append(row)
             improved = best_state is None or row["val_loss"] < best - 1e-12
             if improved:
@@ -446,7 +467,8 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                 bad_epochs += 1
             tqdm.write(epoch_line({k: v for k, v in row.items() if k != "chars_seen"}, improved))
             if prompt is not None:  # its own generator: sampling leaves the training's random stream alone
-                row["sample"] = show_samples(model, data["vocab"], prompt, (0.8,), sample_len, seed=seed)["0.8"]
+                row["sample"] = show_samples(model, data["vocab"], prompt, (0.8,), sample_len,
+                                             seed=seed)["0.8"]
             if progress is not None:
                 progress.epoch(row)
             if bad_epochs >= patience:
@@ -460,7 +482,8 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
         stopped_early(e, epoch, checkpoint_path if best_state is not None else None, best_epoch, progress)
     model.load_state_dict(best_state)
     result = {"history": history, "best_epoch": best_epoch, "best_value": best, "epochs_run": len(history),
-              "train_time_s": round(time.time() - t_start, 2), "chars_seen": schedule.steps * streams.B * streams.T}
+              "train_time_s": round(time.time() - t_start, 2),
+              "chars_seen": schedule.steps * streams.B * streams.T}
     if progress is not None:
         progress.end({"best_val_nats_per_char": best, "best_epoch": best_epoch, "epochs_run": len(history),
                       "train_time_s": result["train_time_s"]})
@@ -505,7 +528,8 @@ def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: 
     fit together is refused in one line (`script` names who refuses it)."""
     ckpt = load_checkpoint(path, map_location=device,
                            expected=f"a {CHAR_CASE} {cell.upper() if cell else 'character-model'} checkpoint")
-    check_checkpoint(ckpt, path, case=CHAR_CASE, cell=cell, needs=("state_dict", "hparams", "chars"), script=script)
+    check_checkpoint(ckpt, path, case=CHAR_CASE, cell=cell, needs=("state_dict", "hparams", "chars"),
+                     script=script)
     try:
         vocab = CharVocab(ckpt["chars"])
         hparams = dict(ckpt["hparams"], **({"impl": impl} if impl else {}))
@@ -526,7 +550,8 @@ def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: 
 # ----------------------------------------------------------------------------------------------------
 # Reporting: samples, the generated text's own measures, the result table and metrics.json
 # ----------------------------------------------------------------------------------------------------
-def show_samples(model: CharRNN, vocab: CharVocab, prompt: str, temperatures, length: int, seed: int = 0) -> dict:
+def show_samples(model: CharRNN, vocab: CharVocab, prompt: str, temperatures, length: int,
+                 seed: int = 0) -> dict:
     """Print one continuation of `prompt` per temperature; return {temperature: text}."""
     samples = {}
     for temp in temperatures:
@@ -543,7 +568,8 @@ def text_log_likelihood(model: CharRNN, vocab: CharVocab, context: str, text: st
     plausible the model finds what it wrote. High at low temperature, falling as temperature rises."""
     model.eval()
     device = next(model.parameters()).device
-    ids = vocab.encode(GENERATION_WARMUP + context + text).to(device)[None]  # (1, N), warmed up as in generate
+    ids = vocab.encode(GENERATION_WARMUP + context + text).to(device)[None]  # (1, N), warmed up as in
+                                                                             # generate
     logits, _ = model(ids[:, :-1])                                           # (1, N-1, V)
     logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[0, :, 0]  # (N-1,)
     return float(logp[-len(text):].mean()) if len(text) else 0.0
@@ -574,7 +600,8 @@ def char_lm_report(out: Path, *, config: dict, model: CharRNN, data: dict, resul
              "bits/char": base["bits_per_char"], "perplexity": base["perplexity"], "parameters": ""},
             {"model": title, "nats/char": final["nats_per_char"], "bits/char": final["bits_per_char"],
              "perplexity": final["perplexity"], "parameters": count_parameters(model)}]
-    print_table(rows, title=f"Validation: the same {final['chars_scored']:,} of {len(data['corpus']['val']):,} "
+    print_table(rows,
+                title=f"Validation: the same {final['chars_scored']:,} of {len(data['corpus']['val']):,} "
                             f"held-out characters for both (whole chunks of the evaluation streams)")
     metrics = {"val_nats_per_char": final["nats_per_char"], "val_bits_per_char": final["bits_per_char"],
                "val_perplexity": final["perplexity"], "baseline_nats_per_char": base["nats_per_char"],
@@ -590,5 +617,6 @@ def char_lm_report(out: Path, *, config: dict, model: CharRNN, data: dict, resul
                          metrics=["val_bits_per_char"])
     save_metrics(out, config=config, metrics=metrics, history=result["history"], start_time=start_time,
                  device=device, extra={"samples": samples, "baseline": base,
-                                       "val_plays": data["corpus"]["val_plays"], "source": data["corpus"]["source"]})
+                                       "val_plays": data["corpus"]["val_plays"],
+                                       "source": data["corpus"]["source"]})
     return metrics

@@ -5,22 +5,41 @@ diversity/coherence trade-off measured by a temperature sweep. Interactive: --IN
 Run: python 04_text_gen/creative_writing.py [--PROMPT="JULIET:\\n"] [--INTERACTIVE] [--quick]
 Theory: THEORY.md §11 (temperature, top-k, top-p); the models come from text_lstm.py / text_gru.py.
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 from pathlib import Path
 
 import char_model
-from utils.script_utils import (AtLeast, Interval, Items, OneOf, Seed, UserError, constant_rules, get_device,
-                                output_dir, parse_config, print_table, run_main, save_metrics, saved_checkpoint,
-                                set_seed, shown_path)
+from utils.script_utils import (
+    AtLeast,
+    Interval,
+    Items,
+    OneOf,
+    Seed,
+    UserError,
+    constant_rules,
+    get_device,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    saved_checkpoint,
+    set_seed,
+    shown_path,
+)
 from utils.visualization import plot_temperature_sweep
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                  # random seed of the samples
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to generate
-IMPL: OneOf("torch", "scratch") = "torch"  # generate with torch.nn cells (fast), or 01_basic_theory's scratch cells
+IMPL: OneOf("torch", "scratch") = "torch"  # generate with torch.nn cells (fast),
+                                           # or 01_basic_theory's scratch cells
 PROMPT: str = "ROMEO:\\n"       # what to continue ("\n" written as \n); one-shot mode
 LENGTH: Interval("[1, 100000]", int) = 300  # characters to generate
 TEMPERATURE: AtLeast(0.0) = 0.8  # < 1 safer and more repetitive, > 1 bolder with more misspellings, 0 greedy
@@ -28,9 +47,11 @@ TOP_K: AtLeast(0) = 0           # sample only among the k likeliest characters (
 TOP_P: Interval("(0, 1]") = 1.0  # nucleus: the likeliest characters covering this probability (1 = all)
 MODEL: OneOf("lstm", "gru", "both") = "both"  # which model continues the prompt (both: side by side)
 INTERACTIVE: bool = False       # a prompt -> continuation loop on stdin (:help lists the commands)
-CHECKPOINTS: str = ""           # folder of text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen, the
+CHECKPOINTS: str = ""           # folder of text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen,
+                                # the
                                 # full runs); fallbacks go there
-FALLBACK_MINUTES: AtLeast(0.0) = 1.5  # no checkpoint: train a small model this long first, saying so (0 = no limit)
+FALLBACK_MINUTES: AtLeast(0.0) = 1.5  # no checkpoint: train a small model this long first, saying so
+                                      # (0 = no limit)
 SWEEP_TEMPERATURES: Items(AtLeast(0.0)) = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
 SWEEP_SAMPLES: AtLeast(1) = 2   # samples per temperature and model
 SWEEP_LEN: AtLeast(1) = 400     # characters per sweep sample
@@ -50,7 +71,8 @@ def train_fallback(cell, path, device):
     """No trained model: a small one for FALLBACK_MINUTES with the same training loop (char_model)."""
     print(f"training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first (run 04_text_gen/text_{cell}.py "
           "for a good one).")
-    data = char_model.prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000, val_chars_per_epoch=20_000)
+    data = char_model.prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000,
+                                        val_chars_per_epoch=20_000)
     model = char_model.CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128,
                                num_layers=1, dropout=0.0, device=device).to(device)
     char_model.train_char_model(model, data, epochs=50, lr=5e-3, weight_decay=0.0, clip=1.0,
@@ -63,7 +85,8 @@ def load_models(device, out, quick=False):
     models = {}
     for cell in ("lstm", "gru"):
         # text_<cell>.py's full run (or CHECKPOINTS/text_<cell>/); with --quick, a --quick run's second
-        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"text_{cell}.py"), CHECKPOINTS, quick=quick)
+        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"text_{cell}.py"), CHECKPOINTS,
+                                        quick=quick)
         if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():
@@ -144,7 +167,8 @@ def interactive(models, settings):
             print(f"unknown command :{cmd}; type :help.")
 
 
-INTERACTIVE_CONSTANTS = {"temp": "TEMPERATURE", "len": "LENGTH", "topk": "TOP_K", "topp": "TOP_P", "model": "MODEL"}
+INTERACTIVE_CONSTANTS = {"temp": "TEMPERATURE", "len": "LENGTH", "topk": "TOP_K", "topp": "TOP_P",
+                         "model": "MODEL"}
 
 
 def check_setting(name, value):
@@ -181,7 +205,8 @@ def temperature_sweep(models, prompt, out):
             for key, v in zip(res, (ll, d4, rep)):
                 res[key].append(v)
             rows.append({"model": cell.upper(), "temperature": temp, "log-lik (nats/char)": ll,
-                         "distinct-4": d4, "repeated 3-grams": rep, "sample": texts[0][:40].replace("\n", " / ")})
+                         "distinct-4": d4, "repeated 3-grams": rep,
+                         "sample": texts[0][:40].replace("\n", " / ")})
         results[cell.upper()] = res
     print_table(rows, title="Temperature sweep: diversity vs coherence", floatfmt=".3f")
     plot_temperature_sweep(SWEEP_TEMPERATURES, results, out / "temperature_sweep.png",
@@ -196,7 +221,8 @@ def main():
     device = get_device(DEVICE)
     out = output_dir(__file__, quick=cfg["QUICK"])
     models = load_models(device, out, cfg["QUICK"])
-    settings = {"temp": TEMPERATURE, "length": LENGTH, "topk": TOP_K, "topp": TOP_P, "model": MODEL, "seed": SEED}
+    settings = {"temp": TEMPERATURE, "length": LENGTH, "topk": TOP_K, "topp": TOP_P, "model": MODEL,
+                "seed": SEED}
     if INTERACTIVE:
         interactive(models, settings)
         return

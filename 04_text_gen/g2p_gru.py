@@ -3,7 +3,8 @@
 Teaches sequence-to-sequence learning: a bidirectional GRU reads the letters (packed), a GRU decoder writes
 phonemes while attention looks back at the letters, trained with teacher forcing, decoded greedily and
 with beam search; --ATTENTION=false squeezes the word through one vector instead, to show what attention buys.
-Run: python 04_text_gen/g2p_gru.py [--quick] [--ATTENTION=false] [--IMPL=scratch]; then pronounce.py --WORD=...
+Run: python 04_text_gen/g2p_gru.py [--quick] [--ATTENTION=false] [--IMPL=scratch];
+     then pronounce.py --WORD=...
 Theory: THEORY.md (G1)-(G4), §5 packing, §9 clipping, §13 encoder-decoders, attention, beam search.
 
 g2p_lstm.py 的孪生脚本：用 GRU 编码器-解码器，从 CMU 发音词典学习英语单词怎么念。要学的是序列到序列
@@ -12,9 +13,13 @@ g2p_lstm.py 的孪生脚本：用 GRU 编码器-解码器，从 CMU 发音词典
 把整个单词压进一个向量，用来看注意力到底带来了什么。
 运行：`python 04_text_gen/g2p_gru.py`；`--quick` 快速跑通，`--IMPL=scratch` 改用手写的 ScratchGRU；
 训练完用 `pronounce.py --WORD=...` 念任意一个单词。
-理论：THEORY.md 公式 (G1)-(G4)，第 5 节（打包），第 9 节（梯度裁剪），第 13 节（编码器-解码器、注意力、束搜索）。
+理论：THEORY.md 公式 (G1)-(G4)，第 5 节（打包），第 9 节（梯度裁剪），第 13 节（编码器-解码器、注意力、束搜
+索）。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 
@@ -22,8 +27,20 @@ import torch
 
 import g2p_model
 from utils.model_utils import ProgressLog, count_parameters
-from utils.script_utils import (AtLeast, Fraction, Items, OneOf, Positive, Seed, apply_gpu_settings, get_device,
-                                output_dir, parse_config, run_main, set_seed)
+from utils.script_utils import (
+    AtLeast,
+    Fraction,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    apply_gpu_settings,
+    get_device,
+    output_dir,
+    parse_config,
+    run_main,
+    set_seed,
+)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -31,7 +48,8 @@ SEED: Seed = 0                  # random seed (weights, dropout, batch order); t
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 THREADS: AtLeast(0) = 0         # CPU threads for torch (0 = torch's default, one per core): two were 1.34x
                                 # faster than one on an idle 2-core machine; 1 if other jobs share the cores
-IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU); scratch = 01_basic_theory's ScratchGRU
+IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU); scratch = 01_basic_theory's
+                                           # ScratchGRU
 ATTENTION: bool = True          # False: one summary vector, no attention (Cho et al. 2014): no_attention/
 EMBED_DIM: AtLeast(1) = 64      # letter and phoneme embedding size
 HIDDEN_SIZE: AtLeast(2) = 256   # decoder GRU units; each encoder direction has half (s_j has this size)
@@ -48,7 +66,8 @@ PATIENCE: AtLeast(1) = 3        # stop after this many epochs without a better v
 BEAM: AtLeast(1) = 5            # beam width for the test (1 = greedy; THEORY.md (B1))
 MAX_TRAIN_WORDS: AtLeast(0) = 0  # use only this many training words (0 = all 112k)
 MAX_EVAL_WORDS: AtLeast(0) = 0  # use only this many validation and test words (0 = all 6.2k each)
-EXAMPLES: Items(str) = ("knight", "phoenix", "xylophone", "colonel", "quixotic", "thoroughfare")  # said at the end
+# said at the end
+EXAMPLES: Items(str) = ("knight", "phoenix", "xylophone", "colonel", "quixotic", "thoroughfare")
 
 CHECKS = [(lambda: all(g2p_model.is_word(w) for w in EXAMPLES),
            "EXAMPLES must be words of the letters a-z and the apostrophe")]
@@ -63,8 +82,8 @@ QUICK_SETTINGS = dict(MAX_TRAIN_WORDS=800, MAX_EVAL_WORDS=100, HIDDEN_SIZE=32, E
 def load_dictionary():
     """The fixed 90/5/5 split of CMUdict by word (stress removed), every training pronunciation an example,
     in length-bucketed batches (g2p_model.prepare_g2p_data)."""
-    return g2p_model.prepare_g2p_data(BATCH_SIZE, max_train_words=MAX_TRAIN_WORDS, max_eval_words=MAX_EVAL_WORDS,
-                                      seed=SEED)
+    return g2p_model.prepare_g2p_data(BATCH_SIZE, max_train_words=MAX_TRAIN_WORDS,
+                                      max_eval_words=MAX_EVAL_WORDS, seed=SEED)
 
 
 def build_model(device):
@@ -86,7 +105,8 @@ def train(model, data, device, out, progress):
     epoch greedy decoding of the validation words; the epoch with the lowest word error rate is kept."""
     return g2p_model.train_g2p_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
                                      clip=CLIP, patience=PATIENCE, checkpoint_path=out / "model.pt",
-                                     checkpoint_extra=g2p_model.g2p_checkpoint_extra(model), progress=progress)
+                                     checkpoint_extra=g2p_model.g2p_checkpoint_extra(model),
+                                     progress=progress)
 
 
 def main():
@@ -94,7 +114,8 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # never over your edits
+    # never over your edits
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     out = output_dir(__file__, None if ATTENTION else "no_attention", quick=cfg["QUICK"])

@@ -19,8 +19,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import CMUDICT_LETTERS, data_dir, load_cmudict, pad_batch
-from utils.model_utils import (ProgressLog, check_checkpoint, checkpoint_tag, count_parameters, fit, init_forget_bias,
-                               load_checkpoint, make_rnn)
+from utils.model_utils import (
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    count_parameters,
+    fit,
+    init_forget_bias,
+    load_checkpoint,
+    make_rnn,
+)
 from utils.script_utils import UserError, output_dir, print_table, save_json, save_metrics
 from utils.visualization import color_for, plt, save_figure
 
@@ -36,11 +44,11 @@ PHONEMES = ("AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER"
             "W", "Y", "Z", "ZH")
 # What each phoneme sounds like: the example words of the table on the CMU Pronouncing Dictionary web page
 PHONEME_EXAMPLES = {"AA": "odd", "AE": "at", "AH": "hut", "AO": "ought", "AW": "cow", "AY": "hide", "B": "be",
-                    "CH": "cheese", "D": "dee", "DH": "thee", "EH": "Ed", "ER": "hurt", "EY": "ate", "F": "fee",
-                    "G": "green", "HH": "he", "IH": "it", "IY": "eat", "JH": "gee", "K": "key", "L": "lee",
-                    "M": "me", "N": "knee", "NG": "ping", "OW": "oat", "OY": "toy", "P": "pee", "R": "read",
-                    "S": "sea", "SH": "she", "T": "tea", "TH": "theta", "UH": "hood", "UW": "two", "V": "vee",
-                    "W": "we", "Y": "yield", "Z": "zee", "ZH": "seizure"}
+                    "CH": "cheese", "D": "dee", "DH": "thee", "EH": "Ed", "ER": "hurt", "EY": "ate",
+                    "F": "fee", "G": "green", "HH": "he", "IH": "it", "IY": "eat", "JH": "gee", "K": "key",
+                    "L": "lee", "M": "me", "N": "knee", "NG": "ping", "OW": "oat", "OY": "toy", "P": "pee",
+                    "R": "read", "S": "sea", "SH": "she", "T": "tea", "TH": "theta", "UH": "hood",
+                    "UW": "two", "V": "vee", "W": "we", "Y": "yield", "Z": "zee", "ZH": "seizure"}
 LETTER_IDS = {c: i + 1 for i, c in enumerate(LETTERS)}
 PHONEME_IDS = {p: i + 3 for i, p in enumerate(PHONEMES)}
 N_LETTERS, N_PHONEMES = len(LETTERS) + 1, len(PHONEMES) + 3
@@ -133,7 +141,8 @@ def g2p_split(cache: Path | None = None) -> dict[str, dict[str, list[tuple[str, 
             groups.setdefault(spelling_group(word), []).append(word)
         keys = sorted(groups)
         order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
-        a = round(SPLIT_FRACTIONS[0] * len(entries))              # words (not groups) in train, then train+val
+        a = round(SPLIT_FRACTIONS[0] * len(entries))              # words (not groups) in train,
+                                                                  # then train+val
         b = a + round(SPLIT_FRACTIONS[1] * len(entries))
         chosen: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         placed = 0
@@ -252,8 +261,9 @@ class Seq2Seq(nn.Module):
                             f"got {hidden_size}.")
         H, M = hidden_size, 2 * (hidden_size // 2)                # M: an encoder vector s_j, both directions
         self.letter_embedding = nn.Embedding(N_LETTERS, embed_dim, padding_idx=PAD)
-        self.encoder = make_rnn(cell, impl, embed_dim, H // 2, enc_layers, dropout=dropout, bidirectional=True,
-                                device=device)                    # H/2 per direction: s_j has H numbers, like d_t
+        self.encoder = make_rnn(cell, impl, embed_dim, H // 2, enc_layers, dropout=dropout,
+                                # H/2 per direction: s_j has H numbers, like d_t
+                                bidirectional=True, device=device)
         self.bridge = nn.Linear(M, dec_layers * H)                # (E2): c̄ -> the decoder's first state
         self.phoneme_embedding = nn.Embedding(N_PHONEMES, embed_dim, padding_idx=PAD)
         self.decoder = make_rnn(cell, impl, embed_dim, H, dec_layers, dropout=dropout, device=device)
@@ -291,12 +301,15 @@ class Seq2Seq(nn.Module):
         """d: (B, T, H) decoder states d_t; memory (B, S, H); mask (B, S) -> logits (B, T, V),
         alpha (B, T, S): how much each output step looked at each letter (None without attention)."""
         if self.attention:
-            scores = d @ self.W_a(memory).transpose(1, 2)                      # (E4) e_tj = d_t . W_a s_j: (B, T, S)
+            scores = d @ self.W_a(memory).transpose(1, 2)                      # (E4) e_tj = d_t . W_a s_j:
+                                                                               # (B, T, S)
             scores = scores.masked_fill(~mask[:, None, :], float("-inf"))      # padding gets no weight
             alpha = torch.softmax(scores, dim=-1)                              # (E5) over the letters
-            context = alpha @ memory                                           # (E6) c_t = sum_j a_tj s_j: (B, T, H)
+            context = alpha @ memory                                           # (E6) c_t = sum_j a_tj s_j:
+                                                                               # (B, T, H)
         else:
-            alpha, context = None, summary[:, None, :].expand(-1, d.shape[1], -1)  # (E6') c_t = c̄ for every t
+            # (E6') c_t = c̄ for every t
+            alpha, context = None, summary[:, None, :].expand(-1, d.shape[1], -1)
         tilde = torch.tanh(self.W_c(torch.cat([context, d], dim=-1)))          # (E7): (B, T, H)
         return self.out(self.dropout(tilde)), alpha                            # (E8) logits: (B, T, V)
 
@@ -306,7 +319,8 @@ class Seq2Seq(nn.Module):
         run in one call of the RNN (the attention uses d_t and feeds nothing back into the RNN: Luong
         without input feeding). -> logits (B, T, V), alpha (B, T, S) or None."""
         memory, mask, summary, state = self.encode(letters, lengths)
-        d, _ = self.decoder(self.dropout(self.phoneme_embedding(dec_in)), state)  # (E3) for every t: (B, T, H)
+        # (E3) for every t: (B, T, H)
+        d, _ = self.decoder(self.dropout(self.phoneme_embedding(dec_in)), state)
         return self.attend(d, memory, mask, summary)
 
     # -- decoding: one step at a time, the model's own previous output as input -----------------------
@@ -315,7 +329,8 @@ class Seq2Seq(nn.Module):
         d, state = self.decoder(self.phoneme_embedding(y_prev)[:, None, :], state)  # (E3): (N, 1, H)
         logits, alpha = self.attend(d, memory, mask, summary)
         logits = logits[:, 0].float()
-        logits[:, [PAD, BOS]] = float("-inf")      # a decoded word never holds <pad> or <s>: only phonemes, </s>
+        logits[:, [PAD, BOS]] = float("-inf")      # a decoded word never holds <pad> or <s>: only phonemes,
+                                                   # </s>
         return (torch.log_softmax(logits, dim=-1), state,
                 alpha[:, 0] if alpha is not None else None)
 
@@ -348,9 +363,11 @@ class Seq2Seq(nn.Module):
         # every hypothesis k of word b becomes row b*K + k: repeat the encoder's output K times
         rep = lambda t: t.repeat_interleave(K, dim=0)                            # noqa: E731
         memory, mask, summary = rep(memory), rep(mask), rep(summary)
-        state = tuple(s.repeat_interleave(K, dim=1) for s in state) if self.is_lstm else state.repeat_interleave(K, 1)
+        state = tuple(s.repeat_interleave(K,
+                                          dim=1) for s in state) if self.is_lstm else state.repeat_interleave(K, 1)
         score = torch.full((B, K), float("-inf"), device=dev)
-        score[:, 0] = 0.0                                                        # one live hypothesis to start
+        # one live hypothesis to start
+        score[:, 0] = 0.0
         y = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
         done = torch.zeros(B, K, dtype=torch.bool, device=dev)
         history = torch.zeros(B, K, 0, dtype=torch.long, device=dev)
@@ -361,16 +378,19 @@ class Seq2Seq(nn.Module):
             ended = torch.full_like(logp, float("-inf"))
             ended[..., EOS] = 0.0
             logp = torch.where(done[..., None], ended, logp)
-            total = (score[..., None] + logp).view(B, -1)                        # (B, K*V): every one-step extension
+            # (B, K*V): every one-step extension
+            total = (score[..., None] + logp).view(B, -1)
             score, flat = total.topk(K, dim=1)                                   # (B1): the K best survive
             parent, token = flat // N_PHONEMES, flat % N_PHONEMES                # (B, K) each
-            rows = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)  # which old row each new one continues
+            # which old row each new one continues
+            rows = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)
             state = tuple(s[:, rows] for s in state) if self.is_lstm else state[:, rows]
             history = torch.cat([history.gather(1, parent[..., None].expand(-1, -1, history.shape[2])),
                                  token[..., None]], dim=2)
             done = done.gather(1, parent) | (token == EOS)
             y = token.view(-1)
-            if done[:, 0].all():                                                 # each word's best is finished
+            # each word's best is finished
+            if done[:, 0].all():
                 break
         best = score.argmax(1)                                                   # (B,)
         return history[torch.arange(B, device=dev), best], score.max(1).values
@@ -527,7 +547,8 @@ def teacher_forced_accuracy(model: Seq2Seq, examples: list, device) -> float:
 # ----------------------------------------------------------------------------------------------------
 # 6. Save and load
 # ----------------------------------------------------------------------------------------------------
-G2P_CASE = "04_text_gen/g2p"  # the tag in these checkpoints (model_utils.checkpoint_tag): not a character model's
+G2P_CASE = "04_text_gen/g2p"  # the tag in these checkpoints (model_utils.checkpoint_tag): not a character
+                              # model's
 
 
 def g2p_checkpoint_extra(model: Seq2Seq) -> dict:
@@ -543,8 +564,8 @@ def load_g2p_model(path: Path | str, device: torch.device | str = "cpu", impl: s
     saved implementation (a scratch-trained model can run with torch.nn); a file of another case or of the
     other `cell`, or one whose parts do not fit together, is refused in one line."""
     ckpt = load_checkpoint(path, map_location=device, expected=f"a {G2P_CASE} checkpoint")
-    check_checkpoint(ckpt, path, case=G2P_CASE, cell=cell, needs=("state_dict", "hparams", "letters", "phonemes"),
-                     script=script)
+    check_checkpoint(ckpt, path, case=G2P_CASE, cell=cell,
+                     needs=("state_dict", "hparams", "letters", "phonemes"), script=script)
     if ckpt["letters"] != LETTERS or list(ckpt["phonemes"]) != list(PHONEMES):
         raise UserError(f"{path} was trained with other letters or phonemes; retrain the model.")
     try:
@@ -571,7 +592,8 @@ def pronounce(model: Seq2Seq, word: str, device, beam: int = 5) -> dict:
     greedy = decode_ids(ids[0].tolist())
     beamed = decode_ids(model.beam_search(letters, lengths, max_len, beam)[0][0].tolist())
     steps = len(greedy) + 1                                                    # the phonemes and </s>
-    return {"word": word, "greedy": " ".join(decode_phonemes(greedy)), "beam": " ".join(decode_phonemes(beamed)),
+    return {"word": word, "greedy": " ".join(decode_phonemes(greedy)),
+            "beam": " ".join(decode_phonemes(beamed)),
             "alpha": alpha[0, :steps].float().cpu().numpy() if alpha is not None else None}
 
 
@@ -626,8 +648,8 @@ def sibling_runs(quick: bool) -> dict[str, Path]:
     return found
 
 
-def g2p_report(out: Path, *, config: dict, model: Seq2Seq, data: dict, result: dict, device, start_time: float,
-               title: str, beam: int, examples: Sequence[str], n_errors: int = 15) -> dict:
+def g2p_report(out: Path, *, config: dict, model: Seq2Seq, data: dict, result: dict, device,
+               start_time: float, title: str, beam: int, examples: Sequence[str], n_errors: int = 15) -> dict:
     """Test the kept model greedy and with beam search; error rates overall and by word length; the
     teacher-forced accuracy (exposure bias); the hardest errors; attention heatmaps; metrics.json."""
     test = data["split"]["test"]
@@ -666,13 +688,15 @@ def g2p_report(out: Path, *, config: dict, model: Seq2Seq, data: dict, result: d
                "decode_seconds": {"greedy": round(t_greedy, 2), "beam": round(t_beam, 2)},
                "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
                "train_time_s": result["train_time_s"], "parameters": count_parameters(model),
-               "train_words": len(data["split"]["train"]), "train_pronunciations": len(data["examples"]["train"])}
+               "train_words": len(data["split"]["train"]),
+               "train_pronunciations": len(data["examples"]["train"])}
     plots = ["training_curves.png", "wer_by_length.png"]                  # the curves: the ProgressLog's
     if model.attention:
         plot_attention(shown, out / "attention.png", title=f"{title}: where each phoneme looked (greedy)")
         plots.append("attention.png")
     save_metrics(out, config=config, metrics=metrics, history=result["history"], start_time=start_time,
-                 device=device, extra={"examples": [{k: s[k] for k in ("word", "greedy", "beam")} for s in shown],
+                 device=device,
+                 extra={"examples": [{k: s[k] for k in ("word", "greedy", "beam")} for s in shown],
                                        "hardest_errors": errors, "plots": plots})
     curves = {}                                          # this run and every sibling run measured so far
     for name, path in sibling_runs(bool(config.get("QUICK"))).items():

@@ -6,7 +6,10 @@ looked. Interactive: --INTERACTIVE (type :help). Models come from g2p_lstm.py / 
 Run: python 04_text_gen/pronounce.py --WORD=quixotic [--INTERACTIVE] [--quick]
 Theory: THEORY.md §13 (E1)-(E8), (B1).
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 from pathlib import Path
@@ -14,8 +17,21 @@ from pathlib import Path
 import torch
 
 import g2p_model
-from utils.script_utils import (AtLeast, OneOf, Seed, UserError, get_device, output_dir, parse_config, print_table,
-                                run_main, save_metrics, saved_checkpoint, set_seed, shown_path)
+from utils.script_utils import (
+    AtLeast,
+    OneOf,
+    Seed,
+    UserError,
+    get_device,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    saved_checkpoint,
+    set_seed,
+    shown_path,
+)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -27,9 +43,11 @@ WORD: str = "quixotic"          # the word to pronounce (letters a-z and the apo
 BEAM: AtLeast(1) = 5            # beam width (1 = greedy only)
 MODEL: OneOf("lstm", "gru", "both") = "both"  # which model pronounces (both: side by side)
 INTERACTIVE: bool = False       # a word -> pronunciation loop on stdin (:help lists the commands)
-CHECKPOINTS: str = ""           # folder with g2p_lstm/model.pt, g2p_gru/model.pt ('' = outputs/04_text_gen, the
+CHECKPOINTS: str = ""           # folder with g2p_lstm/model.pt, g2p_gru/model.pt ('' = outputs/04_text_gen,
+                                # the
                                 # full runs); fallbacks go there
-FALLBACK_WORDS: AtLeast(100) = 20_000  # no checkpoint: train a small model on this many words first, saying so
+FALLBACK_WORDS: AtLeast(100) = 20_000  # no checkpoint: train a small model on this many words first,
+                                       # saying so
 FALLBACK_EPOCHS: AtLeast(1) = 2  # ... for this many epochs
 QUICK_SETTINGS = dict(FALLBACK_WORDS=600, FALLBACK_EPOCHS=1, BEAM=2)
 
@@ -49,8 +67,8 @@ def train_fallback(cell, path, device):
     data = g2p_model.prepare_g2p_data(64, max_train_words=FALLBACK_WORDS, max_eval_words=200, seed=SEED)
     model = g2p_model.Seq2Seq(cell=cell, impl=IMPL, hidden_size=128, embed_dim=32, dropout=0.0,
                               device=device).to(device)
-    g2p_model.train_g2p_model(model, data, device, epochs=FALLBACK_EPOCHS, lr=5e-3, weight_decay=0.0, clip=1.0,
-                              patience=FALLBACK_EPOCHS, checkpoint_path=path,
+    g2p_model.train_g2p_model(model, data, device, epochs=FALLBACK_EPOCHS, lr=5e-3, weight_decay=0.0,
+                              clip=1.0, patience=FALLBACK_EPOCHS, checkpoint_path=path,
                               checkpoint_extra=g2p_model.g2p_checkpoint_extra(model))
 
 
@@ -60,13 +78,15 @@ def load_models(device, out, quick=False):
     models = {}
     for cell in (("lstm", "gru") if MODEL == "both" else (MODEL,)):
         # g2p_<cell>.py's full run (or CHECKPOINTS/g2p_<cell>/); with --quick, a --quick run's second
-        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"g2p_{cell}.py"), CHECKPOINTS, quick=quick)
+        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"g2p_{cell}.py"), CHECKPOINTS,
+                                        quick=quick)
         if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():
                 print(f"no checkpoint at {' or '.join(shown_path(p) for p in looked)}.")
                 train_fallback(cell, path, device)
-        model, ckpt = g2p_model.load_g2p_model(path, device, impl=IMPL, cell=cell, script=pathlib.Path(__file__).name)
+        model, ckpt = g2p_model.load_g2p_model(path, device, impl=IMPL, cell=cell,
+                                               script=pathlib.Path(__file__).name)
         h = ckpt["hparams"]
         print(f"{cell.upper()}: using {shown_path(path)} (hidden {h['hidden_size']}, "
               f"{'attention' if h['attention'] else 'no attention'}, epoch {ckpt.get('epoch')})")
@@ -87,7 +107,8 @@ def say(models, word, beam, split):
     word = g2p_model.check_word(word)
     results = {cell: g2p_model.pronounce(model, word, next(model.parameters()).device, beam)
                for cell, model in models.items()}
-    rows = [{"model": cell.upper(), "greedy": r["greedy"], f"beam {beam}": r["beam"]} for cell, r in results.items()]
+    rows = [{"model": cell.upper(), "greedy": r["greedy"], f"beam {beam}": r["beam"]} for cell,
+            r in results.items()]
     truth, part = where_in_dictionary(word, split)
     print_table(rows, title=f"{word}")
     if part:
@@ -147,7 +168,8 @@ def main():
     t0 = time.time()
     cfg = parse_config(globals())
     if not INTERACTIVE:
-        g2p_model.check_word(WORD)                     # says what is wrong with a bad word, before any model loads
+        g2p_model.check_word(WORD)                     # says what is wrong with a bad word,
+                                                       # before any model loads
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     set_seed(SEED)
@@ -164,7 +186,8 @@ def main():
                              out / "attention.png", title=f"Where each phoneme of '{word}' looked (greedy)")
     save_metrics(out, config=cfg, start_time=t0, device=device,
                  metrics={cell: {"greedy": r["greedy"], "beam": r["beam"]} for cell, r in results.items()},
-                 extra={"word": word, "dictionary": truth, "dictionary_part": part, "plots": ["attention.png"]})
+                 extra={"word": word, "dictionary": truth, "dictionary_part": part,
+                        "plots": ["attention.png"]})
 
 
 if __name__ == "__main__":

@@ -10,22 +10,40 @@ Theory: THEORY.md (L1)-(L6), §4.4 forget-gate bias, §9 clipping, §10 truncate
 基线的比较，还有带温度的采样。
 运行：`python 04_text_gen/text_lstm.py`；`--quick` 快速跑通，`--TEXT=my.txt` 换成你自己的文本，
 `--IMPL=scratch` 改用 01 里手写的 ScratchLSTM。
-理论：THEORY.md 公式 (L1)-(L6)，4.4 节（遗忘门偏置），第 9 节（梯度裁剪），第 10 节（截断 BPTT），第 11 节（采样）。
+理论：THEORY.md 公式 (L1)-(L6)，4.4 节（遗忘门偏置），第 9 节（梯度裁剪），第 10 节（截断 BPTT），第 11 节（采
+样）。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
 
 import char_model
 from utils.model_utils import ProgressLog, count_parameters
-from utils.script_utils import (AtLeast, Finite, Fraction, Items, OneOf, Positive, Seed, apply_gpu_settings,
-                                get_device, output_dir, parse_config, run_main, set_seed)
+from utils.script_utils import (
+    AtLeast,
+    Finite,
+    Fraction,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    apply_gpu_settings,
+    get_device,
+    output_dir,
+    parse_config,
+    run_main,
+    set_seed,
+)
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                  # random seed (weights, dropout, pass offsets, samples)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
-IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.LSTM (cuDNN on GPU); scratch = 01_basic_theory's ScratchLSTM
+IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.LSTM (cuDNN on GPU); scratch = 01_basic_theory's
+                                           # ScratchLSTM
 TEXT: str = ""                  # a UTF-8 text file to learn instead of Shakespeare (split 90/10 by position)
 EMBED_DIM: AtLeast(1) = 48      # character embedding size (only ~70 characters: a small table is enough)
 HIDDEN_SIZE: AtLeast(1) = 384   # LSTM units per layer (size of h and c)
@@ -41,32 +59,38 @@ WEIGHT_DECAY: AtLeast(0.0) = 0.0  # AdamW decoupled weight decay
 CLIP: AtLeast(0.0) = 1.0        # gradient-norm clipping, 0 = off (exploding gradients: THEORY.md §9)
 EPOCHS: AtLeast(1) = 20         # reports (validation, sample, checkpoint) during training
 CHUNKS_PER_EPOCH: AtLeast(1) = 150  # training chunks between two reports (an "epoch" is not a full pass here)
-MAX_MINUTES: AtLeast(0.0) = 8.0  # training time budget: the schedule anneals to it, then training ends (0 = none)
+MAX_MINUTES: AtLeast(0.0) = 8.0  # training time budget: the schedule anneals to it, then training ends
+                                 # (0 = none)
 PATIENCE: AtLeast(1) = 4        # stop after this many reports without a better validation loss
 MAX_TRAIN_CHARS: AtLeast(0) = 0  # use only the first N training characters (0 = all)
-VAL_CHARS_PER_EPOCH: AtLeast(0) = 150_000  # validate on this prefix at each report (0 = all; the final figure uses all)
+VAL_CHARS_PER_EPOCH: AtLeast(0) = 150_000  # validate on this prefix at each report (0 = all;
+                                           # the final figure uses all)
 NGRAM_ORDER: AtLeast(1) = 5     # the baseline to beat: a character n-gram of this order n ...
 NGRAM_K: Positive = 0.1         # ... smoothed by adding k to every count
 PROMPT: str = "ROMEO:\n"        # what the samples continue
 SAMPLE_LEN: AtLeast(1) = 200    # characters per sample
-TEMPERATURES: Items(AtLeast(0.0)) = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end (0 = greedy; §11)
+TEMPERATURES: Items(AtLeast(0.0)) = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end (0 = greedy;
+                                                     # §11)
 
 # On a CUDA device, a constant still at the value shipped above (left) takes its GPU value (right): a wider,
 # deeper, more regularised model (4 M characters are seen many times in 8 minutes on a GPU). A constant you
 # edited above, or set with --NAME=VALUE, keeps your value; the script says at start what it applied and kept.
 GPU_SETTINGS = dict(EMBED_DIM=(48, 128), HIDDEN_SIZE=(384, 1024), NUM_LAYERS=(2, 3), DROPOUT=(0.1, 0.3),
                     BATCH_SIZE=(64, 128), SEQ_LEN=(128, 256), LR=(8e-3, 2e-3), WEIGHT_DECAY=(0.0, 0.05),
-                    CHUNKS_PER_EPOCH=(150, 120), EPOCHS=(20, 40), PATIENCE=(4, 6), VAL_CHARS_PER_EPOCH=(150_000, 0))
+                    CHUNKS_PER_EPOCH=(150, 120), EPOCHS=(20, 40), PATIENCE=(4, 6),
+                    VAL_CHARS_PER_EPOCH=(150_000, 0))
 QUICK_SETTINGS = dict(MAX_TRAIN_CHARS=200_000, HIDDEN_SIZE=64, EMBED_DIM=16, BATCH_SIZE=16, SEQ_LEN=64,
-                      EPOCHS=2, CHUNKS_PER_EPOCH=15, VAL_CHARS_PER_EPOCH=10_000, SAMPLE_LEN=60, MAX_MINUTES=0.3)
+                      EPOCHS=2, CHUNKS_PER_EPOCH=15, VAL_CHARS_PER_EPOCH=10_000, SAMPLE_LEN=60,
+                      MAX_MINUTES=0.3)
 
 
 def load_text(device):
     """The corpus (Shakespeare split by play, or --TEXT split by position), its character vocabulary, the
     TBPTT streams (BATCH_SIZE rows of SEQ_LEN-character chunks) and the n-gram baseline to beat."""
     return char_model.prepare_char_data(TEXT, BATCH_SIZE, SEQ_LEN, CHUNKS_PER_EPOCH, device,
-                                        max_train_chars=MAX_TRAIN_CHARS, val_chars_per_epoch=VAL_CHARS_PER_EPOCH,
-                                        ngram_order=NGRAM_ORDER, ngram_k=NGRAM_K, seed=SEED)
+                                        max_train_chars=MAX_TRAIN_CHARS,
+                                        val_chars_per_epoch=VAL_CHARS_PER_EPOCH, ngram_order=NGRAM_ORDER,
+                                        ngram_k=NGRAM_K, seed=SEED)
 
 
 def build_model(vocab_size, device):
@@ -75,9 +99,9 @@ def build_model(vocab_size, device):
     细胞状态 cell state c_t = f*c + i*g (L5) is the long-term memory (which speaker is talking, whether a
     line is verse), 隐藏状态 hidden state h_t = o*tanh(c_t) (L6) what the softmax sees. FORGET_BIAS sets
     where f starts: sigmoid(0) = 0.5, sigmoid(1) = 0.73."""
-    model = char_model.CharRNN(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
-                               num_layers=NUM_LAYERS, dropout=DROPOUT, forget_bias=FORGET_BIAS,
-                               device=device).to(device)
+    model = char_model.CharRNN(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM,
+                               hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, dropout=DROPOUT,
+                               forget_bias=FORGET_BIAS, device=device).to(device)
     print(f"model: {NUM_LAYERS}x{HIDDEN_SIZE} LSTM ({IMPL}), {count_parameters(model):,} parameters "
           f"(4 gate blocks per layer)")
     return model
@@ -87,10 +111,10 @@ def train(model, data, out, progress):
     """Truncated BPTT (char_model.train_char_model): the (h, c) state is carried from chunk to chunk and
     detached, so gradients reach back SEQ_LEN characters while the cell state remembers further. A report
     every CHUNKS_PER_EPOCH chunks: validation, a sample, the best weights in out/model.pt."""
-    return char_model.train_char_model(model, data, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, clip=CLIP,
-                                       max_minutes=MAX_MINUTES, patience=PATIENCE, checkpoint_path=out / "model.pt",
-                                       prompt=PROMPT, sample_len=SAMPLE_LEN, seed=SEED,
-                                       progress=progress)
+    return char_model.train_char_model(model, data, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
+                                       clip=CLIP, max_minutes=MAX_MINUTES, patience=PATIENCE,
+                                       checkpoint_path=out / "model.pt", prompt=PROMPT, sample_len=SAMPLE_LEN,
+                                       seed=SEED, progress=progress)
 
 
 def main():
@@ -98,17 +122,20 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # never over your edits
+    # never over your edits
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))
     out = output_dir(__file__, quick=cfg["QUICK"])
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)
     progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,
                            title=f"{NUM_LAYERS}x{HIDDEN_SIZE} LSTM: loss in nats/char")  # TensorBoard
     result = train(model, data, out, progress)
-    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])   # whole chunks of the split (as the baseline)
+    # whole chunks of the split (as the baseline)
+    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])
     samples = char_model.show_samples(model, data["vocab"], PROMPT, TEMPERATURES, SAMPLE_LEN, seed=SEED)
     char_model.char_lm_report(out, config=cfg, model=model, data=data, result=result, final=final,
-                              samples=samples, device=device, start_time=t0, title=f"{NUM_LAYERS}x{HIDDEN_SIZE} LSTM")
+                              samples=samples, device=device, start_time=t0,
+                              title=f"{NUM_LAYERS}x{HIDDEN_SIZE} LSTM")
 
 
 if __name__ == "__main__":

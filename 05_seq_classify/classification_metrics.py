@@ -5,7 +5,10 @@ against 1-nearest-neighbour baselines (Euclidean and DTW) on the same official s
 Run: python 05_seq_classify/classification_metrics.py [--DATASET=JapaneseVowels] [--quick]
 Theory: THEORY.md §8 (a seed ensemble's mean probability); the models' mechanism is in series_model.py.
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 import time
 
 import numpy as np
@@ -13,8 +16,22 @@ import numpy as np
 import series_model
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import confusion_matrix, ensemble_member_seeds
-from utils.script_utils import (AtLeast, Interval, OneOf, Seed, get_device, load_case_script, output_dir,
-                                parse_config, print_table, run_main, save_json, save_metrics, set_seed, shown_path)
+from utils.script_utils import (
+    AtLeast,
+    Interval,
+    OneOf,
+    Seed,
+    get_device,
+    load_case_script,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_json,
+    save_metrics,
+    set_seed,
+    shown_path,
+)
 from utils.visualization import plot_confusion_matrix
 
 # ==== Hyperparameters (edit me) ====
@@ -25,7 +42,8 @@ SEED: Seed = 0                # the seed whose checkpoints are analysed (the twi
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to run the models
 IMPL: OneOf("torch", "scratch") = "torch"  # which layer runs the saved weights (and trains missing models)
 RETRAIN: bool = False         # True: train fresh models here even if the twins' checkpoints exist
-DTW_WINDOW: Interval("(0, 1]") = 0.1  # Sakoe-Chiba band half-width, a fraction of the longest series (1 = no band)
+DTW_WINDOW: Interval("(0, 1]") = 0.1  # Sakoe-Chiba band half-width, a fraction of the longest series
+                                      # (1 = no band)
 CALIBRATION_BINS: AtLeast(1) = 10  # confidence bins of the reliability diagram and ECE
 N_MISCLASSIFIED: AtLeast(0) = 6  # misclassified test series to plot per model
 MAX_TEST: AtLeast(0) = 0      # 0 = every test series; N = a random subset (smoke tests)
@@ -184,7 +202,8 @@ def get_trained_model(cell: str, data: dict, device, out, quick: bool) -> list:
     members = [twin.train_member(data, seed, device, progress=None)
                for seed in ensemble_member_seeds(SEED, twin.ENSEMBLE)]
     series_model.ensemble_result(members, data, SEED, out / cell)
-    return series_model.load_series_members(out / cell / "checkpoint.pt", IMPL, device, cell=cell, dataset=DATASET)
+    return series_model.load_series_members(out / cell / "checkpoint.pt", IMPL, device, cell=cell,
+                                            dataset=DATASET)
 
 
 def nearest_neighbour_baselines(data: dict, test_idx) -> dict:
@@ -199,7 +218,8 @@ def nearest_neighbour_baselines(data: dict, test_idx) -> dict:
     results = {}
     if data["lengths"][0] == data["lengths"][1]:
         t = time.time()
-        results["1-NN Euclidean"] = (nearest_neighbour_predict(euclidean_distances(X_test, X), y), time.time() - t)
+        results["1-NN Euclidean"] = (nearest_neighbour_predict(euclidean_distances(X_test, X), y),
+                                     time.time() - t)
     else:
         print("1-NN Euclidean skipped: the series have different lengths (Euclidean distance needs equal ones).")
     t = time.time()
@@ -241,7 +261,8 @@ def analyse(name: str, probs, y_true, classes, out) -> dict:
 def show_misclassified(name, pred, y_true, X_test, test_idx, medoids, classes, out) -> None:
     """The first N_MISCLASSIFIED wrong predictions beside the medoids of their true and predicted class."""
     wrong = np.flatnonzero(pred != y_true)[:N_MISCLASSIFIED]
-    cases = [{"series": X_test[k], "true_typical": medoids[int(y_true[k])], "pred_typical": medoids[int(pred[k])],
+    cases = [{"series": X_test[k], "true_typical": medoids[int(y_true[k])],
+              "pred_typical": medoids[int(pred[k])],
               "label": f"test #{test_idx[k]}: true {classes[y_true[k]]}, predicted {classes[pred[k]]}"}
              for k in wrong]
     series_model.plot_misclassified_series(cases, out / f"misclassified_{name.lower()}.png",
@@ -277,7 +298,8 @@ def main():
 
     medoids = class_medoids(X_train, data["train"][1], train_dtw)
     for name in probs_by_model:
-        show_misclassified(name, results[name]["predictions"], y_true, X_test, test_idx, medoids, classes, out)
+        show_misclassified(name, results[name]["predictions"], y_true, X_test, test_idx, medoids, classes,
+                           out)
     series_model.plot_reliability({n: results[n]["calibration_bins"] for n in probs_by_model},
                                   out / "reliability.png", title=f"Calibration on {DATASET} (test)")
 
@@ -286,7 +308,8 @@ def main():
             for n, r in results.items()]
     print_table(rows, title=f"{DATASET}: {len(y_true)} test series, {len(classes)} classes")
     for name in probs_by_model:
-        print_table([{"class": c, **{k: v for k, v in pc.items()}} for c, pc in results[name]["per_class"].items()],
+        print_table([{"class": c, **{k: v for k, v in pc.items()}} for c,
+                     pc in results[name]["per_class"].items()],
                     title=f"{name} per class")
     summary = {n: {k: v for k, v in r.items() if k not in ("predictions",)} for n, r in results.items()}
     save_json({"test_index": test_idx, "true": y_true, **{n: r["predictions"] for n, r in results.items()}},

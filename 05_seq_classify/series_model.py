@@ -19,12 +19,28 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from utils.model_utils import (ProgressLog, count_parameters, evaluate, fit, load_checkpoint, log_mean_probability,
-                               make_rnn, save_checkpoint)
-from utils.script_utils import (UserError, atomic_write, load_metrics, output_dir, print_table, save_metrics,
-                                set_seed)
+from utils.model_utils import (
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    count_parameters,
+    evaluate,
+    fit,
+    load_checkpoint,
+    log_mean_probability,
+    make_rnn,
+    save_checkpoint,
+)
+from utils.script_utils import (
+    UserError,
+    atomic_write,
+    load_metrics,
+    output_dir,
+    print_table,
+    save_metrics,
+    set_seed,
+)
 from utils.visualization import COLORS, color_for, plot_bars, plot_training_curves, save_figure
-from utils.model_utils import check_checkpoint, checkpoint_tag
 
 SERIES_CASE = "05_seq_classify"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
 
@@ -97,7 +113,8 @@ def patch_series(x, patch: int):
     if patch <= 1:
         return x
     steps = -(-len(x) // patch)
-    padded = np.concatenate([x, np.repeat(x[-1:], steps * patch - len(x), axis=0)], axis=0)  # (steps*patch, ch)
+    # (steps*patch, ch)
+    padded = np.concatenate([x, np.repeat(x[-1:], steps * patch - len(x), axis=0)], axis=0)
     return padded.reshape(steps, patch * x.shape[1])
 
 
@@ -161,7 +178,8 @@ def series_loaders(splits: dict, batch_size: int, seed: int) -> dict:
     """DataLoaders for train (shuffled with a seeded generator), val and test, collated for packing."""
     g = torch.Generator().manual_seed(seed)
     make = lambda ds, shuffle: DataLoader(  # noqa: E731
-        ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_series, generator=g if shuffle else None)
+        ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_series,
+        generator=g if shuffle else None)
     return {"train": make(splits["train"], True), "val": make(splits["val"], False),
             "test": make(splits["test"], False)}
 
@@ -212,7 +230,8 @@ class SeriesClassifier(nn.Module):
         # packing (§5): the RNN runs each series for its own length; padded steps are never computed
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)  # out: packed (sum of lengths, directions*hidden)
-        # an LSTM returns (h_n, c_n): the cell state c (L5) is its private memory, the classifier reads h (L6);
+        # an LSTM returns (h_n, c_n): the cell state c (L5) is its private memory, the classifier reads h
+        # (L6);
         # a GRU has no cell state and returns h_n alone (G4)
         h_n = state[0] if isinstance(state, tuple) else state  # (layers*directions, batch, hidden)
         pooled = []
@@ -221,7 +240,8 @@ class SeriesClassifier(nn.Module):
             pooled.append(torch.cat(list(h_n[-self.directions:]), dim=-1))  # (batch, directions*hidden)
         if self.config["pooling"] in ("mean", "last+mean"):
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)  # (batch, max_len, dir*hidden)
-            # (P1) masked mean (THEORY.md §5.1): the outputs past each end are 0 and add nothing to the sum, and the
+            # (P1) masked mean (THEORY.md §5.1): the outputs past each end are 0 and add nothing to the sum,
+            # and the
             # sum is divided by the series' own length, not max_len
             pooled.append(out.sum(1) / lengths.to(out.device, out.dtype).unsqueeze(1))  # (batch, dir*hidden)
         return self.head(torch.cat(pooled, dim=-1))  # (batch, pooled width) -> (batch, classes)
@@ -308,13 +328,15 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
              "val_idx": splits["val_idx"].tolist()}
     run = fit(model, loaders["train"], loaders["val"], step, epochs=epochs, optimizer=optimizer,
               metrics_fn=series_metrics, monitor="selection", mode="max", patience=patience,
-              clip=clip, scheduler=scheduler, progress=progress, verbose=verbose)  # best weights restored at the end
+              # best weights restored at the end
+              clip=clip, scheduler=scheduler, progress=progress, verbose=verbose)
     best = run["history"][run["best_epoch"] - 1]
     if refit:
         watch = progress.for_run(f"{progress.run} refit".strip()) if progress else None  # a run of its own
         model, _ = refit_on_train_and_val(build_model, splits, len(data["classes"]), seed,
                                           run["history"][:run["best_epoch"]], device, batch_size=batch_size,
-                                          weight_decay=weight_decay, clip=clip, progress=watch, verbose=verbose)
+                                          weight_decay=weight_decay, clip=clip, progress=watch,
+                                          verbose=verbose)
     test = evaluate(model, loaders["test"], step, series_metrics, desc="test")
     logits = test["predictions"].float()  # (n_test, classes)
     metrics = {"dataset": data["name"], "seed": seed, "test_accuracy": test["accuracy"],
@@ -329,8 +351,8 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
             "checkpoint_extra": extra}
 
 
-def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, seed: int, history: list[dict],
-                           device: torch.device, *, batch_size: int, weight_decay: float,
+def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, seed: int,
+                           history: list[dict], device: torch.device, *, batch_size: int, weight_decay: float,
                            clip: float, progress: ProgressLog | None = None,
                            verbose: bool = True) -> tuple[nn.Module, dict]:
     """A fresh model trained on training + validation series for exactly the epochs early stopping chose,
@@ -371,8 +393,9 @@ def ensemble_result(runs: list[dict], data: dict, seed: int, out: Path | None = 
     if len(runs) == 1:
         if out is not None:
             refit = {"refit": True} if first["metrics"]["refit"] else {}  # weights of the refit model
-            save_checkpoint({"state_dict": first["model"].state_dict(), "epoch": first["metrics"]["best_epoch"],
-                             **refit, **first["checkpoint_extra"]}, out / "checkpoint.pt")
+            save_checkpoint({"state_dict": first["model"].state_dict(),
+                             "epoch": first["metrics"]["best_epoch"], **refit,
+                             **first["checkpoint_extra"]}, out / "checkpoint.pt")
             save_series_predictions(out / "predictions.csv", first["splits"]["test_idx"],
                                     first["splits"]["test"].y.numpy(), first["probs"], classes)
             plot_training_curves(first["history"], out / "training_curves.png",
@@ -384,21 +407,25 @@ def ensemble_result(runs: list[dict], data: dict, seed: int, out: Path | None = 
     y = first["splits"]["test"].y  # (n_test,)
     scores = series_metrics(logp, y)  # argmax of logp is the ensemble's vote
     singles = [r["metrics"] for r in runs]
-    metrics = {**singles[0], "seed": seed, "ensemble_members": len(runs), "member_seeds": [m["seed"] for m in singles],
-               "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"],
-               "test_loss": nn.functional.cross_entropy(logp, y).item(),  # the ensemble's NLL
+    metrics = {**singles[0], "seed": seed, "ensemble_members": len(runs),
+               "member_seeds": [m["seed"] for m in singles], "test_accuracy": scores["accuracy"],
+               "test_macro_f1": scores["macro_f1"], "test_loss": nn.functional.cross_entropy(logp, y).item(),
+               # the ensemble's NLL
                "member_test_accuracy": [m["test_accuracy"] for m in singles],
                "val_accuracy": float(np.mean([m["val_accuracy"] for m in singles])),  # each on its own split
                "val_loss": float(np.mean([m["val_loss"] for m in singles])),
-               "best_epoch": [m["best_epoch"] for m in singles], "epochs_run": [m["epochs_run"] for m in singles],
+               "best_epoch": [m["best_epoch"] for m in singles],
+               "epochs_run": [m["epochs_run"] for m in singles],
                "parameters": sum(m["parameters"] for m in singles),
                "train_time_s": round(sum(m["train_time_s"] for m in singles), 2)}
     if out is not None:
         save_checkpoint({**checkpoint_tag(SERIES_CASE, first["model"].config["cell"]),
-                         "members": [{"state_dict": r["model"].state_dict(), **r["checkpoint_extra"]} for r in runs],
+                         "members": [{"state_dict": r["model"].state_dict(),
+                                      **r["checkpoint_extra"]} for r in runs],
                          "model_config": first["model"].config, "classes": classes,
                          "dataset": data["name"], "seed": seed}, out / "checkpoint.pt")
-        save_series_predictions(out / "predictions.csv", first["splits"]["test_idx"], y.numpy(), probs, classes)
+        save_series_predictions(out / "predictions.csv", first["splits"]["test_idx"], y.numpy(), probs,
+                                classes)
         plot_training_curves({f"member {k + 1} (seed {r['metrics']['seed']})": r["history"]
                               for k, r in enumerate(runs)}, out / "training_curves.png",
                              title=f"{cell} ensemble of {len(runs)} on {data['name']}: each member's curves",
@@ -514,7 +541,8 @@ def report_series_runs(script_file: str, runs: list[dict], config: dict, device,
         singles = [a for m in rows for a in m.get("member_test_accuracy", [m["test_accuracy"]])]
         summary["ensemble_members"] = rows[0].get("ensemble_members", 1)
         summary["single_model_test_accuracy_mean"] = float(np.mean(singles))  # every member of every seed
-        summary["single_model_test_accuracy_std"] = float(np.std(singles, ddof=1)) if len(singles) > 1 else 0.0
+        summary["single_model_test_accuracy_std"] = float(np.std(singles,
+                                                                 ddof=1)) if len(singles) > 1 else 0.0
         summary.update({k: rows[0][k] for k in ("parameters", "n_train", "n_val", "n_test")})
         summary["per_seed"] = rows
         summaries[name] = summary
@@ -603,8 +631,10 @@ def plot_misclassified_series(cases: list[dict], path: Path | str, title: str = 
     for ax in axes.ravel()[len(cases):]:
         ax.axis("off")
     for ax, case in zip(axes.ravel(), cases):
-        ax.plot(case["true_typical"][:, 0], color=COLORS["baseline"], lw=1, alpha=0.8, label="typical of true class")
-        ax.plot(case["pred_typical"][:, 0], color=COLORS["gru"], lw=1, alpha=0.8, label="typical of predicted class")
+        ax.plot(case["true_typical"][:, 0], color=COLORS["baseline"], lw=1, alpha=0.8,
+                label="typical of true class")
+        ax.plot(case["pred_typical"][:, 0], color=COLORS["gru"], lw=1, alpha=0.8,
+                label="typical of predicted class")
         ax.plot(case["series"][:, 0], color="black", lw=1.4, label="misclassified series")
         ax.set_title(case["label"], fontsize=8)
         ax.grid(alpha=0.3)

@@ -1,12 +1,18 @@
 """How far does each hyperparameter move an LSTM and a GRU? One factor at a time, several seeds per point.
 
-Around each 05_seq_classify twin's defaults (one model, no ensemble): learning rate (log grid over two decades),
-hidden size, layers, dropout, batch size and the LSTM's forget-gate bias; SEEDS seeds per point, scored on the test
-set, ranked by how far each moves the mean, and set beside Greff et al. 2017 ("LSTM: A Search Space Odyssey").
-Run: python 06_comparison/hyperparameter_study.py [--quick] [--TASK=ItalyPowerDemand] [--SEEDS=5] [--RANDOM_TRIALS=20]
-Default: 87 runs, 9 CPU minutes (27.5 min on a busy 2-core machine); --quick: seconds. Theory: THEORY.md §4.4, §9.
+Around each 05_seq_classify twin's defaults (one model, no ensemble): learning rate
+(log grid over two decades), hidden size, layers, dropout, batch size and the LSTM's forget-gate bias;
+SEEDS seeds per point, scored on the test set, ranked by how far each moves the mean,
+and set beside Greff et al. 2017 ("LSTM: A Search Space Odyssey").
+Run: python 06_comparison/hyperparameter_study.py [--quick] [--TASK=ItalyPowerDemand] [--SEEDS=5]
+     [--RANDOM_TRIALS=20]
+Default: 87 runs, 9 CPU minutes (27.5 min on a busy 2-core machine);
+         --quick: seconds. Theory: THEORY.md §4.4, §9.
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import math
 import time
@@ -15,37 +21,68 @@ import numpy as np
 
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import NonFiniteLoss, ProgressLog, init_forget_bias
-from utils.script_utils import (REPO_ROOT, AtLeast, Finite, Fraction, Interval, Items, OneOf, Positive, Seed,
-                                apply_gpu_settings, get_device, import_case_module, load_case_script, output_dir,
-                                parse_config, print_table, run_main, save_metrics, set_seed)
+from utils.script_utils import (
+    REPO_ROOT,
+    AtLeast,
+    Finite,
+    Fraction,
+    Interval,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    apply_gpu_settings,
+    get_device,
+    import_case_module,
+    load_case_script,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+)
 from utils.visualization import COLORS, plot_bars, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-TASK: str = "GunPoint"                # a 05_seq_classify problem (UCR/UEA, in sktime): GunPoint, ItalyPowerDemand, ...
-CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # the cells; each sweeps around its own script's defaults
+TASK: str = "GunPoint"                # a 05_seq_classify problem (UCR/UEA, in sktime): GunPoint,
+                                      # ItalyPowerDemand, ...
+CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # the cells; each sweeps around its own script's
+                                                      # defaults
 SEEDS: AtLeast(2) = 3                 # seeds per point (a mean and a std); the same seeds at every point
 LR_GRID: Items(Positive) = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)  # AdamW learning rates: a log grid over two decades
 HIDDEN_SIZE_GRID: Items(AtLeast(1)) = (16, 32, 64, 128)    # units per direction
 NUM_LAYERS_GRID: Items(AtLeast(1)) = (1, 2, 3)             # stacked layers
-DROPOUT_GRID: Items(Fraction) = (0.0, 0.2, 0.5)            # dropout before the classifier (and between layers)
+DROPOUT_GRID: Items(Fraction) = (0.0, 0.2, 0.5)            # dropout before the classifier
+                                                           # (and between layers)
 BATCH_SIZE_GRID: Items(AtLeast(1)) = (8, 16, 32)           # series per batch
-FORGET_BIAS_GRID: Items(Finite) = (0.0, 1.0)  # the LSTM's initial forget-gate bias (§4.4); the GRU has no forget gate
-EPOCHS: AtLeast(1) = 150              # at most this many epochs per run (the twins allow 300: halved to fit 30 minutes)
-PATIENCE: AtLeast(1) = 30             # early stopping after this many epochs without a better validation score
-METRIC: OneOf("test_accuracy", "test_loss") = "test_accuracy"  # higher accuracy, or lower cross-entropy, is better
-RANDOM_TRIALS: AtLeast(0) = 0         # > 0: also a seeded random search of this many runs per cell, with an importance
-                                      # estimate (random forest, main effects vs interactions): indicative only
+FORGET_BIAS_GRID: Items(Finite) = (0.0, 1.0)  # the LSTM's initial forget-gate bias (§4.4);
+                                              # the GRU has no forget gate
+EPOCHS: AtLeast(1) = 150              # at most this many epochs per run (the twins allow 300: halved to fit
+                                      # 30 minutes)
+PATIENCE: AtLeast(1) = 30             # early stopping after this many epochs without a better validation
+                                      # score
+METRIC: OneOf("test_accuracy", "test_loss") = "test_accuracy"  # higher accuracy, or lower cross-entropy,
+                                                               # is better
+RANDOM_TRIALS: AtLeast(0) = 0         # > 0: also a seeded random search of this many runs per cell,
+                                      # with an importance
+                                      # estimate (random forest, main effects vs interactions): indicative
+                                      # only
 ONE_FACTOR: bool = True               # the one-factor-at-a-time sweeps; False: the random search alone
 MAX_TRAIN: AtLeast(0) = 0             # 0 = every training series; N = a stratified subset (smoke tests)
 MAX_TEST: AtLeast(0) = 0              # 0 = every test series; N = a random subset (smoke tests)
-ALPHA: Interval("(0, 1)") = 0.05       # a factor with permutation p above this is "not distinguishable from noise"
-PERMUTATIONS: AtLeast(100) = 5000     # random reassignments of a sweep's runs to its points: the null of its range
-SEED: Seed = 0                        # the seeds are SEED, SEED+1, ..., SEED+SEEDS-1 (and the permutations' seed)
+ALPHA: Interval("(0, 1)") = 0.05       # a factor with permutation p above this is "not distinguishable from
+                                       # noise"
+PERMUTATIONS: AtLeast(100) = 5000     # random reassignments of a sweep's runs to its points: the null of its
+                                      # range
+SEED: Seed = 0                        # the seeds are SEED, SEED+1, ..., SEED+SEEDS-1
+                                      # (and the permutations' seed)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 
 QUICK_SETTINGS = dict(SEEDS=2, LR_GRID=(1e-3, 1e-2), HIDDEN_SIZE_GRID=(16,), NUM_LAYERS_GRID=(2,),
-                      DROPOUT_GRID=(0.0,), BATCH_SIZE_GRID=(32,), EPOCHS=2, PATIENCE=2, MAX_TRAIN=30, MAX_TEST=40)
+                      DROPOUT_GRID=(0.0,), BATCH_SIZE_GRID=(32,), EPOCHS=2, PATIENCE=2, MAX_TRAIN=30,
+                      MAX_TEST=40)
 # On a CUDA device, {NAME: (value above, value on a GPU)}: more seeds and wider grids, for every constant you
 # left as shipped (an edit in the file or a --NAME=VALUE keeps your value)
 GPU_SETTINGS = dict(SEEDS=(3, 5), HIDDEN_SIZE_GRID=((16, 32, 64, 128), (16, 32, 64, 128, 256)),
@@ -55,8 +92,10 @@ CHECKS = [(lambda: ONE_FACTOR or RANDOM_TRIALS > 0,
            "ONE_FACTOR=false leaves nothing to run: give RANDOM_TRIALS > 0 as well")]
 
 # the hyperparameters swept: name in the twin scripts -> (this script's grid constant, x-axis scale, label)
-SWEEPS = {"LR": ("LR_GRID", "log", "learning rate"), "HIDDEN_SIZE": ("HIDDEN_SIZE_GRID", "log2", "hidden size"),
-          "NUM_LAYERS": ("NUM_LAYERS_GRID", "linear", "layers"), "DROPOUT": ("DROPOUT_GRID", "linear", "dropout"),
+SWEEPS = {"LR": ("LR_GRID", "log", "learning rate"),
+          "HIDDEN_SIZE": ("HIDDEN_SIZE_GRID", "log2", "hidden size"),
+          "NUM_LAYERS": ("NUM_LAYERS_GRID", "linear", "layers"),
+          "DROPOUT": ("DROPOUT_GRID", "linear", "dropout"),
           "BATCH_SIZE": ("BATCH_SIZE_GRID", "log2", "batch size"),
           "FORGET_BIAS": ("FORGET_BIAS_GRID", "linear", "forget-gate bias (LSTM)")}
 TWINS = {"lstm": "05_seq_classify/sequence_lstm.py", "gru": "05_seq_classify/sequence_gru.py"}
@@ -84,7 +123,8 @@ def train_point(twin, cell: str, point: dict, seed: int, data: dict, device) -> 
     -> {METRIC, "seconds", "parameters", "epochs_run"}; a run whose loss became NaN counts as diverged."""
     series_model = import_case_module("05_seq_classify", "series_model")
     for name in ("HIDDEN_SIZE", "NUM_LAYERS", "DROPOUT"):
-        setattr(twin, name, int(point[name]) if name != "DROPOUT" else float(point[name]))  # read by build_model
+        # read by build_model
+        setattr(twin, name, int(point[name]) if name != "DROPOUT" else float(point[name]))
 
     def build(n_features, n_classes):
         model = twin.build_model(n_features, n_classes, device)
@@ -420,11 +460,14 @@ def plot_results(study: list[dict], ranking: list[dict], out, task_note: str) ->
     ylabel = METRIC.replace("_", " ")
     plot_study(study, "mean", out / "study_grid.png", f"{ylabel} (mean ± std)",
                f"{task_note}: one hyperparameter at a time, {SEEDS} seeds per point (star = the twin's default)")
-    plot_study(study, "seconds", out / "study_seconds.png", "seconds per run", f"{TASK}: training time per run")
+    plot_study(study, "seconds", out / "study_seconds.png", "seconds per run",
+               f"{TASK}: training time per run")
     swept = [n for n in SWEEPS if any(r["hyperparameter"] == n for r in ranking)]
-    ranges = {c.upper(): [next((r["range"] for r in ranking if r["cell"] == c and r["hyperparameter"] == n), 0.0)
+    ranges = {c.upper(): [next((r["range"] for r in ranking if r["cell"] == c and r["hyperparameter"] == n),
+                               0.0)
                           for n in swept] for c in CELLS}
-    plot_bars([label_of(n) for n in swept], ranges, out / "study_ranking.png", ylabel=f"range of mean {ylabel}",
+    plot_bars([label_of(n) for n in swept], ranges, out / "study_ranking.png",
+              ylabel=f"range of mean {ylabel}",
               title="How far each hyperparameter moves the metric (best minus worst point mean)")
     return ["study_grid.png", "study_seconds.png", "study_ranking.png"]
 
@@ -434,7 +477,8 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # never over your edits
+    # never over your edits
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))
     out = output_dir(__file__, quick=cfg["QUICK"])  # --quick: under .../quick/, never over a full run
     twins = load_twins()
     data = load_ucr_dataset(TASK)
@@ -445,10 +489,11 @@ def main():
         searched = random_search(twins, data, device, progress) if RANDOM_TRIALS > 0 else None
     ranking = rank_hyperparameters(study)
     if ranking:
-        print_table([{"cell": r["cell"].upper(), "rank": r["rank"], "hyperparameter": label_of(r["hyperparameter"]),
-                      "values": r["points"], "range of means": r["range"],
-                      "noise alone (95%)": r["null_range_95"], "p": r["p_value"], "eta²": r["eta_squared"],
-                      "best value": f"{r['best_value']:g}", "best mean": r["best_mean"]} for r in ranking],
+        print_table([{"cell": r["cell"].upper(), "rank": r["rank"],
+                      "hyperparameter": label_of(r["hyperparameter"]), "values": r["points"],
+                      "range of means": r["range"], "noise alone (95%)": r["null_range_95"],
+                      "p": r["p_value"], "eta²": r["eta_squared"], "best value": f"{r['best_value']:g}",
+                      "best mean": r["best_mean"]} for r in ranking],
                     title=f"How far each hyperparameter moves the mean {METRIC} ({SEEDS} seeds per point; p: "
                           f"{PERMUTATIONS} permutations of the runs among the values)",
                     floatfmt=".3f")
@@ -459,8 +504,8 @@ def main():
         print("  - " + line)
     plots = plot_results(study, ranking, out, task_note) if study else []
     metrics = {"task": task_note, "metric": METRIC, "higher_is_better": higher_is_better(), "seeds": SEEDS,
-               "runs": len(trials), "study": study, "ranking": ranking, "conclusions": lines, "greff_2017": greff,
-               "defaults": {c: defaults_of(twins[c], c) for c in CELLS}, "plots": plots,
+               "runs": len(trials), "study": study, "ranking": ranking, "conclusions": lines,
+               "greff_2017": greff, "defaults": {c: defaults_of(twins[c], c) for c in CELLS}, "plots": plots,
                "random_search": searched}
     save_metrics(out, config=cfg, metrics=metrics, history=trials, start_time=t0, device=device)
     print(f"wrote {out / 'metrics.json'}{''.join(', ' + p for p in plots)} in {time.time() - t0:.0f} s")

@@ -1,14 +1,19 @@
 """LSTM vs GRU on every applied case: same data and splits, several seeds, optionally matched parameter counts.
 
-Each case script runs in a subprocess (`--SEED=s`, the learner's own outputs/ untouched); its metrics.json is kept
-in outputs/06_comparison/model_comparison/runs/, reused while the code it ran is unchanged. --MATCH_PARAMS sizes
-the GRU with the case script's own build_model. One table (mean ± std, parameters, training time, winner, Welch
-t-test) and conclusions generated from the numbers.
+Each case script runs in a subprocess (`--SEED=s`, the learner's own outputs/ untouched);
+its metrics.json is kept in outputs/06_comparison/model_comparison/runs/,
+reused while the code it ran is unchanged. --MATCH_PARAMS sizes the GRU with the case script's own
+build_model. One table (mean ± std, parameters, training time, winner,
+Welch t-test) and conclusions generated from the numbers.
 Run: python 06_comparison/model_comparison.py [--quick] [--MATCH_PARAMS] [--CASES=03_stock,05_seq_classify]
-Default: 5 tasks x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU plus ~1.2 h for pronunciation (04_pronounce:
+Default: 5 tasks x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU plus ~1.2 h for pronunciation
+         (04_pronounce:
 six runs of 11-13 min each) (--quick: 1 seed, ~1 min). Theory: THEORY.md.
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import ast
 import contextlib
@@ -26,18 +31,39 @@ import numpy as np
 
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import count_parameters
-from utils.script_utils import (REPO_ROOT, Interval, Items, Positive, Seed, UserError, apply_gpu_settings,
-                                atomic_write, get_device, import_case_module, load_case_script, output_dir,
-                                parse_config, print_table, run_main, save_json, save_metrics, set_seed, shown_path)
+from utils.script_utils import (
+    REPO_ROOT,
+    Interval,
+    Items,
+    Positive,
+    Seed,
+    UserError,
+    apply_gpu_settings,
+    atomic_write,
+    get_device,
+    import_case_module,
+    load_case_script,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_json,
+    save_metrics,
+    set_seed,
+    shown_path,
+)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-SEEDS: Items(Seed) = (0, 1, 2)    # every case runs once per seed and cell (n=3: enough for a rough Welch test)
+SEEDS: Items(Seed) = (0, 1, 2)    # every case runs once per seed and cell (n=3: enough for a rough Welch
+                                  # test)
 CASES: Items(str) = ("02_sentiment", "02_chinese", "03_stock", "04_text_gen",  # which tasks to compare
                      "04_pronounce", "05_seq_classify")
-MATCH_PARAMS: bool = False        # True: the GRU gets the hidden size that gives it the LSTM's parameter count
-REUSE: bool = True                # skip a run whose saved result has the same command and code (comments aside)
+MATCH_PARAMS: bool = False        # True: the GRU gets the hidden size that gives it the LSTM's parameter
+                                  # count
+REUSE: bool = True                # skip a run whose saved result has the same command and code
+                                  # (comments aside)
 RUN_TIMEOUT: Positive = 3600      # seconds before one case run is abandoned
 ALPHA: Interval("(0, 1)") = 0.05  # significance level of the Welch t-test
 SEED: Seed = 0                    # (this script itself draws nothing random; kept for the house convention)
@@ -57,11 +83,12 @@ TASKS = {
     "02_chinese": dict(task="sentiment (Chinese reviews)", lstm="02_sentiment/sentiment_lstm.py",
                        gru="02_sentiment/sentiment_gru.py", metric="test_accuracy", higher=True,
                        hidden="HIDDEN_SIZE", args=["--DATASET=chinese_reviews"], folder="chinese_reviews"),
-    "03_stock": dict(task="next-day return (AAPL)", lstm="03_stock/stock_lstm.py", gru="03_stock/stock_gru.py",
-                     metric="rmse", higher=False, hidden="HIDDEN_SIZE"),
+    "03_stock": dict(task="next-day return (AAPL)", lstm="03_stock/stock_lstm.py",
+                     gru="03_stock/stock_gru.py", metric="rmse", higher=False, hidden="HIDDEN_SIZE"),
     "04_text_gen": dict(task="character LM (Shakespeare, held-out 10%)", lstm="04_text_gen/text_lstm.py",
-                        gru="04_text_gen/text_gru.py", metric="val_bits_per_char", higher=False, hidden="HIDDEN_SIZE",
-                        split="validation"),   # the split that also chose its learning rate and checkpoints
+                        gru="04_text_gen/text_gru.py", metric="val_bits_per_char", higher=False,
+                        hidden="HIDDEN_SIZE", split="validation"),   # the split that also chose its learning
+                                                                     # rate and checkpoints
     "04_pronounce": dict(task="pronunciation (CMUdict, 6.2k test words)", lstm="04_text_gen/g2p_lstm.py",
                          gru="04_text_gen/g2p_gru.py", metric="test_wer", higher=False, hidden="HIDDEN_SIZE"),
     "05_seq_classify": dict(task="time-series classes (GunPoint)", lstm="05_seq_classify/sequence_lstm.py",
@@ -118,7 +145,8 @@ def model_dims(case: str, script, lstm_record: dict) -> tuple:
     if case == "05_seq_classify":
         series_model = import_case_module(case, "series_model")
         data = load_ucr_dataset(script.DATASET, False)
-        patch = series_model.resolve_patch(script.PATCH, data["lengths"][1])  # PATCH=0 (auto) -> what training uses
+        patch = series_model.resolve_patch(script.PATCH, data["lengths"][1])  # PATCH=0 (auto) -> what
+                                                                              # training uses
         return (data["n_channels"] * patch, len(data["classes"]))
     raise UserError(f"no model dimensions known for case {case!r}.")
 
@@ -225,7 +253,8 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
         log = proc.stdout + "\n--- stderr ---\n" + proc.stderr
     except subprocess.TimeoutExpired as e:
         failed, log = f"timed out after {RUN_TIMEOUT} s", str(e.stdout or "") + str(e.stderr or "")
-    folder = work / script.parent.name / script.stem        # a task's key need not be its folder (04_pronounce)
+    folder = work / script.parent.name / script.stem        # a task's key need not be its folder
+                                                            # (04_pronounce)
     metrics_file = folder / "metrics.json"
     if quick:  # output_dir's layout: a --quick run writes under <script>/quick/[<dataset>/]
         metrics_file = folder / "quick" / TASKS[case].get("folder", "") / "metrics.json"
@@ -340,7 +369,8 @@ def compare_case(case: str, runs: dict, alpha: float) -> dict:
         row["note"] = significance_note(test, alpha)
     else:
         row.update(winner=None, welch=None, significant=False,
-                   note="missing results: " + ", ".join(c.upper() for c in ("lstm", "gru") if not row[c]["values"]))
+                   note="missing results: " + ", ".join(c.upper() for c in ("lstm",
+                                                                            "gru") if not row[c]["values"]))
     return row
 
 
@@ -526,7 +556,8 @@ def main():
     failed = [f"{r['case']} {c.upper()}" for r in rows for c in ("lstm", "gru") if r[c]["failed"]]
     save_metrics(out, config=cfg, metrics={"rows": rows, "table": table, "conclusions": notes,
                                            "skipped": skipped, "failed": failed,
-                                           "plots": ["comparison.png"], "table_markdown": "comparison_table.md"},
+                                           "plots": ["comparison.png"],
+                                           "table_markdown": "comparison_table.md"},
                  start_time=t0)
     print(f"results: {out / 'metrics.json'}, {out / 'comparison_table.md'}, {out / 'comparison.png'}")
     if failed:

@@ -6,7 +6,10 @@ time goes, and one training step of every applied case's model with IMPL=torch v
 Run: python 06_comparison/performance_benchmark.py [--quick] [--DEVICE=cuda|mps]   (CPU default: ~2 min).
 Theory: THEORY.md (BPTT costs O(T*H^2) per sequence; what backward has to keep from forward).
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import contextlib
 import json
@@ -19,29 +22,51 @@ import torch
 from torch import nn
 
 from utils.model_utils import count_parameters, make_rnn
-from utils.script_utils import (AtLeast, Items, OneOf, Positive, Seed, describe_device, get_device,
-                                import_case_module, output_dir, parse_config, print_table, run_main, save_metrics,
-                                set_seed, synchronize)
+from utils.script_utils import (
+    AtLeast,
+    Items,
+    OneOf,
+    Positive,
+    Seed,
+    describe_device,
+    get_device,
+    import_case_module,
+    output_dir,
+    parse_config,
+    print_table,
+    run_main,
+    save_metrics,
+    set_seed,
+    synchronize,
+)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                    # random weights and inputs
-DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # auto: cuda, else Apple's mps, else cpu (mps: CPU targets)
-THREADS: AtLeast(1) = 2           # CPU threads (torch.set_num_threads); this project's reference machine has 2 cores
-REPS: AtLeast(1) = 11             # timed repetitions per configuration (the implementations alternate each one)
+DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # auto: cuda, else Apple's mps, else cpu
+                                                      # (mps: CPU targets)
+THREADS: AtLeast(1) = 2           # CPU threads (torch.set_num_threads); this project's reference machine has
+                                  # 2 cores
+REPS: AtLeast(1) = 11             # timed repetitions per configuration (the implementations alternate each
+                                  # one)
 WARMUP: AtLeast(0) = 2            # untimed runs first (allocator, oneDNN/cuDNN plans, caches)
 CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # which cells to measure
-CPU_HEADLINE: Items(AtLeast(1), length=4) = (64, 100, 64, 128)     # batch, length, input, hidden: CPU headline
-CUDA_HEADLINE: Items(AtLeast(1), length=4) = (256, 200, 256, 512)  # batch, length, input, hidden: CUDA headline
+CPU_HEADLINE: Items(AtLeast(1), length=4) = (64, 100, 64, 128)     # batch, length, input, hidden: CPU
+                                                                   # headline
+CUDA_HEADLINE: Items(AtLeast(1), length=4) = (256, 200, 256, 512)  # batch, length, input, hidden: CUDA
+                                                                   # headline
 TARGET_CPU_RATIO: Positive = 1.5  # target: scratch fwd+bwd time <= this x torch.nn on CPU
 TARGET_CUDA_RATIO: Positive = 3.0  # target: scratch fwd+bwd time <= this x cuDNN
 TARGET_MEMORY_RATIO: Positive = 1.5  # target: scratch saved-activation memory <= this x torch.nn's
-SWEEP_BASE: Items(AtLeast(1), length=4) = (32, 50, 64, 128)  # CPU sweep: batch, length, input, hidden (one varies)
-CUDA_SWEEP_BASE: Items(AtLeast(1), length=4) = (128, 100, 256, 256)  # CUDA sweep base (the GPU run must fit in ~3 min)
+SWEEP_BASE: Items(AtLeast(1), length=4) = (32, 50, 64, 128)  # CPU sweep: batch, length, input, hidden
+                                                             # (one varies)
+CUDA_SWEEP_BASE: Items(AtLeast(1), length=4) = (128, 100, 256, 256)  # CUDA sweep base (the GPU run must fit
+                                                                     # in ~3 min)
 SWEEP_BATCH: Items(AtLeast(1)) = (8, 32, 128)  # batch sizes tried
 SWEEP_LENGTH: Items(AtLeast(1)) = (25, 50, 100, 200)  # sequence lengths tried (log-log slope: ~1 expected)
-SWEEP_HIDDEN: Items(AtLeast(1)) = (32, 64, 128, 256, 512)  # hidden sizes tried (slope 1 -> 2 as matmuls dominate)
+SWEEP_HIDDEN: Items(AtLeast(1)) = (32, 64, 128, 256, 512)  # hidden sizes tried (slope 1 -> 2 as matmuls
+                                                           # dominate)
 PROFILE: bool = True              # profile the headline with torch.profiler: where does the time go?
 CASE_STEPS: bool = True           # time one training step of each applied case's model, torch vs scratch
 CASE_BATCH: AtLeast(1) = 32       # batch size of those training steps
@@ -50,7 +75,8 @@ CASE_LENGTH: AtLeast(1) = 200     # cap on their sequence length (each case uses
 
 QUICK_SETTINGS = dict(REPS=3, WARMUP=1, CPU_HEADLINE=(8, 12, 8, 16), CUDA_HEADLINE=(16, 12, 16, 32),
                       SWEEP_BASE=(8, 12, 8, 16), CUDA_SWEEP_BASE=(8, 12, 8, 16), SWEEP_BATCH=(4, 8),
-                      SWEEP_LENGTH=(6, 12), SWEEP_HIDDEN=(8, 16), CASE_BATCH=4, CASE_LENGTH=8, CASE_SMALL=True, PROFILE=False)
+                      SWEEP_LENGTH=(6, 12), SWEEP_HIDDEN=(8, 16), CASE_BATCH=4, CASE_LENGTH=8,
+                      CASE_SMALL=True, PROFILE=False)
 
 IMPLS = ("torch", "scratch")
 
@@ -194,12 +220,14 @@ def run_headline(device, size, target, reps, warmup):
     checks = []
     for r in rows:
         checks.append({"check": f"{r['cell'].upper()} fwd+bwd time scratch/torch", "size": size_label(size),
-                       "torch_ms": r["torch"]["median_ms"], "scratch_ms": r.get("scratch", {}).get("median_ms"),
-                       "ratio": r.get("time_ratio"), "verdict": verdict(r.get("time_ratio"), target),
+                       "torch_ms": r["torch"]["median_ms"],
+                       "scratch_ms": r.get("scratch", {}).get("median_ms"), "ratio": r.get("time_ratio"),
+                       "verdict": verdict(r.get("time_ratio"), target),
                        "pass": r.get("time_ratio") is not None and r["time_ratio"] <= target})
         checks.append({"check": f"{r['cell'].upper()} saved-activation memory scratch/torch",
                        "size": size_label(size), "torch_ms": None, "scratch_ms": None,
-                       "ratio": r.get("memory_ratio"), "verdict": verdict(r.get("memory_ratio"), TARGET_MEMORY_RATIO),
+                       "ratio": r.get("memory_ratio"),
+                       "verdict": verdict(r.get("memory_ratio"), TARGET_MEMORY_RATIO),
                        "pass": r.get("memory_ratio") is not None and r["memory_ratio"] <= TARGET_MEMORY_RATIO})
     return rows, checks
 
@@ -212,7 +240,8 @@ def size_label(size):
 def run_sweeps(device, base, reps, warmup):
     """Vary batch, length and hidden one at a time around `base`."""
     sweeps = {}
-    for axis, values, index in (("batch", SWEEP_BATCH, 0), ("length", SWEEP_LENGTH, 1), ("hidden", SWEEP_HIDDEN, 3)):
+    for axis, values, index in (("batch", SWEEP_BATCH, 0), ("length", SWEEP_LENGTH, 1),
+                                ("hidden", SWEEP_HIDDEN, 3)):
         rows = []
         for v in values:
             size = list(base)
@@ -320,7 +349,8 @@ def _ce(logits, classes, device):
 CASE_SPECS = {
     "02_sentiment": dict(module="sentiment_model", length=40,
                          build=lambda m, cell, impl, dev: m.SentimentClassifier(
-                             _n(20000), cell=cell, impl=impl, embed_dim=_n(128), hidden_size=_n(128), device=dev),
+                             _n(20000), cell=cell, impl=impl, embed_dim=_n(128), hidden_size=_n(128),
+                             device=dev),
                          batch=lambda b, t, dev: _ids_batch(b, t, _n(20000), dev),
                          loss=lambda m, d: _ce(m(*d), 2, d[0].device)),
     "03_stock": dict(module="stock_model", length=30,
@@ -535,20 +565,22 @@ def main():
     print(f"\n== sweeps around {size_label(base)} ==")
     sweeps = run_sweeps(device, base, REPS, WARMUP)
     slopes = fit_slopes(sweeps)
-    print_table([{"fit": k, "slope": v} for k, v in slopes.items()], title="log-log slopes: time ~ size^slope",
-                floatfmt=".2f")
+    print_table([{"fit": k, "slope": v} for k, v in slopes.items()],
+                title="log-log slopes: time ~ size^slope", floatfmt=".2f")
 
     case_rows, missing = ([], list(CASE_SPECS))
     if CASE_STEPS:
         print(f"\n== training step of each case's model (batch {CASE_BATCH}) ==")
         case_rows, missing = time_case_steps(device, CASE_BATCH, CASE_LENGTH, REPS, WARMUP)
         print_table([{"case": r["case"], "cell": r["cell"], "T": r["length"], "params": r["parameters"],
-                      "torch_ms": r["torch"]["median_ms"], "scratch_ms": r.get("scratch", {}).get("median_ms"),
+                      "torch_ms": r["torch"]["median_ms"],
+                      "scratch_ms": r.get("scratch", {}).get("median_ms"),
                       "ratio": r.get("time_ratio")} for r in case_rows], title="training step", floatfmt=".2f")
 
     label = describe_device(device)
     plots = {"speed": plot_speed(sweeps, slopes, out / f"speed_{key}.png", f"fwd+bwd time, {label}").name,
-             "memory": plot_memory(sweeps, out / f"memory_{key}.png", f"saved-activation memory, {label}").name}
+             "memory": plot_memory(sweeps, out / f"memory_{key}.png",
+                                   f"saved-activation memory, {label}").name}
     if case_rows:
         plots["case_steps"] = plot_case_steps(case_rows, out / f"case_steps_{key}.png",
                                               f"one training step per case, {label}").name

@@ -1,11 +1,15 @@
 """One offline HTML dashboard (images embedded as base64, no external JS/CSS) plus a PNG overview of everything
-under outputs/: runs still training (from their progress.jsonl: "training: epoch 7 of 20 ..." and the curves so
-far), LSTM vs GRU training curves per case, the comparison table, speed/memory benchmarks, the hyperparameter
-study, gate heatmaps (01), forecasts (03), generated text (04), confusion matrices (02, 05). Missing results are
-listed as "not run yet: python <script>". Run: python 06_comparison/visualization_dashboard.py [--OUTPUTS=folder]
-Open outputs/06_comparison/visualization_dashboard/dashboard.html in any browser. Theory: THEORY.md.
+under outputs/: runs still training (from their progress.jsonl: "training: epoch 7 of 20 ..." and the curves
+so far), LSTM vs GRU training curves per case, the comparison table, speed/memory benchmarks,
+the hyperparameter study, gate heatmaps (01), forecasts (03), generated text (04), confusion matrices (02,
+05). Missing results are listed as "not run yet: python <script>". Run: python
+06_comparison/visualization_dashboard.py [--OUTPUTS=folder] Open
+outputs/06_comparison/visualization_dashboard/dashboard.html in any browser. Theory: THEORY.md.
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import base64
 import html
@@ -14,13 +18,24 @@ import math
 import time
 from pathlib import Path
 
-from utils.script_utils import (OUTPUTS_ROOT, REPO_ROOT, AtLeast, OneOf, Seed, UserError, atomic_write, parse_config,
-                                run_main, save_metrics)
+from utils.script_utils import (
+    OUTPUTS_ROOT,
+    REPO_ROOT,
+    AtLeast,
+    OneOf,
+    Seed,
+    UserError,
+    atomic_write,
+    parse_config,
+    run_main,
+    save_metrics,
+)
 from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-OUTPUTS: str = ""                 # results folder to read ("" = this repo's outputs/); the dashboard goes inside it
+OUTPUTS: str = ""                 # results folder to read ("" = this repo's outputs/);
+                                  # the dashboard goes inside it
 MAX_IMAGES_PER_SECTION: AtLeast(1) = 12  # at most this many figures per section (the HTML embeds every one)
 OVERVIEW_COLUMNS: AtLeast(1) = 3  # columns of the PNG overview grid
 SEED: Seed = 0                    # (nothing random here; kept for the house convention)
@@ -36,8 +51,8 @@ SECTIONS = [
     ("04_text_gen", "文本生成 · Text generation (04)", ("curve", "bpc", "loss")),
     ("05_seq_classify", "时间序列分类 · Sequence classification (05)", ("confusion", "curve")),
 ]
-PREFERRED_METRICS = ("val_accuracy", "val_bits_per_char", "val_bpc", "val_perplexity", "val_f1", "val_macro_f1", "val_rmse",
-                     "val_mae", "val_wer")
+PREFERRED_METRICS = ("val_accuracy", "val_bits_per_char", "val_bpc", "val_perplexity", "val_f1",
+                     "val_macro_f1", "val_rmse", "val_mae", "val_wer")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -98,7 +113,8 @@ def text_samples(root: Path) -> list[tuple[str, str]]:
                     if isinstance(t, str) and len(t) > 20:
                         out.append((f"{path.parent.name} · {key}", t))
     for path in full_runs(sorted((root / "04_text_gen").rglob("*.txt"))):
-        out.append((f"{path.parent.name} · {path.name}", path.read_text(encoding="utf-8", errors="replace")[:3000]))
+        out.append((f"{path.parent.name} · {path.name}",
+                    path.read_text(encoding="utf-8", errors="replace")[:3000]))
     return out[:8]
 
 
@@ -166,7 +182,9 @@ def progress_status(path: Path, now: float | None = None) -> dict:
         total = f" of {counted['total']}" if counted.get("total") else ""
         run = f" ({counted['run']})" if counted.get("run") else ""
         figures = ", ".join(f"{k} {v:.4g}" for k, v in counted.items()
-                            if isinstance(v, float) and (k.startswith(("train_loss", "val_", "test_")) or k == "loss"))
+                            if isinstance(v,
+                                          float) and (k.startswith(("train_loss", "val_",
+                                                                    "test_")) or k == "loss"))
         where = f"{unit} {counted[unit]}{total}{run}" + (f", {figures}" if figures else "")
     age = now - changed
     ago = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.1f} h"
@@ -210,11 +228,13 @@ def study_section(root: Path, found: list) -> str:
     body = (f"<p>{esc(m.get('task'))}: {esc(m.get('runs'))} runs, {esc(m.get('seeds'))} seeds per point, "
             f"metric {esc(m.get('metric'))}; quick settings: {esc(record.get('config', {}).get('QUICK'))}; "
             f"finished {esc(record.get('finished'))} on {esc(record.get('device'))}.</p>")
-    body += html_table([{"cell": r["cell"].upper(), "rank": r.get("rank"), "hyperparameter": r["hyperparameter"],
-                         "range of means": f"{r['range']:.3f}", "p (permutation)": f"{r.get('p_value', float('nan')):.3g}",
+    body += html_table([{"cell": r["cell"].upper(), "rank": r.get("rank"),
+                         "hyperparameter": r["hyperparameter"], "range of means": f"{r['range']:.3f}",
+                         "p (permutation)": f"{r.get('p_value', float('nan')):.3g}",
                          "eta²": f"{r['eta_squared']:.2f}",
                          "best value": f"{r['best_value']:g}"} for r in m.get("ranking", [])])
-    body += "<ul>" + "".join(f"<li>{esc(c)}</li>" for c in m.get("conclusions", []) + m.get("greff_2017", [])) + "</ul>"
+    body += "<ul>" + "".join(f"<li>{esc(c)}</li>" for c in m.get("conclusions", []) + m.get("greff_2017",
+                                                                                            [])) + "</ul>"
     for name in m.get("plots", []):
         if (folder / name).is_file():
             body += img_tag(folder / name, name)
@@ -239,12 +259,14 @@ def plot_twin_curves(case: str, records: dict, path: Path) -> Path:
         hist = record["history"]
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(hist)]
         color = COLORS[cell]
-        axes[0, 0].plot(epochs, [h.get("train_loss") for h in hist], "--", color=color, label=f"{cell.upper()} train")
+        axes[0, 0].plot(epochs, [h.get("train_loss") for h in hist], "--", color=color,
+                        label=f"{cell.upper()} train")
         if "val_loss" in hist[0]:
             axes[0, 0].plot(epochs, [h.get("val_loss") for h in hist], "-o", ms=3, color=color,
                             label=f"{cell.upper()} validation")
         if metric and metric in hist[0]:
-            axes[0, 1].plot(epochs, [h.get(metric) for h in hist], "-o", ms=3, color=color, label=cell.upper())
+            axes[0, 1].plot(epochs, [h.get(metric) for h in hist], "-o", ms=3, color=color,
+                            label=cell.upper())
     axes[0, 0].set_ylabel("loss")
     if metric:
         axes[0, 1].set_ylabel(metric)
@@ -344,7 +366,8 @@ def curves_section(root: Path, out: Path, found: list) -> str:
             missing = [f"{case}/{s}.py" for c, s in (("lstm", lstm_stem), ("gru", gru_stem)) if c not in have]
             body += f"<h3>{esc(title)}</h3>"
             if have:
-                name = case if len(twin_pairs(case)) == 1 else f"{case}_{lstm_stem[:-5]}"  # 04: text_ and g2p_ twins
+                # 04: text_ and g2p_ twins
+                name = case if len(twin_pairs(case)) == 1 else f"{case}_{lstm_stem[:-5]}"
                 png = plot_twin_curves(case, have, out / f"curves_{name}.png")
                 body += img_tag(png, f"{name}: training curves")
                 found.append((f"{name} curves", png))
@@ -375,8 +398,10 @@ def build_html(root: Path, out: Path, limit: int) -> tuple[str, list, list]:
     parts = [("live", "正在训练 · Runs in progress", live_section(root, found)),
              ("comparison", "LSTM 与 GRU 对比 · LSTM vs GRU head-to-head", comparison_section(root, found)),
              ("curves", "训练曲线 · Training curves, LSTM vs GRU", curves_section(root, out, found)),
-             ("speed", "速度与内存 · Speed and memory of the hand-written cells", benchmark_section(root, found)),
-             ("study", "超参数研究 · What each hyperparameter does to LSTM and GRU", study_section(root, found))]
+             ("speed", "速度与内存 · Speed and memory of the hand-written cells",
+              benchmark_section(root, found)),
+             ("study", "超参数研究 · What each hyperparameter does to LSTM and GRU",
+              study_section(root, found))]
     for case, title, prefer in SECTIONS:
         parts.append((case, title, case_section(root, case, prefer, limit, found)))
     nav = "".join(f'<a href="#{a}">{esc(t.split(" · ")[0])}</a>' for a, t, _ in parts)
@@ -425,7 +450,8 @@ def main():
     if missing:
         print(f"sections still missing results: {', '.join(missing)}")
     save_metrics(out, config=cfg, metrics={"html": html_path.name, "overview": overview.name,
-                                           "figure_groups": [t for t, _ in found], "sections_missing": missing,
+                                           "figure_groups": [t for t, _ in found],
+                                           "sections_missing": missing,
                                            "html_bytes": html_path.stat().st_size}, start_time=t0)
 
 

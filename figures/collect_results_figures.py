@@ -7,12 +7,16 @@ or redrawn from the run's numbers. Prints one line per figure: where it came fro
 To add a case's figures: run its script at its defaults, add rows to RESULTS, rerun this, and caption them.
 
 中文：把各个 README 里展示的"真实运行的图"从 outputs/ 收集到 figures/results/。
-下面的 RESULTS 表每一行给出 figures/results/ 里的一张图、它来自哪次运行的哪个文件（outputs/ 下，或某个 README 里的表格），
-以及怎样得到它：照运行时画的原样复制（超过 MAX_KB 就缩小），或者用运行记录的数字重画。每张图打印一行：从哪里来，或者为什么缺
-（以及该先运行哪个脚本）。运行：在仓库根目录执行 python figures/collect_results_figures.py（--help 查看选项）。
-要加入别的案例的图：先用默认设置运行那个脚本，在 RESULTS 里加几行，再运行本脚本，并在 README 里写好图注。
+下面的 RESULTS 表每一行给出 figures/results/ 里的一张图、它来自哪次运行的哪个文件（outputs/ 下，或某个 README
+里的表格），以及怎样得到它：照运行时画的原样复制（超过 MAX_KB 就缩小），或者用运行记录的数字重画。每张图打印一
+行：从哪里来，或者为什么缺（以及该先运行哪个脚本）。运行：在仓库根目录执行 python
+figures/collect_results_figures.py（--help 查看选项）。要加入别的案例的图：先用默认设置运行那个脚本，在
+RESULTS 里加几行，再运行本脚本，并在 README 里写好图注。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import importlib.util
 import io
@@ -21,7 +25,7 @@ import re
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import matplotlib
 
@@ -29,18 +33,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils.script_utils import (OUTPUTS_ROOT, REPO_ROOT, AtLeast, atomic_write, parse_config,  # noqa: E402
-                                run_main, shown_path)
+from utils.script_utils import (  # noqa: E402
+    OUTPUTS_ROOT,
+    REPO_ROOT,
+    AtLeast,
+    atomic_write,
+    parse_config,
+    run_main,
+    shown_path,
+)
 
 # ==== Settings (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-OUTPUTS: str = "auto"                   # where the runs' results are read: auto = outputs/ (or $LSTM_GRU_OUTPUTS)
+OUTPUTS: str = "auto"                   # where the runs' results are read: auto = outputs/
+                                        # (or $LSTM_GRU_OUTPUTS)
 OUT_DIR: str = "figures/results"        # where the figures go: relative to the repo root, or an absolute path
-ONLY: str = "all"                       # every figure, or the one whose file name (without .png) starts with this
+ONLY: str = "all"                       # every figure, or the one whose file name
+                                        # (without .png) starts with this
 MAX_KB: AtLeast(20) = 300               # largest PNG kept, in kB (1 kB = 1024 bytes); bigger ones are shrunk
 DPI: AtLeast(60) = 110                  # pixels per inch of the redrawn figures
-CJK_FONT: str = "auto"                  # font for Chinese labels: auto = the first CJK font found; none = English only
-MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine the runs were made on, written under the redrawn figures
+CJK_FONT: str = "auto"                  # font for Chinese labels: auto = the first CJK font found;
+                                        # none = English only
+MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine the runs were made on, written under the redrawn
+                                          # figures
 TABLE_05_MEASURED: str = "2-core AMD EPYC, torch 2.13.0 CPU, 2026-11-27"  # the run behind 05's README table
 ZOOM_DAYS: AtLeast(5) = 40              # last test days shown close up in 03's forecast figure
 
@@ -67,8 +82,8 @@ RESULTS = (
            "python 02_sentiment/sentiment_lstm.py"),
     Figure("02_confusion_matrix.png", "02_sentiment/sentiment_lstm/confusion_matrix.png", "copy",
            "python 02_sentiment/sentiment_lstm.py"),
-    Figure("03_forecast_vs_persistence.png", "03_stock/stock_lstm/predictions.csv", "draw_forecast_vs_persistence",
-           "python 03_stock/stock_lstm.py"),
+    Figure("03_forecast_vs_persistence.png", "03_stock/stock_lstm/predictions.csv",
+           "draw_forecast_vs_persistence", "python 03_stock/stock_lstm.py"),
     Figure("03_training_curves.png", "03_stock/stock_lstm/training_curves.png", "copy",
            "python 03_stock/stock_lstm.py"),
     Figure("04_attention_gru.png", "04_text_gen/g2p_gru/attention.png", "copy",
@@ -79,7 +94,8 @@ RESULTS = (
            "python 04_text_gen/text_lstm.py"),
     Figure("05_accuracy_per_dataset.png", "repo:05_seq_classify/README.md", "draw_accuracy_per_dataset",
            "the measured table of 05_seq_classify/README.md"),
-    Figure("05_confusion_gunpoint_gru.png", "05_seq_classify/classification_metrics/GunPoint/confusion_gru.png", "copy",
+    Figure("05_confusion_gunpoint_gru.png",
+           "05_seq_classify/classification_metrics/GunPoint/confusion_gru.png", "copy",
            "python 05_seq_classify/classification_metrics.py"),
     Figure("05_training_curves_gunpoint_gru.png", "05_seq_classify/sequence_gru/GunPoint/progress.jsonl",
            "draw_ensemble_curves", "python 05_seq_classify/sequence_gru.py"),
@@ -95,10 +111,12 @@ class Missing(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Fonts and labels: the same as THEORY.md's figures (Chinese first, English after; English alone without a CJK font)
+# Fonts and labels: the same as THEORY.md's figures (Chinese first, English after;
+# English alone without a CJK font)
 # ---------------------------------------------------------------------------------------------------
 def theory_figures():
-    spec = importlib.util.spec_from_file_location("draw_theory_figures", Path(__file__).with_name("draw_theory_figures.py"))
+    spec = importlib.util.spec_from_file_location("draw_theory_figures",
+                                                  Path(__file__).with_name("draw_theory_figures.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -141,7 +159,8 @@ def copy_figure(source: Path, dest: Path, limit: int) -> str:
 
 def save_drawn(fig, dest: Path, limit: int) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=DPI, format="png", bbox_inches="tight", facecolor="white", metadata={"Software": None})
+    fig.savefig(buffer, dpi=DPI, format="png", bbox_inches="tight", facecolor="white",
+                metadata={"Software": None})
     plt.close(fig)
     drawn = buffer.getvalue()
     kept = png_bytes_within(drawn, limit)
@@ -188,7 +207,8 @@ def draw_scratch_vs_torch(source: Path, record: dict):
                   label=bi(f"手写 ScratchLSTM，{zh}", f"scratch, {en}"))
         left.plot(epochs, [r[f"torch_{split}_loss"] for r in history], "o--", color=color, lw=1.2, ms=3.5,
                   label=bi(f"torch.nn.LSTM，{zh}", f"torch.nn, {en}"))
-        right.plot(epochs, [max(abs(r[f"scratch_{split}_loss"] - r[f"torch_{split}_loss"]), 1e-18) for r in history],
+        right.plot(epochs,
+                   [max(abs(r[f"scratch_{split}_loss"] - r[f"torch_{split}_loss"]), 1e-18) for r in history],
                    "o-", color=color, ms=3.5, label=bi(zh, en))
     left.set_yscale("log")
     left.set_xlabel(bi("轮次", "epoch"))
@@ -218,12 +238,14 @@ def draw_forecast_vs_persistence(source: Path, record: dict):
     if absent:
         raise Missing(f"{shown_path(source)} has no column {', '.join(sorted(absent))}")
     dates = pd.to_datetime(table["date"])
-    rmse = {k: float(np.sqrt(np.mean((table[k] - table["actual"]) ** 2))) for k in ("prediction", "persistence")}
+    rmse = {k: float(np.sqrt(np.mean((table[k] - table["actual"]) ** 2))) for k in ("prediction",
+                                                                                    "persistence")}
     config = record.get("config", {})
     ticker = config.get("TICKER", "?")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.2), gridspec_kw={"height_ratios": [1, 1.1]})
     series = (("actual", bi("实际收盘价", "actual close"), "#222222", "-", None),
-              ("persistence", bi("持久性基线（明天 = 今天）", "persistence (tomorrow = today)"), "#2ca02c", "--", "s"),
+              ("persistence", bi("持久性基线（明天 = 今天）", "persistence (tomorrow = today)"), "#2ca02c",
+               "--", "s"),
               ("prediction", bi("LSTM 预测", "LSTM forecast"), "#1f77b4", "-", "o"))
     for column, label, color, style, _ in series:
         top.plot(dates, table[column], style, color=color, lw=1.4 if column == "actual" else 1.1, label=label)
@@ -281,16 +303,19 @@ def draw_ensemble_curves(source: Path, record: dict):
         right.plot(epochs, [r["val_accuracy"] for r in history], "-", color=color, lw=1.1, label=label)
         if k < len(best) and best[k] in epochs:
             row = history[epochs.index(best[k])]
-            right.plot([best[k]], [row["val_accuracy"]], "*", color=color, ms=13, mec="black", mew=0.6, zorder=5)
+            right.plot([best[k]], [row["val_accuracy"]], "*", color=color, ms=13, mec="black", mew=0.6,
+                       zorder=5)
     left.set_yscale("log")
     left.set_xlabel(bi("轮次", "epoch"))
-    left.set_ylabel(bi("交叉熵损失（实线：训练，虚线：验证）", "cross-entropy (solid: train, dashed: validation)", sep="\n"),
+    left.set_ylabel(bi("交叉熵损失（实线：训练，虚线：验证）",
+                       "cross-entropy (solid: train, dashed: validation)", sep="\n"),
                     fontsize=9)
     left.set_title(bi("每个成员的损失", "each member's loss"), fontsize=10.5)
     right.set_xlabel(bi("轮次", "epoch"))
     right.set_ylabel(bi("验证准确率", "validation accuracy", sep="\n"))
     right.set_ylim(0, 1.05)
-    right.set_title(bi("验证准确率；星号是早停留下的轮次", "validation accuracy; a star marks the epoch kept"),
+    right.set_title(bi("验证准确率；星号是早停留下的轮次",
+                       "validation accuracy; a star marks the epoch kept"),
                     fontsize=10.5)
     right.legend(fontsize=7.5, loc="lower right")
     for ax in (left, right):
@@ -301,7 +326,8 @@ def draw_ensemble_curves(source: Path, record: dict):
                     f"GRU ensemble of {len(runs)} on {config.get('DATASET', '?')}" +
                     (f": ensemble test accuracy {ensemble:.3f}" if ensemble is not None else "")), fontsize=11)
     fig.tight_layout()
-    footer(fig, [f"{shown_path(source)} of python 05_seq_classify/sequence_gru.py, {MEASURED_ON}, {run_stamp(record)}",
+    footer(fig,
+           [f"{shown_path(source)} of python 05_seq_classify/sequence_gru.py, {MEASURED_ON}, {run_stamp(record)}",
                  "redrawn by python figures/collect_results_figures.py"])
     return fig
 
@@ -316,7 +342,8 @@ def draw_wer_by_length(source: Path, record: dict):
     case = source.parent.parent
     runs = []
     for folder, cell, color in G2P_RUNS:
-        for sub, zh, en, style in ((None, "有注意力", "attention", "-"), ("no_attention", "无注意力", "no attention", "--")):
+        for sub, zh, en, style in ((None, "有注意力", "attention", "-"),
+                                   ("no_attention", "无注意力", "no attention", "--")):
             path = case / folder / (sub or "") / "metrics.json"
             if path.is_file():
                 saved = json.loads(path.read_text(encoding="utf-8"))
@@ -327,19 +354,23 @@ def draw_wer_by_length(source: Path, record: dict):
         bins = list(lengths["beam"])
         left.plot(bins, [100 * lengths["beam"][b]["wer"] for b in bins], style, marker="o", color=color,
                   label=label + f": {100 * saved['metrics']['test_wer']:.1f}%")
-        right.plot(bins, [100 * lengths["greedy"][b]["per"] for b in bins], style, marker="o", color=color, label=label)
+        right.plot(bins, [100 * lengths["greedy"][b]["per"] for b in bins], style, marker="o", color=color,
+                   label=label)
     first = runs[0][1]["metrics"]["wer_by_length"]["beam"]
     ticks = [f"{b}\n({first[b]['words']:,})" for b in first]
     for ax in (left, right):
         ax.set_xticks(range(len(ticks)), ticks, fontsize=8.5)
-        ax.set_xlabel(bi("词长（字母数；括号里是测试词数）", "word length in letters (test words)"), fontsize=9)
+        ax.set_xlabel(bi("词长（字母数；括号里是测试词数）", "word length in letters (test words)"),
+                      fontsize=9)
         ax.grid(alpha=0.3)
     left.set_ylabel(bi("测试词错误率 WER（%）", "test WER (%)", sep="\n"))
-    left.set_title(bi("词错误率（束搜索宽度 5），越低越好", "word error rate (beam 5), lower is better", sep="\n"),
+    left.set_title(bi("词错误率（束搜索宽度 5），越低越好", "word error rate (beam 5), lower is better",
+                      sep="\n"),
                    fontsize=10)
     left.legend(fontsize=8.5, title=bi("名字后是总 WER", "overall WER after the name"), title_fontsize=8)
     right.set_ylabel(bi("测试音素错误率 PER（%）", "test PER (%)", sep="\n"))
-    right.set_title(bi("音素错误率（贪心），越低越好", "phoneme error rate (greedy), lower is better", sep="\n"),
+    right.set_title(bi("音素错误率（贪心），越低越好", "phoneme error rate (greedy), lower is better",
+                       sep="\n"),
                     fontsize=10)
     right.legend(fontsize=8.5)
     fig.tight_layout()
@@ -362,7 +393,8 @@ def draw_char_model_progress(source: Path, record: dict):
     fig, (ax, text) = plt.subplots(1, 2, figsize=(12.5, 4.9), gridspec_kw={"width_ratios": [1, 1.25]})
     ax.plot(seen, [r["val_loss"] for r in history], "o-", color="#1f77b4",
             label=bi("每次报告的验证 nats/char", "validation nats/char at each report"))
-    ax.plot(seen, [r["train_loss"] for r in history], "s--", color="#aaaaaa", label=bi("训练损失", "training loss"))
+    ax.plot(seen, [r["train_loss"] for r in history], "s--", color="#aaaaaa",
+            label=bi("训练损失", "training loss"))
     ax.axhline(metrics["baseline_nats_per_char"], color="#2ca02c", ls=":",
                label=bi(f"5-gram 基线 {metrics['baseline_nats_per_char']:.3f}",
                         f"5-gram baseline {metrics['baseline_nats_per_char']:.3f}"))
@@ -370,10 +402,12 @@ def draw_char_model_progress(source: Path, record: dict):
             label=bi(f"最好的模型，全部验证集 {metrics['val_nats_per_char']:.3f}",
                      f"best model, all validation text {metrics['val_nats_per_char']:.3f}"))
     for k, (x, r) in enumerate(zip(seen, history), start=1):
-        ax.annotate(f"{k}", (x, r["val_loss"]), textcoords="offset points", xytext=(6, 6), fontsize=9, color="#1f77b4")
+        ax.annotate(f"{k}", (x, r["val_loss"]), textcoords="offset points", xytext=(6, 6), fontsize=9,
+                    color="#1f77b4")
     ax.set_xlabel(bi("已训练的字符数（百万）", "characters trained on (millions)"))
     ax.set_ylabel(bi("nats/char，越低越好", "nats per character, lower is better", sep="\n"))
-    ax.set_title(bi("字符语言模型的验证损失", "the character model's validation loss", sep="\n"), fontsize=10.5)
+    ax.set_title(bi("字符语言模型的验证损失", "the character model's validation loss", sep="\n"),
+                 fontsize=10.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8.5)
     text.axis("off")
@@ -443,7 +477,8 @@ def draw_cell_comparison(source: Path, record: dict):
     fig.suptitle(bi("LSTM 对 GRU：3 个种子的均值（横线）和均值 ± 一个标准差（色带）",
                     "LSTM vs GRU: mean over 3 seeds (line) and mean ± one standard deviation (band)"), fontsize=10.5)
     fig.tight_layout()
-    footer(fig, [f"numbers from the measured tables of {shown_path(source)} (python 06_comparison/model_comparison.py;",
+    footer(fig,
+           [f"numbers from the measured tables of {shown_path(source)} (python 06_comparison/model_comparison.py;",
                  "the dates and machines are beside the tables); redrawn by python figures/collect_results_figures.py"])
     return fig
 
@@ -462,8 +497,10 @@ def draw_accuracy_per_dataset(source: Path, record: dict):
                       f"in {shown_path(source)}")
     names = [r[0] for r in rows]
     value = lambda text: np.nan if text == "n/a" else float(text)  # noqa: E731
-    bars = ((bi("LSTM，5 模型集成", "LSTM, 5-model ensemble"), [value(r[1]) for r in rows], [value(r[2]) for r in rows], "#1f77b4"),
-            (bi("GRU，5 模型集成", "GRU, 5-model ensemble"), [value(r[3]) for r in rows], [value(r[4]) for r in rows], "#d62728"),
+    bars = ((bi("LSTM，5 模型集成", "LSTM, 5-model ensemble"), [value(r[1]) for r in rows],
+             [value(r[2]) for r in rows], "#1f77b4"),
+            (bi("GRU，5 模型集成", "GRU, 5-model ensemble"), [value(r[3]) for r in rows],
+             [value(r[4]) for r in rows], "#d62728"),
             (bi("1-NN 欧氏距离", "1-NN Euclidean"), [value(r[5]) for r in rows], None, "#bbbbbb"),
             (bi("1-NN 动态时间规整", "1-NN DTW"), [value(r[6]) for r in rows], None, "#2ca02c"))
     x = np.arange(len(names))
@@ -480,7 +517,8 @@ def draw_accuracy_per_dataset(source: Path, record: dict):
     ax.set_ylim(0.5, 1.06)
     ax.set_ylabel(bi("测试准确率", "test accuracy", sep="\n"))
     ax.set_title(bi("各数据集的测试准确率：RNN 集成（种子 0–2 的均值 ± 标准差）对 1-NN 基线",
-                    "test accuracy per dataset: RNN ensembles (mean ± std, seeds 0-2) against 1-NN", sep="\n"),
+                    "test accuracy per dataset: RNN ensembles (mean ± std, seeds 0-2) against 1-NN",
+                    sep="\n"),
                  fontsize=10.5)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5, framealpha=0.95)
     ax.grid(alpha=0.3, axis="y")

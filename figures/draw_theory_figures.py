@@ -9,14 +9,17 @@ Font: Chinese labels use Noto Sans CJK SC (Debian: apt-get install fonts-noto-cj
 found; with none, the figures fall back to DejaVu Sans with English labels only (one warning line).
 
 中文：用 matplotlib 画出 THEORY.md 里的全部示意图（不依赖其他绘图库），谁都可以改了重画。
-输出到 figures/theory/：按时间展开的 RNN 与梯度消失（§1）、colah 风格的 LSTM 与 GRU 单元（细胞状态画成传送带，§2、§3）、
-LSTM 单步反向传播的计算图（§4.1）、填充/打包/掩码（§5）、并行文本流上的截断 BPTT（§10）、注意力与束搜索（§13），
-以及 01_basic_theory/theory_comparison.py 实测的梯度曲线（还没运行过就跳过并提示一行）。
+输出到 figures/theory/：按时间展开的 RNN 与梯度消失（§1）、colah 风格的 LSTM 与 GRU 单元（细胞状态画成传送带，
+§2、§3）、LSTM 单步反向传播的计算图（§4.1）、填充/打包/掩码（§5）、并行文本流上的截断 BPTT（§10）、注意力与束
+搜索（§13），以及 01_basic_theory/theory_comparison.py 实测的梯度曲线（还没运行过就跳过并提示一行）。
 运行：在仓库根目录执行 python figures/draw_theory_figures.py（--ONLY=lstm_cell 只画一张；--help 查看选项）。
 字体：中文标签用 Noto Sans CJK SC（Debian：apt-get install fonts-noto-cjk）或找到的其他中文字体；都没有时退回
 DejaVu Sans，只画英文标签，并打印一行警告。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import json
 import re
@@ -31,8 +34,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.patches import Circle, Ellipse, FancyBboxPatch, Rectangle  # noqa: E402
 
-from utils.script_utils import (OUTPUTS_ROOT, REPO_ROOT, Interval, OneOf, atomic_write, parse_config,  # noqa: E402
-                                run_main, shown_path)
+from utils.script_utils import (  # noqa: E402
+    OUTPUTS_ROOT,
+    REPO_ROOT,
+    Interval,
+    OneOf,
+    atomic_write,
+    parse_config,
+    run_main,
+    shown_path,
+)
 
 NAMES = ("rnn_unrolled", "gradient_decay", "lstm_cell", "gru_cell", "lstm_backward_graph", "padding_packing",
          "tbptt_streams", "attention", "beam_search", "gradient_vs_lag")
@@ -42,8 +53,10 @@ NAMES = ("rnn_unrolled", "gradient_decay", "lstm_cell", "gru_cell", "lstm_backwa
 OUT_DIR: str = "figures/theory"          # where the PNGs go: relative to the repo root, or an absolute path
 ONLY: OneOf("all", *NAMES) = "all"       # draw every figure, or only this one (its file name without .png)
 DPI: Interval("[60, 200]", int) = 120    # pixels per inch: 120 keeps every PNG well under 300 kB
-CJK_FONT: str = "auto"                   # font for Chinese: auto = the first CJK font found; none = English only
-MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine theory_comparison.py ran on, for gradient_vs_lag's caption
+CJK_FONT: str = "auto"                   # font for Chinese: auto = the first CJK font found;
+                                         # none = English only
+MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine theory_comparison.py ran on,
+                                          # for gradient_vs_lag's caption
 
 # Flat colours, colah-like: yellow layers, pink pointwise operations, a blue belt, gradients in magenta.
 INK, GREY, LIGHT = "#222222", "#9a9a9a", "#e6e6e6"
@@ -214,7 +227,8 @@ def draw_rnn_unrolled(out: Path) -> Path:
     alphas = [1.0, 0.72, 0.5, 0.34]
     note(ax, xs[-1], y_h + 0.68, r"$\delta h_5$", fs=11, color=GRAD)
     note(ax, 7.5, y_h + 1.35, bi("品红：反向传播的梯度 δhₜ = ∂L/∂hₜ，一步比一步细",
-                                 "magenta: the gradient δhₜ = ∂L/∂hₜ going back, thinner at each step", sep="  /  "),
+                                 "magenta: the gradient δhₜ = ∂L/∂hₜ going back, thinner at each step",
+                                 sep="  /  "),
          fs=9.5, color=GRAD)
     for k, t in enumerate(range(5, 1, -1)):
         x_right, x_left = xs[t - 1], xs[t - 2]
@@ -235,7 +249,8 @@ def draw_gradient_decay(out: Path) -> Path:
     """rho^k for rho = 0.9, 1.0, 1.1: the per-step factor decides everything after 50 steps (THEORY.md §1)."""
     k = np.arange(51)
     fig, ax = plt.subplots(figsize=(7.6, 4.6))
-    curves = [(0.9, "#1f77b4", bi("梯度消失", "vanishing", sep=" ")), (1.0, "#555555", bi("不变", "unchanged", sep=" ")),
+    curves = [(0.9, "#1f77b4", bi("梯度消失", "vanishing", sep=" ")),
+              (1.0, "#555555", bi("不变", "unchanged", sep=" ")),
               (1.1, GRU_RED, bi("梯度爆炸", "exploding", sep=" "))]
     for rho, color, name in curves:
         ax.plot(k, rho ** k, color=color, lw=2.2, label=checked(f"{rho:.1f}ᵏ: {name}"))
@@ -363,8 +378,9 @@ def draw_gru_cell(out: Path) -> Path:
     note(ax, 16.0, ytop + 0.38, "$h_t$", fs=13, ha="right", color=GRU_RED)
     note(ax, 16.0, ytop - 0.45, bi("输出，也传给下一步", "output, and to step t+1"), fs=9, ha="right",
          color="#444444")
-    note(ax, 7.3, 8.75, bi("没有单独的细胞状态：h 本身就是记忆", "no separate cell state: h itself is the memory"),
-         fs=10, color=GRU_RED)
+    note(ax, 7.3, 8.75,
+         bi("没有单独的细胞状态：h 本身就是记忆", "no separate cell state: h itself is the memory"), fs=10,
+         color=GRU_RED)
     op(ax, xz, ytop, "×")
     op(ax, xn, ytop, "+")
     note(ax, xz + 0.4, ytop + 0.4, r"$z_t\odot h_{t-1}$", fs=10, ha="left")
@@ -417,8 +433,9 @@ def draw_gru_cell(out: Path) -> Path:
                     (xhn + 0.1, bi("先做矩阵乘法，再乘 r", "the product first, then × r", "(G3)"))):
         note(ax, x, 0.42, text, fs=9.5, va="top", bg=CELL_BG)
     note(ax, xn + 0.8, yn, bi("候选值", "candidate", "n (G3)"), fs=9.5, ha="left")
-    note(ax, xz - 0.15, 4.6, bi("z→1：保留旧状态\nz→0：换成候选值", "z→1: keep the old state\nz→0: take the candidate"),
-         fs=8.5, ha="right", color="#555555")
+    note(ax, xz - 0.15, 4.6,
+         bi("z→1：保留旧状态\nz→0：换成候选值", "z→1: keep the old state\nz→0: take the candidate"), fs=8.5,
+         ha="right", color="#555555")
     legend_row(ax, -2.15, [
         (0.0, "layer", bi("神经网络层", "layer:", r"$\sigma$ or tanh of $W_i x_t + W_h h_{t-1} + b$")),
         (5.6, "linear", bi("线性层，无激活", "linear, no activation")),
@@ -440,8 +457,10 @@ def draw_lstm_backward_graph(out: Path) -> Path:
     """Nodes x_t, h_{t-1}, c_{t-1}, a, a^i..a^o, i..o, c_t, tanh c_t, h_t; forward edges; and beside them
     the quantities of lstm_cell_backward (LB1)-(LB7), with the two paths of the gradient into c_t."""
     fig, ax = canvas(14.0, (-1.6, 19.6), (-1.3, 10.6))
-    title(ax, 9.0, 10.25, "LSTM 一步的计算图与反向传播", "one LSTM step as a graph: forward, and backward (BPTT)")
-    note(ax, 9.0, 9.55, bi("黑色：前向计算；品红：反向传播的梯度 δv = ∂L/∂v（与 lstm_cell_backward 一一对应）",
+    title(ax, 9.0, 10.25, "LSTM 一步的计算图与反向传播",
+          "one LSTM step as a graph: forward, and backward (BPTT)")
+    note(ax, 9.0, 9.55,
+         bi("黑色：前向计算；品红：反向传播的梯度 δv = ∂L/∂v（与 lstm_cell_backward 一一对应）",
                            "black: the forward pass; magenta: the gradients δv = ∂L/∂v, as in lstm_cell_backward"),
          fs=10, color="#444444")
     inp = "#dbe9f6"
@@ -466,8 +485,8 @@ def draw_lstm_backward_graph(out: Path) -> Path:
     for g, y in rows.items():
         arrow(ax, (xa + 0.5, 4.0), (xpre - 0.45, y))
         arrow(ax, (xpre + 0.45, y), (xgate - 0.45, y))
-        note(ax, (xpre + xgate) / 2, y + 0.22, {"i": "σ (L1)", "f": "σ (L2)", "g": "tanh (L3)", "o": "σ (L4)"}[g],
-             fs=8.5, color="#444444")
+        note(ax, (xpre + xgate) / 2, y + 0.22,
+             {"i": "σ (L1)", "f": "σ (L2)", "g": "tanh (L3)", "o": "σ (L4)"}[g], fs=8.5, color="#444444")
     arrow(ax, (0.6, yc), (xc - 0.6, yc))
     for g in "ifg":
         arrow(ax, (xgate + 0.45, rows[g]), (xc - 0.35, yc - 0.35))
@@ -478,16 +497,18 @@ def draw_lstm_backward_graph(out: Path) -> Path:
     note(ax, xh, yh - 0.6, "(L6)", fs=9, color="#444444")
     # Backward: what arrives from later steps...
     arrow(ax, (18.6, yh), (xh + 0.6, yh), color=GRAD, lw=2.2, ls="--")
-    note(ax, 18.7, yh + 0.95, bi("从输出与第 t+1 步来", "from the output and step t+1") + "\n" + r"$\delta h_t$ (LB8)",
-         fs=9.5, ha="right", color=GRAD)
+    note(ax, 18.7, yh + 0.95,
+         bi("从输出与第 t+1 步来", "from the output and step t+1") + "\n" + r"$\delta h_t$ (LB8)", fs=9.5,
+         ha="right", color=GRAD)
     arrow(ax, (18.6, yc), (xc + 0.6, yc), color=GRAD, lw=2.2, ls="--")
     note(ax, 18.7, yc + 0.95, bi("② 从第 t+1 步经 fₜ₊₁ 来", "② from step t+1 via fₜ₊₁") + "\n"
          + r"$\delta c^{next}_t = \delta c_{t+1}\odot f_{t+1}$", fs=9.5, ha="right", color=GRAD)
     # ... through tanh into c_t: the first of its two paths, then their sum (LB2).
     note(ax, 12.55, 6.15, bi("① 经 tanh 从 hₜ 来", "① through tanh from hₜ") + "\n"
          + r"$\delta h_t\odot o_t\odot(1-\tanh^2 c_t)$", fs=9.5, ha="left", color=GRAD)
-    note(ax, 11.3, 8.55, r"(LB2)  $\delta c_t = \delta c^{next}_t + \delta h_t\odot o_t\odot(1-\tanh^2 c_t)$  = ② + ①",
-         fs=10, color=GRAD, bg="white")
+    note(ax, 11.3, 8.55,
+         r"(LB2)  $\delta c_t = \delta c^{next}_t + \delta h_t\odot o_t\odot(1-\tanh^2 c_t)$  = ② + ①", fs=10,
+         color=GRAD, bg="white")
     note(ax, 11.6, 1.65, r"(LB1)  $\delta o_t = \delta h_t\odot\tanh c_t$", fs=10, color=GRAD, bg="white")
     # (LB3) beside each gate's edge into c_t, (LB4) along the belt edge.
     note(ax, xgate + 0.6, 3.05, r"(LB3)  $\delta i_t = \delta c_t\odot g_t$" + "\n"
@@ -499,7 +520,8 @@ def draw_lstm_backward_graph(out: Path) -> Path:
     # (LB5) through the sigmoids and the tanh, (LB6) to the inputs, (LB7) the weights.
     note(ax, 6.6, 1.0, r"(LB5)  $\delta a = [\,\delta i\odot i(1-i),\ \delta f\odot f(1-f),\ "
                         r"\delta g\odot(1-g^2),\ \delta o\odot o(1-o)\,]$", fs=10, color=GRAD)
-    note(ax, 0.0, 2.05, r"(LB6)  $\delta h_{t-1} \ {+}{=}\  W_{hh}^\top\delta a$", fs=10, color=GRAD, ha="left")
+    note(ax, 0.0, 2.05, r"(LB6)  $\delta h_{t-1} \ {+}{=}\  W_{hh}^\top\delta a$", fs=10, color=GRAD,
+         ha="left")
     note(ax, 0.0, 5.75, r"(LB6)  $\delta x_t = W_{ih}^\top\delta a$", fs=10, color=GRAD, ha="left")
     arrow(ax, (-0.6, 3.1), (-1.5, 3.1), color=GRAD, lw=2.2, ls="--")
     arrow(ax, (-0.6, 4.9), (-1.5, 4.9), color=GRAD, lw=2.2, ls="--")
@@ -515,7 +537,8 @@ def draw_lstm_backward_graph(out: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------
 # 6. §5: padding, the mask, and torch's PackedSequence
 # ---------------------------------------------------------------------------------------------------
-REVIEWS = (("a", "fine", "film"), ("the", "plot", "is", "so", "thin"), ("loved", "it"), ("not", "bad", "at", "all"))
+REVIEWS = (("a", "fine", "film"), ("the", "plot", "is", "so", "thin"), ("loved", "it"),
+           ("not", "bad", "at", "all"))
 
 
 def pack_layout(lengths):
@@ -588,7 +611,8 @@ def draw_padding_packing(out: Path) -> Path:
          fs=9.5, ha="left")
     note(ax, 8.5, y0 - 1.85, f"batch_sizes = {batch_sizes}   sorted_indices = {sorted_idx}", fs=10,
          family="monospace")
-    note(ax, 8.5, y0 - 2.55, bi("按时间步存放：第 t 步只有比 t 长的序列（按长度从长到短排）；h_n 仍按调用者的顺序返回",
+    note(ax, 8.5, y0 - 2.55,
+         bi("按时间步存放：第 t 步只有比 t 长的序列（按长度从长到短排）；h_n 仍按调用者的顺序返回",
                                 "time-major: step t holds only the sequences longer than t (longest first); "
                                 "h_n comes back in the caller's order"), fs=9.5, color="#444444")
     return save(fig, out, "padding_packing")
@@ -617,7 +641,8 @@ def draw_tbptt_streams(out: Path) -> Path:
         note(ax, x0 + (j + 0.5) * cw, 7.6, "·" if chr_ == " " else chr_, fs=7.5, family="monospace")
     for b in range(B):
         note(ax, x0 + (b * n + n / 2) * cw, 8.25, bi(f"流 {b}", f"stream {b}", sep=" / "), fs=9)
-    note(ax, 13.5, 6.6, bi(f"切成 B 条首尾相接的文本流：矩阵 (B, n) 的第 b 行是连续的一段 (T1)；这里 B={B}, T={T}, n={n}",
+    note(ax, 13.5, 6.6,
+         bi(f"切成 B 条首尾相接的文本流：矩阵 (B, n) 的第 b 行是连续的一段 (T1)；这里 B={B}, T={T}, n={n}",
                             "cut into B contiguous streams: row b of the (B, n) matrix is one long stretch (T1); "
                             f"here B={B}, T={T}, n={n}"),
          fs=9.5, color="#444444")
@@ -650,8 +675,10 @@ def draw_tbptt_streams(out: Path) -> Path:
                 xn = col_x((k + 1) * T)
                 arrow(ax, (xe + 0.05, y + ch / 2), (xn - 0.05, y + ch / 2), color=BELT, lw=2.0)
                 mid = (xe + xn) / 2
-                ax.plot([mid - 0.12, mid + 0.12], [y + ch / 2 - 0.3, y + ch / 2 + 0.3], color=GRAD, lw=2.2, zorder=5)
-                ax.plot([mid + 0.02, mid + 0.26], [y + ch / 2 - 0.3, y + ch / 2 + 0.3], color=GRAD, lw=2.2, zorder=5)
+                ax.plot([mid - 0.12, mid + 0.12], [y + ch / 2 - 0.3, y + ch / 2 + 0.3], color=GRAD, lw=2.2,
+                        zorder=5)
+                ax.plot([mid + 0.02, mid + 0.26], [y + ch / 2 - 0.3, y + ch / 2 + 0.3], color=GRAD, lw=2.2,
+                        zorder=5)
     ybot = ytop - B * ch * 1.35
     for k in range(K - 1):
         mid = (col_x(k * T + T - 1) + cw2 + col_x((k + 1) * T)) / 2
@@ -675,7 +702,8 @@ def draw_attention(out: Path) -> Path:
     """Encoder over C A T (bidirectional), decoder writing K AE1 T </s>; at step t=2 the weights
     alpha_{2,j} (illustrative) as lines of varying width into the context c_2 (E4)-(E8)."""
     fig, ax = canvas(12.5, (-1.6, 17.6), (-1.9, 8.5))
-    title(ax, 8.0, 8.1, "编码器-解码器与注意力：写第 2 个音素时", "encoder–decoder with attention, at step t = 2")
+    title(ax, 8.0, 8.1, "编码器-解码器与注意力：写第 2 个音素时",
+          "encoder–decoder with attention, at step t = 2")
     letters, xs_enc, y = "CAT", [1.0, 3.4, 5.8], 2.4
     phones_in, phones_out = ["<s>", "K", "AE1", "T"], ["K", "AE1", "T", "</s>"]
     xs_dec = [9.6, 11.8, 14.0, 16.2]
@@ -693,8 +721,9 @@ def draw_attention(out: Path) -> Path:
         if j + 1 < len(letters):
             arrow(ax, (x + w / 2, y + 0.3), (xs_enc[j + 1] - w / 2, y + 0.3), color=BELT)
             arrow(ax, (xs_enc[j + 1] - w / 2, y - 0.3), (x + w / 2, y - 0.3), color="#d9822b")
-    note(ax, 3.4, -0.6, bi("编码器：双向 RNN 读字母", "encoder: a bidirectional RNN over the letters", "(E1)"),
-         fs=9.5, color="#444444", va="top")
+    note(ax, 3.4, -0.6,
+         bi("编码器：双向 RNN 读字母", "encoder: a bidirectional RNN over the letters", "(E1)"), fs=9.5,
+         color="#444444", va="top")
     # Decoder (E3), fed the previous phoneme.
     for t, x in enumerate(xs_dec):
         box(ax, x, y, f"$d_{t + 1}$", w=1.2, h=h, fc="#e8e8f4", ec="#6a6aa8", fs=12)
@@ -707,22 +736,23 @@ def draw_attention(out: Path) -> Path:
             note(ax, x, y + h / 2 + 0.72, phones_out[t], fs=12, family="monospace", color=GREY)
     arrow(ax, (xs_enc[-1] + w / 2, y), (xs_dec[0] - 0.6, y), color="#6a6aa8", lw=1.5)
     note(ax, (xs_enc[-1] + xs_dec[0]) / 2 + 0.05, y - 0.45, r"$d_0$ (E2)", fs=9.5, color="#444444")
-    note(ax, 12.9, -0.6, bi("解码器：一次写一个音素，输入上一个音素", "decoder: one phoneme per step, fed the previous one",
+    note(ax, 12.9, -0.6,
+         bi("解码器：一次写一个音素，输入上一个音素", "decoder: one phoneme per step, fed the previous one",
                              "(E3)"), fs=9.5, color="#444444", va="top")
     # Attention at step t = 2: weights alpha_{2,j} into the context c_2 (E5)-(E6).
     xc, yc = 6.4, 6.0
     box(ax, xc, yc, "$c_2$", w=1.2, h=0.8, fc=OP, ec=OP_EDGE, fs=13)
-    note(ax, xc - 0.8, yc + 0.05, bi("上下文", "context", r"$c_2=\sum_j\alpha_{2,j}s_j$ (E6)", sep="\n"), fs=9.5,
-         ha="right")
+    note(ax, xc - 0.8, yc + 0.05, bi("上下文", "context", r"$c_2=\sum_j\alpha_{2,j}s_j$ (E6)", sep="\n"),
+         fs=9.5, ha="right")
     for j, x in enumerate(xs_enc):
         lw = 0.8 + 9 * alpha[j]
-        ax.plot([x, xc - 0.2 + 0.2 * j], [y + h / 2, yc - 0.4], color=GRAD, lw=lw, alpha=0.35 + 0.65 * alpha[j],
-                zorder=2, solid_capstyle="butt")
+        ax.plot([x, xc - 0.2 + 0.2 * j], [y + h / 2, yc - 0.4], color=GRAD, lw=lw,
+                alpha=0.35 + 0.65 * alpha[j], zorder=2, solid_capstyle="butt")
         x_end, y0, y1 = xc - 0.2 + 0.2 * j, y + h / 2, yc - 0.4
         ly = y0 + 0.22 * (y1 - y0)
         lx = x + 0.22 * (x_end - x)
-        note(ax, lx + 0.22 + 0.05 * lw, ly, rf"$\alpha_{{2,{j + 1}}}={alpha[j]:.2f}$", fs=9.5, color=GRAD, ha="left",
-             bg="white")
+        note(ax, lx + 0.22 + 0.05 * lw, ly, rf"$\alpha_{{2,{j + 1}}}={alpha[j]:.2f}$", fs=9.5, color=GRAD,
+             ha="left", bg="white")
     # The query d_2, the attentional state and the output (E4), (E7), (E8).
     xd = xs_dec[1]
     yq = 4.55
@@ -737,7 +767,8 @@ def draw_attention(out: Path) -> Path:
     arrow(ax, (xd, yc + 0.4), (xd, yc + 1.1))
     note(ax, xd, yc + 1.45, "AE1", fs=13, family="monospace", fontweight="bold")
     note(ax, xd + 0.8, yc + 1.45, r"softmax $(W_o\tilde d_2+b_o)$ (E8)", fs=9.5, ha="left")
-    note(ax, 1.6, 5.6, bi("线越粗 = 权重 α 越大\n（示意数值）", "thicker = larger weight α\n(illustrative values)",
+    note(ax, 1.6, 5.6,
+         bi("线越粗 = 权重 α 越大\n（示意数值）", "thicker = larger weight α\n(illustrative values)",
                           r"$\alpha_{2,j}$ (E5)"), fs=9, color=GRAD, ha="center")
     return save(fig, out, "attention")
 
@@ -821,7 +852,8 @@ def draw_gradient_vs_lag(out: Path) -> Path | None:
     kept = "    ".join(f"{labels.get(k, k)} ×{v['shrink_per_step']:.3f}"
                        for k, v in grad.items() if isinstance(v, dict))
     threads = record.get("config", {}).get("CPU_THREADS")
-    lines = [(bi("实测（初始化时）：每往回一步，梯度保留的倍数", "measured at init: the gradient kept per step back"), INK),
+    lines = [(bi("实测（初始化时）：每往回一步，梯度保留的倍数",
+                 "measured at init: the gradient kept per step back"), INK),
              (kept, INK),
              (f"python 01_basic_theory/theory_comparison.py (defaults: T={grad.get('seq_len')})", "#555555"),
              (f"{MEASURED_ON}" + (f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else "")
@@ -845,8 +877,8 @@ def draw_gradient_vs_lag(out: Path) -> Path | None:
 
 DRAW = {"rnn_unrolled": draw_rnn_unrolled, "gradient_decay": draw_gradient_decay, "lstm_cell": draw_lstm_cell,
         "gru_cell": draw_gru_cell, "lstm_backward_graph": draw_lstm_backward_graph,
-        "padding_packing": draw_padding_packing, "tbptt_streams": draw_tbptt_streams, "attention": draw_attention,
-        "beam_search": draw_beam_search, "gradient_vs_lag": draw_gradient_vs_lag}
+        "padding_packing": draw_padding_packing, "tbptt_streams": draw_tbptt_streams,
+        "attention": draw_attention, "beam_search": draw_beam_search, "gradient_vs_lag": draw_gradient_vs_lag}
 
 
 def main():

@@ -5,13 +5,27 @@ import json
 import re
 
 import pytest
-
 from conftest import ROOT, TEST_OUTPUTS, run_script
-from sentiment_model import (SENTIMENT_EXAMPLES, SENTIMENT_EXAMPLES_ZH, check_review, dataset_folder,
-                             load_sentiment_model, ngram_range_for, sentiment_examples)
+
+from sentiment_model import (
+    SENTIMENT_EXAMPLES,
+    SENTIMENT_EXAMPLES_ZH,
+    check_review,
+    dataset_folder,
+    load_sentiment_model,
+    ngram_range_for,
+    sentiment_examples,
+)
 from utils import data_utils
-from utils.data_utils import (Vocab, clean_labelled_texts, load_chinese_reviews, load_review_csv,
-                              load_rotten_tomatoes, sentiment_split, tokenize)
+from utils.data_utils import (
+    Vocab,
+    clean_labelled_texts,
+    load_chinese_reviews,
+    load_review_csv,
+    load_rotten_tomatoes,
+    sentiment_split,
+    tokenize,
+)
 from utils.script_utils import UserError
 
 EXAMPLE_CSV = ROOT / "02_sentiment" / "example_reviews.csv"
@@ -144,7 +158,8 @@ def test_bad_csv_through_the_script_is_one_error_line(tmp_path):
     assert r.returncode == 2
     errors = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "is not UTF-8" in errors[0] and "Traceback" not in r.stderr
-    r = run_script("02_sentiment/sentiment_lstm.py", "--quick", f"--CSV={path}", "--DATASET=imdb", check=False)
+    r = run_script("02_sentiment/sentiment_lstm.py", "--quick", f"--CSV={path}", "--DATASET=imdb",
+                   check=False)
     assert r.returncode == 2 and "--CSV replaces --DATASET" in r.stdout + r.stderr
 
 

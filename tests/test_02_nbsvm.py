@@ -4,10 +4,18 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from sentiment_model import (NBSVM, average_probabilities, binary_ngrams, choose_weight, cross_fitted_accuracy,
-                             interpolate_weights, log_count_ratio, nbsvm_baseline)
+
+from sentiment_model import (
+    NBSVM,
+    average_probabilities,
+    binary_ngrams,
+    choose_weight,
+    cross_fitted_accuracy,
+    interpolate_weights,
+    log_count_ratio,
+    nbsvm_baseline,
+)
 from utils.script_utils import load_case_script
 
 # two positive reviews, one negative; uni+bigrams: bad, bad film, film, good, good film, good good
@@ -18,7 +26,8 @@ def test_binary_ngrams_are_words_and_pairs_present_or_not():
     X, vocab = binary_ngrams(TEXTS)
     assert sorted(vocab) == ["bad", "bad film", "film", "good", "good film", "good good"]
     dense = X.toarray()
-    assert dense[1, vocab["good"]] == 1 and dense[1].sum() == 2   # "good good": good (once: binary) and "good good"
+    assert dense[1, vocab["good"]] == 1 and dense[1].sum() == 2   # "good good": good (once: binary) and
+                                                                  # "good good"
     assert dense[0, vocab["good film"]] == 1 and dense[2, vocab["good film"]] == 0
     Xv, _ = binary_ngrams(["good plot", "unseen words"], vocab)   # validation: training n-grams only
     assert Xv.shape == (2, len(vocab)) and Xv.toarray().tolist()[1] == [0] * len(vocab)
@@ -47,7 +56,8 @@ def test_interpolation_by_hand():
 def test_nbsvm_features_probabilities_and_interpolation():
     model = NBSVM(alpha=1.0, C=10.0, beta=1.0).fit(TEXTS * 3, LABELS * 3)
     X, _ = binary_ngrams(["good film"], model.vocabulary)
-    np.testing.assert_allclose(model.features(["good film"]).toarray(), X.toarray() * model.r[None, :])  # x~ = r * x
+    np.testing.assert_allclose(model.features(["good film"]).toarray(),
+                               X.toarray() * model.r[None, :])  # x~ = r * x
     p = model.predict_proba(["good", "bad", "film"])
     assert p.shape == (3,) and p[0] > 0.5 > p[1]
     margin = model.features(["good"]) @ model.w + model.b
@@ -93,9 +103,12 @@ def test_cross_fitted_accuracy_scores_each_half_with_the_other_halfs_weight():
 def test_comparison_combines_ensemble_and_nbsvm_with_the_validation_weight():
     combine = load_case_script(ROOT / "02_sentiment" / "model_comparison.py").combine_with_nbsvm
     texts = {"val": ([""] * 4, [1, 0, 0, 1]), "test": ([""] * 3, [1, 0, 1])}
-    runs = [{"val_probs": [0.9, 0.6, 0.2, 0.45], "test_probs": [0.7, 0.6, 0.2], "parameters": 10, "train_time_s": 1.0},
-            {"val_probs": [0.9, 0.6, 0.2, 0.45], "test_probs": [0.7, 0.6, 0.2], "parameters": 10, "train_time_s": 1.0}]
-    nbsvm = {"val_probs": [0.4, 0.3, 0.3, 0.8], "test_probs": [0.6, 0.2, 0.9], "parameters": 5, "train_time_s": 0.5}
+    runs = [{"val_probs": [0.9, 0.6, 0.2, 0.45], "test_probs": [0.7, 0.6, 0.2], "parameters": 10,
+             "train_time_s": 1.0},
+            {"val_probs": [0.9, 0.6, 0.2, 0.45], "test_probs": [0.7, 0.6, 0.2], "parameters": 10,
+             "train_time_s": 1.0}]
+    nbsvm = {"val_probs": [0.4, 0.3, 0.3, 0.8], "test_probs": [0.6, 0.2, 0.9], "parameters": 5,
+             "train_time_s": 0.5}
     metrics, right = combine(runs, nbsvm, texts)
     w = metrics["weight"]
     assert 0.0 < w < 1.0   # neither model alone gets all four validation reviews right; the average does
@@ -109,6 +122,7 @@ def test_average_with_nbsvm_reports_both_models_and_their_average(capsys):
     """What the twins run after training (WITH_NBSVM): NBSVM fitted on the training reviews, the RNN's own
     probabilities, the weight chosen on validation and McNemar against NBSVM on the test reviews."""
     import torch
+
     from sentiment_model import SentimentClassifier, average_with_nbsvm, encode_reviews, predict_proba
     from utils.data_utils import Vocab, tokenize
 
@@ -134,8 +148,13 @@ def test_word_log_count_ratios_by_hand_and_as_an_input_channel(tmp_path):
     """NB_CHANNEL: each vocabulary word's ratio (words only) becomes one more input number per word; it is a
     buffer, so it travels with the weights through a checkpoint, and the cell really reads it."""
     import torch
-    from sentiment_model import (SentimentClassifier, load_sentiment_model, sentiment_checkpoint_extra,
-                                 word_log_count_ratios)
+
+    from sentiment_model import (
+        SentimentClassifier,
+        load_sentiment_model,
+        sentiment_checkpoint_extra,
+        word_log_count_ratios,
+    )
     from utils.data_utils import Vocab, tokenize
     from utils.model_utils import save_checkpoint
 
@@ -167,6 +186,7 @@ def test_the_nb_channel_is_cross_fitted_for_training_reviews():
     own label; the table that review reads while training comes from the other folds and knows nothing of
     it. Validation, test and a loaded model read the ratios of all training reviews."""
     import torch
+
     from sentiment_model import SentimentClassifier, cross_fitted_nb_channel, sentiment_step
     from utils.data_utils import Vocab, tokenize
 
@@ -177,14 +197,18 @@ def test_the_nb_channel_is_cross_fitted_for_training_reviews():
             "loaders": {}}
     full, folds = cross_fitted_nb_channel(data, folds=5)
     rare = vocab.encode(["rare"])[0]
-    assert folds.shape == (5, len(vocab), 1) and full[rare, 0] > 0.3                 # all reviews: leans positive
+    # all reviews: leans positive
+    assert folds.shape == (5, len(vocab), 1) and full[rare, 0] > 0.3
     batches = list(data["loaders"]["train"])
-    assert all(len(b) == 4 for b in batches)                                           # ids, lengths, labels, folds
-    fold_of_rare = next(int(f[k]) for ids, _, _, f in batches for k in range(len(f)) if rare in ids[k].tolist())
+    # ids, lengths, labels, folds
+    assert all(len(b) == 4 for b in batches)
+    fold_of_rare = next(int(f[k]) for ids, _, _,
+                        f in batches for k in range(len(f)) if rare in ids[k].tolist())
     # its own fold's table never saw the word: only the classes' total counts tilt it (log |q|1/|p|1)
     own = folds[fold_of_rare, rare, 0]
     assert abs(own) < full[rare, 0] / 2
-    assert all(folds[k, rare, 0] > 0.3 for k in range(5) if k != fold_of_rare)       # the others saw it: positive
+    # the others saw it: positive
+    assert all(folds[k, rare, 0] > 0.3 for k in range(5) if k != fold_of_rare)
     model = SentimentClassifier(len(vocab), cell="gru", embed_dim=4, hidden_size=3, word_channels=1)
     model.set_word_features(full, folds)
     step = sentiment_step("cpu")
@@ -198,5 +222,6 @@ def test_the_nb_channel_is_cross_fitted_for_training_reviews():
     torch.manual_seed(0)
     b = model(ids, lengths)
     assert not torch.allclose(a, b) or not bool((folds[f[:, None], ids] != full[ids]).any())
-    loss, _, _ = step(model, batches[0])                                               # the step passes the folds on
+    # the step passes the folds on
+    loss, _, _ = step(model, batches[0])
     assert torch.isfinite(loss)

@@ -6,10 +6,18 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, run_script
-from sentiment_model import (LengthBucketSampler, SentimentClassifier, SentimentEnsemble, binary_metrics,
-                             check_review, encode_reviews, load_sentiment_model, sentiment_checkpoint_extra)
+
+from sentiment_model import (
+    LengthBucketSampler,
+    SentimentClassifier,
+    SentimentEnsemble,
+    binary_metrics,
+    check_review,
+    encode_reviews,
+    load_sentiment_model,
+    sentiment_checkpoint_extra,
+)
 from utils import data_utils
 from utils.data_utils import Vocab, load_imdb, sentiment_split, tokenize
 from utils.model_utils import confusion_matrix, save_checkpoint
@@ -23,7 +31,8 @@ def test_binary_metrics_by_hand():
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["f1"] == pytest.approx(2 / 3)
-    assert confusion_matrix(targets, preds, 2).tolist() == [[1, 1], [1, 2]]  # rows: true class, as the case saves it
+    assert confusion_matrix(targets, preds, 2).tolist() == [[1, 1], [1, 2]]  # rows: true class,
+                                                                             # as the case saves it
     assert binary_metrics(torch.tensor([0, 0]), torch.tensor([0, 0]))["f1"] == 0.0  # no positives at all
 
 
@@ -96,7 +105,8 @@ def test_comparison_ensemble_is_the_mean_probability_thresholded():
     labels = [1, 0, 0, 1, 1]
     metrics, right = ensemble_of(runs, labels)
     expected = np.mean(probs, axis=0) >= 0.5  # [1, 0, 1, 1, 0]
-    assert right.tolist() == (expected == np.asarray(labels, bool)).tolist() == [True, True, False, True, False]
+    assert right.tolist() == (expected == np.asarray(labels, bool)).tolist() == [True, True, False, True,
+                                                                                 False]
     assert metrics["accuracy"] == pytest.approx(3 / 5)
     assert metrics["parameters"] == 20 and metrics["train_time_s"] == 4.0 and metrics["reviews_per_s"] == 50.0
 
@@ -151,7 +161,8 @@ def test_imdb_download_extract_and_split(tiny_imdb):
     assert "<br" not in " ".join(tokenize(corpus["train/pos/3_7.txt"][0]))
     assert (cache / "aclImdb" / ".extracted-ok").is_file()
     split = sentiment_split("imdb", cache=cache)
-    assert len(split["test"][0]) == 20 and all("test." in t for t in split["test"][0])  # the official test set
+    # the official test set
+    assert len(split["test"][0]) == 20 and all("test." in t for t in split["test"][0])
     assert len(split["val"][0]) == 2 and len(split["train"][0]) == 18  # validation carved from train
 
 
@@ -186,7 +197,8 @@ def test_check_review_refuses_empty_warns_on_unknown_and_truncates(capsys):
     vocab = Vocab.build([["good", "film", "not"]], min_freq=1)
     with pytest.raises(UserError, match="empty"):
         check_review("  ... ", vocab, 10)
-    assert check_review("zzqx blorf", vocab, 10) == [1, 1]       # judged, with a warning that says why it means little
+    assert check_review("zzqx blorf", vocab, 10) == [1, 1]       # judged, with a warning that says why it
+                                                                 # means little
     assert "warning: 2 of the 2 tokens" in capsys.readouterr().out
     assert check_review("not " * 50 + "good", vocab, 10) == [4] * 10
     assert "only the first MAX_LEN=10" in capsys.readouterr().out
@@ -195,7 +207,8 @@ def test_check_review_refuses_empty_warns_on_unknown_and_truncates(capsys):
 def test_checkpoint_with_mismatched_vocabulary_is_refused(tmp_path):
     model = SentimentClassifier(6, cell="gru", embed_dim=4, hidden_size=3)
     vocab = Vocab([Vocab.PAD, Vocab.UNK, "good", "bad", "film", "plot"])
-    good = {"state_dict": model.state_dict(), "hparams": model.hparams, "vocab": vocab.to_list(), "max_len": 9}
+    good = {"state_dict": model.state_dict(), "hparams": model.hparams, "vocab": vocab.to_list(),
+            "max_len": 9}
     save_checkpoint(good, tmp_path / "ok.pt")
     loaded, v, ckpt = load_sentiment_model(tmp_path / "ok.pt")
     assert len(v) == 6 and ckpt["max_len"] == 9
@@ -247,14 +260,16 @@ def test_sentiment_bad_inputs(tmp_path):
     model = SentimentClassifier(5, cell="gru", embed_dim=4, hidden_size=3)
     save_checkpoint({"state_dict": model.state_dict(), "hparams": model.hparams,
                      "vocab": [Vocab.PAD, Vocab.UNK, "a", "b"]}, tmp_path / "m.pt")
-    check_error(run_script(script, f"--LOAD={tmp_path / 'm.pt'}", check=False), "does not match its vocabulary")
+    check_error(run_script(script, f"--LOAD={tmp_path / 'm.pt'}", check=False),
+                "does not match its vocabulary")
     check_error(run_script(script, f"--LOAD={tmp_path / 'missing.pt'}", check=False), "does not exist")
 
 
 def test_model_comparison_quick():
     r = run_script("02_sentiment/model_comparison.py", "--quick")
     rec = r.metrics
-    for name in ("lstm", "gru", "tfidf+logreg", "nbsvm", "lstm ensemble", "gru ensemble", "gru ensemble + nbsvm"):
+    for name in ("lstm", "gru", "tfidf+logreg", "nbsvm", "lstm ensemble", "gru ensemble",
+                 "gru ensemble + nbsvm"):
         acc = rec["metrics"][name]["accuracy"]
         assert 0.0 <= acc["mean"] <= 1.0 and acc["std"] >= 0.0
     assert len(rec["runs"]["lstm"]) == len(rec["runs"]["gru"]) == 2
@@ -266,7 +281,8 @@ def test_model_comparison_quick():
     mean_p = [(a + b) / 2 for a, b in zip(runs[0]["test_probs"], runs[1]["test_probs"])]
     assert len(mean_p) == n_test
     acc = sum((p >= 0.5) == y for p, y in zip(mean_p, labels)) / n_test
-    assert acc == pytest.approx(rec["metrics"]["lstm ensemble"]["accuracy"]["mean"], abs=1.5 / n_test)  # rounding
+    assert acc == pytest.approx(rec["metrics"]["lstm ensemble"]["accuracy"]["mean"],
+                                abs=1.5 / n_test)  # rounding
     test = rec["mcnemar_vs_baseline"]["lstm ensemble"]
     assert 0.0 <= test["p"] <= 1.0 and test["only_first_right"] >= 0
     assert rec["best_baseline"] in ("tfidf+logreg", "nbsvm") and "NBSVM" in rec["conclusion"][0]
@@ -284,4 +300,5 @@ def test_sentiment_trains_with_scratch_cells_and_the_nbsvm_options():
     assert 0.0 <= m["with_nbsvm_weight_on_rnn"] <= 1.0 and "averaged with NBSVM" in r.stdout
     model, _, _ = load_sentiment_model(r.out_dir / "model.pt")
     first = model.members[0] if isinstance(model, SentimentEnsemble) else model
-    assert first.hparams["word_channels"] == 1 and first.word_features.abs().sum() > 0   # the ratios were saved
+    # the ratios were saved
+    assert first.hparams["word_channels"] == 1 and first.word_features.abs().sum() > 0

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, run_script
 from scipy import stats
 
 import stock_model as sm
-from conftest import ROOT, run_script
 from utils import data_utils as du
 from utils import forecasting as fc
 from utils.script_utils import UserError
@@ -119,6 +119,7 @@ def test_features_and_train_only_scaling():
 
 def test_twins_build_the_case_model():
     import torch
+
     from utils.script_utils import load_case_script
 
     # each twin's build_model (06_comparison calls it): PriceRNN with the twin's cell and constants
@@ -128,7 +129,8 @@ def test_twins_build_the_case_model():
         model = twin.build_model(len(twin.FEATURES), torch.device("cpu"))
         assert isinstance(model, sm.PriceRNN) and model.cell == cell
         assert model.rnn.hidden_size == twin.HIDDEN_SIZE == 32 and model.rnn.num_layers == twin.NUM_LAYERS == 1
-        assert model(torch.zeros(3, twin.WINDOW, len(twin.FEATURES))).shape == (3,)  # (batch, window, F) -> (batch,)
+        # (batch, window, F) -> (batch,)
+        assert model(torch.zeros(3, twin.WINDOW, len(twin.FEATURES))).shape == (3,)
         sizes[cell] = sum(p.numel() for p in model.parameters())
     # 4 (LSTM) or 3 (GRU) gate blocks of W (32x4), U (32x32), two biases (2x32), plus the head (32 + 1)
     assert sizes == {"lstm": 4 * (32 * 4 + 32 * 32 + 64) + 33, "gru": 3 * (32 * 4 + 32 * 32 + 64) + 33}
@@ -151,7 +153,8 @@ def test_baselines():
     assert abs(coef[-1] - 0.5) < 0.05 and abs(coef[-2]) < 0.05  # last column = most recent return
     pred = fc.predict_ar(log_close, np.array([4500]), coef)
     assert np.isclose(pred[0], coef[0] + coef[1] * r[4499] + coef[2] * r[4500])
-    assert np.isclose(fc.price_from_log_return(np.exp(log_close), [4500], pred)[0], np.exp(log_close[4500] + pred[0]))
+    assert np.isclose(fc.price_from_log_return(np.exp(log_close), [4500], pred)[0],
+                      np.exp(log_close[4500] + pred[0]))
 
 
 def test_error_measures_by_hand():

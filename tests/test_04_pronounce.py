@@ -7,12 +7,30 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, run_script
+
 import g2p_model
-from g2p_model import (BOS, EOS, PAD, PHONEMES, Seq2Seq, WordBatches, by_length, check_word, closest_reference,
-                       decode_phonemes, edit_distance, encode_phonemes, encode_word, error_rates, g2p_split,
-                       make_examples, predict, score_words, summarize)
+from g2p_model import (
+    BOS,
+    EOS,
+    PAD,
+    PHONEMES,
+    Seq2Seq,
+    WordBatches,
+    by_length,
+    check_word,
+    closest_reference,
+    decode_phonemes,
+    edit_distance,
+    encode_phonemes,
+    encode_word,
+    error_rates,
+    g2p_split,
+    make_examples,
+    predict,
+    score_words,
+    summarize,
+)
 from utils.data_utils import load_cmudict
 from utils.script_utils import UserError
 
@@ -59,7 +77,8 @@ def test_split_is_by_word_fixed_and_saved(tmp_path, cmudict, monkeypatch):
     old_rule = json.loads(saved)
     del old_rule["grouped_by"]                                       # a split made by exact spelling
     (tmp_path / "cmudict_split.json").write_text(json.dumps(old_rule))
-    assert list(g2p_split(cache=tmp_path)["test"]) == list(split["test"])  # ... is rebuilt by the grouping rule
+    assert list(g2p_split(cache=tmp_path)["test"]) == list(split["test"])  # ... is rebuilt by the grouping
+                                                                           # rule
 
 
 def test_split_keeps_apostrophe_variants_together(tmp_path, cmudict, monkeypatch):
@@ -88,12 +107,15 @@ def test_bad_words_get_a_clear_message(text, message):
 def test_good_words_are_normalised():
     assert check_word("  Knight ") == "knight" and check_word("o'clock") == "o'clock"
     assert encode_word("ab'") == [2, 3, 1]
-    assert decode_phonemes([BOS] + list(encode_phonemes(["N", "AY", "T"])) + [EOS, PAD, 7]) == ["N", "AY", "T"]
+    assert decode_phonemes([BOS] + list(encode_phonemes(["N", "AY", "T"])) + [EOS, PAD, 7]) == ["N", "AY",
+                                                                                                "T"]
 
 
 def test_edit_distance_and_error_rates_by_hand():
-    assert edit_distance("kitten", "sitting") == 3 and edit_distance([], [1, 2]) == 2 and edit_distance("ab", "ab") == 0
-    assert closest_reference((5, 6), [(5, 6, 7), (5, 6)]) == (0, 2, (5, 6))   # any accepted pronunciation counts
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance([], [1, 2]) == 2 and edit_distance("ab",
+                                                                                                        "ab") == 0
+    assert closest_reference((5, 6), [(5, 6, 7), (5, 6)]) == (0, 2, (5, 6))   # any accepted pronunciation
+                                                                              # counts
     assert closest_reference((5, 9), [(5, 6, 7), (5, 6)]) == (1, 2, (5, 6))
     # a tie in distance goes to the first-listed pronunciation, not to the shorter one
     assert closest_reference((5, 6, 8), [(5, 6, 7), (5, 6)]) == (1, 3, (5, 6, 7))
@@ -103,20 +125,24 @@ def test_edit_distance_and_error_rates_by_hand():
     part = {"ab": [("AE", "B")], "abcdefghijklm": [("AE",)]}
     rows = score_words(part, [encode_phonemes(["AE", "B"]), encode_phonemes(["AE", "B"])])
     assert [r["distance"] for r in rows] == [0, 1] and summarize(rows)["wer"] == 0.5
-    assert by_length(rows) == {"1-4": {"wer": 0.0, "per": 0.0, "words": 1}, "13+": {"wer": 1.0, "per": 1.0, "words": 1}}
+    assert by_length(rows) == {"1-4": {"wer": 0.0, "per": 0.0, "words": 1},
+                               "13+": {"wer": 1.0, "per": 1.0, "words": 1}}
 
 
 def test_batches_shift_the_target_for_teacher_forcing():
-    part = {"ab": [("AE", "B")], "abc": [("AE", "B", "K"), ("EY", "B", "IY", "S", "IY")], "x": [("EH", "K", "S")]}
+    part = {"ab": [("AE", "B")], "abc": [("AE", "B", "K"), ("EY", "B", "IY", "S", "IY")],
+            "x": [("EH", "K", "S")]}
     train = make_examples(part, every_pronunciation=True)
     assert len(train) == 4 and len(make_examples(part, every_pronunciation=False)) == 3
     letters, lengths, dec_in, dec_out, refs = next(iter(WordBatches(train, 4, shuffle=False)))
     assert letters.shape == (4, 3) and lengths.tolist() == [1, 2, 3, 3]          # sorted by length
     assert (dec_in[:, 0] == BOS).all()
-    for i in range(4):                                  # dec_out = dec_in shifted left, then </s>, then padding
+    for i in range(4):                                  # dec_out = dec_in shifted left, then </s>,
+                                                        # then padding
         n = int((dec_out[i] != PAD).sum())
         assert dec_out[i, n - 1] == EOS and torch.equal(dec_out[i, :n - 1], dec_in[i, 1:n])
-    assert len(refs[2]) == 2                                                     # both of abc's pronunciations
+    # both of abc's pronunciations
+    assert len(refs[2]) == 2
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -131,7 +157,8 @@ def test_packing_and_attention_masks_make_padding_invisible(cell):
         alone, alpha_alone = model(letters[1:, :2], lengths[1:], dec_in[1:])     # "ox" without padding
     assert torch.allclose(alpha.sum(-1), torch.ones(2, 4), atol=1e-6)          # (E5): a distribution
     assert (alpha[1, :, 2:] == 0).all()                                          # padding gets no weight
-    assert torch.allclose(logits[1], alone[0], atol=1e-5) and torch.allclose(alpha[1, :, :2], alpha_alone[0], atol=1e-6)
+    assert torch.allclose(logits[1], alone[0], atol=1e-5) and torch.allclose(alpha[1, :, :2], alpha_alone[0],
+                                                                             atol=1e-6)
 
 
 @pytest.mark.parametrize("attention", [True, False])
@@ -173,7 +200,8 @@ def test_beam_of_one_is_greedy_and_beam_scores_are_the_models_log_probability():
         finished = len(ids) < len(row) and row[len(ids)] == EOS
         target = ids + ([EOS] if finished else [])
         with torch.no_grad():
-            logits, _ = model(letters[i:i + 1, :lengths[i]], lengths[i:i + 1], torch.tensor([[BOS] + target[:-1]]))
+            logits, _ = model(letters[i:i + 1, :lengths[i]], lengths[i:i + 1],
+                              torch.tensor([[BOS] + target[:-1]]))
         logp = decoding_log_softmax(logits[0]).gather(1, torch.tensor(target)[:, None]).sum()
         assert float(score[i]) == pytest.approx(float(logp), abs=1e-4)      # (B1): the sum of log p
 
@@ -202,9 +230,11 @@ def test_g2p_scripts_quick_end_to_end():
     met = m["metrics"]
     assert m["config"]["QUICK"] and m["history"] and {"val_wer", "val_per"} <= set(m["history"][0])
     assert 0 <= met["test_wer"] <= 1 and 0 <= met["test_per"] and met["test_words"] == 100
-    assert set(met["wer_by_length"]) == {"greedy", "beam"} and 0 < met["test_teacher_forced_phoneme_accuracy"] <= 1
+    assert set(met["wer_by_length"]) == {"greedy",
+                                         "beam"} and 0 < met["test_teacher_forced_phoneme_accuracy"] <= 1
     assert [e["word"] for e in m["examples"]] == ["knight", "phoenix"] and "exposure bias" in res.stdout
-    out = res.out_dir                                   # .../g2p_gru/quick/: a smoke test never replaces a full run
+    out = res.out_dir                                   # .../g2p_gru/quick/: a smoke test never replaces a
+                                                        # full run
     assert out.name == "quick"
     for png in ("training_curves.png", "wer_by_length.png", "attention.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -218,9 +248,10 @@ def test_g2p_scripts_quick_end_to_end():
     said = res.metrics
     assert "not in the dictionary" in res.stdout and said["word"] == "blorptastic" and "quick" in res.stdout
     assert set(said["metrics"]) == {"gru"} and (res.out_dir / "attention.png").is_file()
-    proc = subprocess.run([sys.executable, "04_text_gen/pronounce.py", "--quick", "--MODEL=gru", "--INTERACTIVE"],
-                          input=":help\n:beam 3\n:beam x\nknight\nb4\n:model rnn\n:key\n:bogus\n", capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run([sys.executable, "04_text_gen/pronounce.py", "--quick", "--MODEL=gru",
+                           "--INTERACTIVE"],
+                          input=":help\n:beam 3\n:beam x\nknight\nb4\n:model rnn\n:key\n:bogus\n",
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert ":beam 3" in out and "beam = 3" in out and "error: the beam width" in out and "beam 3" in out
@@ -254,7 +285,8 @@ def test_bad_options_are_refused_before_anything_runs(script, args, message):
 
 @pytest.mark.parametrize("script, args, message", [
     ("pronounce.py", ["--WORD=2nd"], "error: '2nd' contains digits"),
-    ("g2p_lstm.py", ["--quick", "--EXAMPLES=knight,r2d2"], "error: EXAMPLES must be words of the letters a-z"),
+    ("g2p_lstm.py", ["--quick", "--EXAMPLES=knight,r2d2"],
+     "error: EXAMPLES must be words of the letters a-z"),
 ])
 def test_bad_words_and_options_are_one_line_and_exit_2(script, args, message):
     res = run_script(f"04_text_gen/{script}", *args, check=False, timeout=60)

@@ -4,12 +4,27 @@ import math
 
 import pytest
 import torch
+from conftest import ROOT, run_script
 from torch import nn
 
-from conftest import ROOT, run_script
-from char_model import (BudgetSchedule, CharRNN, CharStreams, CharVocab, apply_temperature, char_ngram_baseline,
-                        detach_state, distinct_n, evaluate_char_model, one_step_friendly, repeated_ngram_rate,
-                        sampling_distribution, text_log_likelihood, top_k_filter, top_p_filter, train_char_model)
+from char_model import (
+    BudgetSchedule,
+    CharRNN,
+    CharStreams,
+    CharVocab,
+    apply_temperature,
+    char_ngram_baseline,
+    detach_state,
+    distinct_n,
+    evaluate_char_model,
+    one_step_friendly,
+    repeated_ngram_rate,
+    sampling_distribution,
+    text_log_likelihood,
+    top_k_filter,
+    top_p_filter,
+    train_char_model,
+)
 from utils.data_utils import load_text_corpus, read_text_file, shakespeare_play_to_text
 from utils.script_utils import UserError
 
@@ -105,7 +120,8 @@ def test_sampling_filters_on_hand_made_distributions():
     assert torch.allclose(sharp, probs ** 2 / (probs ** 2).sum())  # T=0.5 squares the probabilities
     assert sharp[0] > probs[0] > flat[0]
     assert apply_temperature(logits, 0).tolist() == [1, 0, 0, 0]
-    assert torch.allclose(sampling_distribution(logits, 1.0, top_k=3, top_p=0.7), torch.tensor([0.625, 0.375, 0, 0]))
+    assert torch.allclose(sampling_distribution(logits, 1.0, top_k=3, top_p=0.7),
+                          torch.tensor([0.625, 0.375, 0, 0]))
 
 
 def test_text_metrics_by_hand():
@@ -177,7 +193,8 @@ def test_training_ends_when_the_budget_is_spent(tmp_path):
     vocab = CharVocab.build("abcd \n")
     ids = torch.randint(1, len(vocab), (2000,))
     data = {"vocab": vocab, "corpus": {"source": "random"},
-            "streams": {"train": CharStreams(ids, 4, 10, chunks_per_epoch=5), "val": CharStreams(ids[:500], 4, 10)}}
+            "streams": {"train": CharStreams(ids, 4, 10, chunks_per_epoch=5),
+                        "val": CharStreams(ids[:500], 4, 10)}}
     model = CharRNN(len(vocab), cell="gru", embed_dim=4, hidden_size=8, num_layers=1, dropout=0.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = train_char_model(model, data, epochs=3, lr=1e-2, weight_decay=0.0, clip=1.0, max_minutes=1e-9,
@@ -194,7 +211,8 @@ def test_training_ends_when_the_budget_is_spent(tmp_path):
 
 @pytest.mark.parametrize("content, message", [(b"", "has only 0 characters"), (b"ab\x00cd" * 1000, "binary"),
                                               (b"\xff\xfe" + b"a" * 3000, "not valid UTF-8"),
-                                              (b"short text", "has only")], ids=["empty", "nul", "latin1", "short"])
+                                              (b"short text", "has only")], ids=["empty", "nul", "latin1",
+                                                                                 "short"])
 def test_bad_text_files_are_refused(tmp_path, content, message):
     path = tmp_path / "t.txt"
     path.write_bytes(content)
@@ -216,13 +234,14 @@ def test_text_scripts_quick_end_to_end(tmp_path):
     # a user's text file, split by position
     text = tmp_path / "t.txt"
     text.write_text("To be, or not to be, that is the question.\n" * 2000, encoding="utf-8")
-    res = run_script("04_text_gen/text_gru.py", "--quick", f"--TEXT={text}", "--MAX_TRAIN_CHARS=0", timeout=120)
+    res = run_script("04_text_gen/text_gru.py", "--quick", f"--TEXT={text}", "--MAX_TRAIN_CHARS=0",
+                     timeout=120)
     assert res.metrics["source"] == str(text) and res.metrics["metrics"]["vocab_size"] < 30
 
 
 def test_creative_writing_one_shot_interactive_and_fallback(tmp_path):
-    res = run_script("04_text_gen/creative_writing.py", "--quick", "--PROMPT=JULIET:\\nO Rome😀o", "--LENGTH=40",
-                     timeout=120)
+    res = run_script("04_text_gen/creative_writing.py", "--quick", "--PROMPT=JULIET:\\nO Rome😀o",
+                     "--LENGTH=40", timeout=120)
     m = res.metrics
     assert "never saw '😀'" in res.stdout and set(m["continuations"]) == {"lstm", "gru"}
     assert all(len(t) == 40 for t in m["continuations"].values())
@@ -231,7 +250,8 @@ def test_creative_writing_one_shot_interactive_and_fallback(tmp_path):
     assert set(sweep) == {"LSTM", "GRU"} and len(sweep["LSTM"]["log_likelihood"]) == 3
     assert (res.out_dir / "temperature_sweep.png").read_bytes()[:4] == b"\x89PNG"
     # interactive: commands piped to stdin, then end of input
-    import subprocess, sys
+    import subprocess
+    import sys
     commands = ":help\n:temp 0.5\n:len 25\n:topk 5\n:topp 0.9\n:model gru\n:temp abc\n:bogus\nROMEO:\\nI\n:show\n"
     proc = subprocess.run([sys.executable, "04_text_gen/creative_writing.py", "--quick", "--INTERACTIVE"],
                           input=commands, capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -244,8 +264,8 @@ def test_creative_writing_one_shot_interactive_and_fallback(tmp_path):
                           input=":quit\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "bye." in proc.stdout
     # no checkpoint: a short model is trained first, and says so
-    res = run_script("04_text_gen/creative_writing.py", "--quick", f"--CHECKPOINTS={tmp_path}", "--MODEL=lstm",
-                     "--LENGTH=20", timeout=120)
+    res = run_script("04_text_gen/creative_writing.py", "--quick", f"--CHECKPOINTS={tmp_path}",
+                     "--MODEL=lstm", "--LENGTH=20", timeout=120)
     assert "no checkpoint at" in res.stdout
 
 
@@ -299,7 +319,8 @@ def test_baseline_and_model_score_the_same_characters():
     train, val = "abcab" * 50, "abcba" * 10
     everywhere = char_ngram_baseline(train, val, n=3, k=0.5)
     subset = char_ngram_baseline(train, val, n=3, k=0.5, positions=[1, 2, 3, 7])
-    by_hand = char_ngram_baseline(train, val[:8], n=3, k=0.5)            # the same counts, one position at a time
+    by_hand = char_ngram_baseline(train, val[:8], n=3, k=0.5)            # the same counts, one position at a
+                                                                         # time
     assert everywhere["chars_scored"] == len(val) and subset["chars_scored"] == 4
     assert subset["nats_per_char"] != pytest.approx(everywhere["nats_per_char"])
     one = lambda p: char_ngram_baseline(train, val, n=3, k=0.5, positions=[p])["nats_per_char"]

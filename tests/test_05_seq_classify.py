@@ -4,13 +4,32 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from classification_metrics import (calibration, dtw_distance, dtw_distances, euclidean_distances,
-                                    nearest_neighbour_predict, per_class_report, roc_curve)
+from classification_metrics import (
+    calibration,
+    dtw_distance,
+    dtw_distances,
+    euclidean_distances,
+    nearest_neighbour_predict,
+    per_class_report,
+    roc_curve,
+)
 from conftest import run_script
-from series_model import (ChannelScaler, SeriesClassifier, collate_series, datasets_to_run, ensemble_result,
-                          load_series_members, macro_f1, patch_series, predict_series_probabilities,
-                          prepare_series_splits, refit_on_train_and_val, stratified_split, train_series_classifier)
+
+from series_model import (
+    ChannelScaler,
+    SeriesClassifier,
+    collate_series,
+    datasets_to_run,
+    ensemble_result,
+    load_series_members,
+    macro_f1,
+    patch_series,
+    predict_series_probabilities,
+    prepare_series_splits,
+    refit_on_train_and_val,
+    stratified_split,
+    train_series_classifier,
+)
 from utils.data_utils import load_ucr_dataset, read_ts_file
 from utils.model_utils import confusion_matrix, ensemble_member_seeds
 from utils.script_utils import UserError
@@ -121,11 +140,13 @@ def test_dtw_by_hand_and_vectorised_matches_reference():
         ref = [[dtw_distance(x, z, window) for z in B] for x in A]
         assert np.allclose(dtw_distances(A, B, window, chunk=5), ref)
     E = [rng.normal(size=(6, 1)) for _ in range(3)]
-    assert np.allclose(euclidean_distances(E, E[:2]), [[np.linalg.norm(x - z) for z in E[:2]] for x in E], atol=1e-6)
+    assert np.allclose(euclidean_distances(E, E[:2]), [[np.linalg.norm(x - z) for z in E[:2]] for x in E],
+                       atol=1e-6)
     assert nearest_neighbour_predict(np.array([[3.0, 1.0], [0.5, 2.0]]), [7, 9]).tolist() == [9, 7]
 
 
-@pytest.mark.parametrize("script,args", [("sequence_lstm.py", ()), ("sequence_gru.py", ("--DATASET=JapaneseVowels",))])
+@pytest.mark.parametrize("script,args",
+                         [("sequence_lstm.py", ()), ("sequence_gru.py", ("--DATASET=JapaneseVowels",))])
 def test_twins_quick_end_to_end(script, args):
     r = run_script(f"05_seq_classify/{script}", "--quick", *args)
     name = args[0].split("=")[1] if args else "GunPoint"
@@ -186,8 +207,8 @@ def test_refit_trains_on_train_and_val_replaying_the_learning_rates():
     splits = prepare_series_splits(data, 0.2, seed=0, patch=1, max_train=30)
     history = [{"lr": 3e-3}, {"lr": 3e-3}, {"lr": 1.5e-3}]  # as if validation had halved the LR once
     build = lambda f, c: SeriesClassifier("gru", "torch", f, c, 8, 1, False, "last", 0.0)
-    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), 0, history, torch.device("cpu"),
-                                           batch_size=8, weight_decay=0.0, clip=1.0)
+    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), 0, history,
+                                           torch.device("cpu"), batch_size=8, weight_decay=0.0, clip=1.0)
     assert result["n_series"] == len(splits["train"]) + len(splits["val"]) == 30
     assert [row["lr"] for row in result["history"]] == [3e-3, 3e-3, 1.5e-3] and result["epochs_run"] == 3
 
@@ -220,9 +241,11 @@ def test_series_ensemble_averages_members_with_their_own_splits_and_reloads(tmp_
     assert np.allclose([[float(r[f"p_{c}"]) for c in data["classes"]] for r in saved], probs, atol=1e-5)
     one = ensemble_result([train_series_classifier(build, data, 3, cpu, **settings)], data, seed=3,
                           out=tmp_path / "one")
-    assert one["metrics"]["test_accuracy"] == pytest.approx(m["member_test_accuracy"][0])  # = member 1 (seed 3)
+    # = member 1 (seed 3)
+    assert one["metrics"]["test_accuracy"] == pytest.approx(m["member_test_accuracy"][0])
     alone = load_series_members(tmp_path / "one" / "checkpoint.pt")  # a single model's checkpoint reloads too
     assert len(alone) == 1 and alone[0][1]["epoch"] == one["metrics"]["best_epoch"]
-    assert np.allclose(predict_series_probabilities(alone, data, cpu, settings["max_test"])[0], one["probs"], atol=1e-6)
+    assert np.allclose(predict_series_probabilities(alone, data, cpu, settings["max_test"])[0], one["probs"],
+                       atol=1e-6)
     with pytest.raises(UserError, match="at least 1"):
         ensemble_member_seeds(0, 0)

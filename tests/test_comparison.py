@@ -8,7 +8,6 @@ import math
 import re
 
 import pytest
-
 from conftest import ROOT, run_script
 
 from utils.model_utils import count_parameters, make_rnn
@@ -20,7 +19,8 @@ def comparison():
     """06_comparison/model_comparison.py as a module (the folder name is not importable with `import`)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("model_comparison_06", ROOT / "06_comparison/model_comparison.py")
+    spec = importlib.util.spec_from_file_location("model_comparison_06",
+                                                  ROOT / "06_comparison/model_comparison.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -60,7 +60,8 @@ def test_matched_hidden_size(comparison):
     assert comparison.matched_hidden_size(gru, gru(57)) == 57       # exact hit
     # roughly sqrt(4/3) x the LSTM's hidden size when H >> I
     lstm = comparison.rnn_parameter_count("lstm", 8, 256)
-    assert comparison.matched_hidden_size(lambda h: comparison.rnn_parameter_count("gru", 8, h), lstm) in (295, 296)
+    assert comparison.matched_hidden_size(lambda h: comparison.rnn_parameter_count("gru", 8, h),
+                                          lstm) in (295, 296)
 
 
 def test_mean_std_and_welch(comparison):
@@ -71,7 +72,8 @@ def test_mean_std_and_welch(comparison):
     assert math.isclose(w["t"], -3.6742, abs_tol=1e-3) and math.isclose(w["df"], 4.0)
     assert math.isclose(w["p"], 0.0213, abs_tol=5e-4)
     assert "significant" in comparison.significance_note(w, 0.05)
-    # unequal variances: df from the Welch-Satterthwaite formula, (1/3 + 4/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 2.94
+    # unequal variances: df from the Welch-Satterthwaite formula, (1/3 + 4/3)^2 / ((1/3)^2/2 +
+    # (4/3)^2/2) = 2.94
     w2 = comparison.welch_test([1, 2, 3], [2, 4, 6])
     assert math.isclose(w2["df"], 2.9412, abs_tol=1e-3) and w2["p"] > 0.05
     assert "within noise" in comparison.significance_note(w2, 0.05)
@@ -94,7 +96,8 @@ def test_compare_case_picks_winner_and_direction(comparison):
     assert any("GRU" in l and "significantly better" in l for l in lines)
     assert any("75%" in l for l in lines)  # GRU/LSTM parameters, computed from the runs
     # lower is better for 03_stock's rmse: the smaller mean wins
-    stock = {"lstm": [{"metrics": {"rmse": 1.0}, "config": {}}], "gru": [{"metrics": {"rmse": 2.0}, "config": {}}]}
+    stock = {"lstm": [{"metrics": {"rmse": 1.0}, "config": {}}],
+             "gru": [{"metrics": {"rmse": 2.0}, "config": {}}]}
     row = comparison.compare_case("03_stock", stock, 0.05)
     assert row["winner"] == "LSTM" and not row["significant"] and "n too small" in row["note"]
 
@@ -153,7 +156,8 @@ def test_reuse_signature_follows_the_case_module(comparison, tmp_path):
     before = sign()
     assert before["command"] == command
     assert set(before["code_sha256"]) == {"07_case/case_lstm.py", "07_case/case_model.py", "utils/helpers.py",
-                                          "01_basic_theory/lstm_from_scratch.py", "01_basic_theory/rnn_common.py"}
+                                          "01_basic_theory/lstm_from_scratch.py",
+                                          "01_basic_theory/rnn_common.py"}
     module = tmp_path / "07_case/case_model.py"
     module.write_text("# the model's size\nH = 8    # hidden size, reworded\n", encoding="utf-8")
     assert sign() == before                                   # only comments changed
@@ -203,14 +207,15 @@ def test_model_comparison_quick_one_case_and_reuse():
 def test_model_comparison_quick_every_case():
     r = run_script("06_comparison/model_comparison.py", "--quick", "--REUSE=false", timeout=900)
     rows = r.metrics["metrics"]["rows"]
-    assert {row["case"] for row in rows} == {"02_sentiment", "02_chinese", "03_stock", "04_text_gen", "04_pronounce",
-                                             "05_seq_classify"}
+    assert {row["case"] for row in rows} == {"02_sentiment", "02_chinese", "03_stock", "04_text_gen",
+                                             "04_pronounce", "05_seq_classify"}
     assert all(row["winner"] for row in rows)
 
 
 def test_model_comparison_runs_the_chinese_task_with_its_dataset():
     """02_chinese: the sentiment twins with --DATASET=chinese_reviews, their metrics read from the dataset's subfolder."""
-    r = run_script("06_comparison/model_comparison.py", "--quick", "--CASES=02_chinese", "--REUSE=false", timeout=300)
+    r = run_script("06_comparison/model_comparison.py", "--quick", "--CASES=02_chinese", "--REUSE=false",
+                   timeout=300)
     row = r.metrics["metrics"]["rows"][0]
     assert row["case"] == "02_chinese" and row["task"] == "sentiment (Chinese reviews)"
     for cell in ("lstm", "gru"):
@@ -283,7 +288,8 @@ def test_profile_keeps_its_table_without_the_profilers_usdt_lines(bench, capfd):
 
 def assert_self_contained(page: str):
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I), "external resource in the HTML"
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page,
+                         re.I), "external resource in the HTML"
     assert "<script" not in page.lower() and "<link" not in page.lower()
     for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', page):
         assert src.startswith("data:image/png;base64,")
@@ -291,7 +297,8 @@ def assert_self_contained(page: str):
 
 def test_dashboard_empty_outputs_then_fake_results(tmp_path):
     r = run_script("06_comparison/visualization_dashboard.py", "--quick", f"--OUTPUTS={tmp_path}")
-    out = tmp_path / "06_comparison" / "visualization_dashboard" / "quick"   # a --quick run writes under quick/
+    out = tmp_path / "06_comparison" / "visualization_dashboard" / "quick"   # a --quick run writes under
+                                                                             # quick/
     page = (out / "dashboard.html").read_text(encoding="utf-8")
     assert_self_contained(page)
     assert "not run yet" in page and "python 06_comparison/model_comparison.py" in page
@@ -299,13 +306,15 @@ def test_dashboard_empty_outputs_then_fake_results(tmp_path):
     assert (out / "overview.png").read_bytes()[:8] == PNG
     assert json.loads((out / "metrics.json").read_text())["metrics"]["figure_groups"] == []
 
-    # fake results: twin histories for 02, a comparison record, a gate heatmap PNG from 01, a text sample for 04
+    # fake results: twin histories for 02, a comparison record, a gate heatmap PNG from 01,
+    # a text sample for 04
     for cell, acc in (("lstm", [0.6, 0.7]), ("gru", [0.65, 0.72])):
         folder = tmp_path / "02_sentiment" / f"sentiment_{cell}"
         folder.mkdir(parents=True)
         hist = [{"epoch": e + 1, "train_loss": 0.7 - 0.1 * e, "val_loss": 0.69 - 0.05 * e, "val_accuracy": a}
                 for e, a in enumerate(acc)]
-        (folder / "metrics.json").write_text(json.dumps({"metrics": {"test_accuracy": acc[-1]}, "history": hist}))
+        (folder / "metrics.json").write_text(json.dumps({"metrics": {"test_accuracy": acc[-1]},
+                                                         "history": hist}))
     comp = tmp_path / "06_comparison" / "model_comparison"
     comp.mkdir(parents=True)
     (comp / "metrics.json").write_text(json.dumps({"config": {"SEEDS": [0, 1]}, "metrics": {
@@ -346,19 +355,24 @@ def test_holm_correction_and_the_split_are_in_the_table():
     """Five Welch tests at alpha 0.05 call something significant 23% of the time under no effect: the
     significance is Holm-corrected over the tasks; the character model's row says it is validation."""
     from conftest import ROOT
+
     from utils.script_utils import load_case_script
     comparison = load_case_script(ROOT / "06_comparison/model_comparison.py")
     rows = []
-    for case, p in (("02_sentiment", 0.04), ("03_stock", 0.30), ("04_text_gen", 0.002), ("04_pronounce", 0.02)):
+    for case, p in (("02_sentiment", 0.04), ("03_stock", 0.30), ("04_text_gen", 0.002),
+                    ("04_pronounce", 0.02)):
         rows.append({"case": case, "task": case, "metric": comparison.TASKS[case]["metric"],
                      "split": comparison.TASKS[case].get("split", "test"), "better": "lower",
                      "welch": {"p": p, "note": ""}, "significant": p < 0.05, "note": "",
-                     "winner": "GRU", "lstm": {"mean": 1.0, "std": 0.1, "n": 3, "parameters": 2, "train_time_s": 1.0},
+                     "winner": "GRU",
+                     "lstm": {"mean": 1.0, "std": 0.1, "n": 3, "parameters": 2, "train_time_s": 1.0},
                      "gru": {"mean": 0.9, "std": 0.1, "n": 3, "parameters": 1, "train_time_s": 1.0}})
     comparison.holm_adjust(rows, 0.05)
     holm = {r["case"]: r["p_holm"] for r in rows}
-    assert holm == pytest.approx({"04_text_gen": 0.008, "04_pronounce": 0.06, "02_sentiment": 0.08, "03_stock": 0.30})
-    assert [r["case"] for r in rows if r["significant"]] == ["04_text_gen"]      # 0.04 and 0.02 no longer pass
+    assert holm == pytest.approx({"04_text_gen": 0.008, "04_pronounce": 0.06, "02_sentiment": 0.08,
+                                  "03_stock": 0.30})
+    # 0.04 and 0.02 no longer pass
+    assert [r["case"] for r in rows if r["significant"]] == ["04_text_gen"]
     table = comparison.table_rows(rows)
     assert table[2]["metric"].startswith("validation val_bits_per_char") and table[0]["metric"].startswith("test ")
     notes = comparison.conclusions(rows, matched=False)

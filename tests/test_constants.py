@@ -9,10 +9,22 @@ import ast
 import math
 
 import pytest
-
 from conftest import ROOT, run_script
-from utils.script_utils import (Allowed, AtLeast, Fraction, Interval, Items, OneOf, Positive, UserError,
-                                constant_rules, load_case_script, parse_config, script_config)
+
+from utils.script_utils import (
+    Allowed,
+    AtLeast,
+    Fraction,
+    Interval,
+    Items,
+    OneOf,
+    Positive,
+    UserError,
+    constant_rules,
+    load_case_script,
+    parse_config,
+    script_config,
+)
 
 BLOCK = "# ==== Hyperparameters (edit me) ===="
 SCRIPTS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("0[1-6]_*/*.py")
@@ -135,7 +147,8 @@ def test_an_edit_in_the_file_is_checked_too():
     """A learner edits the file rather than the command line: the same check, naming the constant."""
     module = load_case_script(ROOT / "03_stock/stock_lstm.py")
     module.HORIZON = 0                                      # as if the file said HORIZON: AtLeast(1) = 0
-    with pytest.raises(UserError, match=r"^HORIZON = 0: must be an integer >= 1 \(trading days ahead to forecast\)\.$"):
+    with pytest.raises(UserError,
+                       match=r"^HORIZON = 0: must be an integer >= 1 \(trading days ahead to forecast\)\.$"):
         parse_config(vars(module), [])
     module.HORIZON, module.LR = 1, 12                       # an int where a float is expected is fine
     assert parse_config(vars(module), [])["LR"] == 12
@@ -147,7 +160,8 @@ def test_an_edit_in_the_file_is_checked_too():
 def test_cross_constraints_name_the_values():
     module = load_case_script(ROOT / "03_stock/stock_gru.py")
     module.TEST_FRAC = 0.5                                  # edited in the file; VAL_FRAC on the command line
-    with pytest.raises(UserError, match=r"VAL_FRAC \+ TEST_FRAC must be below 1.*now --VAL_FRAC=0.6, TEST_FRAC=0.5"):
+    with pytest.raises(UserError,
+                       match=r"VAL_FRAC \+ TEST_FRAC must be below 1.*now --VAL_FRAC=0.6, TEST_FRAC=0.5"):
         parse_config(vars(module), ["--VAL_FRAC=0.6"])
 
 
@@ -207,4 +221,5 @@ def test_list_items_accept_every_spelling_a_single_value_accepts(text, expected)
     study = load_case_script(ROOT / "06_comparison/hyperparameter_study.py")
     assert parse_config(vars(study), [f"--LR_GRID={text}"])["LR_GRID"] == pytest.approx(expected)
     for spelled in text.strip("[]").split(","):
-        assert float(spelled) == pytest.approx(parse_config(vars(study), [f"--LR_GRID={spelled}"])["LR_GRID"][0])
+        assert float(spelled) == pytest.approx(parse_config(vars(study),
+                                                            [f"--LR_GRID={spelled}"])["LR_GRID"][0])

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, load_theory
+
 from utils import model_utils, script_utils
 from utils.script_utils import UserError, float64_device, load_case_script
 
@@ -31,7 +31,8 @@ def test_synchronize_waits_for_mps_and_cuda(monkeypatch):
     assert calls == ["mps", "cuda", "mps"]
 
 
-@pytest.mark.parametrize("stem, cls", [("lstm_from_scratch", "ScratchLSTM"), ("gru_from_scratch", "ScratchGRU")])
+@pytest.mark.parametrize("stem, cls",
+                         [("lstm_from_scratch", "ScratchLSTM"), ("gru_from_scratch", "ScratchGRU")])
 def test_the_float64_comparisons_run_on_the_cpu_on_a_mac(stem, cls, monkeypatch):
     module = load_theory(stem)
     seen = []
@@ -105,7 +106,8 @@ def test_sentiment_predict_proba_is_batched_and_keeps_the_order():
                for n in torch.randint(1, 40, (70,), generator=gen)]
     batched = sentiment_model.predict_proba(model, encoded, "cpu", batch_size=16)
     assert max(s[0] for s in largest) <= 16 and len(largest) == 5          # 70 reviews in 5 batches
-    assert max(s[1] for s in largest) < 40                                 # short reviews batch with short ones
+    assert max(s[1] for s in largest) < 40                                 # short reviews batch with short
+                                                                           # ones
     one_by_one = [sentiment_model.predict_proba(model, [e], "cpu")[0] for e in encoded]
     assert batched == pytest.approx(one_by_one, abs=1e-6)                  # the caller's order, same values
 
@@ -127,11 +129,14 @@ def test_06_match_params_counts_with_the_settings_the_runs_use_on_cuda():
     record = {"config": {**{k: getattr(lstm, k) for k in lstm.GPU_SETTINGS}, **gpu}}  # an LSTM run on CUDA
     comparison.use_run_settings(lstm, record, "cuda", False, "HIDDEN_SIZE")
     comparison.use_run_settings(gru, None, "cuda", False, "HIDDEN_SIZE")
-    assert (lstm.NUM_LAYERS, lstm.EMBED_DIM, lstm.HIDDEN_SIZE) == (gpu["NUM_LAYERS"], gpu["EMBED_DIM"], gpu["HIDDEN_SIZE"])
-    assert (gru.NUM_LAYERS, gru.EMBED_DIM) == (gru.GPU_SETTINGS["NUM_LAYERS"][1], gru.GPU_SETTINGS["EMBED_DIM"][1])
+    assert (lstm.NUM_LAYERS, lstm.EMBED_DIM, lstm.HIDDEN_SIZE) == (gpu["NUM_LAYERS"], gpu["EMBED_DIM"],
+                                                                   gpu["HIDDEN_SIZE"])
+    assert (gru.NUM_LAYERS, gru.EMBED_DIM) == (gru.GPU_SETTINGS["NUM_LAYERS"][1],
+                                               gru.GPU_SETTINGS["EMBED_DIM"][1])
     assert gru.HIDDEN_SIZE == gru.GPU_SETTINGS["HIDDEN_SIZE"][0]           # left to the matcher
     count = comparison.parameter_counter("04_pronounce", gru, record)
-    shipped = comparison.parameter_counter("04_pronounce", load_case_script(ROOT / "04_text_gen/g2p_gru.py"), {})
+    shipped = comparison.parameter_counter("04_pronounce",
+                                           load_case_script(ROOT / "04_text_gen/g2p_gru.py"), {})
     assert count(256) > shipped(256)                                       # two layers, wider embeddings
     cpu_gru = load_case_script(ROOT / "04_text_gen/g2p_gru.py")
     comparison.use_run_settings(cpu_gru, None, "cpu", False, "HIDDEN_SIZE")
@@ -147,8 +152,10 @@ def test_a_script_trains_with_its_gpu_settings_applied(monkeypatch, tmp_path):
     real = script_utils.apply_gpu_settings
     monkeypatch.setattr(script, "get_device", lambda preference="auto": torch.device("cpu"))
     monkeypatch.setattr(script, "apply_gpu_settings",
-                        lambda ns, settings, device, quick=False: real(ns, settings, torch.device("cuda"), quick))
-    monkeypatch.setattr(sys, "argv", ["g2p_lstm.py", "--MAX_TRAIN_WORDS=300", "--MAX_EVAL_WORDS=20", "--EPOCHS=1",
+                        lambda ns, settings, device,
+                        quick=False: real(ns, settings, torch.device("cuda"), quick))
+    monkeypatch.setattr(sys, "argv",
+                        ["g2p_lstm.py", "--MAX_TRAIN_WORDS=300", "--MAX_EVAL_WORDS=20", "--EPOCHS=1",
                                       "--BEAM=2", "--EXAMPLES=knight"])
     script.main()
     saved = json.loads((tmp_path / "04_text_gen" / "g2p_lstm" / "metrics.json").read_text())

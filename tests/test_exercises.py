@@ -2,14 +2,15 @@
 
 01's own cells pass (run as a learner runs the grader); so do independent implementations written here, with
 another cache layout; copies of them with one seeded bug fail on exactly the quantities the bug breaks; the
-blank templates say "not implemented yet"; nothing the learner's code does ends in a traceback of the grader's.
+blank templates say "not implemented yet"; nothing the learner's code does ends in a traceback of the
+grader's.
 """
 import re
 import textwrap
 
 import pytest
-
 from conftest import ROOT, run_script
+
 from utils.script_utils import load_case_script
 
 CHECK = "01_basic_theory/exercises/check.py"
@@ -213,8 +214,8 @@ CORRECT = {"lstm": LSTM, "gru": GRU, "bptt": BPTT, "masked_pool": MASKED_POOL, "
 # ---------------------------------------------------------------------------------------------
 def test_01_cells_pass_as_a_learner_runs_it():
     result = run_script(CHECK, "--EXERCISE=lstm", "--FILE=01_basic_theory/lstm_from_scratch.py", timeout=120)
-    assert set(LINE.findall(result.stdout)) == {(n, "ok") for n in ("h_new", "c_new", "dx", "dh", "dc", "dw_ih",
-                                                                    "dw_hh", "db")}
+    assert set(LINE.findall(result.stdout)) == {(n, "ok") for n in ("h_new", "c_new", "dx", "dh", "dc",
+                                                                    "dw_ih", "dw_hh", "db")}
     assert "they agree" in result.stdout and "lstm_sequence_forward" in result.stdout and "§7" in result.stdout
 
 
@@ -261,21 +262,24 @@ BUGS = {
     # a gate with the wrong nonlinearity: the forward is wrong, so the backward is not checked
     "lstm_nonlinearity": ("lstm", LSTM, "g = torch.tanh(pre", "g = torch.sigmoid(pre", {"h_new", "c_new"}),
     # sigma' without (1 - sigma) on the forget gate: everything that reads da is wrong, dc is not
-    "lstm_derivative": ("lstm", LSTM, "d_c * c * f * (1 - f)", "d_c * c * f", {"dx", "dh", "dw_ih", "dw_hh", "db"}),
+    "lstm_derivative": ("lstm", LSTM, "d_c * c * f * (1 - f)", "d_c * c * f",
+                        {"dx", "dh", "dw_ih", "dw_hh", "db"}),
     "lstm_dc_without_f": ("lstm", LSTM, "dc = d_c * f", "dc = d_c", {"dc"}),
     "gru_db_hh_is_db_ih": ("gru", GRU, "db_hh = d_gh.sum(0)", "db_hh = d_gi.sum(0)", {"db_hh"}),
-    "gru_direct_path_dropped": ("gru", GRU, "dh = dh_new * k.z + d_gh @ k.w_hh", "dh = d_gh @ k.w_hh", {"dh"}),
+    "gru_direct_path_dropped": ("gru", GRU, "dh = dh_new * k.z + d_gh @ k.w_hh", "dh = d_gh @ k.w_hh",
+                                {"dh"}),
     "bptt_not_summed": ("bptt", BPTT, "dw_ih = dw_ih + gw_ih", "dw_ih = gw_ih", {"dw_ih"}),
     "bptt_output_gradient_dropped": ("bptt", BPTT, "dh = dh_prev + d_out[t - 1] if t > 0 else dh_prev",
                                      "dh = dh_prev", {"dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"}),
     "mean_over_padding": ("masked_pool", MASKED_POOL, "/ lengths[:, None].to(out.dtype)", "/ out.shape[1]",
                           {"masked_mean"}),
-    "max_over_padding": ("masked_pool", MASKED_POOL, 'out.masked_fill(~valid(out, lengths), float("-inf"))', "out",
-                         {"masked_max"}),
+    "max_over_padding": ("masked_pool", MASKED_POOL, 'out.masked_fill(~valid(out, lengths), float("-inf"))',
+                         "out", {"masked_max"}),
     "no_detach": ("tbptt", TBPTT, "rnn(chunk, detach_state(state))", "rnn(chunk, state)", {"gradient"}),
-    "state_not_carried": ("tbptt", TBPTT, "rnn(chunk, detach_state(state))", "rnn(chunk)", {"outputs", "state"}),
-    "attention_concat_order": ("attention", ATTENTION, "torch.cat([context, d], dim=1)", "torch.cat([d, context], dim=1)",
-                               {"tilde"}),
+    "state_not_carried": ("tbptt", TBPTT, "rnn(chunk, detach_state(state))", "rnn(chunk)",
+                          {"outputs", "state"}),
+    "attention_concat_order": ("attention", ATTENTION, "torch.cat([context, d], dim=1)",
+                               "torch.cat([d, context], dim=1)", {"tilde"}),
     "attention_no_mask": ("attention", ATTENTION, 'scores.masked_fill(~mask, float("-inf"))', "scores",
                           {"alpha", "context", "tilde"}),
     "top_k_drops_ties": ("topk_topp", TOPK_TOPP, "probs >= kth", "probs > kth", {"top_k_filter"}),
@@ -308,7 +312,8 @@ def test_lstm_hints_point_at_the_equations(tmp_path, capsys):
 
 
 def test_a_wrong_forward_leaves_the_backward_not_checked(tmp_path, capsys):
-    _, out, status = grade("lstm", seeded(LSTM, "g = torch.tanh(pre", "g = torch.sigmoid(pre"), tmp_path, capsys)
+    _, out, status = grade("lstm", seeded(LSTM, "g = torch.tanh(pre", "g = torch.sigmoid(pre"), tmp_path,
+                           capsys)
     assert all(status[n] == "not checked" for n in ("dx", "dh", "dc", "dw_ih", "dw_hh", "db"))
     assert out.count("not checked: fix the forward first") == 6
 
@@ -329,13 +334,15 @@ def test_a_bias_gradient_may_be_none_without_biases(tmp_path, capsys):
 
 
 def test_an_exception_in_their_code_shows_their_traceback(tmp_path, capsys):
-    source = seeded(LSTM, "    if b_ih is not None:\n        pre = pre + (b_ih + b_hh)", "    pre = pre + (b_ih + b_hh)")
+    source = seeded(LSTM, "    if b_ih is not None:\n        pre = pre + (b_ih + b_hh)",
+                    "    pre = pre + (b_ih + b_hh)")
     ok, out, status = grade("lstm", source, tmp_path, capsys, name="student_lstm.py")
     assert not ok
     assert "lstm_cell_forward raised TypeError (case 2: batch 1, input 2, hidden 5, no biases)" in out
     assert re.search(r'File ".*student_lstm\.py", line \d+, in lstm_cell_forward\n +pre = pre \+ \(b_ih \+ b_hh\)', out)
     assert "TypeError: unsupported operand" in out and "check.py" not in out
-    assert status == dict.fromkeys(["h_new", "c_new", "dx", "dh", "dc", "dw_ih", "dw_hh", "db"], "not checked")
+    assert status == dict.fromkeys(["h_new", "c_new", "dx", "dh", "dc", "dw_ih", "dw_hh", "db"],
+                                   "not checked")
 
 
 @pytest.mark.parametrize("source, says", [
@@ -364,7 +371,8 @@ def test_float32_is_named(tmp_path, capsys):
 
 
 def test_prints_are_kept_aside(tmp_path, capsys):
-    ok, out, _ = grade("lstm", seeded(LSTM, "    H = h.shape[1]\n", "    H = h.shape[1]\n    print('shape', H)\n"),
+    ok, out, _ = grade("lstm",
+                       seeded(LSTM, "    H = h.shape[1]\n", "    H = h.shape[1]\n    print('shape', H)\n"),
                        tmp_path, capsys)
     assert ok and "(your code printed" in out and "| shape 4" in out
 
@@ -373,7 +381,8 @@ def test_prints_are_kept_aside(tmp_path, capsys):
 # The command line
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, says", [
-    (["--EXERCISE=lstn"], "EXERCISE must be one of lstm, gru, bptt, masked_pool, tbptt, attention, topk_topp"),
+    (["--EXERCISE=lstn"],
+     "EXERCISE must be one of lstm, gru, bptt, masked_pool, tbptt, attention, topk_topp"),
     (["--EXERCISE=gru", "--FILE=no/such/file.py"], "--FILE=no/such/file.py: no such file"),
     (["--EXERCISE=gru", f"--FILE={ROOT / 'README.md'}"], "must be a Python file"),
     (["--EXERSISE=gru"], "unknown option --EXERSISE. Did you mean --EXERCISE?"),

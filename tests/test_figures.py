@@ -6,12 +6,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-
 from conftest import ROOT, run_script
 
 SCRIPT = "figures/draw_theory_figures.py"
-SCHEMATIC = ("rnn_unrolled", "gradient_decay", "lstm_cell", "gru_cell", "lstm_backward_graph", "padding_packing",
-             "tbptt_streams", "attention", "beam_search")
+SCHEMATIC = ("rnn_unrolled", "gradient_decay", "lstm_cell", "gru_cell", "lstm_backward_graph",
+             "padding_packing", "tbptt_streams", "attention", "beam_search")
 MEASURED = "gradient_vs_lag"  # drawn from theory_comparison.py's run, absent from the tests' outputs/
 MAX_FIGURE = 300 * 1024
 MAX_LINKED = 600 * 1024
@@ -96,7 +95,8 @@ def image_links(text: str) -> list[str]:
 def test_image_link_parser():
     text = ('![a](figures/theory/lstm_cell.png) ![b](<../x y.png> "title") <img src="p.png" width=300>\n'
             "[not an image](README.md) ![web](https://example.org/a.png)")
-    assert image_links(text) == ["figures/theory/lstm_cell.png", "../x y.png", "https://example.org/a.png", "p.png"]
+    assert image_links(text) == ["figures/theory/lstm_cell.png", "../x y.png", "https://example.org/a.png",
+                                 "p.png"]
 
 
 @pytest.mark.parametrize("doc", documents(), ids=lambda p: str(p.relative_to(ROOT)))

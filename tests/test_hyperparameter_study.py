@@ -3,8 +3,8 @@ import json
 import math
 
 import pytest
-
 from conftest import ROOT, run_script
+
 from utils.script_utils import load_case_script
 
 STUDY = ROOT / "06_comparison" / "hyperparameter_study.py"
@@ -20,18 +20,24 @@ def test_quick_study_end_to_end():
     record = result.metrics
     m = record["metrics"]
     rows = m["study"]
-    assert rows and all({"hyperparameter", "value", "cell", "mean", "std", "n", "parameters", "seconds"} <= set(r)
+    assert rows and all({"hyperparameter", "value", "cell", "mean", "std", "n", "parameters",
+                         "seconds"} <= set(r)
                         for r in rows)
     assert all(r["n"] == 2 and len(r["values"]) == 2 for r in rows)              # SEEDS=2 under --quick
-    for cell, default in (("lstm", 3e-3), ("gru", 3e-3)):                         # the twins' LR, added to the grid
+    # the twins' LR, added to the grid
+    for cell, default in (("lstm", 3e-3), ("gru", 3e-3)):
         lrs = sorted(r["value"] for r in rows if r["cell"] == cell and r["hyperparameter"] == "LR")
         assert lrs == [1e-3, default, 1e-2]
-        assert [r["default"] for r in rows if r["cell"] == cell and r["hyperparameter"] == "LR"] == [False, True, False]
-    assert {r["cell"] for r in rows if r["hyperparameter"] == "FORGET_BIAS"} == {"lstm"}  # the GRU has no forget gate
+        assert [r["default"] for r in rows if r["cell"] == cell and r["hyperparameter"] == "LR"] == [False,
+                                                                                                     True,
+                                                                                                     False]
+    # the GRU has no forget gate
+    assert {r["cell"] for r in rows if r["hyperparameter"] == "FORGET_BIAS"} == {"lstm"}
     # a point shared by several sweeps (the defaults) is trained once per seed and reused
     defaults = [r for r in rows if r["cell"] == "lstm" and r["default"]]
     assert len({tuple(r["values"]) for r in defaults}) == 1
-    assert m["runs"] == len(record["history"]) == 2 * (8 + 7)   # LSTM 8 points, GRU 7 (no forget gate), 2 seeds
+    assert m["runs"] == len(record["history"]) == 2 * (8 + 7)   # LSTM 8 points, GRU 7 (no forget gate),
+                                                                # 2 seeds
     hps = {r["hyperparameter"] for r in m["ranking"] if r["cell"] == "lstm"}
     assert hps == {"LR", "HIDDEN_SIZE", "NUM_LAYERS", "DROPOUT", "BATCH_SIZE", "FORGET_BIAS"}
     assert m["conclusions"] and any("learning rate" in line for line in m["greff_2017"])
@@ -59,14 +65,16 @@ def synthetic_study(study, cell: str, means: dict[str, list[list[float]]]) -> li
     rows = []
     for name, points in means.items():
         for k, values in enumerate(points):
-            rows.append(study.study_row(name, float(k), cell, [{study.METRIC: v, "parameters": 10, "seconds": 1.0,
+            rows.append(study.study_row(name, float(k), cell,
+                                        [{study.METRIC: v, "parameters": 10, "seconds": 1.0,
                                                                 "diverged": False} for v in values], default=k == 0))
     return rows
 
 
 def test_ranking_uses_the_range_of_means_eta_squared_and_a_permutation_test(study):
     rows = synthetic_study(study, "lstm", {
-        "LR": [[0.90, 0.91, 0.89, 0.90], [0.50, 0.51, 0.49, 0.50]],          # a real effect: 0.4, all between points
+        "LR": [[0.90, 0.91, 0.89, 0.90], [0.50, 0.51, 0.49, 0.50]],          # a real effect: 0.4,
+                                                                             # all between points
         "HIDDEN_SIZE": [[0.8, 0.9, 0.85, 0.85], [0.9, 0.8, 0.85, 0.85]],      # same means: range 0
         "DROPOUT": [[0.85, 0.80, 0.90, 0.85], [0.80, 0.90, 0.85, 0.85], [0.95, 0.90, 0.85, 0.90]]})
     ranking = study.rank_hyperparameters(rows, permutations=2000)
@@ -110,7 +118,8 @@ def test_under_no_effect_every_factor_is_equally_likely_to_rank_first(study, mon
 
 
 def test_a_diverged_run_is_left_out_and_counted(study):
-    row = study.study_row("LR", 0.03, "gru", [{study.METRIC: 0.9, "parameters": 10, "seconds": 1.0, "diverged": False},
+    row = study.study_row("LR", 0.03, "gru",
+                          [{study.METRIC: 0.9, "parameters": 10, "seconds": 1.0, "diverged": False},
                                               {study.METRIC: math.nan, "parameters": None, "seconds": 0.5,
                                                "diverged": True}], default=False)
     assert row["n"] == 1 and row["mean"] == pytest.approx(0.9) and row["diverged"] == 1 and math.isnan(row["std"])

@@ -13,17 +13,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, TEST_DATA, run_script
 
 import char_model
 import series_model
 import stock_model
-from conftest import ROOT, TEST_DATA, run_script
 from sentiment_model import SentimentClassifier, load_sentiment_model, sentiment_checkpoint_extra
 from utils import data_utils as du
 from utils.data_utils import Vocab
 from utils.model_utils import save_checkpoint
-from utils.script_utils import (UserError, apply_gpu_settings, atomic_write, load_case_script, output_dir,
-                                parse_config, save_json, save_metrics)
+from utils.script_utils import (
+    UserError,
+    apply_gpu_settings,
+    atomic_write,
+    load_case_script,
+    output_dir,
+    parse_config,
+    save_json,
+    save_metrics,
+)
 
 
 def one_line_error(result, *needles):
@@ -38,7 +46,8 @@ def one_line_error(result, *needles):
 def test_gpu_settings_keep_edits_and_command_line_values(script, capsys):
     module = load_case_script(ROOT / script)
     shipped = {k: pair[0] for k, pair in module.GPU_SETTINGS.items()}
-    assert shipped == {k: getattr(module, k) for k in shipped}, "GPU_SETTINGS' shipped values drifted from the file"
+    assert shipped == {k: getattr(module,
+                                  k) for k in shipped}, "GPU_SETTINGS' shipped values drifted from the file"
     module.HIDDEN_SIZE = 512                                  # the learner edited the file
     cfg = parse_config(vars(module), ["--LR=0.004"])          # ... and set LR on the command line
     applied = apply_gpu_settings(vars(module), module.GPU_SETTINGS, torch.device("cuda"), quick=cfg["QUICK"])
@@ -62,7 +71,8 @@ def test_gpu_settings_name_the_shipped_value_and_a_valid_gpu_value(script):
     module = load_case_script(ROOT / script)
     rules = constant_rules(vars(module))
     for name, pair in module.GPU_SETTINGS.items():
-        assert isinstance(pair, tuple) and len(pair) == 2, f"{script}: GPU_SETTINGS {name}=(shipped, gpu value)"
+        assert isinstance(pair,
+                          tuple) and len(pair) == 2, f"{script}: GPU_SETTINGS {name}=(shipped, gpu value)"
         assert pair[0] == getattr(module, name), f"{script}: GPU_SETTINGS {name} says shipped {pair[0]!r}"
         assert rules[name].accepts(pair[1]), f"{script}: GPU value {name}={pair[1]!r} breaks {rules[name]}"
 
@@ -106,7 +116,8 @@ def test_a_bad_gpu_value_is_refused_like_any_constant():
 def test_output_dir_keeps_quick_runs_apart():
     full = output_dir("/x/03_stock/stock_lstm.py", create=False)
     assert output_dir("/x/03_stock/stock_lstm.py", quick=True, create=False) == full / "quick"
-    assert output_dir("/x/05_seq_classify/sequence_gru.py", "GunPoint", quick=True, create=False).parts[-3:] == \
+    assert output_dir("/x/05_seq_classify/sequence_gru.py", "GunPoint", quick=True,
+                      create=False).parts[-3:] == \
         ("sequence_gru", "quick", "GunPoint")
 
 
@@ -138,7 +149,8 @@ def test_a_quick_run_leaves_the_full_run_untouched(tmp_path):
 
 def tiny_char_checkpoint(path, cell, hidden):
     vocab = char_model.CharVocab.build("abc ROMEO:\n")
-    model = char_model.CharRNN(len(vocab), cell=cell, embed_dim=4, hidden_size=hidden, num_layers=1, dropout=0.0)
+    model = char_model.CharRNN(len(vocab), cell=cell, embed_dim=4, hidden_size=hidden, num_layers=1,
+                               dropout=0.0)
     save_checkpoint({"state_dict": model.state_dict(), "epoch": 1,
                      **char_model.char_checkpoint_extra(model, vocab, "test")}, path)
     return path
@@ -165,7 +177,8 @@ def test_creative_writing_reads_the_full_runs_and_says_which(tmp_path):
 def sentiment_checkpoint(path, cell):
     vocab = Vocab([Vocab.PAD, Vocab.UNK, "good", "bad"])
     model = SentimentClassifier(len(vocab), cell=cell, embed_dim=4, hidden_size=3)
-    save_checkpoint({"state_dict": model.state_dict(), **sentiment_checkpoint_extra(model, vocab, 9, "rt")}, path)
+    save_checkpoint({"state_dict": model.state_dict(), **sentiment_checkpoint_extra(model, vocab, 9, "rt")},
+                    path)
     return path
 
 
@@ -176,7 +189,8 @@ def test_load_refuses_the_other_cell_and_other_cases(tmp_path):
                                         r"02_sentiment LSTM checkpoint: load it with the GRU script"):
         load_sentiment_model(gru, cell="lstm", script="sentiment_lstm.py")
     text = tiny_char_checkpoint(tmp_path / "char.pt", "lstm", hidden=4)
-    with pytest.raises(UserError, match="holds a 04_text_gen LSTM checkpoint; .* expects a 02_sentiment LSTM"):
+    with pytest.raises(UserError,
+                       match="holds a 04_text_gen LSTM checkpoint; .* expects a 02_sentiment LSTM"):
         load_sentiment_model(text, cell="lstm", script="sentiment_lstm.py")
     with pytest.raises(UserError, match="holds a 02_sentiment GRU checkpoint; .*expects a 04_text_gen LSTM"):
         char_model.load_char_model(gru, cell="lstm", script="creative_writing.py")
@@ -212,7 +226,8 @@ def test_series_checkpoint_of_another_cell_or_dataset_is_refused(tmp_path):
     model = series_model.SeriesClassifier("gru", "torch", 1, 2, 4, 1, False, "last", 0.0)
     save_checkpoint({"case": "05_seq_classify", "cell": "gru", "state_dict": model.state_dict(),
                      "model_config": model.config, "dataset": "GunPoint"}, tmp_path / "checkpoint.pt")
-    assert len(series_model.load_series_members(tmp_path / "checkpoint.pt", cell="gru", dataset="GunPoint")) == 1
+    assert len(series_model.load_series_members(tmp_path / "checkpoint.pt", cell="gru",
+                                                dataset="GunPoint")) == 1
     with pytest.raises(UserError, match="05_seq_classify GRU checkpoint; .* LSTM"):
         series_model.load_series_members(tmp_path / "checkpoint.pt", cell="lstm")
     with pytest.raises(UserError, match="trained on GunPoint, not on ArrowHead"):
@@ -222,7 +237,8 @@ def test_series_checkpoint_of_another_cell_or_dataset_is_refused(tmp_path):
 def test_sentiment_script_refuses_the_other_cells_checkpoint(tmp_path):
     path = sentiment_checkpoint(tmp_path / "model.pt", "gru")
     r = run_script("02_sentiment/sentiment_lstm.py", f"--LOAD={path}", check=False, timeout=120)
-    one_line_error(r, "02_sentiment GRU checkpoint", "sentiment_lstm.py expects a 02_sentiment LSTM checkpoint")
+    one_line_error(r, "02_sentiment GRU checkpoint",
+                   "sentiment_lstm.py expects a 02_sentiment LSTM checkpoint")
     assert "(LSTM)" not in r.stdout                       # nothing was classified under the wrong heading
 
 
@@ -232,9 +248,11 @@ def test_inf_prices_are_refused_like_nan(tmp_path):
     rows[10] = "2021-01-11,inf"
     csv = tmp_path / "prices.csv"
     csv.write_text("date,close\n" + "\n".join(rows) + "\n")
-    with pytest.raises(UserError, match="'close' has 1 missing, non-numeric, infinite or non-positive value.*01-11"):
+    with pytest.raises(UserError,
+                       match="'close' has 1 missing, non-numeric, infinite or non-positive value.*01-11"):
         du.load_prices(csv=str(csv), verbose=False)
-    frame = pd.DataFrame({"date": ["2021-01-01", "2021-01-02"], "close": [1.0, 2.0], "volume": [-np.inf, 5.0]})
+    frame = pd.DataFrame({"date": ["2021-01-01", "2021-01-02"], "close": [1.0, 2.0],
+                          "volume": [-np.inf, 5.0]})
     with pytest.raises(UserError, match="'volume'.*infinite"):
         du.clean_price_frame(frame, "test")
 
@@ -250,12 +268,14 @@ def test_a_bad_yfinance_cache_is_downloaded_again(tmp_path, monkeypatch, capsys)
     import yfinance
 
     cache = tmp_path / "yfinance_AAPL.csv"
-    cache.write_text("Price,Close\nTicker,AAPL\nDate,\n2013-01-02,not a price\n")   # a broken earlier download
+    # a broken earlier download
+    cache.write_text("Price,Close\nTicker,AAPL\nDate,\n2013-01-02,not a price\n")
     monkeypatch.setattr(du, "yfinance_cache_path", lambda *a: cache)
     monkeypatch.setattr(yfinance, "download", lambda *a, **k: yf_frame())
     df, _ = du.load_prices("yfinance", "AAPL", start="2013-01-01", verbose=False)
     assert "is unusable" in capsys.readouterr().out and len(df) == 41
-    assert cache.read_text().splitlines()[:3] == YF_FIXTURE.read_text().splitlines()[:3]  # replaced by a good one
+    # replaced by a good one
+    assert cache.read_text().splitlines()[:3] == YF_FIXTURE.read_text().splitlines()[:3]
 
 
 def test_a_bad_download_is_never_cached(tmp_path, monkeypatch):
@@ -276,7 +296,8 @@ def test_a_damaged_text_cache_is_rebuilt_not_reused(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(du, "shakespeare_plays", lambda: plays)
     monkeypatch.setattr(du, "data_dir", lambda case, create=True: tmp_path)
     first = du.shakespeare_split()
-    assert du.shakespeare_split() == first and "rebuilding" not in capsys.readouterr().out   # a good cache is reused
+    # a good cache is reused
+    assert du.shakespeare_split() == first and "rebuilding" not in capsys.readouterr().out
     train = tmp_path / "shakespeare_train.txt"
     train.write_text(train.read_text(encoding="utf-8")[:1000], encoding="utf-8")  # an interrupted copy, say
     assert du.shakespeare_split() == first and "stale or damaged: rebuilding" in capsys.readouterr().out
@@ -285,14 +306,16 @@ def test_a_damaged_text_cache_is_rebuilt_not_reused(tmp_path, monkeypatch, capsy
     good = char_model.cached_ngram_baseline(corpus, 3, 0.5)
     (cache,) = tmp_path.glob("ngram_baseline_*.json")
     cache.write_text('{"nats_per_char": NaN}')
-    assert char_model.cached_ngram_baseline(corpus, 3, 0.5) == good and "is damaged" in capsys.readouterr().out
+    assert char_model.cached_ngram_baseline(corpus, 3,
+                                            0.5) == good and "is damaged" in capsys.readouterr().out
 
 
 # ---- the scaler: a column whose spread is rounding noise is constant --------------------------------------
 def test_scaler_treats_negligible_spread_as_constant():
     rng = np.random.default_rng(0)
     real = rng.normal(0.001, 0.02, 500)                                  # daily returns
-    flat = 0.3 + rng.normal(0, 1e-16, 500)                               # constant on paper, not in floating point
+    flat = 0.3 + rng.normal(0, 1e-16, 500)                               # constant on paper, not in floating
+                                                                         # point
     scaler = stock_model.TrainScaler(np.stack([real, flat, np.zeros(500)], 1))
     assert scaler.std[1] == 1.0 and scaler.std[2] == 1.0 and scaler.std[0] == pytest.approx(real.std())
     z = scaler.transform(np.stack([real, flat, np.zeros(500)], 1))
@@ -302,10 +325,10 @@ def test_scaler_treats_negligible_spread_as_constant():
 # ---- results files: valid JSON, normal permissions --------------------------------------------------------
 def test_metrics_json_is_always_valid_json(tmp_path):
     path = save_metrics(tmp_path, config={"LR": np.float32(1e-3), "H": np.int64(3)}, start_time=0.0,
-                        metrics={"nan": float("nan"), "np_nan": np.float64("nan"), "np32_inf": np.float32("inf"),
-                                 "torch_nan": torch.tensor(float("nan")), "nested": [{"x": -math.inf}, (np.nan, 1)],
-                                 "array": np.array([1.5, np.nan]), "tensor": torch.tensor([[1.0, float("inf")]]),
-                                 "flag": np.bool_(True)})
+                        metrics={"nan": float("nan"), "np_nan": np.float64("nan"),
+                                 "np32_inf": np.float32("inf"), "torch_nan": torch.tensor(float("nan")),
+                                 "nested": [{"x": -math.inf}, (np.nan, 1)], "array": np.array([1.5, np.nan]),
+                                 "tensor": torch.tensor([[1.0, float("inf")]]), "flag": np.bool_(True)})
 
     def refuse(token):
         raise AssertionError(f"{token} in metrics.json")
@@ -313,7 +336,8 @@ def test_metrics_json_is_always_valid_json(tmp_path):
     data = json.loads(path.read_text(), parse_constant=refuse)           # NaN/Infinity are not JSON
     m = data["metrics"]
     assert m["nan"] is None and m["np_nan"] is None and m["np32_inf"] is None and m["torch_nan"] is None
-    assert m["nested"] == [{"x": None}, [None, 1]] and m["array"] == [1.5, None] and m["tensor"] == [[1.0, None]]
+    assert m["nested"] == [{"x": None}, [None, 1]] and m["array"] == [1.5,
+                                                                      None] and m["tensor"] == [[1.0, None]]
     assert m["flag"] is True and data["config"] == {"LR": pytest.approx(1e-3), "H": 3}
 
 

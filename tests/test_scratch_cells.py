@@ -10,9 +10,8 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pack_padded_sequence
-
 from conftest import ROOT, load_theory, run_script
+from torch.nn.utils.rnn import pack_padded_sequence
 
 lstm_mod = load_theory("lstm_from_scratch")
 gru_mod = load_theory("gru_from_scratch")
@@ -275,7 +274,8 @@ def test_cuda(cell, dtype):
 
 def test_modules_import_without_side_effects_from_any_cwd(tmp_cwd):
     for stem in ("lstm_from_scratch", "gru_from_scratch"):
-        spec = importlib.util.spec_from_file_location(f"fresh_{stem}", ROOT / "01_basic_theory" / f"{stem}.py")
+        spec = importlib.util.spec_from_file_location(f"fresh_{stem}",
+                                                      ROOT / "01_basic_theory" / f"{stem}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert callable(module.main) and callable(module.check_against_torch)

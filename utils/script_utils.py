@@ -115,7 +115,8 @@ def Interval(spec: str, kind: type = float) -> Allowed:
 
 def OneOf(*choices: Any) -> Allowed:
     """One of a few values: IMPL: OneOf("torch", "scratch")."""
-    allowed = Allowed(type(choices[0]), f"one of {', '.join(map(str, choices))}", lambda v: v in choices, noun="")
+    allowed = Allowed(type(choices[0]), f"one of {', '.join(map(str, choices))}", lambda v: v in choices,
+                      noun="")
     allowed.choices = choices
     return allowed
 
@@ -324,7 +325,8 @@ def parse_config(namespace: dict, argv: list[str] | None = None) -> dict:
     return config
 
 
-def check_constants(namespace: dict, given: dict[str, str] | None = None, only: Iterable[str] | None = None) -> None:
+def check_constants(namespace: dict, given: dict[str, str] | None = None,
+                    only: Iterable[str] | None = None) -> None:
     """Check the constants against their annotations, then the script's CHECKS; the first problem is one
     UserError: `--HORIZON=0: must be an integer >= 1 (trading days ahead to forecast).` (a value typed on
     the command line) or `HORIZON = 0: must be ...` (a value edited in the file). `only`: these names."""
@@ -510,7 +512,8 @@ def get_device(preference: str = "auto", verbose: bool = True):
 
     preference = (preference or "auto").lower()
     available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+                 "mps": getattr(torch.backends, "mps",
+                                None) is not None and torch.backends.mps.is_available()}
     if preference == "auto":
         name = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
     elif preference in available:

@@ -66,7 +66,8 @@ def plot_training_curves(history: list[dict] | dict[str, list[dict]], path: Path
         ax2 = axes[0, 1]
         for i, (label, rows) in enumerate(runs.items()):
             for m in metrics:
-                ax2.plot([r[xkey] for r in rows], [r.get(m) for r in rows], "o-", color=palette[i] if label else None,
+                ax2.plot([r[xkey] for r in rows], [r.get(m) for r in rows], "o-",
+                         color=palette[i] if label else None,
                          label=(f"{label}: {m}" if len(metrics) > 1 else label) if label else m)
         ax2.set_xlabel(xkey)
         ax2.set_ylabel("validation metric")

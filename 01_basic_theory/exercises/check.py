@@ -3,9 +3,9 @@
 Run:  python 01_basic_theory/exercises/check.py --EXERCISE=lstm [--FILE=path/to/a_copy.py]
       (without --FILE: the template of that exercise in this folder; --FILE grades a copy anywhere)
 Exercises: --EXERCISE=   the file you fill in   what you write                                  THEORY.md
-  lstm         lstm_cell.py     one LSTM step, forward and backward                  §2 (L1-L6), §4.1 (LB1-LB7)
-  gru          gru_cell.py      one GRU step, forward and backward                   §3 (G1-G4), §4.2 (GB1-GB7)
-  bptt         lstm_bptt.py     BPTT over a whole sequence: the carried dh and dc    §4.1 (LB8)
+  lstm         lstm_cell.py     one LSTM step, forward and backward                  §2 (L1-L6), §4.1
+  (LB1-LB7) gru          gru_cell.py      one GRU step, forward and backward                   §3 (G1-G4),
+  §4.2 (GB1-GB7) bptt         lstm_bptt.py     BPTT over a whole sequence: the carried dh and dc    §4.1 (LB8)
   masked_pool  masked_pool.py   mean and max over the valid steps only               §5.1 (P1, P2)
   tbptt        tbptt.py         truncated BPTT: carry the state, detach it           §10 (T2)
   attention    attention.py     one attention step of the encoder-decoder            §13 (E4-E7)
@@ -16,7 +16,10 @@ Exit code 0: everything is right; 1: something is not right (yet); 2: a bad opti
 多种随机形状（含 batch 1、有无偏置）。每个量一行：ok，或 wrong 加最大误差和该看 THEORY.md 的哪个公式。
 先检查前向，前向对了才检查反向。退出码 0 表示全部正确。
 """
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # repo root on the path
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # repo root on the path
 
 import contextlib
 import inspect
@@ -28,12 +31,23 @@ from types import SimpleNamespace
 
 import torch
 
-from utils.model_utils import load_theory_module  # 01's lstm_from_scratch / gru_from_scratch: the reference cells
-from utils.script_utils import (OneOf, REPO_ROOT, Seed, UserError, import_case_module, parse_config, run_main,
-                                shown_path)
+from utils.model_utils import (
+    load_theory_module,  # 01's lstm_from_scratch / gru_from_scratch: the reference cells
+)
+from utils.script_utils import (
+    REPO_ROOT,
+    OneOf,
+    Seed,
+    UserError,
+    import_case_module,
+    parse_config,
+    run_main,
+    shown_path,
+)
 
 # ==== Settings (edit me, or override on the command line: --EXERCISE=gru) ====
-EXERCISE: OneOf("lstm", "gru", "bptt", "masked_pool", "tbptt", "attention", "topk_topp") = "lstm"  # which exercise (the list: --help)
+# which exercise (the list: --help)
+EXERCISE: OneOf("lstm", "gru", "bptt", "masked_pool", "tbptt", "attention", "topk_topp") = "lstm"
 FILE: str = ""     # the file to grade; empty: this folder's template for the exercise
 SEED: Seed = 0     # draws the random test cases (every seed must pass)
 
@@ -72,7 +86,8 @@ class Learner:
         for folder in (str(REPO_ROOT), str(THEORY_DIR), str(self.path.parent)):
             if folder not in sys.path:
                 sys.path.insert(0, folder)
-        # Compiled from the source every time, never from a cached .pyc: an edit made a second ago is what counts.
+        # Compiled from the source every time, never from a cached .pyc: an edit made a second ago is what
+        # counts.
         module = types.ModuleType(f"learner_{self.path.stem}_{next(_loads)}")
         module.__file__ = str(self.path)
         sys.modules[module.__name__] = module   # for what needs its own module (dataclasses, pickling)
@@ -127,7 +142,8 @@ class Learner:
                 value = fn(*args)
         except NotImplementedError:
             return True
-        except (Exception, SystemExit):  # anything else means it was written (and is called with no cache here)
+        except (Exception, SystemExit):  # anything else means it was written (and is called with no cache
+                                         # here)
             return False
         return value is NotImplemented
 
@@ -185,7 +201,8 @@ class Tally:
     """What the cases said about each quantity: ok, the first problem of type or shape, or the largest error.
 
     hints: {name: (equations, section)}, e.g. {"dc": ("(LB4)", "§4.1")}.
-    blocks: {name: gate letters}, for quantities stacked by gate along dim 0, to say which gate's rows are wrong.
+    blocks: {name: gate letters}, for quantities stacked by gate along dim 0,
+            to say which gate's rows are wrong.
     """
 
     def __init__(self, names, hints, blocks=None):
@@ -304,8 +321,8 @@ def rand(gen, *shape, scale=1.0):
 # ---------------------------------------------------------------------------------------------
 # 3. Grading: a forward and its backward (lstm, gru, bptt), or functions one by one (the others)
 # ---------------------------------------------------------------------------------------------
-def grade_forward_backward(learner, cases, fwd_spec, bwd_spec, hints, fwd_args, bwd_args, probe, optional, blocks,
-                           diagnose=None):
+def grade_forward_backward(learner, cases, fwd_spec, bwd_spec, hints, fwd_args, bwd_args, probe, optional,
+                           blocks, diagnose=None):
     """The forward's outputs (all but the last, the cache) on every case, then the backward's, if the forward is right.
 
     fwd_spec, bwd_spec: (name, signature, returns, THEORY section); fwd_args(case), bwd_args(case, cache): the
@@ -387,9 +404,11 @@ def grade_functions(learner, specs):
 # ---------------------------------------------------------------------------------------------
 # 4. The cells (lstm, gru): forward against 01's cell, backward against autograd
 # ---------------------------------------------------------------------------------------------
-# (batch, input size, hidden size, biases): batch 1, input size 1, input size != hidden size, so a transposed or
+# (batch, input size, hidden size, biases): batch 1, input size 1, input size != hidden size,
+# so a transposed or
 # swapped weight gradient shows in its shape
-CELL_SHAPES = [(1, 3, 4, True), (1, 2, 5, False), (3, 4, 2, True), (3, 5, 3, False), (5, 3, 6, True), (2, 1, 3, True)]
+CELL_SHAPES = [(1, 3, 4, True), (1, 2, 5, False), (3, 4, 2, True), (3, 5, 3, False), (5, 3, 6, True),
+               (2, 1, 3, True)]
 
 LSTM_HINTS = {"h_new": ("(L4), (L6)", "§2"), "c_new": ("(L1)-(L3), (L5)", "§2"),
               "dx": ("(LB6)", "§4.1"), "dh": ("(LB6)", "§4.1"), "dc": ("(LB4)", "§4.1"),
@@ -406,11 +425,12 @@ def cell_cases(gen, gates, with_c):
         tags = (["batch 1"] if B == 1 else []) + (["no biases"] if not bias else ["biases"])
         case = Case(label=f"case {k + 1}: batch {B}, input {I}, hidden {H}, {'biases' if bias else 'no biases'}",
                     tags=tags, B=B, I=I, H=H, bias=bias,
-                    x=rand(gen, B, I), h=rand(gen, B, H, scale=0.5), c=rand(gen, B, H, scale=0.5) if with_c else None,
-                    w_ih=rand(gen, gates * H, I, scale=0.5), w_hh=rand(gen, gates * H, H, scale=0.5),
+                    x=rand(gen, B, I), h=rand(gen, B, H, scale=0.5),
+                    c=rand(gen, B, H, scale=0.5) if with_c else None, w_ih=rand(gen, gates * H, I, scale=0.5),
+                    w_hh=rand(gen, gates * H, H, scale=0.5),
                     b_ih=rand(gen, gates * H, scale=0.5) if bias else None,
-                    b_hh=rand(gen, gates * H, scale=0.5) if bias else None,
-                    dh_new=rand(gen, B, H), dc_new=rand(gen, B, H) if with_c else None)
+                    b_hh=rand(gen, gates * H, scale=0.5) if bias else None, dh_new=rand(gen, B, H),
+                    dc_new=rand(gen, B, H) if with_c else None)
         cases.append(case)
     return cases
 
@@ -449,11 +469,14 @@ def grade_cell(learner, kind, gen):
     print(f"{len(cases)} cases in float64: batch 1, 2, 3 and 5, with and without biases; the reference is 01's "
           f"{kind}_cell_forward and autograd")
     if lstm:
-        fwd_spec = ("lstm_cell_forward", "(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None)", ("h_new", "c_new", "cache"), "§2")
-        bwd_spec = ("lstm_cell_backward", "(dh_new, dc_new, cache)", ("dx", "dh", "dc", "dw_ih", "dw_hh", "db"), "§4.1")
+        fwd_spec = ("lstm_cell_forward", "(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None)",
+                    ("h_new", "c_new", "cache"), "§2")
+        bwd_spec = ("lstm_cell_backward", "(dh_new, dc_new, cache)",
+                    ("dx", "dh", "dc", "dw_ih", "dw_hh", "db"), "§4.1")
     else:
         fwd_spec = ("gru_cell_forward", "(x, h, w_ih, w_hh, b_ih=None, b_hh=None)", ("h_new", "cache"), "§3")
-        bwd_spec = ("gru_cell_backward", "(dh_new, cache)", ("dx", "dh", "dw_ih", "dw_hh", "db_ih", "db_hh"), "§4.2")
+        bwd_spec = ("gru_cell_backward", "(dh_new, cache)", ("dx", "dh", "dw_ih", "dw_hh", "db_ih", "db_hh"),
+                    "§4.2")
     letters = ("i", "f", "g", "o") if lstm else ("r", "z", "n")
     return grade_forward_backward(
         learner, cases, fwd_spec, bwd_spec, LSTM_HINTS if lstm else GRU_HINTS,
@@ -518,7 +541,8 @@ def show_cell_at_work(learner, kind, gen):
 # ---------------------------------------------------------------------------------------------
 # 5. BPTT over a sequence (bptt): the carried dh and dc, the summed weight gradients
 # ---------------------------------------------------------------------------------------------
-BPTT_SHAPES = [(4, 2, 3, 5, True), (1, 1, 2, 3, False), (5, 1, 3, 2, True), (3, 3, 2, 4, False)]  # (T, B, I, H, biases)
+# (T, B, I, H, biases)
+BPTT_SHAPES = [(4, 2, 3, 5, True), (1, 1, 2, 3, False), (5, 1, 3, 2, True), (3, 3, 2, 4, False)]
 BPTT_HINTS = {"out": ("(L1)-(L6)", "§2"), "h_n": ("(L6)", "§2"), "c_n": ("(L5)", "§2"),
               "dx": ("(LB6)", "§4.1"), "dh0": ("(LB6), (LB8)", "§4.1"), "dc0": ("(LB4), (LB8)", "§4.1"),
               "dw_ih": ("(LB7)", "§4.1"), "dw_hh": ("(LB7)", "§4.1"),
@@ -551,10 +575,13 @@ def grade_bptt(learner, gen):
             outs.append(h)
         out = torch.stack(outs)
         torch.autograd.backward((out, h, c), (case.d_out, case.d_hn, case.d_cn))
-        case.ref = dict(out=out.detach(), h_n=h.detach(), c_n=c.detach(), dx=leaves[0].grad, dh0=leaves[1].grad,
-                        dc0=leaves[2].grad, dw_ih=leaves[3].grad, dw_hh=leaves[4].grad, db=leaves[5].grad)
-    fwd_spec = ("bptt_forward", "(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None)", ("out", "h_n", "c_n", "caches"), "§2")
-    bwd_spec = ("bptt_backward", "(d_out, d_hn, d_cn, caches)", ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"), "§4.1")
+        case.ref = dict(out=out.detach(), h_n=h.detach(), c_n=c.detach(), dx=leaves[0].grad,
+                        dh0=leaves[1].grad, dc0=leaves[2].grad, dw_ih=leaves[3].grad, dw_hh=leaves[4].grad,
+                        db=leaves[5].grad)
+    fwd_spec = ("bptt_forward", "(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None)",
+                ("out", "h_n", "c_n", "caches"), "§2")
+    bwd_spec = ("bptt_backward", "(d_out, d_hn, d_cn, caches)", ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"),
+                "§4.1")
     return grade_forward_backward(
         learner, cases, fwd_spec, bwd_spec, BPTT_HINTS,
         fwd_args=lambda c: [c.x, c.h0, c.c0, c.w_ih, c.w_hh, c.b_ih, c.b_hh],
@@ -596,14 +623,17 @@ def attention_specs(gen):
     """(E4)-(E7) for one decoder step, against 04's Seq2Seq.attend (04_text_gen/g2p_model.py) itself."""
     attend = import_case_module("04_text_gen", "g2p_model").Seq2Seq.attend
     cases = []
-    for k, (B, S, M, H, lengths) in enumerate([(1, 1, 4, 3, [1]), (2, 5, 4, 3, [5, 2]), (3, 6, 2, 5, [6, 1, 3]),
+    for k, (B, S, M, H,
+            lengths) in enumerate([(1, 1, 4, 3, [1]), (2, 5, 4, 3, [5, 2]), (3, 6, 2, 5, [6, 1, 3]),
                                                (1, 4, 6, 6, [4])]):
         lengths = torch.tensor(lengths)
         d, memory = rand(gen, B, H), rand(gen, B, S, M)
-        mask = torch.arange(S)[None, :] < lengths[:, None]                        # (B, S) True at real letters
+        # (B, S) True at real letters
+        mask = torch.arange(S)[None, :] < lengths[:, None]
         w_a, w_c, b_c = rand(gen, H, M, scale=0.5), rand(gen, H, M + H, scale=0.5), rand(gen, H, scale=0.5)
         model = SimpleNamespace(attention=True, W_a=lambda s, w=w_a: s @ w.t(),
-                                W_c=lambda v, w=w_c, b=b_c: v @ w.t() + b, out=lambda v: v, dropout=lambda v: v)
+                                W_c=lambda v, w=w_c, b=b_c: v @ w.t() + b, out=lambda v: v,
+                                dropout=lambda v: v)
         tilde, alpha = attend(model, d[:, None, :], memory, mask, None)           # (B, 1, H), (B, 1, S)
         context = (alpha @ memory)[:, 0]                                          # (E6)
         tags = (["batch 1"] if B == 1 else []) + (["padding"] if int(lengths.min()) < S else [])
@@ -613,7 +643,8 @@ def attention_specs(gen):
     hints = {"alpha": ("(E4), (E5)", "§13"), "context": ("(E6)", "§13"), "tilde": ("(E7)", "§13")}
     print(f"{len(cases)} cases in float64 (batch 1 included, padded letters, a single letter); the reference is "
           "Seq2Seq.attend of 04_text_gen/g2p_model.py")
-    return [("attention_step", "(d, memory, mask, w_a, w_c, b_c)", ("alpha", "context", "tilde"), "§13", hints, cases)]
+    return [("attention_step", "(d, memory, mask, w_a, w_c, b_c)", ("alpha", "context", "tilde"), "§13",
+             hints, cases)]
 
 
 def topk_topp_specs(gen):
@@ -630,7 +661,8 @@ def topk_topp_specs(gen):
             tags = (["ties"] if p_in is ties else []) + (["k <= 0 or k >= V"] if k <= 0 or k >= p_in.shape[-1] else [])
             k_cases.append(Case(label=label, tags=tags, args=[p_in, k],
                                 ref={"top_k_filter": char_model.top_k_filter(p_in, k)}))
-    for p_in, ps in ((probs[0], (0.05, 0.5, 0.9, 1.0)), (probs[1], (0.3, 0.8)), (probs[2], (0.6,)), (dyadic, (0.75,))):
+    for p_in, ps in ((probs[0], (0.05, 0.5, 0.9, 1.0)), (probs[1], (0.3, 0.8)), (probs[2], (0.6,)),
+                     (dyadic, (0.75,))):
         for p in ps:
             label = f"probs of shape {tuple(p_in.shape)}, p={p}"
             tags = (["p reached exactly"] if p_in is dyadic else []) + (["p >= 1"] if p >= 1 else [])
@@ -645,8 +677,9 @@ def topk_topp_specs(gen):
 # ---------------------------------------------------------------------------------------------
 # 7. Truncated BPTT (tbptt): the values carried from chunk to chunk, the gradient cut at each boundary
 # ---------------------------------------------------------------------------------------------
-TBPTT_CASES = [("LSTM", 2, 4, 3, 3, 5, 1, True), ("GRU", 1, 3, 3, 2, 4, 1, False), ("LSTM", 3, 2, 4, 2, 3, 2, False),
-               ("GRU", 2, 5, 2, 3, 3, 1, True), ("LSTM", 1, 3, 1, 2, 2, 1, True)]  # cell, B, T, chunks, I, H, layers, hx
+TBPTT_CASES = [("LSTM", 2, 4, 3, 3, 5, 1, True), ("GRU", 1, 3, 3, 2, 4, 1, False),
+               ("LSTM", 3, 2, 4, 2, 3, 2, False), ("GRU", 2, 5, 2, 3, 3, 1, True),
+               ("LSTM", 1, 3, 1, 2, 2, 1, True)]  # cell, B, T, chunks, I, H, layers, hx
 
 
 def grade_tbptt(learner, gen):
@@ -667,7 +700,8 @@ def grade_tbptt(learner, gen):
             want = reference_detach(state)
             if want is None:
                 if got is not None:
-                    tally.fail("detach_state", f"detach_state(None) returned a {type(got).__name__}; return None "
+                    tally.fail("detach_state",
+                               f"detach_state(None) returned a {type(got).__name__}; return None "
                                                "(no state yet: the rnn starts from zeros)")
                 continue
             if isinstance(want, tuple) and not (isinstance(got, tuple) and len(got) == 2):
@@ -696,20 +730,24 @@ def grade_tbptt(learner, gen):
             x = rand(gen, B, K * T, I)
             hx = None
             if with_hx:
-                hx = (rand(gen, layers, B, H), rand(gen, layers, B, H)) if cell == "LSTM" else rand(gen, layers, B, H)
+                hx = (rand(gen, layers, B, H), rand(gen, layers, B, H)) if cell == "LSTM" else rand(gen,
+                                                                                                    layers,
+                                                                                                    B, H)
             case = Case(label=f"case {k + 1}: {cell}, batch {B}, {K} chunk{'s' if K > 1 else ''} of {T} steps, "
                               f"{layers} layer{'s' if layers > 1 else ''}, state {'given' if with_hx else 'None'}",
                         tags=[cell] + (["one chunk"] if K == 1 else []))
             with torch.no_grad():
                 full_out, full_state = rnn(x, hx)
             chunks = [c.clone().requires_grad_(True) for c in x.split(T, dim=1)]
-            value = unpack(learner.call(fn, [rnn, chunks, hx], case.label, "§10"), ("outputs", "state"), "run_chunks")
+            value = unpack(learner.call(fn, [rnn, chunks, hx], case.label, "§10"), ("outputs", "state"),
+                           "run_chunks")
             outputs, state = value
             if not isinstance(outputs, (list, tuple)) or len(outputs) != K:
                 tally.fail("outputs", f"return a list of {K} outputs, one per chunk ({case.label}), not "
                                       f"{len(outputs) if isinstance(outputs, (list, tuple)) else type(outputs).__name__}")
                 continue
-            both = torch.cat(list(outputs), dim=1) if all(isinstance(o, torch.Tensor) for o in outputs) else outputs[0]
+            both = torch.cat(list(outputs),
+                             dim=1) if all(isinstance(o, torch.Tensor) for o in outputs) else outputs[0]
             tally.compare("outputs", both, full_out, case)
             if isinstance(full_state, tuple):
                 if not (isinstance(state, (tuple, list)) and len(state) == 2):
@@ -736,7 +774,8 @@ def check_boundaries(tally, outputs, chunks, case):
         if not isinstance(out, torch.Tensor) or tally.problem["gradient"]:
             return
         if not out.requires_grad:
-            tally.fail("gradient", f"the output of chunk {k + 1} has no graph at all ({case.label}): keep the "
+            tally.fail("gradient",
+                       f"the output of chunk {k + 1} has no graph at all ({case.label}): keep the "
                                    "chunk's own steps differentiable (no torch.no_grad(), no detach of the output)")
             return
         grads = torch.autograd.grad(out.sum(), chunks[:k + 1], allow_unused=True, retain_graph=True)

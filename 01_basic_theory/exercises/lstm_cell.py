@@ -7,30 +7,33 @@
 卡住了可以对照 01_basic_theory/lstm_from_scratch.py 里的 lstm_cell_forward / lstm_cell_backward（先自己试）。
 
 English: write the forward from (L1)-(L6) of THEORY.md §2 and the backward from (LB1)-(LB7) of §4.1, with
-tensor operations only, no autograd. The gate order is torch's: the stacked weights hold the rows of i, f, g, o,
-so once it is right your cell runs on torch.nn.LSTM's own weights. Run the grader after each function; it names
-every quantity that is wrong and the equation to look at:
+tensor operations only, no autograd. The gate order is torch's: the stacked weights hold the rows of i, f, g,
+o, so once it is right your cell runs on torch.nn.LSTM's own weights. Run the grader after each function;
+it names every quantity that is wrong and the equation to look at:
     python 01_basic_theory/exercises/check.py --EXERCISE=lstm
-Stuck? 01_basic_theory/lstm_from_scratch.py has the reference lstm_cell_forward / lstm_cell_backward (try first).
+Stuck? 01_basic_theory/lstm_from_scratch.py has the reference lstm_cell_forward / lstm_cell_backward
+(try first).
 """
-import torch
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     """LSTM 前向一步 / One LSTM step forward: (L1)-(L6), THEORY.md §2.
 
-    中文：由输入 x_t 和上一步的状态 h_{t-1}、c_{t-1} 算出 h_t、c_t。一次矩阵乘法得到四个门的预激活 a（B, 4H），
-    再按 i, f, g, o 切成四块。没有偏置时 b_ih、b_hh 为 None。cache 由你决定：反向需要什么就存什么（元组、字典都行）。
+    中文：由输入 x_t 和上一步的状态 h_{t-1}、c_{t-1} 算出 h_t、c_t。一次矩阵乘法得到四个门的预激活 a（B,
+    4H），再按 i, f, g, o 切成四块。没有偏置时 b_ih、b_hh 为 None。cache 由你决定：反向需要什么就存什么（元
+    组、字典都行）。
 
     English: from the input x_t and the previous states h_{t-1}, c_{t-1}, compute h_t and c_t. One matrix
     product gives the pre-activations a of all four gates, (B, 4H), split in the order i, f, g, o. Without
-    biases b_ih and b_hh are None. The cache is yours: whatever your backward will read (a tuple, a dict, ...).
+    biases b_ih and b_hh are None. The cache is yours: whatever your backward will read (a tuple, a dict,
+    ...).
 
     x: (B, I)            h, c: (B, H)
     w_ih: (4H, I)        w_hh: (4H, H)        b_ih, b_hh: (4H,) or None
     Returns h_new (B, H), c_new (B, H), cache.
     """
-    # TODO pre-activations: a = x W_ih^T + b_ih + h W_hh^T + b_hh, shape (B, 4H); split into a_i, a_f, a_g, a_o
+    # TODO pre-activations: a = x W_ih^T + b_ih + h W_hh^T + b_hh, shape (B, 4H); split into a_i, a_f, a_g,
+    # a_o
     # TODO (L1) input gate i
     # TODO (L2) forget gate f
     # TODO (L3) candidate g (tanh, not sigmoid)

@@ -13,13 +13,13 @@ stops at the start of the chunk (T2). Without the detach, chunk k's graph would 
 chunk. 04_text_gen's character model trains this way (detach_state in char_model.py). THEORY.md §10.
 Grade it with: python 01_basic_theory/exercises/check.py --EXERCISE=tbptt
 """
-import torch
 
 
 def detach_state(state):
     """切断状态的历史 / Cut the state's history: sg(.) of (T2), THEORY.md §10.
 
-    中文：LSTM 的状态是元组 (h, c)，GRU 的是一个张量 h，还没有状态时是 None；返回同样结构、同样数值、没有历史的状态。
+    中文：LSTM 的状态是元组 (h, c)，GRU 的是一个张量 h，还没有状态时是 None；返回同样结构、同样数值、没有历史
+    的状态。
 
     English: an LSTM's state is a tuple (h, c), a GRU's a tensor h, and None before there is one; return the
     same structure with the same values and no history.
@@ -44,7 +44,8 @@ def run_chunks(rnn, chunks, state=None):
     rnn: a torch.nn.LSTM or torch.nn.GRU with batch_first=True
     chunks: a list of K tensors (B, T, I), consecutive pieces of the same B streams (T1)
     state: the state before the first chunk, as rnn takes it ((h, c) | h | None)
-    Returns outputs: a list of K tensors (B, T, H), rnn's output on each chunk; state: the state after the last.
+    Returns outputs: a list of K tensors (B, T, H), rnn's output on each chunk;
+    state: the state after the last.
     """
     # TODO for each chunk: out, state = rnn(chunk, state) -- from the previous chunk's state, detached (T2)
     # TODO collect the outputs

@@ -11,7 +11,6 @@ characters (S2); top-p keeps the smallest set of most likely characters whose to
 renormalise. The equations are in THEORY.md §11; 04_text_gen/char_model.py has the reference
 top_k_filter / top_p_filter. Grade it with: python 01_basic_theory/exercises/check.py --EXERCISE=topk_topp
 """
-import torch
 
 
 def top_k_filter(probs, k):
@@ -31,7 +30,8 @@ def top_k_filter(probs, k):
 def top_p_filter(probs, p):
     """核采样 / Nucleus filtering: (S3), THEORY.md §11.
 
-    中文：按概率从大到小排序，保留“排在它前面的概率之和 < p”的字符（最可能的一个总会保留）；p >= 1 时全部保留。
+    中文：按概率从大到小排序，保留“排在它前面的概率之和 < p”的字符（最可能的一个总会保留）；p >= 1 时全部保
+    留。
 
     English: sort by probability, most likely first; keep a character while the mass of those before it is
     < p (the most likely one is always kept); p >= 1 keeps them all.
@@ -39,5 +39,6 @@ def top_p_filter(probs, p):
     probs: (..., V), each row sums to 1      p: float in (0, 1]
     Returns probs (..., V): 0 outside the nucleus, renormalised to sum to 1.
     """
-    # TODO (S3) sort, the mass before each character, keep where it is < p, back to the original order, renormalise
+    # TODO (S3) sort, the mass before each character, keep where it is < p, back to the original order,
+    # renormalise
     raise NotImplementedError("top_p_filter: write (S3)")
