@@ -31,10 +31,10 @@ from rnn_common import (
     gradcheck_layer,
     make_sine_task,
     max_rel_error,
+    median_ms,
     previous_states,
     train_side_by_side,
 )
-from utils.model_utils import ProgressLog
 from utils.script_utils import (
     AtLeast,
     OneOf,
@@ -49,6 +49,7 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import ProgressLog
 from utils.visualization import plot_curves
 
 # ==== Hyperparameters (edit me) ====
@@ -107,8 +108,52 @@ def gru_cell_backward(dh_new, cache):
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. A whole sequence: the same equations, organised for speed
+# 2. A whole sequence, the plain way: a loop over the cell above (read this first)
 # ---------------------------------------------------------------------------------------------
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """The forward pass over a sequence: gru_cell_forward at t = 0, 1, ..., T-1 (THEORY.md §3).
+
+    x: (T, B, I), h0: (B, H)  ->  out (T, B, H): h_t of every step; h_n (B, H): the state after the last
+    step; caches: the T step caches, for gru_backward.
+    """
+    h, outs, caches = h0, [], []
+    for t in range(x.shape[0]):
+        h, cache = gru_cell_forward(x[t], h, w_ih, w_hh, b_ih, b_hh)   # (G1)-(G4), one step
+        outs.append(h)                              # out_t = h_t
+        caches.append(cache)
+    return torch.stack(outs), h, caches
+
+
+def gru_backward(d_out, d_hn, caches):
+    """BPTT over a sequence: gru_cell_backward at t = T-1, ..., 1, 0 (THEORY.md §4.2).
+
+    d_out: (T, B, H) = dL/d out_t; d_hn: (B, H) = dL/d h_T (the final state).
+    Returns dx (T, B, I), dh0 (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih, db_hh (3H,).
+    """
+    dh = d_hn                                       # what arrives from after the last step (§4)
+    dxs = [None] * len(caches)
+    dw_ih = dw_hh = db_ih = db_hh = 0.0
+    for t in reversed(range(len(caches))):
+        dh = dh + d_out[t]                          # h_t feeds its own output and step t+1
+        dxs[t], dh, dw_ih_t, dw_hh_t, db_ih_t, db_hh_t = gru_cell_backward(dh, caches[t])   # dh -> t-1
+        dw_ih, dw_hh = dw_ih + dw_ih_t, dw_hh + dw_hh_t   # (GB7) summed over the steps
+        db_ih, db_hh = db_ih + db_ih_t, db_hh + db_hh_t
+    return torch.stack(dxs), dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The same equations, organised for speed (what ScratchGRU runs)
+# ---------------------------------------------------------------------------------------------
+# gru_forward / gru_backward above call the cell T times, and each call makes new tensors. The functions
+# below compute exactly the same numbers (the tests check it to 1e-12 in float64), reorganised:
+# - the input half of every gate, W_ih x_t + b, for all T steps in one matrix product before the loop
+#   (b_hr and b_hz join it; b_hn stays inside r * (W_hn h + b_hn), (G3));
+# - each step writes into buffers allocated once (in-place sigmoid_/tanh_, torch.lerp for (G4));
+# - backward fills the local derivatives of (GB1)-(GB5) for all steps at once, so the loop only
+#   multiplies by dh_t, and (GB7)'s weight gradients are one matrix product after the loop;
+# - a mask lets finished sequences of a packed batch keep their state (THEORY.md §5), and `reverse`
+#   runs the backward direction of a bidirectional layer (§6).
+# The script's section 2 times both (forward + backward) on the same batch: README, "the fast path".
 def gru_sequence_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, mask=None, reverse=False):
     """x: (T, B, I), h0: (B, H), mask: (T, B, 1) of 0/1 or None (all steps real).
 
@@ -230,7 +275,7 @@ class GRULayerFunction(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. The layer: a drop-in for torch.nn.GRU
+# 4. The layer: a drop-in for torch.nn.GRU
 # ---------------------------------------------------------------------------------------------
 class ScratchGRU(ScratchRNNBase):
     """torch.nn.GRU's constructor, parameters, init, inputs and outputs; hand-written forward/backward.
@@ -258,7 +303,7 @@ def check_against_torch(device="cpu", dtype=torch.float64):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The story the script tells
+# 5. The story the script tells
 # ---------------------------------------------------------------------------------------------
 def show_one_step(device):
     """Build a cell and print one step's gates, with shapes."""
@@ -283,6 +328,56 @@ def show_one_step(device):
     err = max(max_rel_error(a, l.grad) for a, l in zip(mine, leaves))
     print(f"one-step backward (GB1-GB7) vs autograd: max rel. error {err:.1e}")
     return err
+
+
+def loop_vs_fast_path(device, T=100, B=32, I=32, H=64, reps=5):
+    """Section 2 of the script: the plain loop (gru_forward / gru_backward) against torch.nn.GRU and against
+    the fast path (gru_sequence_forward / _backward): the same numbers, then the time of one forward +
+    backward each way (median of `reps` interleaved runs, float32). Uses its own random generator and
+    leaves the global one untouched (the training in section 5 starts from the same state)."""
+    gen = torch.Generator().manual_seed(SEED)
+    rand = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64).to(float64_device(device))
+    x, h0, d_out, d_hn = rand(T, B, I), rand(B, H), rand(T, B, H), rand(B, H)
+    w = [rand(3 * H, I) * 0.2, rand(3 * H, H) * 0.2, rand(3 * H) * 0.2, rand(3 * H) * 0.2]
+    out, h_n, caches = gru_forward(x, h0, *w)
+    loop_grads = gru_backward(d_out, d_hn, caches)
+    # torch.nn.GRU with the same weights, and autograd for the gradients
+    with torch.random.fork_rng(devices=[]):
+        ref = nn.GRU(I, H, dtype=torch.float64, device=x.device)
+    params = (ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0)
+    with torch.no_grad():
+        for p, v in zip(params, w):
+            p.copy_(v)
+    leaves = [t.clone().requires_grad_(True) for t in (x, h0)]
+    ref_out, ref_h = ref(leaves[0], leaves[1][None])
+    torch.autograd.backward((ref_out, ref_h[0]), (d_out, d_hn))
+    ref_grads = [leaves[0].grad, leaves[1].grad] + [p.grad for p in params]
+    vs_torch = max(max_rel_error(a, b) for a, b in zip((out, h_n, *loop_grads),
+                                                      (ref_out, ref_h[0], *ref_grads)))
+    f_out, f_h, saved = gru_sequence_forward(x, h0, *w)
+    fast_grads = gru_sequence_backward(d_out, d_hn, x, h0, w[0], w[1], *saved)
+    vs_fast = max(max_rel_error(a, b) for a, b in zip((out, h_n, *loop_grads), (f_out, f_h, *fast_grads)))
+    print(f"gru_forward / gru_backward (a loop over the cell of 1.), T={T}, B={B}, I={I}, H={H}, float64:")
+    print(f"  vs torch.nn.GRU + autograd: max rel. error {vs_torch:.1e}   vs the fast path of section 3 of "
+          f"the file: {vs_fast:.1e}")
+
+    x32, h32, d32 = (t.float().to(device) for t in (x, h0, d_out))
+    w32 = [t.float().to(device) for t in w]
+    zero = torch.zeros_like(h32)
+
+    def plain():
+        gru_backward(d32, zero, gru_forward(x32, h32, *w32)[2])
+
+    def fast():
+        saved = gru_sequence_forward(x32, h32, *w32)[2]
+        gru_sequence_backward(d32, zero, x32, h32, w32[0], w32[1], *saved)
+
+    med = median_ms({"plain": plain, "fast": fast}, device, reps)
+    speedup = med["plain"] / med["fast"]
+    print(f"  one forward + backward, float32 on {device.type}: plain loop {med['plain']:.1f} ms, fast path "
+          f"{med['fast']:.1f} ms -> {speedup:.1f}x (median of {reps}; the same equations, reorganised)")
+    return {"loop_vs_torch_max_error": vs_torch, "loop_vs_fast_max_error": vs_fast,
+            "plain_loop_ms": med["plain"], "fast_path_ms": med["fast"], "fast_path_speedup": speedup}
 
 
 def compare_configurations(device):
@@ -333,14 +428,16 @@ def main():
     print("\n== 1. One GRU step from the equations (THEORY.md G1-G4) ==")
     step_err = show_one_step(device)
     if float64_device(device) != device:
-        print(f"(the float64 rows of 2. and the gradcheck of 3. run on the CPU: {device.type} has no float64; "
-              f"the float32 rows and the training of 4. run on {device.type})")
-    print("\n== 2. Whole sequences vs torch.nn.GRU: outputs, final state and every gradient ==")
+        print(f"(the float64 rows of 3. and the gradcheck of 4. run on the CPU: {device.type} has no "
+              f"float64; the float32 rows and the training of 5. run on {device.type})")
+    print("\n== 2. A whole sequence as a loop over that step (gru_forward / gru_backward) ==")
+    loop = loop_vs_fast_path(device)
+    print("\n== 3. Whole sequences vs torch.nn.GRU: outputs, final state and every gradient ==")
     worst = compare_configurations(device)
-    print("\n== 3. torch.autograd.gradcheck (float64, finite differences vs our BPTT) ==")
+    print("\n== 4. torch.autograd.gradcheck (float64, finite differences vs our BPTT) ==")
     ok = gradcheck_layer(ScratchGRU, packed=True, device=float64_device(device))
     print(f"gradcheck on a packed, bidirectional 2-layer ScratchGRU: {'passed' if ok else 'FAILED'}")
-    print("\n== 4. Training ScratchGRU and torch.nn.GRU side by side (same init, same batches) ==")
+    print("\n== 5. Training ScratchGRU and torch.nn.GRU side by side (same init, same batches) ==")
     # progress.jsonl, live training_curves.png and TensorBoard; Ctrl-C says what is kept
     with ProgressLog(out, hparams=cfg, title="ScratchGRU vs torch.nn.GRU", logy=True) as progress:
         history = train_both(device, progress)
@@ -356,7 +453,7 @@ def main():
     metrics = {"one_step_backward_error": step_err, "max_error_float64": worst["float64"],
                "max_error_float32": worst["float32"], "gradcheck": bool(ok),
                "final_val_loss_scratch": history[-1]["scratch_val_loss"],
-               "final_val_loss_torch": history[-1]["torch_val_loss"], "max_loss_gap": gap}
+               "final_val_loss_torch": history[-1]["torch_val_loss"], "max_loss_gap": gap, **loop}
     save_metrics(out, config=cfg, metrics=metrics, history=history, start_time=t0, device=device)
     print(f"\nwrote {plot_path} and {out / 'metrics.json'}")
 

@@ -30,10 +30,10 @@ from rnn_common import (
     gradcheck_layer,
     make_sine_task,
     max_rel_error,
+    median_ms,
     previous_states,
     train_side_by_side,
 )
-from utils.model_utils import ProgressLog
 from utils.script_utils import (
     AtLeast,
     Finite,
@@ -49,6 +49,7 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import ProgressLog
 from utils.visualization import plot_curves
 
 # ==== Hyperparameters (edit me) ====
@@ -112,8 +113,50 @@ def lstm_cell_backward(dh_new, dc_new, cache):
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. A whole sequence: the same equations, organised for speed
+# 2. A whole sequence, the plain way: a loop over the cell above (read this first)
 # ---------------------------------------------------------------------------------------------
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """The forward pass over a sequence: lstm_cell_forward at t = 0, 1, ..., T-1 (THEORY.md §2).
+
+    x: (T, B, I), h0, c0: (B, H)  ->  out (T, B, H): h_t of every step; h_n, c_n (B, H): the states after
+    the last step; caches: the T step caches, for lstm_backward.
+    """
+    h, c, outs, caches = h0, c0, [], []
+    for t in range(x.shape[0]):
+        h, c, cache = lstm_cell_forward(x[t], h, c, w_ih, w_hh, b_ih, b_hh)   # (L1)-(L6), one step
+        outs.append(h)                              # out_t = h_t
+        caches.append(cache)
+    return torch.stack(outs), h, c, caches
+
+
+def lstm_backward(d_out, d_hn, d_cn, caches):
+    """BPTT over a sequence: lstm_cell_backward at t = T-1, ..., 1, 0 (THEORY.md §4.1, (LB8)).
+
+    d_out: (T, B, H) = dL/d out_t; d_hn, d_cn: (B, H) = dL/d h_T, dL/d c_T (the final states).
+    Returns dx (T, B, I), dh0, dc0 (B, H), dw_ih (4H, I), dw_hh (4H, H), db (4H,).
+    """
+    dh, dc = d_hn, d_cn                             # what arrives from after the last step (§4)
+    dxs = [None] * len(caches)
+    dw_ih = dw_hh = db = 0.0
+    for t in reversed(range(len(caches))):
+        dh = dh + d_out[t]                          # (LB8) h_t feeds its own output and step t+1
+        dxs[t], dh, dc, dw_ih_t, dw_hh_t, db_t = lstm_cell_backward(dh, dc, caches[t])   # dh, dc -> t-1
+        dw_ih, dw_hh, db = dw_ih + dw_ih_t, dw_hh + dw_hh_t, db + db_t   # (LB7) summed over the steps
+    return torch.stack(dxs), dh, dc, dw_ih, dw_hh, db
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The same equations, organised for speed (what ScratchLSTM runs)
+# ---------------------------------------------------------------------------------------------
+# lstm_forward / lstm_backward above call the cell T times, and each call makes new tensors. The
+# functions below compute exactly the same numbers (the tests check it to 1e-12 in float64), reorganised:
+# - the input half of every gate, W_ih x_t + b, for all T steps in one matrix product before the loop;
+# - each step writes into buffers allocated once (in-place sigmoid_/tanh_ on views), no torch.cat;
+# - backward fills the local derivatives of (LB3)+(LB5) for all steps at once, so the loop only
+#   multiplies by dc_t / dh_t, and (LB7)'s weight gradients are one matrix product after the loop;
+# - a mask lets finished sequences of a packed batch keep their state (THEORY.md §5), and `reverse`
+#   runs the backward direction of a bidirectional layer (§6).
+# The script's section 2 times both (forward + backward) on the same batch: README, "the fast path".
 def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, mask=None, reverse=False):
     """x: (T, B, I), h0, c0: (B, H), mask: (T, B, 1) of 0/1 or None (all steps real).
 
@@ -244,7 +287,7 @@ class LSTMLayerFunction(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. The layer: a drop-in for torch.nn.LSTM
+# 4. The layer: a drop-in for torch.nn.LSTM
 # ---------------------------------------------------------------------------------------------
 class ScratchLSTM(ScratchRNNBase):
     """torch.nn.LSTM's constructor, parameters, init, inputs and outputs; hand-written forward/backward.
@@ -290,7 +333,7 @@ def check_against_torch(device="cpu", dtype=torch.float64):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The story the script tells
+# 5. The story the script tells
 # ---------------------------------------------------------------------------------------------
 def show_one_step(device):
     """Build a cell and print one step's gates, with shapes."""
@@ -317,6 +360,59 @@ def show_one_step(device):
     err = max(max_rel_error(a, b) for a, b in zip(mine, ref))
     print(f"one-step backward (LB1-LB7) vs autograd: max rel. error {err:.1e}")
     return err
+
+
+def loop_vs_fast_path(device, T=100, B=32, I=32, H=64, reps=5):
+    """Section 2 of the script: the plain loop (lstm_forward / lstm_backward) against torch.nn.LSTM and
+    against the fast path (lstm_sequence_forward / _backward): the same numbers, then the time of one
+    forward + backward each way (median of `reps` interleaved runs, float32). Uses its own random
+    generator and leaves the global one untouched (the training in section 5 starts from the same state)."""
+    gen = torch.Generator().manual_seed(SEED)
+    rand = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64).to(float64_device(device))
+    x, h0, c0 = rand(T, B, I), rand(B, H), rand(B, H)        # inputs and initial states
+    d_out, d_hn, d_cn = rand(T, B, H), rand(B, H), rand(B, H)   # gradients arriving from a loss
+    w = [rand(4 * H, I) * 0.2, rand(4 * H, H) * 0.2, rand(4 * H) * 0.2, rand(4 * H) * 0.2]
+    out, h_n, c_n, caches = lstm_forward(x, h0, c0, *w)
+    loop_grads = lstm_backward(d_out, d_hn, d_cn, caches)
+    # torch.nn.LSTM with the same weights, and autograd for the gradients
+    with torch.random.fork_rng(devices=[]):
+        ref = nn.LSTM(I, H, dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        for p, v in zip((ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0), w):
+            p.copy_(v)
+    leaves = [t.clone().requires_grad_(True) for t in (x, h0, c0)]
+    ref_out, (ref_h, ref_c) = ref(leaves[0], (leaves[1][None], leaves[2][None]))
+    torch.autograd.backward((ref_out, ref_h[0], ref_c[0]), (d_out, d_hn, d_cn))
+    ref_grads = [leaves[0].grad, leaves[1].grad, leaves[2].grad, ref.weight_ih_l0.grad, ref.weight_hh_l0.grad,
+                 ref.bias_ih_l0.grad]
+    vs_torch = max(max_rel_error(a, b) for a, b in zip((out, h_n, c_n, *loop_grads),
+                                                      (ref_out, ref_h[0], ref_c[0], *ref_grads)))
+    f_out, f_h, f_c, saved = lstm_sequence_forward(x, h0, c0, *w)
+    fast_grads = lstm_sequence_backward(d_out, d_hn, d_cn, x, h0, c0, w[0], w[1], *saved)
+    vs_fast = max(max_rel_error(a, b) for a, b in zip((out, h_n, c_n, *loop_grads),
+                                                     (f_out, f_h, f_c, *fast_grads)))
+    print(f"lstm_forward / lstm_backward (a loop over the cell of 1.), T={T}, B={B}, I={I}, H={H}, float64:")
+    print(f"  vs torch.nn.LSTM + autograd: max rel. error {vs_torch:.1e}   vs the fast path of section 3 of "
+          f"the file: {vs_fast:.1e}")
+
+    x32, h32, c32, d32 = (t.float().to(device) for t in (x, h0, c0, d_out))
+    w32 = [t.float().to(device) for t in w]
+    zero = torch.zeros_like(h32)
+
+    def plain():
+        o, _, _, cs = lstm_forward(x32, h32, c32, *w32)
+        lstm_backward(d32, zero, zero, cs)
+
+    def fast():
+        o, _, _, sv = lstm_sequence_forward(x32, h32, c32, *w32)
+        lstm_sequence_backward(d32, zero, zero, x32, h32, c32, w32[0], w32[1], *sv)
+
+    med = median_ms({"plain": plain, "fast": fast}, device, reps)
+    speedup = med["plain"] / med["fast"]
+    print(f"  one forward + backward, float32 on {device.type}: plain loop {med['plain']:.1f} ms, fast path "
+          f"{med['fast']:.1f} ms -> {speedup:.1f}x (median of {reps}; the same equations, reorganised)")
+    return {"loop_vs_torch_max_error": vs_torch, "loop_vs_fast_max_error": vs_fast,
+            "plain_loop_ms": med["plain"], "fast_path_ms": med["fast"], "fast_path_speedup": speedup}
 
 
 def compare_configurations(device):
@@ -369,14 +465,16 @@ def main():
     print("\n== 1. One LSTM step from the equations (THEORY.md L1-L6) ==")
     step_err = show_one_step(device)
     if float64_device(device) != device:
-        print(f"(the float64 rows of 2. and the gradcheck of 3. run on the CPU: {device.type} has no float64; "
-              f"the float32 rows and the training of 4. run on {device.type})")
-    print("\n== 2. Whole sequences vs torch.nn.LSTM: outputs, final states and every gradient ==")
+        print(f"(the float64 rows of 3. and the gradcheck of 4. run on the CPU: {device.type} has no "
+              f"float64; the float32 rows and the training of 5. run on {device.type})")
+    print("\n== 2. A whole sequence as a loop over that step (lstm_forward / lstm_backward) ==")
+    loop = loop_vs_fast_path(device)
+    print("\n== 3. Whole sequences vs torch.nn.LSTM: outputs, final states and every gradient ==")
     worst = compare_configurations(device)
-    print("\n== 3. torch.autograd.gradcheck (float64, finite differences vs our BPTT) ==")
+    print("\n== 4. torch.autograd.gradcheck (float64, finite differences vs our BPTT) ==")
     ok = gradcheck_layer(ScratchLSTM, packed=True, device=float64_device(device))
     print(f"gradcheck on a packed, bidirectional 2-layer ScratchLSTM: {'passed' if ok else 'FAILED'}")
-    print("\n== 4. Training ScratchLSTM and torch.nn.LSTM side by side (same init, same batches) ==")
+    print("\n== 5. Training ScratchLSTM and torch.nn.LSTM side by side (same init, same batches) ==")
     # progress.jsonl, live training_curves.png and TensorBoard; Ctrl-C says what is kept
     with ProgressLog(out, hparams=cfg, title="ScratchLSTM vs torch.nn.LSTM", logy=True) as progress:
         history = train_both(device, progress)
@@ -392,7 +490,7 @@ def main():
     metrics = {"one_step_backward_error": step_err, "max_error_float64": worst["float64"],
                "max_error_float32": worst["float32"], "gradcheck": bool(ok),
                "final_val_loss_scratch": history[-1]["scratch_val_loss"],
-               "final_val_loss_torch": history[-1]["torch_val_loss"], "max_loss_gap": gap}
+               "final_val_loss_torch": history[-1]["torch_val_loss"], "max_loss_gap": gap, **loop}
     save_metrics(out, config=cfg, metrics=metrics, history=history, start_time=t0, device=device)
     print(f"\nwrote {plot_path} and {out / 'metrics.json'}")
 

@@ -173,8 +173,8 @@ class ScratchRNNBase(nn.Module):
     def _check_input(self, x, expected_dim):
         if x.dtype != self.weight_ih_l0.dtype:
             raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype "
-                             f"({self.weight_ih_l0.dtype}). Convert input: input.to({self.weight_ih_l0.dtype}), "
-                             f"or convert model: model.to({x.dtype})")
+                             f"({self.weight_ih_l0.dtype}). Convert input: "
+                             f"input.to({self.weight_ih_l0.dtype}), or convert model: model.to({x.dtype})")
         if x.dim() != expected_dim:
             raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
         if x.size(-1) != self.input_size:
@@ -198,7 +198,8 @@ class ScratchRNNBase(nn.Module):
             if self.NUM_STATES == 2:
                 got = f"({states[0].dim()}-D, {states[1].dim()}-D) tensors"
                 raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got {got}")
-            raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {states[0].dim()}-D tensor")
+            raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got "
+                               f"{states[0].dim()}-D tensor")
         if not is_batched:
             states = tuple(s.unsqueeze(1) for s in states)
         for k, s in enumerate(states):
@@ -376,6 +377,22 @@ def gradcheck_layer(scratch_cls, packed=True, num_layers=2, bidirectional=True, 
 # ---------------------------------------------------------------------------------------------
 # Shared by the two demo scripts: a small real task, trained twice side by side
 # ---------------------------------------------------------------------------------------------
+def median_ms(functions, device, reps=5):
+    """Time each of functions = {name: fn} `reps` times, interleaved (one round of each, then the next round,
+    so a slower moment of the machine hits all alike) after one warm-up round; the median in milliseconds."""
+    device = torch.device(device)
+    times = {name: [] for name in functions}
+    for round_ in range(reps + 1):
+        for name, fn in functions.items():
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_:                              # round 0 warms up (allocations, caches)
+                times[name].append(time.perf_counter() - t0)
+    return {name: sorted(v)[len(v) // 2] * 1e3 for name, v in times.items()}
+
+
 def make_sine_task(num_series, seq_len, seed=0, noise=0.02):
     """Next-value prediction on sine waves with random frequency and phase.
 
@@ -407,7 +424,7 @@ def train_side_by_side(scratch_rnn, torch_rnn, x_train, y_train, x_val, y_val, *
     """Train scratch and torch.nn models from the same init on the same batch order.
 
     Returns history: one dict per epoch with train/val MSE of both models, their gradient norms and
-    their max weight gap. `progress` (a utils.model_utils.ProgressLog) watches both as two runs,
+    their max weight gap. `progress` (a utils.training.ProgressLog) watches both as two runs,
     "scratch" and "torch", whose curves should coincide.
     """
     torch.manual_seed(seed)
@@ -422,7 +439,8 @@ def train_side_by_side(scratch_rnn, torch_rnn, x_train, y_train, x_val, y_val, *
 
 
 def _grad_norm(model) -> float:
-    """||g||: the norm of all the model's gradients as one vector (what clipping would compare, THEORY.md §9)."""
+    """||g||: the norm of all the model's gradients as one vector (what clipping would compare,
+    THEORY.md §9)."""
     return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()
                                                        if p.grad is not None])))
 

@@ -27,14 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rnn_common import full_float32
-from utils.model_utils import (
-    ProgressLog,
-    clip_gradients,
-    count_parameters,
-    gradient_summary,
-    init_forget_bias,
-    make_rnn,
-)
+from utils.model_utils import count_parameters, init_forget_bias, make_rnn
 from utils.script_utils import (
     AtLeast,
     Finite,
@@ -54,6 +47,7 @@ from utils.script_utils import (
     set_seed,
     synchronize,
 )
+from utils.training import ProgressLog, clip_gradients, gradient_summary
 from utils.visualization import plot_bars, plot_curves, plot_heatmap_panels
 
 # ==== Hyperparameters (edit me) ====
@@ -65,20 +59,20 @@ CPU_THREADS: AtLeast(1) = 1        # torch threads on CPU: H=32 matrices gain no
 HIDDEN_SIZE: AtLeast(1) = 32       # hidden units of every cell (same H for a fair comparison)
 FORGET_BIAS: Finite = 1.0          # the LSTM's forget-gate bias at init (THEORY.md 4.4);
                                    # experiment 4 compares it to 0
-GRAD_SEQ_LEN: AtLeast(2) = 100     # experiment 1: length T of the sequence whose last-step loss is
-                                   # differentiated
+GRAD_SEQ_LEN: AtLeast(2) = 100     # experiment 1: length T of the sequence whose
+                                   # last-step loss is differentiated
 GRAD_SAMPLES: AtLeast(1) = 16      # experiment 1: random input sequences the gradient norms are averaged over
 LAGS: Items(AtLeast(2)) = (10, 25, 50, 100)  # experiment 2: adding-problem sequence lengths
                                              # (one marker in each half)
 TRAIN_STEPS: AtLeast(1) = 1200     # experiments 2, 4: Adam steps per cell and lag (a fixed, small budget)
 BATCH_SIZE: AtLeast(1) = 64        # sequences per training step (freshly sampled every step)
 LR: Positive = 0.01                # Adam learning rate
-CLIP: AtLeast(0.0) = 1.0           # gradient-norm clipping, 0 = off: gates cure vanishing, not exploding,
-                                   # gradients
+CLIP: AtLeast(0.0) = 1.0           # gradient-norm clipping, 0 = off: gates cure vanishing,
+                                   # not exploding, gradients
 EVAL_EVERY: AtLeast(1) = 100       # steps between two validation points of the learning curves
 TEST_SIZE: AtLeast(1) = 1000       # sequences in each validation and test set
-SOLVED_NMSE: Positive = 0.1        # a lag counts as solved when test MSE < this fraction of the predict-1
-                                   # baseline's
+SOLVED_NMSE: Positive = 0.1        # a lag counts as solved when test MSE < this fraction of the
+                                   # predict-1 baseline's
 TIMING_SEQ_LEN: AtLeast(1) = 100   # experiment 3: sequence length of the timed forward+backward pass
 TIMING_REPEATS: AtLeast(1) = 30    # experiment 3: interleaved timing rounds (the median is reported)
 HEATMAP_LAG: AtLeast(2) = 50       # experiment 5: the trained models at this lag
@@ -376,7 +370,8 @@ def check_reproduces(name: str, ours, rnn: nn.Module, x) -> None:
     theirs, _ = rnn(x)
     err = float((ours - theirs).detach().abs().max())
     if err > 1e-4:
-        raise RuntimeError(f"{name} gates recomputed from the equations disagree with torch.nn (max error {err:.1e})")
+        raise RuntimeError(f"{name} gates recomputed from the equations disagree with torch.nn "
+                           f"(max error {err:.1e})")
 
 
 def gate_statistics(gates: dict, marks, seq_len: int) -> dict:
@@ -428,10 +423,12 @@ def experiment_gates(results: dict, device, out) -> dict:
     show = lambda g: g[0].T.cpu().numpy()                     # (T, H) -> (H, T): units x time
     plot_heatmap_panels({"input i (L1)": show(lg["i"]), "forget f (L2)": show(lg["f"]),
                          "output o (L4)": show(lg["o"])}, out / "gates_lstm.png", marks=first,
-                        title=f"LSTM gates on one test sequence, T={HEATMAP_LAG} (red triangles: marked steps)")
+                        title=f"LSTM gates on one test sequence, T={HEATMAP_LAG} "
+                              "(red triangles: marked steps)")
     plot_heatmap_panels({"reset r (G1)": show(gg["r"]), "update z (G2)": show(gg["z"])},
                         out / "gates_gru.png", marks=first,
-                        title=f"GRU gates on one test sequence, T={HEATMAP_LAG} (red triangles: marked steps)")
+                        title=f"GRU gates on one test sequence, T={HEATMAP_LAG} "
+                              "(red triangles: marked steps)")
     stats = {}
     for cell, gates, state in (("lstm", {k: lg[k] for k in "ifo"}, lg["c"]),
                                ("gru", {k: gg[k] for k in "rz"}, gg["h"])):
@@ -448,9 +445,9 @@ def experiment_gates(results: dict, device, out) -> dict:
                       "mean at other steps": s["other"], "mean while holding": s["holding"]}
                      for k, s in by_gate.items() if isinstance(s, dict)]
     print_table(rows,
-                f"(5) Gate activations of the models trained at T={HEATMAP_LAG} ({TEST_SIZE} test sequences); "
-                      f"unit = the one whose state best tracks the first number (LSTM c, GRU h)",
-                      floatfmt=".3f")
+                f"(5) Gate activations of the models trained at T={HEATMAP_LAG} ({TEST_SIZE} test "
+                f"sequences); unit = the one whose state best tracks the first number (LSTM c, GRU h)",
+                floatfmt=".3f")
     return stats
 
 
@@ -464,10 +461,11 @@ def steps_to_solve(curve) -> int | None:
 def conclusions(grad: dict, results: dict, baseline: dict, cost: dict, gates: dict) -> list[str]:
     lines = []
     by_grad = sorted(MODELS, key=lambda n: grad[n]["log10_ratio_t0"], reverse=True)
-    lines.append(f"(1) At init, the gradient reaching step 0 from the loss at step {GRAD_SEQ_LEN - 1} is largest for "
-                 f"{label(by_grad[0])} (10^{grad[by_grad[0]]['log10_ratio_t0']:.1f} of its last-step size) and "
-                 f"smallest for {label(by_grad[-1])} (10^{grad[by_grad[-1]]['log10_ratio_t0']:.1f}); "
-                 f"per step it keeps " + ", ".join(f"{label(n)} x{grad[n]['shrink_per_step']:.2f}" for n in MODELS) + ".")
+    lines.append(f"(1) At init, the gradient reaching step 0 from the loss at step {GRAD_SEQ_LEN - 1} is "
+                 f"largest for {label(by_grad[0])} (10^{grad[by_grad[0]]['log10_ratio_t0']:.1f} of its "
+                 f"last-step size) and smallest for {label(by_grad[-1])} "
+                 f"(10^{grad[by_grad[-1]]['log10_ratio_t0']:.1f}); per step it keeps "
+                 + ", ".join(f"{label(n)} x{grad[n]['shrink_per_step']:.2f}" for n in MODELS) + ".")
     solved = {n: longest_solved(results[n]) for n in MODELS}
     parts = []
     for n in MODELS:
@@ -482,8 +480,9 @@ def conclusions(grad: dict, results: dict, baseline: dict, cost: dict, gates: di
     ratio_p = cost["gru"]["params_counted"] / cost["lstm"]["params_counted"]
     ratio_t = cost["gru"]["ms_per_step"] / cost["lstm"]["ms_per_step"]
     speed = ("slower" if ratio_t > 1.1 else "faster" if ratio_t < 0.9 else "about as fast")
-    lines.append(f"(3) The GRU has {ratio_p:.2f}x the LSTM's parameters (formula: 3/4) and is {speed} per step "
-                 f"here (x{ratio_t:.2f}; speed depends on the kernels of the device, not only on the FLOPs).")
+    lines.append(f"(3) The GRU has {ratio_p:.2f}x the LSTM's parameters (formula: 3/4) and is {speed} per "
+                 f"step here (x{ratio_t:.2f}; speed depends on the kernels of the device, not only on the "
+                 "FLOPs).")
     lag = max(LAGS)
     s1 = steps_to_solve(results["lstm"][lag]["curve"])
     s0 = steps_to_solve(results["lstm_bf0"][lag]["curve"])
@@ -493,28 +492,34 @@ def conclusions(grad: dict, results: dict, baseline: dict, cost: dict, gates: di
     elif s0 is None or (s1 is not None and s1 < s0):
         verdict = f"b_f={FORGET_BIAS:g} solves it first (step {s1} vs {s0 or 'never'})"
     elif s1 is None or s0 < s1:
-        verdict = f"torch's init (b_f≈0) solves it first here (step {s0} vs {s1 or 'never'}): the trick is no guarantee on one seed"
+        verdict = (f"torch's init (b_f≈0) solves it first here (step {s0} vs {s1 or 'never'}): the trick is "
+                   "no guarantee on one seed")
     else:
         verdict = f"both solve it at step {s1}"
     g1, g0 = grad["lstm"]["log10_ratio_t0"], grad["lstm_bf0"]["log10_ratio_t0"]
-    lines.append(f"(4) At T={lag}, {verdict}; final error {e1:.3f} vs {e0:.3f} x baseline. At init, b_f={FORGET_BIAS:g} lets "
-                 f"10^{g1 - g0:.1f} times {'more' if g1 > g0 else 'less'} gradient reach step 0 (THEORY.md 4.4).")
+    lines.append(f"(4) At T={lag}, {verdict}; final error {e1:.3f} vs {e0:.3f} x baseline. At init, "
+                 f"b_f={FORGET_BIAS:g} lets 10^{g1 - g0:.1f} times {'more' if g1 > g0 else 'less'} gradient "
+                 "reach step 0 (THEORY.md 4.4).")
     lm, gm = gates["lstm"]["memory_unit"], gates["gru"]["memory_unit"]
     i, f, z = lm["i"], lm["f"], gm["z"]
     i_says = ("opens at the marked steps" if i["marked"] > i["other"] + 0.05 else
               "does not single out the marked steps")
     f_says = ("stays near 1" if f["holding"] > 0.9 else "is high" if f["holding"] > 0.7 else "is not near 1")
-    z_says = ("stays near 1 (keeps h)" if z["holding"] > 0.9 else "is high" if z["holding"] > 0.7 else "is not near 1")
+    z_says = ("stays near 1 (keeps h)" if z["holding"] > 0.9 else "is high" if z["holding"] > 0.7 else
+              "is not near 1")
     z_marked = ("drops (lets the new number in) at the marked steps" if z["marked"] < z["other"] - 0.05 else
                 "does not single out the marked steps")
     tracks = lambda r: "tracks" if abs(r) > 0.5 else "only weakly tracks"
-    lines.append(f"(5) At T={HEATMAP_LAG}, LSTM unit {lm['unit']}'s cell state {tracks(lm['corr_with_first_number'])} the first number "
+    lines.append(f"(5) At T={HEATMAP_LAG}, LSTM unit {lm['unit']}'s cell state "
+                 f"{tracks(lm['corr_with_first_number'])} the first number "
                  f"(correlation {lm['corr_with_first_number']:+.2f}): its input gate {i_says} "
-                 f"(mean {i['marked']:.2f} vs {i['other']:.2f}) and its forget gate {f_says} while the number is held "
-                 f"(mean {f['holding']:.2f}; all units: {gates['lstm']['all_units']['f']['holding']:.2f}). "
+                 f"(mean {i['marked']:.2f} vs {i['other']:.2f}) and its forget gate {f_says} while the "
+                 f"number is held (mean {f['holding']:.2f}; all units: "
+                 f"{gates['lstm']['all_units']['f']['holding']:.2f}). "
                  f"GRU unit {gm['unit']}'s state {tracks(gm['corr_with_first_number'])} it (correlation "
                  f"{gm['corr_with_first_number']:+.2f}): its update gate {z_says} "
-                 f"while holding (mean {z['holding']:.2f}) and {z_marked} ({z['marked']:.2f} vs {z['other']:.2f}).")
+                 f"while holding (mean {z['holding']:.2f}) and {z_marked} "
+                 f"({z['marked']:.2f} vs {z['other']:.2f}).")
     return lines
 
 
@@ -581,8 +586,8 @@ def main():
                           "longest_solved_lag": longest_solved(results[n])} for n in MODELS}},
         "cost": cost,
         "forget_bias": {"lag": lag, **{n: {"steps_to_solve": steps_to_solve(results[n][lag]["curve"]),
-                                           "final_test_nmse": results[n][lag]["nmse"]} for n in ("lstm",
-                                                                                                 "lstm_bf0")}},
+                                           "final_test_nmse": results[n][lag]["nmse"]}
+                                       for n in ("lstm", "lstm_bf0")}},
         "gates": {"lag": HEATMAP_LAG, **gates},
         "conclusions": lines,
     }

@@ -3,8 +3,8 @@
 Teaches: judging a neural model against the strongest cheap yardstick (picked on validation, never on test),
 with mean ± std over seeds, what averaging the seeds' models buys (a seed ensemble, what sentiment_lstm.py's
 ENSEMBLE trains), what averaging that ensemble with NBSVM buys (the weight chosen on validation), McNemar's
-test on the same reviews, and what each costs (parameters, training time,
-inference speed). Theory: THEORY.md §8.
+test on the same reviews, and what each costs (parameters, training time, inference speed). Theory: THEORY.md
+§8 and §14. The RNNs and their training are sentiment_model.py's; the baselines and the tests baselines.py's.
 Run: python 02_sentiment/model_comparison.py [--quick] [--SEEDS=0,1,2,3,4] [--DATASET=chinese_reviews |
      --CSV=file.csv]
 """
@@ -18,22 +18,26 @@ import time
 import numpy as np
 import torch
 
-from sentiment_model import (
-    SentimentClassifier,
+from baselines import (
+    NBChannelClassifier,
     average_probabilities,
-    binary_metrics,
     choose_weight,
     cross_fitted_accuracy,
     cross_fitted_nb_channel,
+    mcnemar,
+    nbsvm_baseline,
+    tfidf_baseline,
+)
+from sentiment_model import (
+    SentimentClassifier,
+    apply_dataset_settings,
+    binary_metrics,
     dataset_folder,
     dataset_name,
     encode_reviews,
-    mcnemar,
-    nbsvm_baseline,
     predict_proba,
     prepare_sentiment_data,
     test_sentiment_model,
-    tfidf_baseline,
     train_sentiment_model,
 )
 from utils.model_utils import count_parameters, log_mean_probability
@@ -44,7 +48,6 @@ from utils.script_utils import (
     OneOf,
     Positive,
     Seed,
-    apply_dataset_settings,
     get_device,
     output_dir,
     parse_config,
@@ -59,16 +62,12 @@ from utils.visualization import plot_bars
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                        # seeds the baselines' run order; each RNN run is seeded from SEEDS
 SEEDS: Items(Seed) = (0, 1, 2, 3, 4)  # one training run per seed and model: mean ± std over these, and their
-                                      # averaged probabilities as the "ensemble" row
-                                      # (5 = the scripts' ENSEMBLE)
+                                      # averaged probabilities as the "ensemble" row (5 = the twins' ENSEMBLE)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
-IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM/nn.GRU | scratch: 01_basic_theory's
-                                           # ScratchLSTM/ScratchGRU
-# rotten_tomatoes, chinese_reviews
-DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"
-                                      # (offline) | imdb (downloads 84 MB)
-CSV: str = ""                         # your own labelled reviews instead (a UTF-8 CSV with text and label
-                                      # columns)
+IMPL: OneOf("torch", "scratch") = "torch"  # nn.LSTM/nn.GRU | scratch: 01's ScratchLSTM/ScratchGRU
+DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"  # which reviews
+                                      # rotten_tomatoes, chinese_reviews (offline) | imdb (downloads 84 MB)
+CSV: str = ""                         # your own labelled reviews instead (a UTF-8 CSV: text, label columns)
 EPOCHS: AtLeast(1) = 12               # upper bound per run (early stopping on validation accuracy)
 PATIENCE: AtLeast(1) = 3              # early-stopping patience in epochs
 BATCH_SIZE: AtLeast(1) = 64           # reviews per batch (bucketed by length)
@@ -79,8 +78,7 @@ MIN_FREQ: AtLeast(1) = 2              # vocabulary: minimum training count of a 
 MAX_VOCAB: AtLeast(0) = 20000         # vocabulary size cap (0 = no cap)
 MAX_LEN: AtLeast(1) = 100             # truncate reviews to this many tokens
 EMBED_DIM: AtLeast(1) = 128           # word vector size (both models)
-HIDDEN_SIZE: AtLeast(1) = 64          # state size per direction (both models: the GRU ends up with fewer
-                                      # parameters)
+HIDDEN_SIZE: AtLeast(1) = 64          # state size per direction (both models: the GRU has fewer parameters)
 NUM_LAYERS: AtLeast(1) = 1            # stacked recurrent layers
 BIDIRECTIONAL: bool = True            # both directions, as in the twin scripts
 DROPOUT: Fraction = 0.5               # on the pooled review vector
@@ -91,33 +89,40 @@ NB_CHANNEL: bool = False              # as the twins: each word's NB log-count r
 # chinese_reviews: the twins' longer MAX_LEN for its longer reviews (one token per Han character; README)
 DATASET_SETTINGS = {"chinese_reviews": dict(MAX_LEN=(100, 200))}
 QUICK_SETTINGS = dict(SEEDS=(0, 1), LIMIT=300, EPOCHS=1, EMBED_DIM=16, HIDDEN_SIZE=16, MAX_LEN=30)
-CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8,
-           "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
-                                                  "test keep LIMIT // 4 >= 2 reviews each"),
+CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that "
+                                             "validation and test keep LIMIT // 4 >= 2 reviews each"),
           (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them")]
 MODELS = ("lstm", "gru")
 BASELINES = {"tfidf+logreg": "TF-IDF + logistic regression", "nbsvm": "NBSVM"}
 
 
+def build_model(cell: str, vocab_size: int, device, nb_channel: dict | None = None):
+    """The twins' model (sentiment_model.SentimentClassifier) with this script's sizes; NB_CHANNEL: each
+    word's NB log-count ratio beside its vector (baselines.NBChannelClassifier, nb_channel its ratios)."""
+    model_class = NBChannelClassifier if NB_CHANNEL else SentimentClassifier
+    model = model_class(vocab_size, cell=cell, impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
+                        num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL, dropout=DROPOUT,
+                        embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL), device=device).to(device)
+    if NB_CHANNEL and nb_channel is not None:  # cross-fitted for the training reviews
+        model.set_word_features(nb_channel["word_features"], nb_channel["fold_features"])
+    return model
+
+
 def run_rnn(cell: str, seed: int, device) -> dict:
     """Train one LSTM or GRU with `seed` (weights and batch order) and measure it on the test split."""
-    set_seed(seed)
     data = prepare_sentiment_data(DATASET, min_freq=MIN_FREQ, max_vocab=MAX_VOCAB, max_len=MAX_LEN,
                                   batch_size=BATCH_SIZE, limit=LIMIT, seed=seed, csv=CSV)
-    model = SentimentClassifier(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=EMBED_DIM,
-                                hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
-                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
-                                device=device).to(device)
-    if NB_CHANNEL:  # each word's NB log-count ratio, cross-fitted for the training reviews
-                    # (sentiment_model §6)
-        model.set_word_features(*cross_fitted_nb_channel(data))
-    fit = train_sentiment_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
-                                patience=PATIENCE, clip=CLIP)
+    nb_channel = cross_fitted_nb_channel(data) if NB_CHANNEL else None  # the ratios; batches with folds
+    model, result = train_sentiment_model(  # one model (members=1), its weights seeded with `seed`
+        lambda vocab_size, dev: build_model(cell, vocab_size, dev, nb_channel), data, device, members=1,
+        seed=seed, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, patience=PATIENCE, clip=CLIP,
+        train_loader=nb_channel["train_loader"] if NB_CHANNEL else None)
+    fit = result["members"][0]
     test = test_sentiment_model(model, data["loaders"]["test"], device)
-    probs = {f"{part}_probs": predict_proba(model,
-                                            encode_reviews(data["texts"][part][0], data["vocab"], MAX_LEN)[0],
-                                            # P(positive), in split order
-                                            device) for part in ("val", "test")}
+    probs = {}  # P(positive) of each validation and test review, in split order
+    for part in ("val", "test"):
+        encoded, _ = encode_reviews(data["texts"][part][0], data["vocab"], MAX_LEN)
+        probs[f"{part}_probs"] = predict_proba(model, encoded, device)
     return {**test, "parameters": count_parameters(model), "train_time_s": fit["train_time_s"],
             "best_epoch": fit["best_epoch"], "val_accuracy": fit["best_value"], "texts": data["texts"],
             **probs}
@@ -126,10 +131,8 @@ def run_rnn(cell: str, seed: int, device) -> dict:
 def mean_probability(runs: list[dict], key: str = "test_probs") -> np.ndarray:
     """The runs' P(positive) averaged by log_mean_probability, the averager SentimentEnsemble uses -> (N,)."""
     p = [torch.tensor(r[key], dtype=torch.float64) for r in runs]               # M x (N,) P(positive)
-    logits = [torch.stack([torch.log1p(-q), torch.log(q)], dim=1) for q in p]   # M x (N, 2): log-probs are
-                                                                                # logits
-    return log_mean_probability(logits).exp()[:, 1].numpy()                     # (N,) the runs' mean
-                                                                                # P(positive)
+    logits = [torch.stack([torch.log1p(-q), torch.log(q)], dim=1) for q in p]   # M x (N, 2): log-probs
+    return log_mean_probability(logits).exp()[:, 1].numpy()                     # (N,) mean P(positive)
 
 
 def ensemble_of(runs: list[dict], labels: list[int]) -> tuple[dict, np.ndarray]:
@@ -147,8 +150,9 @@ def ensemble_of(runs: list[dict], labels: list[int]) -> tuple[dict, np.ndarray]:
 
 def combine_with_nbsvm(runs: list[dict], nbsvm: dict, texts: dict) -> tuple[dict, np.ndarray]:
     """One cell's seed ensemble averaged with NBSVM: P = w * P_ensemble + (1 - w) * P_nbsvm, w chosen on
-    validation (sentiment_model.choose_weight), then applied once to the test split.
-    -> (metrics with 'weight' and the honest 'val_accuracy' (cross-fitted), which test reviews it gets right)."""
+    validation (baselines.choose_weight), then applied once to the test split.
+    -> (metrics with 'weight' and the honest 'val_accuracy' (cross-fitted), which test reviews it gets
+    right)."""
     (_, y_val), (_, y_test) = texts["val"], texts["test"]
     p_val = mean_probability(runs, "val_probs")
     w = choose_weight(p_val, nbsvm["val_probs"], y_val)
@@ -191,8 +195,8 @@ def verdict(summary: dict, tests: dict, best: str) -> list[str]:
                         f"{t['only_second_right']} only the baseline")
             shown = f"{100 * acc:.1f}% test accuracy, {len(SEEDS)} models averaged"
             if m in combos:
-                shown += (f" with NBSVM at weight w={summary[m]['weight'][0]:.2f} on the ensemble; cross-fitted "
-                          f"validation {100 * summary[m]['val_accuracy'][0]:.1f}% vs NBSVM's "
+                shown += (f" with NBSVM at weight w={summary[m]['weight'][0]:.2f} on the ensemble; "
+                          f"cross-fitted validation {100 * summary[m]['val_accuracy'][0]:.1f}% vs NBSVM's "
                           f"{100 * summary['nbsvm']['val_accuracy'][0]:.1f}%")
         else:
             significant = abs(gap) > max(200 * std, 0.5)  # inside two seed-stds (or 0.5 points): no result
@@ -208,9 +212,10 @@ def verdict(summary: dict, tests: dict, best: str) -> list[str]:
                      f"{summary[m]['parameters'][0] / base_params:.0f}x its parameters and "
                      f"{cost:.0f}x its training time.")
     lstm, gru = summary["lstm"]["accuracy"][0], summary["gru"]["accuracy"][0]
+    share = summary["gru"]["parameters"][0] / summary["lstm"]["parameters"][0]
     lines.append(f"LSTM vs GRU: {abs(100 * (lstm - gru)):.1f} points apart "
-                 f"({'LSTM' if lstm > gru else 'GRU'} ahead); the GRU has "
-                 f"{summary['gru']['parameters'][0] / summary['lstm']['parameters'][0]:.0%} of the LSTM's parameters.")
+                 f"({'LSTM' if lstm > gru else 'GRU'} ahead); the GRU has {share:.0%} of the LSTM's "
+                 f"parameters.")
     return lines
 
 
@@ -236,7 +241,8 @@ def main():
     best = max(BASELINES, key=lambda b: runs[b][0]["val_accuracy"])   # chosen on validation, never on test
     base_right = {b: np.asarray(runs[b][0].pop("predictions")) == np.asarray(labels) for b in BASELINES}
     print(f"\nBest classic baseline on validation: {BASELINES[best]} "
-          f"({100 * runs[best][0]['val_accuracy']:.1f}%); every model is tested against it with McNemar's test.")
+          f"({100 * runs[best][0]['val_accuracy']:.1f}%); every model is tested against it with McNemar's "
+          f"test.")
     tests = {}
     if len(SEEDS) > 1:
         for m in MODELS:
@@ -259,8 +265,9 @@ def main():
                   **{k: f"{a:.4f} ± {s:.4f}" if k in ("accuracy", "f1", "loss", "val_accuracy") else
                                  f"{a:,.0f}" if k == "parameters" else f"{a:.2f}" if k == "weight" else
                                  f"{a:.1f} ± {s:.1f}" for k, (a, s) in summary[m].items()}} for m in names],
-                title=f"{dataset}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean probability; "
-                      f"+ nbsvm: averaged with NBSVM, w and a cross-fitted val_accuracy from validation)")
+                title=f"{dataset}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean "
+                      f"probability; + nbsvm: averaged with NBSVM, w and a cross-fitted val_accuracy from "
+                      f"validation)")
     plot_bars(["accuracy", "F1"], {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
               out / "comparison.png", ylabel="test score",
               title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset})",

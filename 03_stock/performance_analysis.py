@@ -17,8 +17,7 @@ import pandas as pd
 import torch
 
 import stock_model
-from utils.data_utils import load_prices
-from utils.forecasting import (
+from forecasting import (
     diebold_mariano,
     fit_ar,
     forecast_table,
@@ -28,6 +27,8 @@ from utils.forecasting import (
     price_from_log_return,
     score_forecast,
 )
+from stock_model import plot_predictions, plot_residuals
+from utils.data_utils import load_prices
 from utils.script_utils import (
     AtLeast,
     Fraction,
@@ -47,7 +48,7 @@ from utils.script_utils import (
     set_seed,
     shown_path,
 )
-from utils.visualization import plot_bars, plot_predictions, plot_residuals
+from utils.visualization import plot_bars
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -121,8 +122,9 @@ def train_network(cell, data, device):
 
 
 def twin_predictions(cell, cfg, dates):
-    """stock_<cell>.py's test forecasts from its full run (outputs/03_stock/stock_<cell>/predictions.csv, never
-    a --quick run's) if it ran with the same data settings on the same days, else None (and says why)."""
+    """stock_<cell>.py's test forecasts from its full run (outputs/03_stock/stock_<cell>/predictions.csv,
+    never a --quick run's) if it ran with the same data settings on the same days, else None (and says
+    why)."""
     folder = output_dir(pathlib.Path(__file__).with_name(f"stock_{cell}.py"), create=False)
     metrics, table = folder / "metrics.json", folder / "predictions.csv"
     if not REUSE_TWINS:
@@ -209,23 +211,24 @@ def explain_lag(table, data, out, name):
     unpredicted. Shown with numbers and a zoomed plot."""
     zoom = table.tail(ZOOM_DAYS)
     dates = pd.to_datetime(zoom["date"])
-    plot_predictions(dates, zoom["actual"], {"LSTM": zoom["LSTM"], "GRU": zoom["GRU"],
-                                             "baseline: persistence (actual shifted 1 day)": zoom["persistence"]},
-                     out / "lag_zoom.png", ylabel="close",
-                     title=f"{name}, last {ZOOM_DAYS} test days: the forecasts trail the actual price by a day")
+    shown = {"LSTM": zoom["LSTM"], "GRU": zoom["GRU"],
+             "baseline: persistence (actual shifted 1 day)": zoom["persistence"]}
+    plot_predictions(dates, zoom["actual"], shown, out / "lag_zoom.png", ylabel="close",
+                     title=f"{name}, last {ZOOM_DAYS} test days: the forecasts trail the actual price "
+                           "by a day")
     level_corr = float(np.corrcoef(table["actual"], table["persistence"])[0, 1])
     change = table["actual"] - table["persistence"]
     predicted_change = table["LSTM"] - table["persistence"]
     change_corr = float(np.corrcoef(change, predicted_change)[0, 1]) if predicted_change.std() > 0 else 0.0
     lag = lag_check(table["actual"], table["LSTM"])
-    print(f"\nWhy this is hard: persistence correlates {level_corr:.4f} with the actual price (a chart of it looks "
-          f"perfect), yet it says nothing about tomorrow's change. The LSTM's predicted change correlates "
-          f"{change_corr:+.3f} with the actual change. Its forecast for day t is "
-          f"{'closer to' if lag['rmse_vs_day_before'] < lag['rmse_vs_same_day'] else 'farther from'} the price of "
-          f"day t-1 (RMSE {lag['rmse_vs_day_before']:.3f}) than to the price of day t "
-          f"(RMSE {lag['rmse_vs_same_day']:.3f}): it is mostly a copy of the last close. Daily returns of a liquid "
-          "stock are close to unpredictable from past prices alone (weak-form market efficiency): anything "
-          "predictable would be traded away. See lag_zoom.png.")
+    nearer = "closer to" if lag["rmse_vs_day_before"] < lag["rmse_vs_same_day"] else "farther from"
+    print(f"\nWhy this is hard: persistence correlates {level_corr:.4f} with the actual price (a chart of it "
+          f"looks perfect), yet it says nothing about tomorrow's change. The LSTM's predicted change "
+          f"correlates {change_corr:+.3f} with the actual change. Its forecast for day t is {nearer} the "
+          f"price of day t-1 (RMSE {lag['rmse_vs_day_before']:.3f}) than to the price of day t "
+          f"(RMSE {lag['rmse_vs_same_day']:.3f}): it is mostly a copy of the last close. Daily returns of a "
+          "liquid stock are close to unpredictable from past prices alone (weak-form market efficiency): "
+          "anything predictable would be traded away. See lag_zoom.png.")
     return {"persistence_level_corr": level_corr, "lstm_change_corr": change_corr, **lag}
 
 

@@ -27,7 +27,7 @@ import torch
 
 import stock_model
 from utils.data_utils import load_prices
-from utils.model_utils import ProgressLog, count_parameters
+from utils.model_utils import count_parameters
 from utils.script_utils import (
     AtLeast,
     Fraction,
@@ -43,6 +43,7 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -62,8 +63,8 @@ WINDOW: AtLeast(1) = 30       # days of history the GRU reads for each forecast
 HORIZON: AtLeast(1) = 1       # trading days ahead to forecast
 VAL_FRAC: Interval("(0, 1)") = 0.15   # the middle part of the time line: early stopping
 TEST_FRAC: Interval("(0, 1)") = 0.15  # the last part of the time line: never seen in training
-IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.GRU; scratch: the hand-written ScratchGRU from
-                                           # 01_basic_theory
+IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.GRU;
+                                           # scratch: 01_basic_theory's hand-written ScratchGRU
 HIDDEN_SIZE: AtLeast(1) = 32  # GRU state size, h only: no cell state
 NUM_LAYERS: AtLeast(1) = 1    # stacked GRU layers
 DROPOUT: Fraction = 0.0       # dropout between stacked layers (needs NUM_LAYERS > 1)
@@ -101,6 +102,8 @@ def train(data, device, out, progress):
     No cell state 无细胞状态: 3/4 of the LSTM's parameters."""
     torch.manual_seed(SEED)  # right before the weights are drawn: the same model whatever ran before
     model = build_model(data["x_train"].shape[2], device)
+    # Adam, early stopping on the validation loss; each batch is one stock_model.train_step:
+    # forward -> mean squared error -> zero_grad -> backward -> clip -> step
     result = stock_model.train_price_model(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,
                                            weight_decay=WEIGHT_DECAY, patience=PATIENCE, seed=SEED,
                                            checkpoint_path=out / "model.pt", progress=progress)
@@ -115,8 +118,8 @@ def main():
     device = get_device(DEVICE)
     out = output_dir(__file__, quick=cfg["QUICK"])
     data, info = load_data()
-    progress = ProgressLog(out, hparams=cfg, title=f"GRU on {info['name']}")  # progress.jsonl, live curves,
-                                                                              # TensorBoard
+    # progress.jsonl, live curves, TensorBoard
+    progress = ProgressLog(out, hparams=cfg, title=f"GRU on {info['name']}")
     model, result = train(data, device, out, progress)
     table, scores, naive = stock_model.forecast_test_period(model, data, "GRU")  # vs tomorrow = today
     stock_model.save_forecast_report(out, table, result["history"], label="GRU", name=info["name"],

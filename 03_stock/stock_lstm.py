@@ -24,7 +24,7 @@ import torch
 
 import stock_model
 from utils.data_utils import load_prices
-from utils.model_utils import ProgressLog, count_parameters
+from utils.model_utils import count_parameters
 from utils.script_utils import (
     AtLeast,
     Fraction,
@@ -40,6 +40,7 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -59,8 +60,8 @@ WINDOW: AtLeast(1) = 30       # days of history the LSTM reads for each forecast
 HORIZON: AtLeast(1) = 1       # trading days ahead to forecast
 VAL_FRAC: Interval("(0, 1)") = 0.15   # the middle part of the time line: early stopping
 TEST_FRAC: Interval("(0, 1)") = 0.15  # the last part of the time line: never seen in training
-IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM; scratch: the hand-written ScratchLSTM from
-                                           # 01_basic_theory
+IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.LSTM;
+                                           # scratch: 01_basic_theory's hand-written ScratchLSTM
 HIDDEN_SIZE: AtLeast(1) = 32  # LSTM state size, h and c
 NUM_LAYERS: AtLeast(1) = 1    # stacked LSTM layers
 DROPOUT: Fraction = 0.0       # dropout between stacked layers (needs NUM_LAYERS > 1)
@@ -97,6 +98,8 @@ def train(data, device, out, progress):
     输出门 output gate o (L4) what the last h passes to the linear head. Forget bias starts at 1 (§4.4)."""
     torch.manual_seed(SEED)  # right before the weights are drawn: the same model whatever ran before
     model = build_model(data["x_train"].shape[2], device)
+    # Adam, early stopping on the validation loss; each batch is one stock_model.train_step:
+    # forward -> mean squared error -> zero_grad -> backward -> clip -> step
     result = stock_model.train_price_model(model, data, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,
                                            weight_decay=WEIGHT_DECAY, patience=PATIENCE, seed=SEED,
                                            checkpoint_path=out / "model.pt", progress=progress)
@@ -111,8 +114,8 @@ def main():
     device = get_device(DEVICE)
     out = output_dir(__file__, quick=cfg["QUICK"])
     data, info = load_data()
-    progress = ProgressLog(out, hparams=cfg, title=f"LSTM on {info['name']}")  # progress.jsonl, live curves,
-                                                                               # TensorBoard
+    # progress.jsonl, live curves, TensorBoard
+    progress = ProgressLog(out, hparams=cfg, title=f"LSTM on {info['name']}")
     model, result = train(data, device, out, progress)
     table, scores, naive = stock_model.forecast_test_period(model, data, "LSTM")  # vs tomorrow = today
     stock_model.save_forecast_report(out, table, result["history"], label="LSTM", name=info["name"],

@@ -1,8 +1,10 @@
 """03_stock's mechanism: daily prices -> features -> a chronological split -> scaling fitted on the training
-days -> sliding windows -> a recurrent regressor of the next return -> forecasts next to persistence.
+days -> sliding windows -> a recurrent regressor of the next return (`PriceRNN`, trained one batch at a
+time by `train_step`) -> forecasts next to persistence, and their plots.
 
 Read top to bottom; stock_lstm.py / stock_gru.py tell the story with these pieces, performance_analysis.py
-puts the forecasts against naive baselines. Two choices matter more than the cell (THEORY.md §12):
+puts the forecasts against naive baselines; the baselines and error measures are in forecasting.py.
+Two choices matter more than the cell (THEORY.md §12):
 - the target is the log RETURN to the forecast day, not the price: returns are stationary, while a price
   network trained on 2000-2010 levels would have to extrapolate to levels it never saw;
 - persistence ("tomorrow = today") is the baseline: a price forecast that merely trails the price by a
@@ -13,16 +15,19 @@ FOR, and the scaler sees training days only. Raw prices come from utils.data_uti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from utils.forecasting import forecast_table, score_forecast
-from utils.model_utils import checkpoint_tag, fit, init_forget_bias, make_rnn
+from forecasting import forecast_table, score_forecast
+from utils.model_utils import init_forget_bias, make_rnn
 from utils.script_utils import UserError, atomic_write, print_table
-from utils.visualization import plot_predictions, plot_training_curves
+from utils.training import ProgressLog, checkpoint_tag, clip_gradients, fit, stop_if_not_finite
+from utils.visualization import color_for, plot_training_curves, plt, save_figure
 
 # ----------------------------------------------------------------------------------------------------
 # Features: row t of the feature matrix uses day t's prices and earlier days' only
@@ -149,8 +154,9 @@ def prepare_stock_data(df, features, window: int, horizon: int, val_frac: float,
                "test": np.arange(first, n - horizon)[target_day >= b]}
     for part, o in origins.items():
         if len(o) < 2:
-            raise UserError(f"the {part} part has {len(o)} windows: too few days ({n}) for --WINDOW={window}, "
-                            f"--HORIZON={horizon} and this split; use more data or a shorter window.")
+            raise UserError(f"the {part} part has {len(o)} windows: too few days ({n}) for "
+                            f"--WINDOW={window}, --HORIZON={horizon} and this split; use more data or a "
+                            "shorter window.")
     if target not in ("log_return", "log_price"):
         raise UserError(f"--TARGET must be log_return or log_price, got {target!r}.")
     out = {"dates": df["date"].to_numpy(), "close": close, "a": a, "b": b, "scaler": scaler,
@@ -205,11 +211,31 @@ class PriceRNN(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Training: one step, and the loop (utils.model_utils.fit) with early stopping on the validation loss
+# Training: one step in plain sight, and the loop (utils.training.fit) with early stopping on the
+# validation loss
 # ----------------------------------------------------------------------------------------------------
-def regression_step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """fit's step for (x: (batch, window, F), y: (batch,)) batches: mean squared error on the
-    standardised target. -> (loss, predictions (batch,), targets (batch,))."""
+def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
+               clip: float | None) -> tuple[float, float, int]:
+    """One gradient step on a batch of windows: what `fit` runs for every training batch.
+    batch: x (batch, window, F), y (batch,) standardised returns.
+    -> (the batch's mean squared error, the gradient norm before clipping, windows in the batch)."""
+    device = next(model.parameters()).device
+    x, y = batch[0].to(device), batch[1].to(device)    # (batch, window, F), (batch,)
+    pred = model(x)                                     # (batch,): the last day's h -> linear head
+    loss = nn.functional.mse_loss(pred, y)              # mean of (pred - y)^2 over the batch
+    value = loss.item()
+    stop_if_not_finite("loss", value, optimizer)        # a NaN stops here, before it reaches the weights
+    optimizer.zero_grad(set_to_none=True)               # .grad accumulates: clear the last batch's
+    loss.backward()                                     # BPTT: back through every day of the window (§4)
+    norm = clip_gradients(model, clip)                  # ||g|| before clipping, then g capped at clip (C2)
+    stop_if_not_finite("gradient norm", norm, optimizer)
+    optimizer.step()                                    # the Adam update
+    return value, norm, y.shape[0]
+
+
+def eval_step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same forward and loss without the update, for validation (`fit`'s eval_step, `evaluate`).
+    -> (mean squared error, predictions (batch,), targets (batch,))."""
     device = next(model.parameters()).device
     x, y = batch[0].to(device), batch[1].to(device)
     pred = model(x)                                   # (batch,)
@@ -224,6 +250,7 @@ def train_price_model(model: PriceRNN, data: dict, *, epochs: int, batch_size: i
     validation loss decides the epoch kept, gradients are clipped at norm 1 (THEORY.md §9). `seed`
     also seeds the shuffling of the training windows. The checkpoint keeps what is needed to use the
     model on new prices (features, window, scalers). `progress` (a ProgressLog) watches every epoch.
+    Each batch is one `train_step`; `eval_step` scores the validation windows.
     -> fit's result: history, best_epoch, ..."""
     loaders = stock_loaders(data, batch_size, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -231,8 +258,8 @@ def train_price_model(model: PriceRNN, data: dict, *, epochs: int, batch_size: i
              "horizon": data["horizon"], "target": data["target"],
              "scaler_mean": data["scaler"].mean.tolist(), "scaler_std": data["scaler"].std.tolist(),
              "target_mean": data["target_mean"], "target_std": data["target_std"]}
-    return fit(model, loaders["train"], loaders["val"], regression_step, epochs=epochs,
-               optimizer=optimizer, patience=patience, clip=1.0,
+    return fit(model, loaders["train"], loaders["val"], train_step=train_step, eval_step=eval_step,
+               epochs=epochs, optimizer=optimizer, patience=patience, clip=1.0,
                checkpoint_path=checkpoint_path, checkpoint_extra=extra, progress=progress)
 
 
@@ -245,7 +272,8 @@ def predict_target(model: nn.Module, data: dict, part: str = "test") -> np.ndarr
     device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        z = torch.cat([model(x.to(device)).cpu() for x in torch.from_numpy(data[f"x_{part}"]).split(512)])  # (N,)
+        batches = torch.from_numpy(data[f"x_{part}"]).split(512)       # (<=512, window, F) each
+        z = torch.cat([model(x.to(device)).cpu() for x in batches])       # (N,)
     return z.double().numpy() * data["target_std"] + data["target_mean"]
 
 
@@ -270,3 +298,56 @@ def save_forecast_report(out: Path, table, history: list, *, label: str, name: s
                      out / "predictions.png", ylabel="close (split-adjusted)",
                      title=f"{name}: {label} forecast of the close {horizon} day(s) ahead (test period)")
     plot_training_curves(history, out / "training_curves.png", title=f"{label} on {name}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plots: forecasts against the actual close, and their errors (the twins and performance_analysis.py)
+# ----------------------------------------------------------------------------------------------------
+def plot_predictions(x: Sequence, actual: Sequence[float], predictions: dict[str, Sequence[float]],
+                     path: Path | str, title: str = "", ylabel: str = "value") -> Path:
+    """The actual series (black) against one or more forecasts of it, e.g. dates vs closes."""
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.plot(x, actual, color="black", lw=1.4, label="actual")
+    for name, ys in predictions.items():
+        ax.plot(x, ys, lw=1.0, alpha=0.85, label=name, color=color_for(name))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.autofmt_xdate()
+    return save_figure(fig, path)
+
+
+def plot_residuals(x: Sequence, residuals: dict[str, Sequence[float]], path: Path | str, title: str = "",
+                   max_lag: int = 20) -> Path:
+    """Forecast errors three ways: over time (clusters = volatile periods), their histogram (fat tails),
+    and their autocorrelation (a bar outside the ±2/sqrt(n) band = structure the forecast missed)."""
+    fig = plt.figure(figsize=(12, 7))
+    top = fig.add_subplot(2, 1, 1)
+    hist = fig.add_subplot(2, 2, 3)
+    acf = fig.add_subplot(2, 2, 4)
+    width = 0.8 / max(len(residuals), 1)
+    for k, (name, r) in enumerate(residuals.items()):
+        r = np.asarray(r, float)
+        color = color_for(name)
+        top.plot(x, r, lw=0.8, alpha=0.8, label=name, color=color)
+        hist.hist(r, bins=40, alpha=0.5, label=name, color=color)
+        rc = r - r.mean()
+        lags = np.arange(1, max_lag + 1)
+        ac = [np.sum(rc[lag:] * rc[:-lag]) / np.sum(rc * rc) for lag in lags]  # lag-k autocorrelation
+        acf.bar(lags + (k - (len(residuals) - 1) / 2) * width, ac, width, label=name, color=color)
+        band = 2 / np.sqrt(len(r))
+    top.axhline(0, color="black", lw=0.8)
+    top.set_ylabel("actual - forecast")
+    top.legend()
+    top.grid(alpha=0.3)
+    hist.set_xlabel("residual")
+    hist.set_ylabel("days")
+    acf.axhspan(-band, band, color="grey", alpha=0.2, label="±2/√n")
+    acf.set_xlabel("lag (days)")
+    acf.set_ylabel("autocorrelation")
+    acf.legend(fontsize=8)
+    top.tick_params(axis="x", labelrotation=30)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

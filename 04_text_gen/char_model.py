@@ -2,8 +2,9 @@
 truncated BPTT -> sampled text.
 
 Read top to bottom: the vocabulary and the TBPTT batches, the n-gram baseline to beat, the sampling filters
-(THEORY.md §11), the model with its `generate`, the training loop (§9 clipping, §10 truncated BPTT and the
-carried, detached state), save/load, and the report. text_lstm.py / text_gru.py tell the story with these
+(THEORY.md §11), the model with its `generate`, the training step `train_step` (§10 truncated BPTT: the
+carried, detached state; §9 clipping) and the report loop around it, save/load (and `saved_checkpoint`, which
+finds a training script's model.pt), and the report. text_lstm.py / text_gru.py tell the story with these
 pieces; creative_writing.py samples from the trained models. Raw text (Shakespeare's plays, or a --TEXT file)
 comes from utils.data_utils.load_text_corpus.
 """
@@ -23,22 +24,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import data_dir, load_text_corpus
-from utils.model_utils import (
+from utils.model_utils import count_parameters, init_forget_bias, make_rnn
+from utils.script_utils import UserError, atomic_write, output_dir, print_table, save_metrics
+from utils.training import (
     NonFiniteLoss,
     ProgressLog,
     check_checkpoint,
     checkpoint_tag,
     clip_gradients,
-    count_parameters,
     epoch_line,
     gradient_summary,
-    init_forget_bias,
     load_checkpoint,
-    make_rnn,
     save_checkpoint,
+    stop_if_not_finite,
     stopped_early,
+    weights_that_fit,
 )
-from utils.script_utils import UserError, atomic_write, print_table, save_metrics
 from utils.visualization import plot_training_curves
 
 
@@ -103,8 +104,8 @@ class CharStreams:
     def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, *,
                  chunks_per_epoch: int | None = None, device: torch.device | str = "cpu", seed: int = 0):
         if len(ids) < batch_size * (seq_len + 1) + seq_len:
-            raise UserError(f"the text ({len(ids)} characters) is too short for --BATCH_SIZE={batch_size} streams "
-                            f"of --SEQ_LEN={seq_len}; lower them or use a longer text.")
+            raise UserError(f"the text ({len(ids)} characters) is too short for --BATCH_SIZE={batch_size} "
+                            f"streams of --SEQ_LEN={seq_len}; lower them or use a longer text.")
         self.ids, self.B, self.T = ids, batch_size, seq_len
         self.chunks_per_epoch, self.device = chunks_per_epoch, device
         self.g = torch.Generator().manual_seed(seed)  # its own generator: the global RNG is left alone
@@ -115,9 +116,8 @@ class CharStreams:
         offset = int(torch.randint(self.T, (1,), generator=self.g)) if random_offset else 0
         n = (len(self.ids) - offset - 1) // self.B
         data = self.ids[offset: offset + self.B * n + 1]
-        self.x = data[:-1].view(self.B, n).to(self.device)          # (T1) (B, n): row b = x[o + b*n : o +
-                                                                    # (b+1)*n]
-        self.y = data[1:].reshape(self.B, n).to(self.device)        # (B, n): the next character
+        self.x = data[:-1].view(self.B, n).to(self.device)  # (T1) (B, n): row b = x[o+b*n : o+(b+1)*n]
+        self.y = data[1:].reshape(self.B, n).to(self.device)  # (B, n): the next character
         self.pos, self.n = 0, n
 
     def __len__(self) -> int:
@@ -139,8 +139,7 @@ class CharStreams:
             reset = self.pos == 0
             s = slice(self.pos, self.pos + self.T)
             self.pos += self.T
-            yield self.x[:, s], self.y[:, s], reset                 # (T1) chunk k, columns kT..kT+T-1: (B,
-                                                                    # T), (B, T)
+            yield self.x[:, s], self.y[:, s], reset   # (T1) chunk k, columns kT..kT+T-1: (B, T), (B, T)
 
 
 def char_ngram_baseline(train: str, val: str, n: int = 5, k: float = 0.1, positions=None) -> dict:
@@ -176,7 +175,8 @@ def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1, positions=No
     """`char_ngram_baseline` on corpus['train'] -> corpus['val'] (at `positions`), cached in
     04_text_gen/data/ by the texts' and positions' checksum (counting 4 M characters of 5-grams takes tens
     of seconds)."""
-    where = "all" if positions is None else hashlib.sha256(torch.as_tensor(positions).numpy().tobytes()).hexdigest()
+    where = ("all" if positions is None
+             else hashlib.sha256(torch.as_tensor(positions).numpy().tobytes()).hexdigest())
     digest = hashlib.sha256(f"{n}|{k}|{len(corpus['train'])}|{where}|".encode() + corpus["train"].encode()
                             + b"\x00" + corpus["val"].encode()).hexdigest()[:16]
     path = data_dir("04_text_gen") / f"ngram_baseline_{digest}.json"
@@ -227,10 +227,11 @@ def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_
     # the baseline scores exactly the characters the model's final evaluation scores (val_full)
     baseline = cached_ngram_baseline(corpus, ngram_order, ngram_k, streams["val_full"].scored_positions())
     baseline["val_chars"] = len(corpus["val"])
-    print(f"baseline: add-{ngram_k:g} character {ngram_order}-gram  {baseline['nats_per_char']:.3f} nats/char  "
-          f"{baseline['bits_per_char']:.3f} bits/char  perplexity {baseline['perplexity']:.2f}  (scored on the "
-          f"{baseline['chars_scored']:,} of {len(corpus['val']):,} validation characters the model's final "
-          f"evaluation scores: {streams['val_full'].B} streams of whole {seq_len}-character chunks)")
+    print(f"baseline: add-{ngram_k:g} character {ngram_order}-gram  "
+          f"{baseline['nats_per_char']:.3f} nats/char  {baseline['bits_per_char']:.3f} bits/char  "
+          f"perplexity {baseline['perplexity']:.2f}  (scored on the {baseline['chars_scored']:,} of "
+          f"{len(corpus['val']):,} validation characters the model's final evaluation scores: "
+          f"{streams['val_full'].B} streams of whole {seq_len}-character chunks)")
     return {"corpus": corpus, "vocab": vocab, "streams": streams, "baseline": baseline}
 
 
@@ -262,8 +263,7 @@ def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
     before = sorted_p.cumsum(-1) - sorted_p          # mass of the strictly more likely characters
-    keep_sorted = before < p                         # (S3) the nucleus N_p; the first character is always
-                                                     # kept
+    keep_sorted = before < p                         # (S3) the nucleus N_p (the first character always)
     keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     kept = torch.where(keep, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
@@ -353,9 +353,13 @@ class CharRNN(nn.Module):
         return vocab.decode(out)
 
 
+# ----------------------------------------------------------------------------------------------------
+# Training: one truncated-BPTT step in plain sight, and the report loop around it (a time budget,
+# validation in nats/char, the best checkpoint)
+# ----------------------------------------------------------------------------------------------------
 def detach_state(state):
-    """(T2) Cut the graph at the chunk boundary (truncated BPTT, THEORY.md §10): keep the values, drop the
-    history, so backward stops here. pytorch/examples calls this `repackage_hidden`."""
+    """(T2) sg(state): cut the graph at the chunk boundary (truncated BPTT, THEORY.md §10): keep the values,
+    drop the history, so backward stops here. pytorch/examples calls this `repackage_hidden`."""
     if state is None:
         return None
     if isinstance(state, tuple):
@@ -363,9 +367,25 @@ def detach_state(state):
     return state.detach()                        # GRU: h
 
 
-# ----------------------------------------------------------------------------------------------------
-# Training: truncated BPTT on a time budget, validation in nats/char
-# ----------------------------------------------------------------------------------------------------
+def train_step(model: CharRNN, x: torch.Tensor, y: torch.Tensor, state, optimizer: torch.optim.Optimizer,
+               clip: float | None):
+    """One gradient step on one chunk of every stream: what `train_char_model` runs for each chunk.
+    x, y: (B, T) character ids, y = x one character on (T1); state: the previous chunk's final state
+    (LSTM (h, c), GRU h; each (layers, B, H)), or None at the start of a pass (zeros).
+    -> (the chunk's mean loss in nats/char, the gradient norm before clipping, this chunk's final state)."""
+    state = detach_state(state)                  # (T2) sg(state): keep the values, cut the graph
+    logits, state = model(x, state)              # (B, T, V); state: where the next chunk starts
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))  # mean over B*T
+    value = loss.item()
+    stop_if_not_finite("loss", value, optimizer)  # a NaN stops here, before it reaches the weights
+    optimizer.zero_grad(set_to_none=True)        # .grad accumulates: clear the last chunk's
+    loss.backward()                              # back through this chunk only: the state came in detached
+    norm = clip_gradients(model, clip)           # ||g|| before clipping, then g capped at clip (C2), §9
+    stop_if_not_finite("gradient norm", norm, optimizer)
+    optimizer.step()                             # the AdamW update
+    return value, norm, state
+
+
 class BudgetSchedule:
     """Linear warm-up, then cosine decay to `min_frac` * lr, driven by progress = the larger of
     (steps done / total steps) and (seconds spent / budget): the learning rate anneals on time even when
@@ -396,18 +416,19 @@ class BudgetSchedule:
 def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weight_decay: float, clip: float,
                      max_minutes: float, patience: int, checkpoint_path: Path, prompt: str | None = None,
                      sample_len: int = 200, seed: int = 0, progress: ProgressLog | None = None) -> dict:
-    """Truncated BPTT with AdamW on data['streams']['train'] (a CharStreams with chunks_per_epoch): after
-    every `chunks_per_epoch` chunks a report (an "epoch") validates on data['streams']['val'], saves the best
-    weights (with the vocabulary) to checkpoint_path and, given a prompt, prints a sample at temperature 0.8
-    (kept in the report's row as 'sample', so progress.jsonl shows how the text improves).
+    """Truncated BPTT with AdamW on data['streams']['train'] (a CharStreams with chunks_per_epoch): a
+    `train_step` per chunk, the state carried from each chunk to the next. After every `chunks_per_epoch`
+    chunks a report (an "epoch") validates on data['streams']['val'], saves the best weights (with the
+    vocabulary) to checkpoint_path and, given a prompt, prints a sample at temperature 0.8 (kept in the
+    report's row as 'sample', so progress.jsonl shows how the text improves).
 
     Training ends after `epochs` reports, when the time budget is spent (the report is still made), or after
     `patience` reports without a better validation loss; the best weights are restored at the end.
     Each report's row also has the gradient norm before clipping (mean, max, share of chunks clipped) and
     characters/s; `progress` (a ProgressLog) receives it at once (progress.jsonl, live curves, TensorBoard).
-    A NaN/infinite loss stops with one error line, keeping the best checkpoint; so does Ctrl-C.
-    Returns {'history': a row per report, 'best_epoch', 'best_value', 'epochs_run', 'train_time_s',
-    'chars_seen'}.
+    A NaN/infinite loss stops with one error line naming the report and chunk, keeping the best checkpoint;
+    so does Ctrl-C. Returns {'history': a row per report, 'best_epoch', 'best_value', 'epochs_run',
+    'train_time_s', 'chars_seen'}.
     """
     if epochs < 1:
         raise UserError(f"--EPOCHS must be at least 1, got {epochs}.")
@@ -428,22 +449,13 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
             for x, y, reset in bar:                                  # x, y: (B, T); y = x one character on
                 if schedule.done():                                  # the time budget is spent
                     break
-                state = None if reset else detach_state(state)       # (T2) sg(state): keep the values,
-                                                                     # cut the graph
                 schedule.step()                                      # warm-up, then cosine to the budget
-                logits, state = model(x, state)                      # (B, T, V)
-                loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise NonFiniteLoss("loss", value, f"report {epoch}, chunk {n + 1}",
-                                        optimizer.param_groups[0]["lr"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()                                      # back through this chunk only
-                norm = clip_gradients(model, clip)                   # before clipping; then clipped, (C2) §9
-                if not math.isfinite(norm):
-                    raise NonFiniteLoss("gradient norm", norm, f"report {epoch}, chunk {n + 1}",
-                                        optimizer.param_groups[0]["lr"])
-                optimizer.step()
+                state = None if reset else state                     # a new pass starts from zeros
+                try:                                                 # train_step detaches the carried state
+                    value, norm, state = train_step(model, x, y, state, optimizer, clip)
+                except NonFiniteLoss as e:                           # say where: this report, this chunk
+                    raise NonFiniteLoss(e.args[0], e.args[1], f"report {epoch}, chunk {n + 1}",
+                                        e.args[3]) from None
                 total, n = total + value, n + 1
                 norms.append(norm)
                 clipped += bool(clip) and norm > clip
@@ -472,11 +484,13 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
             if progress is not None:
                 progress.epoch(row)
             if bad_epochs >= patience:
-                tqdm.write(f"early stopping: no improvement in val_loss for {patience} reports (best report {best_epoch}).")
+                tqdm.write(f"early stopping: no improvement in val_loss for {patience} reports "
+                           f"(best report {best_epoch}).")
                 break
             if schedule.done():
                 if epoch < epochs:
-                    tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after report {epoch}.")
+                    tqdm.write(f"time budget of {max_minutes:g} min spent: training ends after report "
+                               f"{epoch}.")
                 break
     except (KeyboardInterrupt, NonFiniteLoss) as e:
         stopped_early(e, epoch, checkpoint_path if best_state is not None else None, best_epoch, progress)
@@ -510,7 +524,7 @@ def evaluate_char_model(model: CharRNN, streams: CharStreams) -> dict:
 # ----------------------------------------------------------------------------------------------------
 # Save and load
 # ----------------------------------------------------------------------------------------------------
-CHAR_CASE = "04_text_gen"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
+CHAR_CASE = "04_text_gen"  # the tag in this case's checkpoints (utils.training.checkpoint_tag)
 
 
 def char_checkpoint_extra(model: CharRNN, vocab: CharVocab, source: str) -> dict:
@@ -530,21 +544,32 @@ def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: 
                            expected=f"a {CHAR_CASE} {cell.upper() if cell else 'character-model'} checkpoint")
     check_checkpoint(ckpt, path, case=CHAR_CASE, cell=cell, needs=("state_dict", "hparams", "chars"),
                      script=script)
-    try:
+    with weights_that_fit(path):              # a damaged or hand-edited file: one line naming it
         vocab = CharVocab(ckpt["chars"])
         hparams = dict(ckpt["hparams"], **({"impl": impl} if impl else {}))
         if hparams.get("vocab_size") != len(vocab):
-            raise UserError(f"checkpoint {path} does not match its vocabulary ({hparams.get('vocab_size')} vs "
-                            f"{len(vocab)} characters); retrain the model.")
+            raise UserError(f"checkpoint {path} does not match its vocabulary "
+                            f"({hparams.get('vocab_size')} vs {len(vocab)} characters); retrain the model.")
         model = CharRNN(**hparams, device=device).to(device)
         model.load_state_dict(ckpt["state_dict"])
-    except UserError:
-        raise
-    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:  # a damaged or edited file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
-        raise UserError(f"the weights in {path} do not fit the model its hyperparameters describe "
-                        f"({first}); retrain the model.") from None
     return model.eval(), vocab, ckpt
+
+
+def saved_checkpoint(script_file: str | Path, folder: str = "", *, quick: bool = False,
+                     name: str = "model.pt") -> tuple[Path | None, list[Path]]:
+    """The checkpoint a training script saved, for a script that reads it (creative_writing.py reads
+    text_lstm/text_gru's, pronounce.py g2p_lstm/g2p_gru's): that script's full run
+    (outputs/04_text_gen/<stem>/<name>), or <folder>/<stem>/<name> when the learner named a folder; with
+    quick, a --quick run's is the second choice. -> (the first that exists or None, the paths looked at,
+    for the message when there is none)."""
+    stem = Path(script_file).stem
+    if folder:
+        candidates = [Path(folder) / stem / name]
+    else:
+        candidates = [output_dir(script_file, create=False) / name]
+        if quick:
+            candidates.append(output_dir(script_file, quick=True, create=False) / name)
+    return next((p for p in candidates if p.is_file()), None), candidates
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -568,8 +593,7 @@ def text_log_likelihood(model: CharRNN, vocab: CharVocab, context: str, text: st
     plausible the model finds what it wrote. High at low temperature, falling as temperature rises."""
     model.eval()
     device = next(model.parameters()).device
-    ids = vocab.encode(GENERATION_WARMUP + context + text).to(device)[None]  # (1, N), warmed up as in
-                                                                             # generate
+    ids = vocab.encode(GENERATION_WARMUP + context + text).to(device)[None]  # (1, N), warmed up as generate
     logits, _ = model(ids[:, :-1])                                           # (1, N-1, V)
     logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[0, :, 0]  # (N-1,)
     return float(logp[-len(text):].mean()) if len(text) else 0.0

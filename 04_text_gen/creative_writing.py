@@ -28,18 +28,16 @@ from utils.script_utils import (
     print_table,
     run_main,
     save_metrics,
-    saved_checkpoint,
     set_seed,
     shown_path,
 )
-from utils.visualization import plot_temperature_sweep
+from utils.visualization import color_for, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                  # random seed of the samples
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to generate
-IMPL: OneOf("torch", "scratch") = "torch"  # generate with torch.nn cells (fast),
-                                           # or 01_basic_theory's scratch cells
+IMPL: OneOf("torch", "scratch") = "torch"  # generate with torch.nn cells (fast), or 01's scratch cells
 PROMPT: str = "ROMEO:\\n"       # what to continue ("\n" written as \n); one-shot mode
 LENGTH: Interval("[1, 100000]", int) = 300  # characters to generate
 TEMPERATURE: AtLeast(0.0) = 0.8  # < 1 safer and more repetitive, > 1 bolder with more misspellings, 0 greedy
@@ -47,11 +45,9 @@ TOP_K: AtLeast(0) = 0           # sample only among the k likeliest characters (
 TOP_P: Interval("(0, 1]") = 1.0  # nucleus: the likeliest characters covering this probability (1 = all)
 MODEL: OneOf("lstm", "gru", "both") = "both"  # which model continues the prompt (both: side by side)
 INTERACTIVE: bool = False       # a prompt -> continuation loop on stdin (:help lists the commands)
-CHECKPOINTS: str = ""           # folder of text_lstm/model.pt, text_gru/model.pt ('' = outputs/04_text_gen,
-                                # the
-                                # full runs); fallbacks go there
-FALLBACK_MINUTES: AtLeast(0.0) = 1.5  # no checkpoint: train a small model this long first, saying so
-                                      # (0 = no limit)
+CHECKPOINTS: str = ""           # folder of text_lstm/model.pt, text_gru/model.pt ('' = the full runs' in
+                                # outputs/04_text_gen); fallbacks go there
+FALLBACK_MINUTES: AtLeast(0.0) = 1.5  # no checkpoint: train a small model this long first (0 = no limit)
 SWEEP_TEMPERATURES: Items(AtLeast(0.0)) = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
 SWEEP_SAMPLES: AtLeast(1) = 2   # samples per temperature and model
 SWEEP_LEN: AtLeast(1) = 400     # characters per sweep sample
@@ -69,8 +65,8 @@ _COMMANDS = """commands:
 
 def train_fallback(cell, path, device):
     """No trained model: a small one for FALLBACK_MINUTES with the same training loop (char_model)."""
-    print(f"training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first (run 04_text_gen/text_{cell}.py "
-          "for a good one).")
+    print(f"training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first "
+          f"(run 04_text_gen/text_{cell}.py for a good one).")
     data = char_model.prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000,
                                         val_chars_per_epoch=20_000)
     model = char_model.CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128,
@@ -85,8 +81,8 @@ def load_models(device, out, quick=False):
     models = {}
     for cell in ("lstm", "gru"):
         # text_<cell>.py's full run (or CHECKPOINTS/text_<cell>/); with --quick, a --quick run's second
-        path, looked = saved_checkpoint(pathlib.Path(__file__).with_name(f"text_{cell}.py"), CHECKPOINTS,
-                                        quick=quick)
+        path, looked = char_model.saved_checkpoint(pathlib.Path(__file__).with_name(f"text_{cell}.py"),
+                                                   CHECKPOINTS, quick=quick)
         if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():
@@ -108,7 +104,8 @@ def continue_prompt(models, prompt, settings):
         model, vocab = models[cell]
         unknown = vocab.unknown(prompt)
         if unknown:
-            print(f"note: the {cell.upper()} never saw {', '.join(map(repr, unknown))}: skipped in the prompt.")
+            print(f"note: the {cell.upper()} never saw {', '.join(map(repr, unknown))}: skipped in the "
+                  f"prompt.")
         texts[cell] = model.generate(vocab, prompt, settings["length"], temperature=settings["temp"],
                                      top_k=settings["topk"], top_p=settings["topp"], seed=settings["seed"])
     print_side_by_side({c.upper(): prompt + t for c, t in texts.items()})
@@ -159,7 +156,8 @@ def interactive(models, settings):
                 value = kinds[cmd](arg.strip())
                 check_setting(cmd, value)
             except (ValueError, UserError) as e:
-                print(f"error: {e if isinstance(e, UserError) else f'{cmd} needs a {kinds[cmd].__name__}, got {arg!r}'}")
+                why = e if isinstance(e, UserError) else f"{cmd} needs a {kinds[cmd].__name__}, got {arg!r}"
+                print(f"error: {why}")
                 continue
             settings[names.get(cmd, cmd)] = value
             print(f"{cmd} = {value}")
@@ -210,8 +208,30 @@ def temperature_sweep(models, prompt, out):
         results[cell.upper()] = res
     print_table(rows, title="Temperature sweep: diversity vs coherence", floatfmt=".3f")
     plot_temperature_sweep(SWEEP_TEMPERATURES, results, out / "temperature_sweep.png",
-                           title=f"Sampling temperature: diversity vs coherence ({SWEEP_SAMPLES}x{SWEEP_LEN} chars)")
+                           title=f"Sampling temperature: diversity vs coherence "
+                                 f"({SWEEP_SAMPLES}x{SWEEP_LEN} chars)")
     return results, rows
+
+
+def plot_temperature_sweep(temperatures, results: dict[str, dict[str, list[float]]], path: Path,
+                           title: str = "") -> Path:
+    """Diversity vs coherence as the sampling temperature rises, one line per model.
+    results: {model: {'log_likelihood': [...], 'distinct_4': [...], 'repeated_3gram': [...]}}, one value per
+    temperature."""
+    panels = (("log_likelihood", "model's own log-likelihood (nats/char)\nhigher = more plausible to it"),
+              ("distinct_4", "distinct character 4-grams\nhigher = more varied"),
+              ("repeated_3gram", "repeated word 3-grams\nhigher = more looping"))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (key, label) in zip(axes, panels):
+        for name, res in results.items():
+            ax.plot(temperatures, res[key], "o-", label=name, color=color_for(name))
+        ax.set_xlabel("temperature")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def main():

@@ -13,8 +13,8 @@ g2p_lstm.py 的孪生脚本：用 GRU 编码器-解码器，从 CMU 发音词典
 把整个单词压进一个向量，用来看注意力到底带来了什么。
 运行：`python 04_text_gen/g2p_gru.py`；`--quick` 快速跑通，`--IMPL=scratch` 改用手写的 ScratchGRU；
 训练完用 `pronounce.py --WORD=...` 念任意一个单词。
-理论：THEORY.md 公式 (G1)-(G4)，第 5 节（打包），第 9 节（梯度裁剪），第 13 节（编码器-解码器、注意力、束搜
-索）。
+理论：THEORY.md 公式 (G1)-(G4)，第 5 节（打包），第 9 节（梯度裁剪），第 13 节（编码器-解码器、注意力、
+束搜索）。
 """
 import pathlib
 import sys
@@ -26,7 +26,7 @@ import time
 import torch
 
 import g2p_model
-from utils.model_utils import ProgressLog, count_parameters
+from utils.model_utils import count_parameters
 from utils.script_utils import (
     AtLeast,
     Fraction,
@@ -41,22 +41,21 @@ from utils.script_utils import (
     run_main,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                  # random seed (weights, dropout, batch order); the split is fixed (SPLIT_SEED)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
-THREADS: AtLeast(0) = 0         # CPU threads for torch (0 = torch's default, one per core): two were 1.34x
-                                # faster than one on an idle 2-core machine; 1 if other jobs share the cores
-IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU); scratch = 01_basic_theory's
-                                           # ScratchGRU
+THREADS: AtLeast(0) = 0         # CPU threads for torch (0 = torch's default, one per core; 1 when other
+                                # jobs share the cores)
+IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU), scratch = 01's ScratchGRU
 ATTENTION: bool = True          # False: one summary vector, no attention (Cho et al. 2014): no_attention/
 EMBED_DIM: AtLeast(1) = 64      # letter and phoneme embedding size
 HIDDEN_SIZE: AtLeast(2) = 256   # decoder GRU units; each encoder direction has half (s_j has this size)
 NUM_LAYERS: AtLeast(1) = 1      # bidirectional encoder layers
 DECODER_LAYERS: AtLeast(1) = 1  # decoder layers
-DROPOUT: Fraction = 0.0         # on embeddings, between layers, before the output layer: in a CPU budget the
-                                # model underfits, and 0 was better than 0.1 (README)
+DROPOUT: Fraction = 0.0         # on embeddings, between layers and before the output layer (0 = off)
 BATCH_SIZE: AtLeast(1) = 128    # pronunciations per batch (words of similar length together)
 LR: Positive = 3e-3             # peak AdamW learning rate (cosine decay over the epochs)
 WEIGHT_DECAY: AtLeast(0.0) = 0.0  # AdamW decoupled weight decay
@@ -66,13 +65,13 @@ PATIENCE: AtLeast(1) = 3        # stop after this many epochs without a better v
 BEAM: AtLeast(1) = 5            # beam width for the test (1 = greedy; THEORY.md (B1))
 MAX_TRAIN_WORDS: AtLeast(0) = 0  # use only this many training words (0 = all 112k)
 MAX_EVAL_WORDS: AtLeast(0) = 0  # use only this many validation and test words (0 = all 6.2k each)
-# said at the end
-EXAMPLES: Items(str) = ("knight", "phoenix", "xylophone", "colonel", "quixotic", "thoroughfare")
+EXAMPLES: Items(str) = ("knight", "phoenix", "xylophone", "colonel",  # words pronounced at the end
+                        "quixotic", "thoroughfare")
 
 CHECKS = [(lambda: all(g2p_model.is_word(w) for w in EXAMPLES),
            "EXAMPLES must be words of the letters a-z and the apostrophe")]
 # On a CUDA device, a constant still at the value shipped above (left) takes its GPU value (right); your own
-# edits and --NAME=VALUE keep yours. Not yet measured on a GPU (README).
+# edits and --NAME=VALUE keep yours.
 GPU_SETTINGS = dict(HIDDEN_SIZE=(256, 512), NUM_LAYERS=(1, 2), EMBED_DIM=(64, 128),
                     DROPOUT=(0.0, 0.2), BATCH_SIZE=(128, 256), EPOCHS=(7, 30), PATIENCE=(3, 6))
 QUICK_SETTINGS = dict(MAX_TRAIN_WORDS=800, MAX_EVAL_WORDS=100, HIDDEN_SIZE=32, EMBED_DIM=16, EPOCHS=2,
@@ -95,16 +94,18 @@ def build_model(device):
     model = g2p_model.Seq2Seq(cell="gru", impl=IMPL, attention=ATTENTION, embed_dim=EMBED_DIM,
                               hidden_size=HIDDEN_SIZE, enc_layers=NUM_LAYERS, dec_layers=DECODER_LAYERS,
                               dropout=DROPOUT, device=device).to(device)
-    print(f"model: biGRU {NUM_LAYERS}x{HIDDEN_SIZE // 2} per direction -> GRU {DECODER_LAYERS}x{HIDDEN_SIZE} "
-          f"{'with attention' if ATTENTION else 'without attention'} ({IMPL}), {count_parameters(model):,} parameters")
+    print(f"model: biGRU {NUM_LAYERS}x{HIDDEN_SIZE // 2} per direction -> GRU "
+          f"{DECODER_LAYERS}x{HIDDEN_SIZE} {'with attention' if ATTENTION else 'without attention'} "
+          f"({IMPL}), {count_parameters(model):,} parameters")
     return model
 
 
-def train(model, data, device, out, progress):
-    """Teacher forcing (E9): the decoder reads the true previous phoneme and learns the next; after each
-    epoch greedy decoding of the validation words; the epoch with the lowest word error rate is kept."""
-    return g2p_model.train_g2p_model(model, data, device, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
-                                     clip=CLIP, patience=PATIENCE, checkpoint_path=out / "model.pt",
+def train(model, data, out, progress):
+    """Teacher forcing (E9): `g2p_model.train_step` on every batch (run by utils' `fit`), the decoder
+    reading the true previous phoneme to learn the next; after each epoch greedy decoding of the validation
+    words (`g2p_model.eval_step`); the epoch with the lowest word error rate is kept."""
+    return g2p_model.train_g2p_model(model, data, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY, clip=CLIP,
+                                     patience=PATIENCE, checkpoint_path=out / "model.pt",
                                      checkpoint_extra=g2p_model.g2p_checkpoint_extra(model),
                                      progress=progress)
 
@@ -114,8 +115,7 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    # never over your edits
-    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # not over your edits
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     out = output_dir(__file__, None if ATTENTION else "no_attention", quick=cfg["QUICK"])
@@ -124,7 +124,7 @@ def main():
     title = f"GRU {'attention' if ATTENTION else 'no attention'}"
     progress = ProgressLog(out, hparams=cfg, metrics=["val_wer", "val_per"],  # progress.jsonl, live curves,
                            title=f"{title}: teacher-forced loss; validation WER, PER (greedy)")  # TensorBoard
-    result = train(model, data, device, out, progress)
+    result = train(model, data, out, progress)
     g2p_model.g2p_report(out, config=cfg, model=model, data=data, result=result, device=device, start_time=t0,
                          title=title, beam=BEAM, examples=EXAMPLES)
 

@@ -1,9 +1,10 @@
 """04_text_gen's sequence-to-sequence mechanism: spelling in, pronunciation out (grapheme-to-phoneme, G2P).
 
 Read top to bottom: the symbols and the fixed split of the CMU Pronouncing Dictionary, the batches, the
-encoder-decoder with Luong attention (THEORY.md §13, (E1)-(E9)), teacher forcing, greedy and beam-search
-decoding (B1), the word and phoneme error rates, save/load, and the report (tables, attention heatmaps,
-error rate by word length). g2p_lstm.py / g2p_gru.py tell the story with these pieces; pronounce.py says
+encoder-decoder with Luong attention (THEORY.md §13, (E1)-(E8)) with its greedy and beam-search decoding (B1),
+the training step `train_step` (teacher forcing (E9), §9 clipping) and its validation by word and phoneme
+error rate (W1), scoring, save/load, and the report (tables, attention heatmaps, error rate by word
+length). g2p_lstm.py / g2p_gru.py tell the story with these pieces; pronounce.py says
 any word with the trained models. The raw dictionary comes from utils.data_utils.load_cmudict.
 """
 from __future__ import annotations
@@ -19,17 +20,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.data_utils import CMUDICT_LETTERS, data_dir, load_cmudict, pad_batch
-from utils.model_utils import (
+from utils.model_utils import count_parameters, init_forget_bias, make_rnn
+from utils.script_utils import UserError, output_dir, print_table, save_json, save_metrics
+from utils.training import (
     ProgressLog,
     check_checkpoint,
     checkpoint_tag,
-    count_parameters,
+    clip_gradients,
     fit,
-    init_forget_bias,
     load_checkpoint,
-    make_rnn,
+    stop_if_not_finite,
+    weights_that_fit,
 )
-from utils.script_utils import UserError, output_dir, print_table, save_json, save_metrics
 from utils.visualization import color_for, plt, save_figure
 
 # ----------------------------------------------------------------------------------------------------
@@ -68,8 +70,9 @@ def check_word(text: str) -> str:
     if bad:
         kinds = ("digits" if any(c.isdigit() for c in bad) else "spaces" if any(c.isspace() for c in bad)
                  else "letters outside a-z" if any(c.isalpha() for c in bad) else "symbols")
-        raise UserError(f"{text!r} contains {kinds} ({', '.join(map(repr, bad[:5]))}): the model reads English "
-                        f"spelling only, the letters a-z and the apostrophe (one word, spell numbers out).")
+        raise UserError(f"{text!r} contains {kinds} ({', '.join(map(repr, bad[:5]))}): the model reads "
+                        f"English spelling only, the letters a-z and the apostrophe (one word, spell numbers "
+                        f"out).")
     if not any(c != "'" for c in word):
         raise UserError(f"{text!r} has no letters; type a word made of the letters a-z.")
     if len(word) > MAX_WORD_LEN:
@@ -141,8 +144,7 @@ def g2p_split(cache: Path | None = None) -> dict[str, dict[str, list[tuple[str, 
             groups.setdefault(spelling_group(word), []).append(word)
         keys = sorted(groups)
         order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
-        a = round(SPLIT_FRACTIONS[0] * len(entries))              # words (not groups) in train,
-                                                                  # then train+val
+        a = round(SPLIT_FRACTIONS[0] * len(entries))      # words (not groups) in train, then train+val
         b = a + round(SPLIT_FRACTIONS[1] * len(entries))
         chosen: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         placed = 0
@@ -261,8 +263,8 @@ class Seq2Seq(nn.Module):
                             f"got {hidden_size}.")
         H, M = hidden_size, 2 * (hidden_size // 2)                # M: an encoder vector s_j, both directions
         self.letter_embedding = nn.Embedding(N_LETTERS, embed_dim, padding_idx=PAD)
+        # H/2 per direction: s_j has H numbers, like d_t
         self.encoder = make_rnn(cell, impl, embed_dim, H // 2, enc_layers, dropout=dropout,
-                                # H/2 per direction: s_j has H numbers, like d_t
                                 bidirectional=True, device=device)
         self.bridge = nn.Linear(M, dec_layers * H)                # (E2): c̄ -> the decoder's first state
         self.phoneme_embedding = nn.Embedding(N_PHONEMES, embed_dim, padding_idx=PAD)
@@ -301,12 +303,11 @@ class Seq2Seq(nn.Module):
         """d: (B, T, H) decoder states d_t; memory (B, S, H); mask (B, S) -> logits (B, T, V),
         alpha (B, T, S): how much each output step looked at each letter (None without attention)."""
         if self.attention:
-            scores = d @ self.W_a(memory).transpose(1, 2)                      # (E4) e_tj = d_t . W_a s_j:
-                                                                               # (B, T, S)
+            # (E4) e_tj = d_t . W_a s_j;  (E5) alpha_t = softmax_j(e_tj);  (E6) c_t = sum_j alpha_tj s_j
+            scores = d @ self.W_a(memory).transpose(1, 2)                      # (E4): (B, T, S)
             scores = scores.masked_fill(~mask[:, None, :], float("-inf"))      # padding gets no weight
             alpha = torch.softmax(scores, dim=-1)                              # (E5) over the letters
-            context = alpha @ memory                                           # (E6) c_t = sum_j a_tj s_j:
-                                                                               # (B, T, H)
+            context = alpha @ memory                                           # (E6): (B, T, H)
         else:
             # (E6') c_t = c̄ for every t
             alpha, context = None, summary[:, None, :].expand(-1, d.shape[1], -1)
@@ -329,8 +330,7 @@ class Seq2Seq(nn.Module):
         d, state = self.decoder(self.phoneme_embedding(y_prev)[:, None, :], state)  # (E3): (N, 1, H)
         logits, alpha = self.attend(d, memory, mask, summary)
         logits = logits[:, 0].float()
-        logits[:, [PAD, BOS]] = float("-inf")      # a decoded word never holds <pad> or <s>: only phonemes,
-                                                   # </s>
+        logits[:, [PAD, BOS]] = float("-inf")      # a decoded word holds only phonemes and </s>
         return (torch.log_softmax(logits, dim=-1), state,
                 alpha[:, 0] if alpha is not None else None)
 
@@ -363,8 +363,8 @@ class Seq2Seq(nn.Module):
         # every hypothesis k of word b becomes row b*K + k: repeat the encoder's output K times
         rep = lambda t: t.repeat_interleave(K, dim=0)                            # noqa: E731
         memory, mask, summary = rep(memory), rep(mask), rep(summary)
-        state = tuple(s.repeat_interleave(K,
-                                          dim=1) for s in state) if self.is_lstm else state.repeat_interleave(K, 1)
+        state = (tuple(s.repeat_interleave(K, dim=1) for s in state) if self.is_lstm
+                 else state.repeat_interleave(K, dim=1))                         # (layers, B*K, H)
         score = torch.full((B, K), float("-inf"), device=dev)
         # one live hypothesis to start
         score[:, 0] = 0.0
@@ -402,27 +402,45 @@ def max_output_len(lengths: torch.Tensor) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------
-# 4. Training: the teacher-forced loss for utils' `fit`, the validation word error rate
+# 4. Training: one teacher-forced step in plain sight, validation by word error rate, and utils' `fit`
 # ----------------------------------------------------------------------------------------------------
-def g2p_step(device: torch.device | str):
-    """The `step` for `fit`: a batch -> (loss, predictions, targets).
+def train_step(model: Seq2Seq, batch, optimizer: torch.optim.Optimizer,
+               clip: float | None) -> tuple[float, float, int]:
+    """One gradient step on a batch of words, teacher-forced (E9): what `fit` runs for every training batch.
+    batch: letters (B, S), lengths (B,), dec_in (B, T) = <s> y1..yn, dec_out (B, T) = y1..yn </s>, refs.
+    -> (the mean cross-entropy per real phoneme, the gradient norm before clipping, words in the batch)."""
+    device = next(model.parameters()).device
+    letters, lengths, dec_in, dec_out, _ = batch
+    letters, dec_in, dec_out = letters.to(device), dec_in.to(device), dec_out.to(device)
+    # encoder over the packed letters (§5, (E1)-(E2)); the decoder reads the *true* previous phonemes
+    # dec_in, all T steps in one call (E3), attending to the letters (E4)-(E8)
+    logits, _ = model(letters, lengths, dec_in)                                  # (B, T, V)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), dec_out.reshape(-1),
+                                       ignore_index=PAD)      # (E9) mean over real phonemes, padding skipped
+    value = loss.item()
+    stop_if_not_finite("loss", value, optimizer)        # a NaN stops here, before it reaches the weights
+    optimizer.zero_grad(set_to_none=True)               # .grad accumulates: clear the last batch's
+    loss.backward()                                     # back through decoder, attention and encoder
+    norm = clip_gradients(model, clip)                  # ||g|| before clipping, then capped at clip (C2), §9
+    stop_if_not_finite("gradient norm", norm, optimizer)
+    optimizer.step()                                    # the AdamW update
+    return value, norm, dec_out.shape[0]
 
-    Training: teacher forcing (E9), the mean cross-entropy of the next phoneme given the *true* prefix.
-    Validation (model.eval()): the same loss, plus greedy decoding, as the learner uses the model; then
-    'predictions' = each word's edit distance to its closest accepted pronunciation and 'targets' = that
-    pronunciation's length, from which `error_rates` makes the word and phoneme error rates."""
-    def step(model, batch):
-        letters, lengths, dec_in, dec_out, refs = batch
-        letters, dec_in, dec_out = letters.to(device), dec_in.to(device), dec_out.to(device)
-        logits, _ = model(letters, lengths, dec_in)                                     # (B, T, V)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), dec_out.reshape(-1),
-                                           ignore_index=PAD)                            # (E9)
-        if model.training:
-            return loss, None, dec_out[:, 0]
-        ids, _ = model.greedy(letters, lengths, max_output_len(lengths))
-        dist, ref_len, _ = zip(*(closest_reference(decode_ids(row), r) for row, r in zip(ids.tolist(), refs)))
-        return loss, torch.tensor(dist), torch.tensor(ref_len)
-    return step
+
+def eval_step(model: Seq2Seq, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validation for `fit` (model.eval(), no gradients): the same teacher-forced loss, plus greedy decoding
+    as the learner uses the model. -> (loss, each word's edit distance to its closest accepted
+    pronunciation (B,), that pronunciation's length (B,)), from which `error_rates` makes the word and
+    phoneme error rates."""
+    device = next(model.parameters()).device
+    letters, lengths, dec_in, dec_out, refs = batch
+    letters, dec_in, dec_out = letters.to(device), dec_in.to(device), dec_out.to(device)
+    logits, _ = model(letters, lengths, dec_in)                                  # (B, T, V)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), dec_out.reshape(-1),
+                                       ignore_index=PAD)                        # (E9)
+    ids, _ = model.greedy(letters, lengths, max_output_len(lengths))             # (B, T'): its own outputs
+    dist, ref_len, _ = zip(*(closest_reference(decode_ids(row), r) for row, r in zip(ids.tolist(), refs)))
+    return loss, torch.tensor(dist), torch.tensor(ref_len)
 
 
 def error_rates(dist: torch.Tensor, ref_len: torch.Tensor) -> dict:
@@ -431,19 +449,21 @@ def error_rates(dist: torch.Tensor, ref_len: torch.Tensor) -> dict:
     return {"wer": float((dist > 0).float().mean()), "per": float(dist.sum() / ref_len.sum().clamp_min(1))}
 
 
-def train_g2p_model(model: Seq2Seq, data: dict, device, *, epochs: int, lr: float, weight_decay: float,
+def train_g2p_model(model: Seq2Seq, data: dict, *, epochs: int, lr: float, weight_decay: float,
                     clip: float, patience: int, checkpoint_path: Path, checkpoint_extra: dict,
                     progress: ProgressLog | None = None, verbose: bool = True) -> dict:
-    """AdamW + `fit` with teacher forcing; a cosine learning rate over the epochs; the epoch with the lowest
-    validation word error rate (greedy) is kept and saved; `progress` (a ProgressLog) gets every epoch's
-    row (progress.jsonl, live training_curves.png). Returns fit's result plus 'train_time_s'."""
+    """AdamW + `fit` with `train_step` (teacher forcing) and `eval_step`; a cosine learning rate over the
+    epochs; the epoch with the lowest validation word error rate (greedy) is kept and saved; `progress` (a
+    ProgressLog) gets every epoch's row (progress.jsonl, live training_curves.png). Returns fit's result
+    plus 'train_time_s'."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.05)
     t0 = time.time()
-    result = fit(model, data["batches"]["train"], data["batches"]["val"], g2p_step(device), epochs=epochs,
-                 optimizer=optimizer, metrics_fn=error_rates, monitor="wer", mode="min", patience=patience,
-                 clip=clip, scheduler=scheduler, checkpoint_path=checkpoint_path,
-                 checkpoint_extra=checkpoint_extra, progress=progress, verbose=verbose)
+    result = fit(model, data["batches"]["train"], data["batches"]["val"], train_step=train_step,
+                 eval_step=eval_step, epochs=epochs, optimizer=optimizer, metrics_fn=error_rates,
+                 monitor="wer", mode="min", patience=patience, clip=clip, scheduler=scheduler,
+                 checkpoint_path=checkpoint_path, checkpoint_extra=checkpoint_extra, progress=progress,
+                 verbose=verbose)
     result["train_time_s"] = round(time.time() - t0, 2)
     return result
 
@@ -547,8 +567,7 @@ def teacher_forced_accuracy(model: Seq2Seq, examples: list, device) -> float:
 # ----------------------------------------------------------------------------------------------------
 # 6. Save and load
 # ----------------------------------------------------------------------------------------------------
-G2P_CASE = "04_text_gen/g2p"  # the tag in these checkpoints (model_utils.checkpoint_tag): not a character
-                              # model's
+G2P_CASE = "04_text_gen/g2p"  # these files' tag (utils.training.checkpoint_tag): not a character model's
 
 
 def g2p_checkpoint_extra(model: Seq2Seq) -> dict:
@@ -568,15 +587,9 @@ def load_g2p_model(path: Path | str, device: torch.device | str = "cpu", impl: s
                      needs=("state_dict", "hparams", "letters", "phonemes"), script=script)
     if ckpt["letters"] != LETTERS or list(ckpt["phonemes"]) != list(PHONEMES):
         raise UserError(f"{path} was trained with other letters or phonemes; retrain the model.")
-    try:
+    with weights_that_fit(path):              # a damaged or hand-edited file: one line naming it
         model = Seq2Seq(**dict(ckpt["hparams"], **({"impl": impl} if impl else {})), device=device).to(device)
         model.load_state_dict(ckpt["state_dict"])
-    except UserError:
-        raise
-    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:  # a damaged or edited file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
-        raise UserError(f"the weights in {path} do not fit the model its hyperparameters describe "
-                        f"({first}); retrain the model.") from None
     return model.eval(), ckpt
 
 
@@ -666,7 +679,8 @@ def g2p_report(out: Path, *, config: dict, model: Seq2Seq, data: dict, result: d
                   "test PER": f"{100 * greedy['per']:.2f}%", "seconds": round(t_greedy, 1)},
                  {"decoding": f"beam {beam}", "test WER": f"{100 * beamed['wer']:.1f}%",
                   "test PER": f"{100 * beamed['per']:.2f}%", "seconds": round(t_beam, 1)}],
-                title=f"{title}: {len(words):,} test words (a word is right if it matches any accepted pronunciation)")
+                title=f"{title}: {len(words):,} test words (a word is right if it matches any accepted "
+                      f"pronunciation)")
     lengths = {"greedy": by_length(greedy_rows), "beam": by_length(beam_rows)}
     print_table([{"letters": k, "words": v["words"], "WER greedy": f"{100 * v['wer']:.1f}%",
                   f"WER beam {beam}": f"{100 * lengths['beam'][k]['wer']:.1f}%",

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import g2p_model
+from char_model import saved_checkpoint
 from utils.script_utils import (
     AtLeast,
     OneOf,
@@ -28,7 +29,6 @@ from utils.script_utils import (
     print_table,
     run_main,
     save_metrics,
-    saved_checkpoint,
     set_seed,
     shown_path,
 )
@@ -43,11 +43,9 @@ WORD: str = "quixotic"          # the word to pronounce (letters a-z and the apo
 BEAM: AtLeast(1) = 5            # beam width (1 = greedy only)
 MODEL: OneOf("lstm", "gru", "both") = "both"  # which model pronounces (both: side by side)
 INTERACTIVE: bool = False       # a word -> pronunciation loop on stdin (:help lists the commands)
-CHECKPOINTS: str = ""           # folder with g2p_lstm/model.pt, g2p_gru/model.pt ('' = outputs/04_text_gen,
-                                # the
-                                # full runs); fallbacks go there
-FALLBACK_WORDS: AtLeast(100) = 20_000  # no checkpoint: train a small model on this many words first,
-                                       # saying so
+CHECKPOINTS: str = ""           # folder with g2p_lstm/model.pt, g2p_gru/model.pt ('' = the full runs' in
+                                # outputs/04_text_gen); fallbacks go there
+FALLBACK_WORDS: AtLeast(100) = 20_000  # no checkpoint: train a small model on this many words first
 FALLBACK_EPOCHS: AtLeast(1) = 2  # ... for this many epochs
 QUICK_SETTINGS = dict(FALLBACK_WORDS=600, FALLBACK_EPOCHS=1, BEAM=2)
 
@@ -62,13 +60,13 @@ _COMMANDS = """commands:
 
 def train_fallback(cell, path, device):
     """No trained model: a small one on FALLBACK_WORDS words with the same training (g2p_model), saved."""
-    print(f"training a small {cell.upper()} on {FALLBACK_WORDS:,} words for {FALLBACK_EPOCHS} epoch(s) first; "
-          f"expect poor pronunciations (run 04_text_gen/g2p_{cell}.py for a good one).")
+    print(f"training a small {cell.upper()} on {FALLBACK_WORDS:,} words for {FALLBACK_EPOCHS} epoch(s) "
+          f"first; expect poor pronunciations (run 04_text_gen/g2p_{cell}.py for a good one).")
     data = g2p_model.prepare_g2p_data(64, max_train_words=FALLBACK_WORDS, max_eval_words=200, seed=SEED)
     model = g2p_model.Seq2Seq(cell=cell, impl=IMPL, hidden_size=128, embed_dim=32, dropout=0.0,
                               device=device).to(device)
-    g2p_model.train_g2p_model(model, data, device, epochs=FALLBACK_EPOCHS, lr=5e-3, weight_decay=0.0,
-                              clip=1.0, patience=FALLBACK_EPOCHS, checkpoint_path=path,
+    g2p_model.train_g2p_model(model, data, epochs=FALLBACK_EPOCHS, lr=5e-3, weight_decay=0.0, clip=1.0,
+                              patience=FALLBACK_EPOCHS, checkpoint_path=path,
                               checkpoint_extra=g2p_model.g2p_checkpoint_extra(model))
 
 
@@ -112,8 +110,8 @@ def say(models, word, beam, split):
     truth, part = where_in_dictionary(word, split)
     print_table(rows, title=f"{word}")
     if part:
-        print(f"dictionary ({part} word{': the models saw it' if part == 'training' else ', never trained on'}): "
-              + " | ".join(truth))
+        seen = ": the models saw it" if part == "training" else ", never trained on"
+        print(f"dictionary ({part} word{seen}): " + " | ".join(truth))
     else:
         print("not in the dictionary: the models have never seen this word.")
     used = dict.fromkeys(p for r in results.values() for p in r["beam"].split())

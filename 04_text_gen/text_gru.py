@@ -18,7 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 import time
 
 import char_model
-from utils.model_utils import ProgressLog, count_parameters
+from utils.model_utils import count_parameters
 from utils.script_utils import (
     AtLeast,
     Fraction,
@@ -33,13 +33,13 @@ from utils.script_utils import (
     run_main,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 SEED: Seed = 0                  # random seed (weights, dropout, pass offsets, samples)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
-IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU); scratch = 01_basic_theory's
-                                           # ScratchGRU
+IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.GRU (cuDNN on GPU), scratch = 01's ScratchGRU
 TEXT: str = ""                  # a UTF-8 text file to learn instead of Shakespeare (split 90/10 by position)
 EMBED_DIM: AtLeast(1) = 48      # character embedding size (only ~70 characters: a small table is enough)
 HIDDEN_SIZE: AtLeast(1) = 384   # GRU units per layer (size of h); 3 gate blocks: 3/4 of an LSTM's weights
@@ -47,24 +47,21 @@ NUM_LAYERS: AtLeast(1) = 2      # stacked GRU layers
 DROPOUT: Fraction = 0.1         # on embeddings, between layers and before the softmax
 BATCH_SIZE: AtLeast(1) = 64     # parallel streams of text (rows of the TBPTT batch)
 SEQ_LEN: AtLeast(1) = 128       # characters per chunk: gradients flow back at most this far (THEORY.md §10)
-LR: Positive = 8e-3             # peak AdamW learning rate (warm-up, then cosine decay): one grid, one rule
-                                # for both cells, lowest validation loss wins (README)
+LR: Positive = 8e-3             # peak AdamW learning rate: warm-up to it, then cosine decay to 5% of it
 WEIGHT_DECAY: AtLeast(0.0) = 0.0  # AdamW decoupled weight decay
 CLIP: AtLeast(0.0) = 1.0        # gradient-norm clipping, 0 = off (exploding gradients: THEORY.md §9)
 EPOCHS: AtLeast(1) = 20         # reports (validation, sample, checkpoint) during training
 CHUNKS_PER_EPOCH: AtLeast(1) = 150  # training chunks between two reports (an "epoch" is not a full pass here)
-MAX_MINUTES: AtLeast(0.0) = 8.0  # training time budget: the schedule anneals to it, then training ends
-                                 # (0 = none)
+MAX_MINUTES: AtLeast(0.0) = 8.0  # training budget in minutes; the schedule anneals to it (0 = none)
 PATIENCE: AtLeast(1) = 4        # stop after this many reports without a better validation loss
 MAX_TRAIN_CHARS: AtLeast(0) = 0  # use only the first N training characters (0 = all)
-VAL_CHARS_PER_EPOCH: AtLeast(0) = 150_000  # validate on this prefix at each report (0 = all;
-                                           # the final figure uses all)
+VAL_CHARS_PER_EPOCH: AtLeast(0) = 150_000  # validate on this prefix at each report (0 = all); the
+                                           # final evaluation always scores all
 NGRAM_ORDER: AtLeast(1) = 5     # the baseline to beat: a character n-gram of this order n ...
 NGRAM_K: Positive = 0.1         # ... smoothed by adding k to every count
 PROMPT: str = "ROMEO:\n"        # what the samples continue
 SAMPLE_LEN: AtLeast(1) = 200    # characters per sample
-TEMPERATURES: Items(AtLeast(0.0)) = (0.5, 0.8, 1.0)  # sampling temperatures shown at the end (0 = greedy;
-                                                     # §11)
+TEMPERATURES: Items(AtLeast(0.0)) = (0.5, 0.8, 1.0)  # temperatures of the final samples (0 = greedy; §11)
 
 # On a CUDA device, a constant still at the value shipped above (left) takes its GPU value (right): a wider,
 # deeper, more regularised model (4 M characters are seen many times in 8 minutes on a GPU). A constant you
@@ -101,9 +98,10 @@ def build_model(vocab_size, device):
 
 
 def train(model, data, out, progress):
-    """Truncated BPTT (char_model.train_char_model): h alone is carried from chunk to chunk and detached;
-    where z (G2) stays near 1 it passes h on almost unchanged, the GRU's path for long memory. A report
-    every CHUNKS_PER_EPOCH chunks: validation, a sample, the best weights in out/model.pt."""
+    """Truncated BPTT: char_model.train_char_model runs `char_model.train_step` on each chunk, h alone
+    carried from chunk to chunk and detached (T2); where z (G2) stays near 1 it passes h on almost
+    unchanged, the GRU's path for long memory. A report every CHUNKS_PER_EPOCH chunks: validation, a
+    sample, the best weights in out/model.pt."""
     return char_model.train_char_model(model, data, epochs=EPOCHS, lr=LR, weight_decay=WEIGHT_DECAY,
                                        clip=CLIP, max_minutes=MAX_MINUTES, patience=PATIENCE,
                                        checkpoint_path=out / "model.pt", prompt=PROMPT, sample_len=SAMPLE_LEN,
@@ -115,16 +113,14 @@ def main():
     cfg = parse_config(globals())
     set_seed(SEED)
     device = get_device(DEVICE)
-    # never over your edits
-    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))
+    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # not over your edits
     out = output_dir(__file__, quick=cfg["QUICK"])
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)
     progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,
                            title=f"{NUM_LAYERS}x{HIDDEN_SIZE} GRU: loss in nats/char")  # TensorBoard
     result = train(model, data, out, progress)
-    # whole chunks of the split (as the baseline)
-    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])
+    final = char_model.evaluate_char_model(model, data["streams"]["val_full"])  # the baseline's characters
     samples = char_model.show_samples(model, data["vocab"], PROMPT, TEMPERATURES, SAMPLE_LEN, seed=SEED)
     char_model.char_lm_report(out, config=cfg, model=model, data=data, result=result, final=final,
                               samples=samples, device=device, start_time=t0,

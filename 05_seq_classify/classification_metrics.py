@@ -186,18 +186,19 @@ def nearest_neighbour_predict(distances, y_train):
 # The analysis
 # ----------------------------------------------------------------------------------------------------
 def get_trained_model(cell: str, data: dict, device, out, quick: bool) -> list:
-    """The twin's checkpoint from its full run (outputs/05_seq_classify/sequence_<cell>/<DATASET>/checkpoint.pt,
-    never a --quick run's), or, if there is none (or RETRAIN), one trained here with the twin's own settings
-    and train_member (with --quick, the twin's --quick settings). -> its members (an ensemble, as the twin
-    trains by default)."""
+    """The twin's checkpoint from its full run
+    (outputs/05_seq_classify/sequence_<cell>/<DATASET>/checkpoint.pt, never a --quick run's), or, if there
+    is none (or RETRAIN), one trained here with the twin's own settings and train_member (with --quick, the
+    twin's --quick settings). -> its members (an ensemble, as the twin trains by default)."""
     twin = load_case_script(pathlib.Path(__file__).with_name(TWINS[cell]), quick=quick)
     path = output_dir(twin.__file__, sub=DATASET, create=False) / "checkpoint.pt"
     if path.is_file() and not RETRAIN:
         print(f"{cell.upper()}: using {shown_path(path)}")
         return series_model.load_series_members(path, IMPL, device, cell=cell, dataset=DATASET,
                                                 script=pathlib.Path(__file__).name)
-    print(f"{cell.upper()}: {'RETRAIN is set' if RETRAIN else f'no checkpoint at {shown_path(path)}'}: training one "
-          f"here with {TWINS[cell]}'s settings (saved to {shown_path(out / cell)})")
+    why = "RETRAIN is set" if RETRAIN else f"no checkpoint at {shown_path(path)}"
+    print(f"{cell.upper()}: {why}: training one here with {TWINS[cell]}'s settings "
+          f"(saved to {shown_path(out / cell)})")
     twin.IMPL = IMPL
     members = [twin.train_member(data, seed, device, progress=None)
                for seed in ensemble_member_seeds(SEED, twin.ENSEMBLE)]
@@ -221,7 +222,8 @@ def nearest_neighbour_baselines(data: dict, test_idx) -> dict:
         results["1-NN Euclidean"] = (nearest_neighbour_predict(euclidean_distances(X_test, X), y),
                                      time.time() - t)
     else:
-        print("1-NN Euclidean skipped: the series have different lengths (Euclidean distance needs equal ones).")
+        print("1-NN Euclidean skipped: the series have different lengths (Euclidean distance needs equal "
+              "ones).")
     t = time.time()
     results[f"1-NN DTW (window {window})"] = (nearest_neighbour_predict(dtw_distances(X_test, X, window), y),
                                               time.time() - t)
@@ -266,7 +268,8 @@ def show_misclassified(name, pred, y_true, X_test, test_idx, medoids, classes, o
               "label": f"test #{test_idx[k]}: true {classes[y_true[k]]}, predicted {classes[pred[k]]}"}
              for k in wrong]
     series_model.plot_misclassified_series(cases, out / f"misclassified_{name.lower()}.png",
-                                           title=f"{name} on {DATASET}: misclassified series vs class medoids")
+                                           title=f"{name} on {DATASET}: misclassified series vs class "
+                                                 "medoids")
 
 
 def main():
@@ -283,7 +286,7 @@ def main():
         members = get_trained_model(cell, data, device, out, cfg["QUICK"])
         # an ensemble is analysed as one model: its members' mean probability (each member reads the
         # test series through its own train-only scaler)
-        probs, test_idx = series_model.predict_series_probabilities(members, data, device, MAX_TEST)
+        probs, test_idx = series_model.predict_series_probabilities(members, data, MAX_TEST)
         probs_by_model[cell.upper()] = probs
         print(f"{cell.upper()}: {len(members)} member(s)")
     y_true = data["test"][1][test_idx]

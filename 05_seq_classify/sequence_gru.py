@@ -22,7 +22,7 @@ import time
 
 import series_model
 from utils.data_utils import load_ucr_dataset
-from utils.model_utils import ProgressLog, ensemble_member_seeds
+from utils.model_utils import ensemble_member_seeds
 from utils.script_utils import (
     AtLeast,
     Fraction,
@@ -36,29 +36,29 @@ from utils.script_utils import (
     run_main,
     set_seed,
 )
+from utils.training import ProgressLog
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-DATASET: str = "GunPoint"     # a UCR/UEA problem bundled with sktime (README), "A,B" for several, or "all"
-                              # (= DATASETS)
+DATASET: str = "GunPoint"     # a UCR/UEA problem bundled with sktime (README), "A,B" for several,
+                              # or "all" (= DATASETS)
 DATASETS: Items(str) = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "BasicMotions",
                         "JapaneseVowels")  # = "all"
 DOWNLOAD: bool = False        # True: let sktime fetch a problem it does not bundle (needs internet)
 SEED: Seed = 0                # first random seed
 N_SEEDS: AtLeast(1) = 1       # seeds SEED, SEED+1, ...: metrics.json reports the mean and std over them
-ENSEMBLE: AtLeast(1) = 5      # models per seed, probabilities averaged (1 = one model): one seed is noisy
-                              # (§8)
+ENSEMBLE: AtLeast(1) = 5      # models per seed, probabilities averaged (1 = one model):
+                              # one seed is noisy (§8)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 IMPL: OneOf("torch", "scratch") = "torch"  # torch: nn.GRU; scratch: 01_basic_theory's ScratchGRU
                                            # (same maths, slower)
 HIDDEN_SIZE: AtLeast(1) = 64  # units per direction; the GRU state is h alone (no cell state)
 NUM_LAYERS: AtLeast(1) = 1    # stacked GRU layers
 BIDIRECTIONAL: bool = True    # also read each series backwards: its start is then "recent" too (§6)
-POOLING: OneOf(*series_model.SeriesClassifier.POOLINGS) = "last+mean"  # how the per-step states become one
-                                                                       # vector
+POOLING: OneOf(*series_model.SeriesClassifier.POOLINGS) = "last+mean"  # per-step states -> one vector
 DROPOUT: Fraction = 0.2       # before the classifier, and between layers if NUM_LAYERS > 1
-PATCH: AtLeast(0) = 0         # steps per input vector (0 = auto, <= 25 inputs): 40 series can't teach 150
-                              # steps
+PATCH: AtLeast(0) = 0         # steps per input vector (0 = auto, <= 25 inputs):
+                              # 40 series can't teach 150 steps
 EPOCHS: AtLeast(1) = 300      # upper bound; early stopping usually ends sooner
 BATCH_SIZE: AtLeast(1) = 16   # series per batch; UCR training sets are small (36-270 series here)
 LR: Positive = 3e-3           # AdamW learning rate, halved when validation stalls
@@ -66,8 +66,8 @@ WEIGHT_DECAY: AtLeast(0.0) = 1e-4  # AdamW weight decay
 PATIENCE: AtLeast(1) = 60     # epochs without a better validation score before stopping
 CLIP: AtLeast(0.0) = 1.0      # gradient-norm clipping (0 = off): guards against exploding gradients (§9)
 VAL_FRACTION: Interval("(0, 1)") = 0.2  # stratified validation split carved from the official training set
-REFIT: bool = False           # True: retrain a fresh model on train + validation for the chosen epochs
-                              # (README)
+REFIT: bool = False           # True: retrain a fresh model on train + validation for the chosen
+                              # number of epochs (README)
 MAX_TRAIN: AtLeast(0) = 0     # 0 = every training series; N = a stratified subset (smoke tests)
 MAX_TEST: AtLeast(0) = 0      # 0 = every test series; N = a random subset (smoke tests)
 
@@ -101,19 +101,19 @@ def main():
     for name in names:
         data = load_ucr_dataset(name, DOWNLOAD)
         out = series_model.series_run_dir(__file__, name, cfg["QUICK"])
-        progress = ProgressLog(out, hparams={**cfg, "DATASET": name})  # progress.jsonl, live curves,
-                                                                       # TensorBoard
+        # progress.jsonl, live curves, TensorBoard
+        progress = ProgressLog(out, hparams={**cfg, "DATASET": name})
         runs = []
         for seed in range(SEED, SEED + N_SEEDS):
-            # the seed ensemble (§8): member k starts from seed*ENSEMBLE + k;
-            # their mean probability is the vote
+            # the seed ensemble (§8): member k starts from seed*ENSEMBLE + k; their mean probability
+            # is the vote
             members = []
             for k, member_seed in enumerate(ensemble_member_seeds(seed, ENSEMBLE)):
                 print(f"--- {name}, SEED {seed}: model {k + 1} of {ENSEMBLE} (seed {member_seed}) ---")
                 members.append(train_member(data, member_seed, device,
                                             progress.for_run(f"model {k + 1} (seed {member_seed})")))
-            files = out if seed == SEED else None  # the first SEED's checkpoint, predictions and curves are
-                                                   # saved
+            # the first SEED's checkpoint, predictions and curves are saved
+            files = out if seed == SEED else None
             runs.append(series_model.ensemble_result(members, data, seed, files))
         series_model.report_series_runs(__file__, runs, cfg, device, t0, quick=cfg["QUICK"],
                                         ensemble=ENSEMBLE, single_dataset=len(names) == 1)

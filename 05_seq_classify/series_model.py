@@ -1,6 +1,7 @@
 """05_seq_classify's mechanism: UCR/UEA series -> train-only scaling and patching -> padded batches with their
 lengths -> a (bi)LSTM/GRU over the PACKED batch, pooled over each series' valid steps -> class logits ->
-early stopping on validation accuracy - 0.001 * NLL -> a seed ensemble's log mean probability -> reports.
+`train_step` (one gradient step) run by utils.training.fit, with early stopping on
+validation accuracy - 0.001 * NLL -> a seed ensemble's log mean probability -> reports.
 
 Read top to bottom; sequence_lstm.py / sequence_gru.py tell the story with these pieces (the loop over an
 ensemble's members is theirs), classification_metrics.py looks beyond accuracy. Padding never reaches the
@@ -19,18 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from utils.model_utils import (
-    ProgressLog,
-    check_checkpoint,
-    checkpoint_tag,
-    count_parameters,
-    evaluate,
-    fit,
-    load_checkpoint,
-    log_mean_probability,
-    make_rnn,
-    save_checkpoint,
-)
+from utils.model_utils import count_parameters, log_mean_probability, make_rnn
 from utils.script_utils import (
     UserError,
     atomic_write,
@@ -40,9 +30,21 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import (
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    clip_gradients,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    stop_if_not_finite,
+    weights_that_fit,
+)
 from utils.visualization import COLORS, color_for, plot_bars, plot_training_curves, save_figure
 
-SERIES_CASE = "05_seq_classify"  # the tag in this case's checkpoints (model_utils.checkpoint_tag)
+SERIES_CASE = "05_seq_classify"  # the tag in this case's checkpoints (utils.training.checkpoint_tag)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -113,8 +115,8 @@ def patch_series(x, patch: int):
     if patch <= 1:
         return x
     steps = -(-len(x) // patch)
-    # (steps*patch, ch)
-    padded = np.concatenate([x, np.repeat(x[-1:], steps * patch - len(x), axis=0)], axis=0)
+    tail = np.repeat(x[-1:], steps * patch - len(x), axis=0)      # the last step, repeated
+    padded = np.concatenate([x, tail], axis=0)                      # (steps*patch, channels)
     return padded.reshape(steps, patch * x.shape[1])
 
 
@@ -134,7 +136,8 @@ class SeriesDataset(Dataset):
 
 def collate_series(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """[(series (time_i, features), label)] -> x: (batch, max_len, features) zero-padded, lengths: (batch,)
-    long on CPU (for packing), y: (batch,). The padding is never read: the model packs the batch by lengths."""
+    long on CPU (for packing), y: (batch,). The padding is never read: the model packs the batch by
+    lengths."""
     series, y = zip(*batch)
     lengths = torch.tensor([len(s) for s in series], dtype=torch.long)
     x = nn.utils.rnn.pad_sequence(list(series), batch_first=True)
@@ -230,9 +233,8 @@ class SeriesClassifier(nn.Module):
         # packing (§5): the RNN runs each series for its own length; padded steps are never computed
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)  # out: packed (sum of lengths, directions*hidden)
-        # an LSTM returns (h_n, c_n): the cell state c (L5) is its private memory, the classifier reads h
-        # (L6);
-        # a GRU has no cell state and returns h_n alone (G4)
+        # an LSTM returns (h_n, c_n): the cell state c (L5) is its private memory, the classifier reads
+        # h (L6); a GRU has no cell state and returns h_n alone (G4)
         h_n = state[0] if isinstance(state, tuple) else state  # (layers*directions, batch, hidden)
         pooled = []
         if self.config["pooling"] in ("last", "last+mean"):
@@ -240,27 +242,44 @@ class SeriesClassifier(nn.Module):
             pooled.append(torch.cat(list(h_n[-self.directions:]), dim=-1))  # (batch, directions*hidden)
         if self.config["pooling"] in ("mean", "last+mean"):
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)  # (batch, max_len, dir*hidden)
-            # (P1) masked mean (THEORY.md §5.1): the outputs past each end are 0 and add nothing to the sum,
-            # and the
-            # sum is divided by the series' own length, not max_len
+            # (P1) masked mean (THEORY.md §5.1): the outputs past each end are 0 and add nothing to the
+            # sum, and the sum is divided by the series' own length, not max_len
             pooled.append(out.sum(1) / lengths.to(out.device, out.dtype).unsqueeze(1))  # (batch, dir*hidden)
         return self.head(torch.cat(pooled, dim=-1))  # (batch, pooled width) -> (batch, classes)
 
 
 # ----------------------------------------------------------------------------------------------------
-# One batch, and the numbers early stopping watches
+# One training step in plain sight, the same forward for validation, and the numbers early stopping watches
 # ----------------------------------------------------------------------------------------------------
-def make_series_step(device: torch.device):
-    """The `step` for `fit`/`evaluate`: a batch (x, lengths, y) -> (mean cross-entropy, logits, y).
+def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
+               clip: float | None) -> tuple[float, float, int]:
+    """One gradient step on a padded batch of series: what `fit` runs for every training batch.
+    batch: x (batch, max_len, features) zero-padded, lengths (batch,), y (batch,) class indices.
+    -> (the batch's mean cross-entropy, the gradient norm before clipping, series in the batch)."""
+    device = next(model.parameters()).device
+    x, lengths, y = batch
+    x, y = x.to(device), y.to(device)                  # lengths stay on the CPU, as packing wants
+    logits = model(x, lengths)                         # (batch, classes): packed RNN -> pooled -> linear (§5)
+    loss = nn.functional.cross_entropy(logits, y)      # mean over the batch of -log softmax(logits)[y]
+    value = loss.item()
+    stop_if_not_finite("loss", value, optimizer)       # a NaN stops here, before it reaches the weights
+    optimizer.zero_grad(set_to_none=True)              # .grad accumulates: clear the last batch's
+    loss.backward()                                    # BPTT over each series' valid steps only (§4, §5)
+    norm = clip_gradients(model, clip)                 # ||g|| before clipping, then g capped at clip (C2)
+    stop_if_not_finite("gradient norm", norm, optimizer)
+    optimizer.step()                                   # the AdamW update
+    return value, norm, y.shape[0]
+
+
+def eval_step(model: nn.Module, batch) -> tuple:
+    """The same forward and loss without the update, for validation and test (`evaluate`):
+    a batch (x, lengths, y) -> (mean cross-entropy, logits (batch, classes), y (batch,)).
     The logits (not just the argmax) go to `series_metrics`, which needs probabilities."""
-
-    def step(model: nn.Module, batch) -> tuple:
-        x, lengths, y = batch  # (batch, max_len, features), (batch,), (batch,)
-        x, y = x.to(device), y.to(device)  # lengths stay on the CPU, as packing wants
-        logits = model(x, lengths)  # (batch, classes)
-        return nn.functional.cross_entropy(logits, y), logits.detach(), y
-
-    return step
+    device = next(model.parameters()).device
+    x, lengths, y = batch                              # (batch, max_len, features), (batch,), (batch,)
+    x, y = x.to(device), y.to(device)
+    logits = model(x, lengths)                         # (batch, classes)
+    return nn.functional.cross_entropy(logits, y), logits.detach(), y
 
 
 def macro_f1(y_true, y_pred, n_classes: int) -> float:
@@ -317,7 +336,6 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
     splits = prepare_series_splits(data, val_fraction, seed, patch, max_train, max_test)
     loaders = series_loaders(splits, batch_size, seed)
     model = build_model(splits["n_features"], len(data["classes"]))
-    step = make_series_step(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     # halve the learning rate when validation stops improving: small steps settle into a sharper optimum
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
@@ -326,18 +344,18 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
              "classes": data["classes"], "dataset": data["name"],
              "scaler": splits["scaler"].to_dict(), "patch": splits["patch"], "seed": seed,
              "val_idx": splits["val_idx"].tolist()}
-    run = fit(model, loaders["train"], loaders["val"], step, epochs=epochs, optimizer=optimizer,
-              metrics_fn=series_metrics, monitor="selection", mode="max", patience=patience,
-              # best weights restored at the end
-              clip=clip, scheduler=scheduler, progress=progress, verbose=verbose)
+    # every batch is one train_step; the best weights are restored at the end
+    run = fit(model, loaders["train"], loaders["val"], train_step=train_step, eval_step=eval_step,
+              epochs=epochs, optimizer=optimizer, metrics_fn=series_metrics, monitor="selection", mode="max",
+              patience=patience, clip=clip, scheduler=scheduler, progress=progress, verbose=verbose)
     best = run["history"][run["best_epoch"] - 1]
     if refit:
         watch = progress.for_run(f"{progress.run} refit".strip()) if progress else None  # a run of its own
         model, _ = refit_on_train_and_val(build_model, splits, len(data["classes"]), seed,
-                                          run["history"][:run["best_epoch"]], device, batch_size=batch_size,
+                                          run["history"][:run["best_epoch"]], batch_size=batch_size,
                                           weight_decay=weight_decay, clip=clip, progress=watch,
                                           verbose=verbose)
-    test = evaluate(model, loaders["test"], step, series_metrics, desc="test")
+    test = evaluate(model, loaders["test"], eval_step, series_metrics, desc="test")
     logits = test["predictions"].float()  # (n_test, classes)
     metrics = {"dataset": data["name"], "seed": seed, "test_accuracy": test["accuracy"],
                "test_macro_f1": test["macro_f1"], "test_loss": test["loss"],
@@ -352,7 +370,7 @@ def train_series_classifier(build_model: Callable, data: dict, seed: int, device
 
 
 def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, seed: int,
-                           history: list[dict], device: torch.device, *, batch_size: int, weight_decay: float,
+                           history: list[dict], *, batch_size: int, weight_decay: float,
                            clip: float, progress: ProgressLog | None = None,
                            verbose: bool = True) -> tuple[nn.Module, dict]:
     """A fresh model trained on training + validation series for exactly the epochs early stopping chose,
@@ -371,10 +389,11 @@ def refit_on_train_and_val(build_model: Callable, splits: dict, n_classes: int, 
     replay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lrs[min(e, len(lrs) - 1)] / lrs[0])
     print(f"refit: a fresh model on {len(both)} series (train + validation) for {len(lrs)} epochs")
     # the validation split is inside the training data now: fit's validation numbers are not a score
-    result = fit(model, loader, DataLoader(splits["val"], batch_size=batch_size, collate_fn=collate_series),
-                 make_series_step(device), epochs=len(lrs), optimizer=optimizer, metrics_fn=series_metrics,
-                 monitor="selection", mode="max", patience=len(lrs) + 1, clip=clip, scheduler=replay,
-                 restore_best=False, progress=progress, verbose=verbose)
+    val_loader = DataLoader(splits["val"], batch_size=batch_size, collate_fn=collate_series)
+    result = fit(model, loader, val_loader, train_step=train_step, eval_step=eval_step, epochs=len(lrs),
+                 optimizer=optimizer, metrics_fn=series_metrics, monitor="selection", mode="max",
+                 patience=len(lrs) + 1, clip=clip, scheduler=replay, restore_best=False, progress=progress,
+                 verbose=verbose)
     return model, {**result, "n_series": len(both)}
 
 
@@ -409,8 +428,8 @@ def ensemble_result(runs: list[dict], data: dict, seed: int, out: Path | None = 
     singles = [r["metrics"] for r in runs]
     metrics = {**singles[0], "seed": seed, "ensemble_members": len(runs),
                "member_seeds": [m["seed"] for m in singles], "test_accuracy": scores["accuracy"],
-               "test_macro_f1": scores["macro_f1"], "test_loss": nn.functional.cross_entropy(logp, y).item(),
-               # the ensemble's NLL
+               "test_macro_f1": scores["macro_f1"],
+               "test_loss": nn.functional.cross_entropy(logp, y).item(),  # the ensemble's NLL
                "member_test_accuracy": [m["test_accuracy"] for m in singles],
                "val_accuracy": float(np.mean([m["val_accuracy"] for m in singles])),  # each on its own split
                "val_loss": float(np.mean([m["val_loss"] for m in singles])),
@@ -469,21 +488,16 @@ def load_series_members(path: Path | str, impl: str = "torch", device: torch.dev
                         f"{dataset} (--DATASET={dataset}).")
     shared = {k: v for k, v in ckpt.items() if k not in ("members", "state_dict")}
     pairs = []
-    try:
+    with weights_that_fit(path):  # a damaged or hand-edited file: one line, not a traceback
         for member in ckpt.get("members", [ckpt]):
             model = SeriesClassifier(impl=impl, device=device, **ckpt["model_config"]).to(device)
             model.load_state_dict(member["state_dict"])
-            pairs.append((model.eval(), {**shared, **{k: v for k, v in member.items() if k != "state_dict"}}))
-    except UserError:
-        raise
-    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:  # a damaged or edited file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
-        raise UserError(f"the weights in {path} do not fit the model its model_config describes ({first}); "
-                        "train it again.") from None
+            settings = {k: v for k, v in member.items() if k != "state_dict"}  # its scaler, patch, seed
+            pairs.append((model.eval(), {**shared, **settings}))
     return pairs
 
 
-def predict_series_probabilities(members: list, data: dict, device, max_test: int | None = None):
+def predict_series_probabilities(members: list, data: dict, max_test: int | None = None):
     """Class probabilities of `load_series_members`' pairs on the official test set, each member's input
     prepared as at its training time, averaged as `ensemble_result` does (log mean probability).
     -> (probs (n_test, classes), test indices)."""
@@ -491,7 +505,7 @@ def predict_series_probabilities(members: list, data: dict, device, max_test: in
     for model, settings in members:
         test_set, test_idx = series_test_set(data, settings, max_test)
         loader = DataLoader(test_set, batch_size=64, collate_fn=collate_series)
-        result = evaluate(model, loader, make_series_step(device), series_metrics)
+        result = evaluate(model, loader, eval_step, series_metrics)
         logits.append(result["predictions"].float())  # (n_test, classes)
     return log_mean_probability(logits).exp().numpy(), test_idx
 
@@ -572,7 +586,8 @@ def report_series_runs(script_file: str, runs: list[dict], config: dict, device,
                   "params": s["parameters"], "train s": s["train_time_s_mean"]}
                  for s in summaries.values()],
                 title=f"{Path(script_file).stem}: official test split (best-validation epochs"
-                      + (f"; ensembles of {ensemble}, 'one model' = their members' mean)" if ensemble > 1 else ")"))
+                      + (f"; ensembles of {ensemble}, 'one model' = their members' mean)" if ensemble > 1
+                         else ")"))
     return metrics
 
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from utils.data_utils import load_ucr_dataset
-from utils.model_utils import NonFiniteLoss, ProgressLog, init_forget_bias
+from utils.model_utils import init_forget_bias
 from utils.script_utils import (
     REPO_ROOT,
     AtLeast,
@@ -42,14 +42,15 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
+from utils.training import NonFiniteLoss, ProgressLog
 from utils.visualization import COLORS, plot_bars, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 TASK: str = "GunPoint"                # a 05_seq_classify problem (UCR/UEA, in sktime): GunPoint,
                                       # ItalyPowerDemand, ...
-CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # the cells; each sweeps around its own script's
-                                                      # defaults
+CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # the cells;
+                                                      # each sweeps around its own script's defaults
 SEEDS: AtLeast(2) = 3                 # seeds per point (a mean and a std); the same seeds at every point
 LR_GRID: Items(Positive) = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)  # AdamW learning rates: a log grid over two decades
 HIDDEN_SIZE_GRID: Items(AtLeast(1)) = (16, 32, 64, 128)    # units per direction
@@ -59,23 +60,22 @@ DROPOUT_GRID: Items(Fraction) = (0.0, 0.2, 0.5)            # dropout before the 
 BATCH_SIZE_GRID: Items(AtLeast(1)) = (8, 16, 32)           # series per batch
 FORGET_BIAS_GRID: Items(Finite) = (0.0, 1.0)  # the LSTM's initial forget-gate bias (§4.4);
                                               # the GRU has no forget gate
-EPOCHS: AtLeast(1) = 150              # at most this many epochs per run (the twins allow 300: halved to fit
-                                      # 30 minutes)
-PATIENCE: AtLeast(1) = 30             # early stopping after this many epochs without a better validation
-                                      # score
-METRIC: OneOf("test_accuracy", "test_loss") = "test_accuracy"  # higher accuracy, or lower cross-entropy,
-                                                               # is better
-RANDOM_TRIALS: AtLeast(0) = 0         # > 0: also a seeded random search of this many runs per cell,
-                                      # with an importance
-                                      # estimate (random forest, main effects vs interactions): indicative
-                                      # only
+EPOCHS: AtLeast(1) = 150              # at most this many epochs per run (the twins allow 300:
+                                      # halved to fit 30 minutes)
+PATIENCE: AtLeast(1) = 30             # early stopping after this many epochs without a better
+                                      # validation score
+METRIC: OneOf("test_accuracy", "test_loss") = "test_accuracy"  # higher accuracy,
+                                                               # or lower cross-entropy, is better
+RANDOM_TRIALS: AtLeast(0) = 0         # > 0: also a seeded random search of this many runs per cell, with an
+                                      # importance estimate (random forest, main effects vs interactions):
+                                      # indicative only
 ONE_FACTOR: bool = True               # the one-factor-at-a-time sweeps; False: the random search alone
 MAX_TRAIN: AtLeast(0) = 0             # 0 = every training series; N = a stratified subset (smoke tests)
 MAX_TEST: AtLeast(0) = 0              # 0 = every test series; N = a random subset (smoke tests)
-ALPHA: Interval("(0, 1)") = 0.05       # a factor with permutation p above this is "not distinguishable from
-                                       # noise"
-PERMUTATIONS: AtLeast(100) = 5000     # random reassignments of a sweep's runs to its points: the null of its
-                                      # range
+ALPHA: Interval("(0, 1)") = 0.05       # a factor with permutation p above this is "not
+                                       # distinguishable from noise"
+PERMUTATIONS: AtLeast(100) = 5000     # random reassignments of a sweep's runs to its points:
+                                      # the null of its range
 SEED: Seed = 0                        # the seeds are SEED, SEED+1, ..., SEED+SEEDS-1
                                       # (and the permutations' seed)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
@@ -165,8 +165,8 @@ def run_sweeps(twins: dict, data: dict, device, progress: ProgressLog) -> tuple[
     unique = {cell: {_key({**defaults_of(twins[cell], cell), name: v}) for name, v in plan}
               for cell, plan in plans.items()}
     total = sum(len(u) for u in unique.values()) * len(seeds)
-    print(f"{TASK}: {total} training runs ({', '.join(f'{c.upper()} {len(u)} points' for c, u in unique.items())}, "
-          f"{len(seeds)} seeds each)")
+    points = ", ".join(f"{c.upper()} {len(u)} points" for c, u in unique.items())
+    print(f"{TASK}: {total} training runs ({points}, {len(seeds)} seeds each)")
     done, trials, study = {}, [], []
     for cell in CELLS:
         defaults = defaults_of(twins[cell], cell)
@@ -196,7 +196,8 @@ def _key(point: dict) -> tuple:
 
 
 def study_row(name: str, value, cell: str, results: list[dict], default: bool) -> dict:
-    """One point of a sweep: the mean and spread of the metric over seeds (diverged runs left out, counted)."""
+    """One point of a sweep: the mean and spread of the metric over seeds (diverged runs left out,
+    counted)."""
     values = np.array([r[METRIC] for r in results], dtype=float)
     ok = values[np.isfinite(values)]
     return {"hyperparameter": name, "value": value, "cell": cell,
@@ -286,21 +287,23 @@ def conclusions(study: list[dict], ranking: list[dict], task_note: str) -> list[
         noise = ranked[0]["default_std"]
         order = ", ".join(f"{label_of(r['hyperparameter'])} {r['range']:.3f} over {r['points']} values "
                           f"(p {r['p_value']:.3g}, eta² {r['eta_squared']:.2f})" for r in ranked)
-        lines.append(f"{cell.upper()} on {task_note}: the range of the mean {METRIC} each hyperparameter spans, "
-                     f"ranked by its permutation test (the range expected from seed noise alone grows with the "
-                     f"number of values tried): {order}. Seed-to-seed std at the defaults: {noise:.3f}.")
+        lines.append(f"{cell.upper()} on {task_note}: the range of the mean {METRIC} each hyperparameter "
+                     f"spans, ranked by its permutation test (the range expected from seed noise alone grows "
+                     f"with the number of values tried): {order}. Seed-to-seed std at the defaults: "
+                     f"{noise:.3f}.")
         small = [label_of(r["hyperparameter"]) for r in ranked if r["p_value"] > ALPHA]
         if small:
-            lines.append(f"{cell.upper()}: {', '.join(small)} move{'s' if len(small) == 1 else ''} the mean no more "
-                         f"than shuffling the runs among the values does (p > {ALPHA:g}): within these grids, "
-                         f"not distinguishable from luck at {SEEDS} seeds, so {'its' if len(small) == 1 else 'their'}"
-                         f" rank says nothing.")
+            lines.append(f"{cell.upper()}: {', '.join(small)} move{'s' if len(small) == 1 else ''} the mean "
+                         f"no more than shuffling the runs among the values does (p > {ALPHA:g}): within "
+                         f"these grids, not distinguishable from luck at {SEEDS} seeds, so "
+                         f"{'its' if len(small) == 1 else 'their'} rank says nothing.")
         best_lr = next((r for r in ranked if r["hyperparameter"] == "LR"), None)
         if best_lr:
             lines.append(f"{cell.upper()}: the best learning rate in the grid is {best_lr['best_value']:g} "
                          f"(mean {METRIC} {best_lr['best_mean']:.3f}).")
     if len(CELLS) == 2:
-        both = {name: {r["cell"]: r["range"] for r in ranking if r["hyperparameter"] == name} for name in SWEEPS}
+        both = {name: {r["cell"]: r["range"] for r in ranking if r["hyperparameter"] == name}
+                for name in SWEEPS}
         shared = {n: v for n, v in both.items() if len(v) == 2}
         if shared:
             a, b = CELLS
@@ -342,18 +345,20 @@ def compare_with_greff(ranking: list[dict], searched: dict | None = None) -> lis
         lines.append(f"{cell.upper()}: 'the learning rate matters most' {verdict_lr}; "
                      f"'hidden size next' {verdict_hid}.")
     if not searched:
-        lines.append("'Interactions are small': a one-factor-at-a-time study cannot measure them (each sweep holds "
-                     "the others at their defaults); set --RANDOM_TRIALS for an indicative estimate.")
+        lines.append("'Interactions are small': a one-factor-at-a-time study cannot measure them (each sweep "
+                     "holds the others at their defaults); set --RANDOM_TRIALS for an indicative estimate.")
     for cell, res in (searched or {}).items():
         if not res["importance"]:
             lines.append(f"{cell.upper()}: random search: {res['note']}.")
             continue
         shares = sorted(res["importance"].items(), key=lambda kv: -kv[1])
         rest = res["interactions_and_rest"]
-        lines.append(f"{cell.upper()}, random search ({len(res['trials'])} runs, indicative): main-effect shares "
+        lines.append(f"{cell.upper()}, random search ({len(res['trials'])} runs, indicative): "
+                     "main-effect shares "
                      + ", ".join(f"{label_of(n)} {v:.2f}" for n, v in shares)
                      + f"; interactions and the rest {rest:.2f}: 'interactions are small' "
-                     + ("agrees" if rest < 0.25 else "differs") + f"; the largest main effect is {label_of(shares[0][0])}.")
+                     + ("agrees" if rest < 0.25 else "differs")
+                     + f"; the largest main effect is {label_of(shares[0][0])}.")
     return lines
 
 
@@ -459,12 +464,13 @@ def plot_results(study: list[dict], ranking: list[dict], out, task_note: str) ->
     """study_grid.png (the metric per sweep), study_seconds.png (time per run), study_ranking.png."""
     ylabel = METRIC.replace("_", " ")
     plot_study(study, "mean", out / "study_grid.png", f"{ylabel} (mean ± std)",
-               f"{task_note}: one hyperparameter at a time, {SEEDS} seeds per point (star = the twin's default)")
+               f"{task_note}: one hyperparameter at a time, {SEEDS} seeds per point "
+               "(star = the twin's default)")
     plot_study(study, "seconds", out / "study_seconds.png", "seconds per run",
                f"{TASK}: training time per run")
     swept = [n for n in SWEEPS if any(r["hyperparameter"] == n for r in ranking)]
-    ranges = {c.upper(): [next((r["range"] for r in ranking if r["cell"] == c and r["hyperparameter"] == n),
-                               0.0)
+    ranges = {c.upper(): [next((r["range"] for r in ranking
+                                if r["cell"] == c and r["hyperparameter"] == n), 0.0)
                           for n in swept] for c in CELLS}
     plot_bars([label_of(n) for n in swept], ranges, out / "study_ranking.png",
               ylabel=f"range of mean {ylabel}",

@@ -1,14 +1,13 @@
-"""LSTM vs GRU on every applied case: same data and splits, several seeds, optionally matched parameter counts.
+"""LSTM vs GRU on every applied case: same data and splits, several seeds, optionally matched
+parameter counts.
 
-Each case script runs in a subprocess (`--SEED=s`, the learner's own outputs/ untouched);
-its metrics.json is kept in outputs/06_comparison/model_comparison/runs/,
-reused while the code it ran is unchanged. --MATCH_PARAMS sizes the GRU with the case script's own
-build_model. One table (mean ± std, parameters, training time, winner,
-Welch t-test) and conclusions generated from the numbers.
+Each case script runs in a subprocess (`--SEED=s`, the learner's own outputs/ untouched); its metrics.json
+is kept in outputs/06_comparison/model_comparison/runs/, reused while the code it ran is unchanged.
+--MATCH_PARAMS sizes the GRU with the case script's own build_model. One table (mean ± std, parameters,
+training time, winner, Welch t-test) and conclusions generated from the numbers.
 Run: python 06_comparison/model_comparison.py [--quick] [--MATCH_PARAMS] [--CASES=03_stock,05_seq_classify]
 Default: 5 tasks x 2 cells x 3 seeds, about 1-1.5 h on a 2-core CPU plus ~1.2 h for pronunciation
-         (04_pronounce:
-six runs of 11-13 min each) (--quick: 1 seed, ~1 min). Theory: THEORY.md.
+(04_pronounce: six runs of 11-13 min each) (--quick: 1 seed, ~1 min). Theory: THEORY.md.
 """
 import pathlib
 import sys
@@ -56,12 +55,12 @@ from utils.visualization import COLORS, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
-SEEDS: Items(Seed) = (0, 1, 2)    # every case runs once per seed and cell (n=3: enough for a rough Welch
-                                  # test)
+SEEDS: Items(Seed) = (0, 1, 2)    # every case runs once per seed and cell (n=3:
+                                  # enough for a rough Welch test)
 CASES: Items(str) = ("02_sentiment", "02_chinese", "03_stock", "04_text_gen",  # which tasks to compare
                      "04_pronounce", "05_seq_classify")
-MATCH_PARAMS: bool = False        # True: the GRU gets the hidden size that gives it the LSTM's parameter
-                                  # count
+MATCH_PARAMS: bool = False        # True: the GRU gets the hidden size
+                                  # that gives it the LSTM's parameter count
 REUSE: bool = True                # skip a run whose saved result has the same command and code
                                   # (comments aside)
 RUN_TIMEOUT: Positive = 3600      # seconds before one case run is abandoned
@@ -145,8 +144,8 @@ def model_dims(case: str, script, lstm_record: dict) -> tuple:
     if case == "05_seq_classify":
         series_model = import_case_module(case, "series_model")
         data = load_ucr_dataset(script.DATASET, False)
-        patch = series_model.resolve_patch(script.PATCH, data["lengths"][1])  # PATCH=0 (auto) -> what
-                                                                              # training uses
+        patch = series_model.resolve_patch(script.PATCH, data["lengths"][1])  # PATCH=0 (auto) ->
+                                                                              # what training uses
         return (data["n_channels"] * patch, len(data["classes"]))
     raise UserError(f"no model dimensions known for case {case!r}.")
 
@@ -224,7 +223,8 @@ def run_signature(command: list[str], cell: str, root: Path = REPO_ROOT, device:
     files = (with_sibling_imports(root / command[0]) + sorted((root / "utils").glob("*.py"))
              + with_sibling_imports(root / "01_basic_theory" / f"{cell}_from_scratch.py"))
     return {"command": command, "device": device or run_device(),
-            "code_sha256": {f.relative_to(root).as_posix(): code_hash(f.read_text(encoding="utf-8")) for f in files}}
+            "code_sha256": {f.relative_to(root).as_posix(): code_hash(f.read_text(encoding="utf-8"))
+                            for f in files}}
 
 
 def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool,
@@ -295,7 +295,8 @@ def parameters_of(record: dict):
 
 
 def training_time_of(record: dict):
-    """Seconds spent training: the case's own train_time_s, else the sum of its epoch times, else wall time."""
+    """Seconds spent training: the case's own train_time_s, else the sum of its epoch times, else wall
+    time."""
     m = record.get("metrics", {})
     if isinstance(m.get("train_time_s"), (int, float)):
         return float(m["train_time_s"])
@@ -325,7 +326,8 @@ def welch_test(a, b) -> dict:
     if va + vb == 0:
         same = a.mean() == b.mean()
         return {"t": None, "df": None, "p": 1.0 if same else 0.0,
-                "note": "identical results across seeds" if same else "no spread at all: any gap is systematic"}
+                "note": ("identical results across seeds" if same
+                         else "no spread at all: any gap is systematic")}
     t, p = stats.ttest_ind(a, b, equal_var=False)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     return {"t": float(t), "df": float(df), "p": float(p), "note": ""}
@@ -369,8 +371,8 @@ def compare_case(case: str, runs: dict, alpha: float) -> dict:
         row["note"] = significance_note(test, alpha)
     else:
         row.update(winner=None, welch=None, significant=False,
-                   note="missing results: " + ", ".join(c.upper() for c in ("lstm",
-                                                                            "gru") if not row[c]["values"]))
+                   note="missing results: " + ", ".join(c.upper() for c in ("lstm", "gru")
+                                                        if not row[c]["values"]))
     return row
 
 
@@ -388,7 +390,8 @@ def holm_adjust(rows: list[dict], alpha: float) -> None:
     """Holm's step-down correction over the tasks compared in one run: each row gains 'p_holm', and
     'significant' then means p_holm < alpha. Five Welch tests at alpha 0.05 would call at least one
     difference significant 23% of the time when the cells are equal; Holm keeps that chance <= alpha."""
-    tested = sorted((r for r in rows if r.get("welch") and r["welch"]["p"] is not None and not r["welch"]["note"]),
+    tested = sorted((r for r in rows
+                     if r.get("welch") and r["welch"]["p"] is not None and not r["welch"]["note"]),
                     key=lambda r: r["welch"]["p"])
     running = 0.0
     for k, r in enumerate(tested):
@@ -438,23 +441,25 @@ def conclusions(rows: list[dict], matched: bool) -> list[str]:
     sig = [r for r in done if r["significant"]]
     wins = {c: sum(r["winner"] == c for r in done) for c in ("LSTM", "GRU")}
     lines.append(f"Overall: GRU ahead on {wins['GRU']} of {len(done)} tasks, LSTM on {wins['LSTM']}; "
-                 f"{len(sig)} of these differences are statistically significant at alpha={ALPHA} after Holm's "
-                 f"correction for the {len(done)} comparisons.")
-    lines.append("What the Welch tests cover: the spread between seeds only. Every seed is scored on the same "
-                 "test items, so the test set's own sampling error (one standard error of accuracy p on n items is "
-                 "sqrt(p(1-p)/n): about 1.1 points on 1,275 reviews, 1.4 on 150 GunPoint series) is in none of them; a per-example paired test (McNemar, as "
+                 f"{len(sig)} of these differences are statistically significant at alpha={ALPHA} after "
+                 f"Holm's correction for the {len(done)} comparisons.")
+    lines.append("What the Welch tests cover: the spread between seeds only. Every seed is scored on the "
+                 "same test items, so the test set's own sampling error (one standard error of accuracy p on "
+                 "n items is sqrt(p(1-p)/n): about 1.1 points on 1,275 reviews, 1.4 on 150 GunPoint series) "
+                 "is in none of them; a per-example paired test (McNemar, as "
                  "02_sentiment/model_comparison.py runs) answers 'is one model better on these items', these "
                  "answer 'does the seed-to-seed spread hide the difference'.")
     val = [r["task"] for r in done if r.get("split") == "validation"]
     if val:
-        lines.append(f"{', '.join(val)}: scored on the validation split, which also chose the learning rate and "
-                     f"the checkpoints, so its figures lean optimistic for both cells alike.")
+        lines.append(f"{', '.join(val)}: scored on the validation split, which also chose the learning rate "
+                     f"and the checkpoints, so its figures lean optimistic for both cells alike.")
     ratios = [r["gru"]["train_time_s"] / r["lstm"]["train_time_s"] for r in done
               if r["gru"]["train_time_s"] and r["lstm"]["train_time_s"]]
     if ratios:
         lines.append(f"Training time GRU/LSTM: median {np.median(ratios):.2f} over {len(ratios)} tasks "
                      f"(range {min(ratios):.2f}-{max(ratios):.2f}); end-to-end time includes data loading "
-                     f"and early stopping, so it is not a pure cell-speed measure (see performance_benchmark.py).")
+                     f"and early stopping, so it is not a pure cell-speed measure "
+                     f"(see performance_benchmark.py).")
     lstm_sig = [r["task"] for r in sig if r["winner"] == "LSTM"]
     gru_sig = [r["task"] for r in sig if r["winner"] == "GRU"]
     same = "" if matched else " (at each script's own hidden size)"
@@ -471,16 +476,19 @@ def conclusions(rows: list[dict], matched: bool) -> list[str]:
         lines.append("When to pick which: with one seed per cell no difference can be called real; run more "
                      f"seeds (--SEEDS=0,1,2,3,4) before choosing. Measured cost so far: {cost}.")
     elif not sig:
-        lines.append(f"When to pick which: on these tasks the cell choice was within seed-to-seed noise{same}, "
-                     f"so cost decides: {cost}.")
+        lines.append(f"When to pick which: on these tasks the cell choice was within seed-to-seed "
+                     f"noise{same}, so cost decides: {cost}.")
     else:
         if lstm_sig:
-            lines.append(f"Pick the LSTM for tasks like {', '.join(lstm_sig)}: it was significantly better there{same}.")
+            lines.append(f"Pick the LSTM for tasks like {', '.join(lstm_sig)}: it was significantly better "
+                         f"there{same}.")
         if gru_sig:
-            lines.append(f"Pick the GRU for tasks like {', '.join(gru_sig)}: it was significantly better there{same}.")
+            lines.append(f"Pick the GRU for tasks like {', '.join(gru_sig)}: it was significantly better "
+                         f"there{same}.")
         rest = [r["task"] for r in done if not r["significant"]]
         if rest:
-            lines.append(f"Elsewhere ({', '.join(rest)}) the difference was within noise, so cost decides: {cost}.")
+            lines.append(f"Elsewhere ({', '.join(rest)}) the difference was within noise, so cost decides: "
+                         f"{cost}.")
     return lines
 
 
@@ -561,7 +569,8 @@ def main():
                  start_time=t0)
     print(f"results: {out / 'metrics.json'}, {out / 'comparison_table.md'}, {out / 'comparison.png'}")
     if failed:
-        raise UserError(f"{len(failed)} case run(s) failed ({', '.join(failed)}); see the .log files in {runs_dir}.")
+        raise UserError(f"{len(failed)} case run(s) failed ({', '.join(failed)}); see the .log files in "
+                        f"{runs_dir}.")
 
 
 def match_gru_hidden(case: str, lstm_runs: list[dict], quick: bool, device: str = "cpu") -> dict | None:

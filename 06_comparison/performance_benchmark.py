@@ -46,27 +46,27 @@ from utils.visualization import COLORS, plt, save_figure
 SEED: Seed = 0                    # random weights and inputs
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # auto: cuda, else Apple's mps, else cpu
                                                       # (mps: CPU targets)
-THREADS: AtLeast(1) = 2           # CPU threads (torch.set_num_threads); this project's reference machine has
-                                  # 2 cores
-REPS: AtLeast(1) = 11             # timed repetitions per configuration (the implementations alternate each
-                                  # one)
+THREADS: AtLeast(1) = 2           # CPU threads (torch.set_num_threads);
+                                  # this project's reference machine has 2 cores
+REPS: AtLeast(1) = 11             # timed repetitions per configuration
+                                  # (the implementations alternate each one)
 WARMUP: AtLeast(0) = 2            # untimed runs first (allocator, oneDNN/cuDNN plans, caches)
 CELLS: Items(OneOf("lstm", "gru")) = ("lstm", "gru")  # which cells to measure
-CPU_HEADLINE: Items(AtLeast(1), length=4) = (64, 100, 64, 128)     # batch, length, input, hidden: CPU
-                                                                   # headline
-CUDA_HEADLINE: Items(AtLeast(1), length=4) = (256, 200, 256, 512)  # batch, length, input, hidden: CUDA
-                                                                   # headline
+CPU_HEADLINE: Items(AtLeast(1), length=4) = (64, 100, 64, 128)     # batch, length, input,
+                                                                   # hidden: CPU headline
+CUDA_HEADLINE: Items(AtLeast(1), length=4) = (256, 200, 256, 512)  # batch, length, input,
+                                                                   # hidden: CUDA headline
 TARGET_CPU_RATIO: Positive = 1.5  # target: scratch fwd+bwd time <= this x torch.nn on CPU
 TARGET_CUDA_RATIO: Positive = 3.0  # target: scratch fwd+bwd time <= this x cuDNN
 TARGET_MEMORY_RATIO: Positive = 1.5  # target: scratch saved-activation memory <= this x torch.nn's
-SWEEP_BASE: Items(AtLeast(1), length=4) = (32, 50, 64, 128)  # CPU sweep: batch, length, input, hidden
-                                                             # (one varies)
-CUDA_SWEEP_BASE: Items(AtLeast(1), length=4) = (128, 100, 256, 256)  # CUDA sweep base (the GPU run must fit
-                                                                     # in ~3 min)
+SWEEP_BASE: Items(AtLeast(1), length=4) = (32, 50, 64, 128)  # CPU sweep: batch, length, input,
+                                                             # hidden (one varies)
+CUDA_SWEEP_BASE: Items(AtLeast(1), length=4) = (128, 100, 256, 256)  # CUDA sweep base
+                                                                     # (the GPU run must fit in ~3 min)
 SWEEP_BATCH: Items(AtLeast(1)) = (8, 32, 128)  # batch sizes tried
 SWEEP_LENGTH: Items(AtLeast(1)) = (25, 50, 100, 200)  # sequence lengths tried (log-log slope: ~1 expected)
-SWEEP_HIDDEN: Items(AtLeast(1)) = (32, 64, 128, 256, 512)  # hidden sizes tried (slope 1 -> 2 as matmuls
-                                                           # dominate)
+SWEEP_HIDDEN: Items(AtLeast(1)) = (32, 64, 128, 256, 512)  # hidden sizes tried
+                                                           # (slope 1 -> 2 as matmuls dominate)
 PROFILE: bool = True              # profile the headline with torch.profiler: where does the time go?
 CASE_STEPS: bool = True           # time one training step of each applied case's model, torch vs scratch
 CASE_BATCH: AtLeast(1) = 32       # batch size of those training steps
@@ -134,7 +134,8 @@ def summarize(ms):
 
 
 def saved_activation_bytes(layer, x, grad_out):
-    """Bytes of the distinct tensors autograd keeps from forward for backward (weights and the input excluded).
+    """Bytes of the distinct tensors autograd keeps from forward for backward (weights and the input
+    excluded).
 
     `saved_tensors_hooks` sees every tensor saved by built-in ops (oneDNN/cuDNN/native) and by a custom
     Function's `ctx.save_for_backward`; tensors stashed as plain `ctx.attr = t` escape the hooks, so the
@@ -202,7 +203,8 @@ def measure(cell, size, device, reps, warmup):
         row["paired_ratio_median"], row["paired_ratio_iqr"] = float(med), float(q3 - q1)
         row["memory_ratio"] = row["scratch"]["saved_bytes"] / max(row["torch"]["saved_bytes"], 1)
         if device.type == "cuda":
-            row["cuda_memory_ratio"] = row["scratch"]["cuda_peak_bytes"] / max(row["torch"]["cuda_peak_bytes"], 1)
+            row["cuda_memory_ratio"] = (row["scratch"]["cuda_peak_bytes"]
+                                        / max(row["torch"]["cuda_peak_bytes"], 1))
     return row
 
 
@@ -228,7 +230,8 @@ def run_headline(device, size, target, reps, warmup):
                        "size": size_label(size), "torch_ms": None, "scratch_ms": None,
                        "ratio": r.get("memory_ratio"),
                        "verdict": verdict(r.get("memory_ratio"), TARGET_MEMORY_RATIO),
-                       "pass": r.get("memory_ratio") is not None and r["memory_ratio"] <= TARGET_MEMORY_RATIO})
+                       "pass": (r.get("memory_ratio") is not None
+                                and r["memory_ratio"] <= TARGET_MEMORY_RATIO)})
     return rows, checks
 
 
@@ -546,8 +549,8 @@ def main():
     note = " (quick sizes: not the real headline)" if cfg["QUICK"] else ""
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if load_start is not None and key == "cpu" and load_start > os.cpu_count():
-        print(f"warning: load average {load_start:.1f} on {os.cpu_count()} cores: other processes compete for "
-              "the CPU, so these timings are noisier and slower than on an idle machine.")
+        print(f"warning: load average {load_start:.1f} on {os.cpu_count()} cores: other processes compete "
+              "for the CPU, so these timings are noisier and slower than on an idle machine.")
 
     print(f"\n== headline on {describe_device(device)}: {size_label(headline_size)}, float32{note} ==")
     headline_rows, checks = run_headline(device, headline_size, target, REPS, WARMUP)
@@ -575,7 +578,8 @@ def main():
         print_table([{"case": r["case"], "cell": r["cell"], "T": r["length"], "params": r["parameters"],
                       "torch_ms": r["torch"]["median_ms"],
                       "scratch_ms": r.get("scratch", {}).get("median_ms"),
-                      "ratio": r.get("time_ratio")} for r in case_rows], title="training step", floatfmt=".2f")
+                      "ratio": r.get("time_ratio")} for r in case_rows],
+                    title="training step", floatfmt=".2f")
 
     label = describe_device(device)
     plots = {"speed": plot_speed(sweeps, slopes, out / f"speed_{key}.png", f"fwd+bwd time, {label}").name,
@@ -592,8 +596,9 @@ def main():
                "headline": headline_rows, "checks": checks, "sweeps": sweeps, "slopes": slopes,
                "profile": profile, "case_steps": case_rows, "cases_not_available": missing, "plots": plots}
     devices = merge_previous(out, key, section)
-    summary = {f"{dev}_{c['check'].split()[0].lower()}_{'memory' if 'memory' in c['check'] else 'time'}_ratio":
-               c["ratio"] for dev, sec in devices.items() for c in sec.get("checks", [])}
+    summary = {f"{dev}_{c['check'].split()[0].lower()}_"
+               f"{'memory' if 'memory' in c['check'] else 'time'}_ratio": c["ratio"]
+               for dev, sec in devices.items() for c in sec.get("checks", [])}
     save_metrics(out, config=cfg, metrics={**summary, "all_checks_pass": all(c["pass"] for c in checks),
                                            "devices": devices},
                  start_time=t0, device=device)

@@ -1,10 +1,10 @@
-"""One offline HTML dashboard (images embedded as base64, no external JS/CSS) plus a PNG overview of everything
-under outputs/: runs still training (from their progress.jsonl: "training: epoch 7 of 20 ..." and the curves
-so far), LSTM vs GRU training curves per case, the comparison table, speed/memory benchmarks,
-the hyperparameter study, gate heatmaps (01), forecasts (03), generated text (04), confusion matrices (02,
-05). Missing results are listed as "not run yet: python <script>". Run: python
-06_comparison/visualization_dashboard.py [--OUTPUTS=folder] Open
-outputs/06_comparison/visualization_dashboard/dashboard.html in any browser. Theory: THEORY.md.
+"""One offline HTML dashboard (images embedded as base64, no external JS/CSS) plus a PNG overview of
+everything under outputs/: runs still training (from their progress.jsonl: "training: epoch 7 of 20 ..." and
+the curves so far), LSTM vs GRU training curves per case, the comparison table, speed/memory benchmarks,
+the hyperparameter study, gate heatmaps (01), forecasts (03), generated text (04), confusion matrices
+(02, 05). Missing results are listed as "not run yet: python <script>".
+Run: python 06_comparison/visualization_dashboard.py [--OUTPUTS=folder]
+Open outputs/06_comparison/visualization_dashboard/dashboard.html in any browser. Theory: THEORY.md.
 """
 import pathlib
 import sys
@@ -91,8 +91,9 @@ def run_record(root: Path, case: str, stem: str) -> dict | None:
 
 
 def figures(folder: Path, prefer: tuple, limit: int, skip: tuple = ()) -> list[Path]:
-    """PNG files under `folder`, the ones whose name contains a preferred word first, then the run's own before
-    a sub-folder's (02's runs on other datasets, e.g. chinese_reviews/, sit below the default run's)."""
+    """PNG files under `folder`, the ones whose name contains a preferred word first, then the run's own
+    before a sub-folder's (02's runs on other datasets, e.g. chinese_reviews/, sit below the default run's).
+    """
     found = ([p for p in full_runs(sorted(folder.rglob("*.png"))) if not any(s in p.name for s in skip)]
              if folder.is_dir() else [])
     found.sort(key=lambda p: (not any(w in p.name.lower() for w in prefer), len(p.parts), str(p)))
@@ -182,9 +183,8 @@ def progress_status(path: Path, now: float | None = None) -> dict:
         total = f" of {counted['total']}" if counted.get("total") else ""
         run = f" ({counted['run']})" if counted.get("run") else ""
         figures = ", ".join(f"{k} {v:.4g}" for k, v in counted.items()
-                            if isinstance(v,
-                                          float) and (k.startswith(("train_loss", "val_",
-                                                                    "test_")) or k == "loss"))
+                            if isinstance(v, float)
+                            and (k.startswith(("train_loss", "val_", "test_")) or k == "loss"))
         where = f"{unit} {counted[unit]}{total}{run}" + (f", {figures}" if figures else "")
     age = now - changed
     ago = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.1f} h"
@@ -219,7 +219,8 @@ def live_section(root: Path, found: list) -> str:
 
 
 def study_section(root: Path, found: list) -> str:
-    """06_comparison/hyperparameter_study: the ranking, the conclusions beside Greff et al. 2017, the plots."""
+    """06_comparison/hyperparameter_study: the ranking, the conclusions beside Greff et al. 2017, the
+    plots."""
     folder = root / "06_comparison" / "hyperparameter_study"
     record = read_json(folder / "metrics.json")
     if not record:
@@ -233,8 +234,8 @@ def study_section(root: Path, found: list) -> str:
                          "p (permutation)": f"{r.get('p_value', float('nan')):.3g}",
                          "eta²": f"{r['eta_squared']:.2f}",
                          "best value": f"{r['best_value']:g}"} for r in m.get("ranking", [])])
-    body += "<ul>" + "".join(f"<li>{esc(c)}</li>" for c in m.get("conclusions", []) + m.get("greff_2017",
-                                                                                            [])) + "</ul>"
+    body += "<ul>" + "".join(f"<li>{esc(c)}</li>"
+                             for c in m.get("conclusions", []) + m.get("greff_2017", [])) + "</ul>"
     for name in m.get("plots", []):
         if (folder / name).is_file():
             body += img_tag(folder / name, name)
@@ -253,7 +254,8 @@ def twin_pairs(case: str) -> list[tuple[str, str]]:
 
 def plot_twin_curves(case: str, records: dict, path: Path) -> Path:
     """Left: train (dashed) and validation (solid) loss; right: a validation metric; LSTM blue, GRU red."""
-    metric = next((m for m in PREFERRED_METRICS if any(m in (r["history"][0] or {}) for r in records.values())), None)
+    metric = next((m for m in PREFERRED_METRICS
+                   if any(m in (r["history"][0] or {}) for r in records.values())), None)
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(11 if metric else 6, 3.6), squeeze=False)
     for cell, record in records.items():
         hist = record["history"]
@@ -306,9 +308,11 @@ def html_table(rows: list[dict]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;\
+padding:0 1em;color:#222}
 h1{border-bottom:2px solid #1f77b4}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+table{border-collapse:collapse;font-size:.85em;margin:1em 0}\
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f0f4f8}figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}
 img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.8em;color:#555}
 .missing{background:#fff6e0;border-left:4px solid #e0a000;padding:.5em 1em;margin:.5em 0}
@@ -406,8 +410,8 @@ def build_html(root: Path, out: Path, limit: int) -> tuple[str, list, list]:
         parts.append((case, title, case_section(root, case, prefer, limit, found)))
     nav = "".join(f'<a href="#{a}">{esc(t.split(" · ")[0])}</a>' for a, t, _ in parts)
     missing_count = sum(body.count('class="missing"') for _, _, body in parts)
-    page = (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>LSTM &amp; GRU dashboard</title>'
-            f"<style>{CSS}</style></head><body>"
+    page = (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f"<title>LSTM &amp; GRU dashboard</title><style>{CSS}</style></head><body>"
             f"<h1>LSTM 与 GRU 实战 · LSTM &amp; GRU in practice: dashboard</h1>"
             f"<p>Built {esc(time.strftime('%Y-%m-%d %H:%M:%S'))} from <code>{esc(root)}</code>; "
             f"{len(found)} result groups found, {missing_count} sections with results still missing.</p>"
@@ -437,7 +441,8 @@ def main():
     cfg = parse_config(globals())
     root = Path(OUTPUTS).expanduser().resolve() if OUTPUTS else OUTPUTS_ROOT
     if OUTPUTS and not root.is_dir():
-        raise UserError(f"--OUTPUTS={OUTPUTS} is not a folder; give the outputs/ folder the scripts wrote to.")
+        raise UserError(f"--OUTPUTS={OUTPUTS} is not a folder; "
+                        "give the outputs/ folder the scripts wrote to.")
     out = root / "06_comparison" / "visualization_dashboard"
     if cfg["QUICK"]:
         out = out / "quick"  # as output_dir does: a smoke test never replaces the real dashboard

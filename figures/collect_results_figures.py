@@ -7,11 +7,11 @@ or redrawn from the run's numbers. Prints one line per figure: where it came fro
 To add a case's figures: run its script at its defaults, add rows to RESULTS, rerun this, and caption them.
 
 中文：把各个 README 里展示的"真实运行的图"从 outputs/ 收集到 figures/results/。
-下面的 RESULTS 表每一行给出 figures/results/ 里的一张图、它来自哪次运行的哪个文件（outputs/ 下，或某个 README
-里的表格），以及怎样得到它：照运行时画的原样复制（超过 MAX_KB 就缩小），或者用运行记录的数字重画。每张图打印一
-行：从哪里来，或者为什么缺（以及该先运行哪个脚本）。运行：在仓库根目录执行 python
-figures/collect_results_figures.py（--help 查看选项）。要加入别的案例的图：先用默认设置运行那个脚本，在
-RESULTS 里加几行，再运行本脚本，并在 README 里写好图注。
+下面的 RESULTS 表每一行给出 figures/results/ 里的一张图、它来自哪次运行的哪个文件
+（outputs/ 下，或某个 README 里的表格），以及怎样得到它：照运行时画的原样复制（超过 MAX_KB 就缩小），
+或者用运行记录的数字重画。每张图打印一行：从哪里来，或者为什么缺（以及该先运行哪个脚本）。
+运行：在仓库根目录执行 python figures/collect_results_figures.py（--help 查看选项）。
+要加入别的案例的图：先用默认设置运行那个脚本，在 RESULTS 里加几行，再运行本脚本，并在 README 里写好图注。
 """
 import pathlib
 import sys
@@ -54,8 +54,8 @@ MAX_KB: AtLeast(20) = 300               # largest PNG kept, in kB (1 kB = 1024 b
 DPI: AtLeast(60) = 110                  # pixels per inch of the redrawn figures
 CJK_FONT: str = "auto"                  # font for Chinese labels: auto = the first CJK font found;
                                         # none = English only
-MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine the runs were made on, written under the redrawn
-                                          # figures
+MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine the runs were made on,
+                                          # written under the redrawn figures
 TABLE_05_MEASURED: str = "2-core AMD EPYC, torch 2.13.0 CPU, 2026-11-27"  # the run behind 05's README table
 ZOOM_DAYS: AtLeast(5) = 40              # last test days shown close up in 03's forecast figure
 
@@ -141,7 +141,8 @@ def png_bytes_within(data: bytes, limit: int) -> bytes:
     try:
         image = Image.open(io.BytesIO(data)).convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
-        raise Missing(f"{len(data) / 1024:.0f} kB, over {limit / 1024:.0f} kB, and not an image to shrink ({e})")
+        raise Missing(f"{len(data) / 1024:.0f} kB, over {limit / 1024:.0f} kB, and not an image to shrink "
+                      f"({e})")
     while True:
         buffer = io.BytesIO()
         image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
@@ -188,8 +189,8 @@ def run_record(source: Path) -> dict:
 def run_stamp(record: dict) -> str:
     if not record:
         return "no metrics.json beside it"
-    return (f"run finished {record.get('finished', '?')}, torch {str(record.get('torch_version', '?')).split('+')[0]}"
-            f", {record.get('device', '?')}")
+    return (f"run finished {record.get('finished', '?')}, "
+            f"torch {str(record.get('torch_version', '?')).split('+')[0]}, {record.get('device', '?')}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,8 +239,8 @@ def draw_forecast_vs_persistence(source: Path, record: dict):
     if absent:
         raise Missing(f"{shown_path(source)} has no column {', '.join(sorted(absent))}")
     dates = pd.to_datetime(table["date"])
-    rmse = {k: float(np.sqrt(np.mean((table[k] - table["actual"]) ** 2))) for k in ("prediction",
-                                                                                    "persistence")}
+    rmse = {k: float(np.sqrt(np.mean((table[k] - table["actual"]) ** 2)))
+            for k in ("prediction", "persistence")}
     config = record.get("config", {})
     ticker = config.get("TICKER", "?")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.2), gridspec_kw={"height_ratios": [1, 1.1]})
@@ -259,7 +260,8 @@ def draw_forecast_vs_persistence(source: Path, record: dict):
     for column, label, color, style, marker in series:
         bottom.plot(tail_dates, tail[column], style, color=color, lw=1.3, marker=marker, ms=4, label=label)
     bottom.set_title(bi(f"最后 {ZOOM_DAYS} 天放大：预测几乎就是前一天的价格，和持久性基线一样落后一天",
-                        f"the last {ZOOM_DAYS} days: the forecast trails the price by a day, as persistence does",
+                        f"the last {ZOOM_DAYS} days: the forecast trails the price by a day, "
+                        "as persistence does",
                         sep="\n"), fontsize=10.5)
     bottom.set_ylabel(bi("收盘价", "close", sep="\n"))
     bottom.grid(alpha=0.3)
@@ -324,11 +326,13 @@ def draw_ensemble_curves(source: Path, record: dict):
     fig.suptitle(bi(f"GRU 在 {config.get('DATASET', '?')} 上的 {len(runs)} 模型集成" +
                     (f"：集成测试准确率 {ensemble:.3f}" if ensemble is not None else ""),
                     f"GRU ensemble of {len(runs)} on {config.get('DATASET', '?')}" +
-                    (f": ensemble test accuracy {ensemble:.3f}" if ensemble is not None else "")), fontsize=11)
+                    (f": ensemble test accuracy {ensemble:.3f}" if ensemble is not None else "")),
+                 fontsize=11)
     fig.tight_layout()
     footer(fig,
-           [f"{shown_path(source)} of python 05_seq_classify/sequence_gru.py, {MEASURED_ON}, {run_stamp(record)}",
-                 "redrawn by python figures/collect_results_figures.py"])
+           [f"{shown_path(source)} of python 05_seq_classify/sequence_gru.py, {MEASURED_ON}, "
+            f"{run_stamp(record)}",
+            "redrawn by python figures/collect_results_figures.py"])
     return fig
 
 
@@ -386,8 +390,8 @@ def draw_char_model_progress(source: Path, record: dict):
     5-gram baseline, beside the sample the model wrote at each report (temperature 0.8, the same seed)."""
     history = record.get("history") or []
     if not history or "sample" not in history[0]:
-        raise Missing(f"{shown_path(source)} has no samples in its history (a run from before they were kept); "
-                      f"run python 04_text_gen/text_lstm.py")
+        raise Missing(f"{shown_path(source)} has no samples in its history (a run from before they were "
+                      f"kept); run python 04_text_gen/text_lstm.py")
     metrics, prompt = record["metrics"], record["config"]["PROMPT"]
     seen = [r["chars_seen"] / 1e6 for r in history]
     fig, (ax, text) = plt.subplots(1, 2, figsize=(12.5, 4.9), gridspec_kw={"width_ratios": [1, 1.25]})
@@ -425,7 +429,8 @@ def draw_char_model_progress(source: Path, record: dict):
     fig.tight_layout()
     footer(fig, [f"{shown_path(source)}: {run_stamp(record)}",
                  f"python 04_text_gen/text_lstm.py at its defaults "
-                 f"({record['config']['MAX_MINUTES']:g}-minute budget), {MEASURED_ON}; redrawn by python figures/collect_results_figures.py"])
+                 f"({record['config']['MAX_MINUTES']:g}-minute budget), {MEASURED_ON}; "
+                 "redrawn by python figures/collect_results_figures.py"])
     return fig
 
 
@@ -475,15 +480,19 @@ def draw_cell_comparison(source: Path, record: dict):
         ax.tick_params(axis="y", labelsize=7.5)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(bi("LSTM 对 GRU：3 个种子的均值（横线）和均值 ± 一个标准差（色带）",
-                    "LSTM vs GRU: mean over 3 seeds (line) and mean ± one standard deviation (band)"), fontsize=10.5)
+                    "LSTM vs GRU: mean over 3 seeds (line) and mean ± one standard deviation (band)"),
+                 fontsize=10.5)
     fig.tight_layout()
     footer(fig,
-           [f"numbers from the measured tables of {shown_path(source)} (python 06_comparison/model_comparison.py;",
-                 "the dates and machines are beside the tables); redrawn by python figures/collect_results_figures.py"])
+           [f"numbers from the measured tables of {shown_path(source)} "
+            "(python 06_comparison/model_comparison.py;",
+            "the dates and machines are beside the tables); "
+            "redrawn by python figures/collect_results_figures.py"])
     return fig
 
 
-TABLE_ROW = re.compile(r"^\|\s*([A-Za-z]+)[^|]*\|\s*([\d.]+)\s*±\s*([\d.]+)\s*\|\s*([\d.]+)\s*±\s*([\d.]+)\s*\|"
+TABLE_ROW = re.compile(r"^\|\s*([A-Za-z]+)[^|]*\|\s*([\d.]+)\s*±\s*([\d.]+)\s*\|"
+                       r"\s*([\d.]+)\s*±\s*([\d.]+)\s*\|"
                        r"[^|]*\|\s*([\d.]+|n/a)\s*\|\s*([\d.]+|n/a)\s*\|\s*$")
 
 
@@ -539,7 +548,8 @@ def source_path(figure: Figure, outputs: Path) -> Path:
 
 
 def make_figure(figure: Figure, outputs: Path, out: Path) -> str:
-    """One figure into `out`; -> the line that says where it came from. Raises Missing if it cannot be made."""
+    """One figure into `out`; -> the line that says where it came from. Raises Missing if it cannot be
+    made."""
     source = source_path(figure, outputs)
     if not source.is_file():
         raise Missing(f"no {shown_path(source)} (run {figure.made_by})")
@@ -559,7 +569,8 @@ def make_figure(figure: Figure, outputs: Path, out: Path) -> str:
 def main():
     t0 = time.time()
     parse_config(globals())
-    outputs = OUTPUTS_ROOT if OUTPUTS == "auto" else Path(OUTPUTS) if Path(OUTPUTS).is_absolute() else REPO_ROOT / OUTPUTS
+    outputs = (OUTPUTS_ROOT if OUTPUTS == "auto" else
+               Path(OUTPUTS) if Path(OUTPUTS).is_absolute() else REPO_ROOT / OUTPUTS)
     out = Path(OUT_DIR) if Path(OUT_DIR).is_absolute() else REPO_ROOT / OUT_DIR
     family = THEORY.setup_fonts(CJK_FONT)
     print(f"reading runs from {shown_path(outputs)}; Chinese labels in {family or 'none (English only)'}")

@@ -9,9 +9,10 @@ Font: Chinese labels use Noto Sans CJK SC (Debian: apt-get install fonts-noto-cj
 found; with none, the figures fall back to DejaVu Sans with English labels only (one warning line).
 
 中文：用 matplotlib 画出 THEORY.md 里的全部示意图（不依赖其他绘图库），谁都可以改了重画。
-输出到 figures/theory/：按时间展开的 RNN 与梯度消失（§1）、colah 风格的 LSTM 与 GRU 单元（细胞状态画成传送带，
-§2、§3）、LSTM 单步反向传播的计算图（§4.1）、填充/打包/掩码（§5）、并行文本流上的截断 BPTT（§10）、注意力与束
-搜索（§13），以及 01_basic_theory/theory_comparison.py 实测的梯度曲线（还没运行过就跳过并提示一行）。
+输出到 figures/theory/：按时间展开的 RNN 与梯度消失（§1）、
+colah 风格的 LSTM 与 GRU 单元（细胞状态画成传送带，§2、§3）、LSTM 单步反向传播的计算图（§4.1）、
+填充/打包/掩码（§5）、并行文本流上的截断 BPTT（§10）、注意力与束搜索（§13），
+以及 01_basic_theory/theory_comparison.py 实测的梯度曲线（还没运行过就跳过并提示一行）。
 运行：在仓库根目录执行 python figures/draw_theory_figures.py（--ONLY=lstm_cell 只画一张；--help 查看选项）。
 字体：中文标签用 Noto Sans CJK SC（Debian：apt-get install fonts-noto-cjk）或找到的其他中文字体；都没有时退回
 DejaVu Sans，只画英文标签，并打印一行警告。
@@ -238,10 +239,11 @@ def draw_rnn_unrolled(out: Path) -> Path:
              fs=9.5, color=GRAD, alpha=max(alphas[k], 0.6))
         note(ax, x_left, y_h + 0.68, rf"$\delta h_{t - 1}$", fs=11, color=GRAD, alpha=max(alphas[k], 0.55))
     note(ax, 7.5, -0.1,
-         bi("反向传播每往回一步，梯度就乘一次雅可比矩阵 ∂hₜ/∂hₜ₋₁：连乘 k 次，它按指数缩小（梯度消失）或放大（梯度爆炸）",
+         bi("反向传播每往回一步，梯度就乘一次雅可比矩阵 ∂hₜ/∂hₜ₋₁：连乘 k 次，"
+            "它按指数缩小（梯度消失）或放大（梯度爆炸）",
             r"each step back multiplies the gradient by the Jacobian $\partial h_t/\partial h_{t-1}"
-            r" = \mathrm{diag}(1-h_t^2)\,W_{hh}$: after $k$ steps it has shrunk (vanished) or grown (exploded)"
-            " exponentially in $k$"), fs=10, color="#333333")
+            r" = \mathrm{diag}(1-h_t^2)\,W_{hh}$: after $k$ steps it has shrunk (vanished)"
+            " or grown (exploded) exponentially in $k$"), fs=10, color="#333333")
     return save(fig, out, "rnn_unrolled")
 
 
@@ -461,7 +463,7 @@ def draw_lstm_backward_graph(out: Path) -> Path:
           "one LSTM step as a graph: forward, and backward (BPTT)")
     note(ax, 9.0, 9.55,
          bi("黑色：前向计算；品红：反向传播的梯度 δv = ∂L/∂v（与 lstm_cell_backward 一一对应）",
-                           "black: the forward pass; magenta: the gradients δv = ∂L/∂v, as in lstm_cell_backward"),
+            "black: the forward pass; magenta: the gradients δv = ∂L/∂v, as in lstm_cell_backward"),
          fs=10, color="#444444")
     inp = "#dbe9f6"
     # Positions.
@@ -542,8 +544,8 @@ REVIEWS = (("a", "fine", "film"), ("the", "plot", "is", "so", "thin"), ("loved",
 
 
 def pack_layout(lengths):
-    """What pack_padded_sequence(..., enforce_sorted=False) stores, without torch (tests/test_figures.py checks
-    it against torch): the (b, t) of each row of PackedSequence.data, batch_sizes, sorted_indices."""
+    """What pack_padded_sequence(..., enforce_sorted=False) stores, without torch (tests/test_figures.py
+    checks it against torch): the (b, t) of each row of PackedSequence.data, batch_sizes, sorted_indices."""
     sorted_indices = sorted(range(len(lengths)), key=lambda b: -lengths[b])   # longest first
     batch_sizes = [sum(L > t for L in lengths) for t in range(max(lengths))]   # sequences longer than t
     order = [(b, t) for t in range(max(lengths)) for b in sorted_indices if lengths[b] > t]  # time-major
@@ -643,8 +645,8 @@ def draw_tbptt_streams(out: Path) -> Path:
         note(ax, x0 + (b * n + n / 2) * cw, 8.25, bi(f"流 {b}", f"stream {b}", sep=" / "), fs=9)
     note(ax, 13.5, 6.6,
          bi(f"切成 B 条首尾相接的文本流：矩阵 (B, n) 的第 b 行是连续的一段 (T1)；这里 B={B}, T={T}, n={n}",
-                            "cut into B contiguous streams: row b of the (B, n) matrix is one long stretch (T1); "
-                            f"here B={B}, T={T}, n={n}"),
+            "cut into B contiguous streams: row b of the (B, n) matrix is one long stretch (T1); "
+            f"here B={B}, T={T}, n={n}"),
          fs=9.5, color="#444444")
     # The (B, n) matrix, its columns cut into K chunks of T.
     cw2, ch, gap = 0.9, 0.8, 1.4
@@ -686,8 +688,8 @@ def draw_tbptt_streams(out: Path) -> Path:
     note(ax, 13.5, ybot - 1.35,
          bi("蓝色箭头：(h, c) 从第 k 段末尾传到第 k+1 段开头（第 0 段从 0 开始），前向计算看得见全部历史；"
             "中间先 detach() 切断梯度",
-            "blue: (h, c) carried from the end of chunk k to the start of chunk k+1, so the forward pass sees "
-            "the whole history; detach() cuts the gradient on the way (T2)"), fs=9.5, color=BELT)
+            "blue: (h, c) carried from the end of chunk k to the start of chunk k+1, so the forward pass "
+            "sees the whole history; detach() cuts the gradient on the way (T2)"), fs=9.5, color=BELT)
     note(ax, 13.5, ybot - 2.55,
          bi("品红箭头：损失 L⁽ᵏ⁾ 的梯度只回传到本段开头，最多 T 步；各段按顺序训练，不打乱",
             "magenta: the gradient of L⁽ᵏ⁾ flows back to the start of its chunk only, at most T steps; "
@@ -825,9 +827,11 @@ def draw_beam_search(out: Path) -> Path:
     note(ax, 12.0, -0.35, bi("最优：K AE1 T（−0.69）", "best: K AE1 T (−0.69)", sep=" / "), fs=10, color=BELT,
          fontweight="bold")
     note(ax, 6.9, -1.25,
-         bi("框内：音素与累计得分 Σ log p (B1)；边上：该音素的 log p。每步把所有扩展按得分排序，只留 K = 2 个（蓝），其余剪掉（灰）。示意数字",
+         bi("框内：音素与累计得分 Σ log p (B1)；边上：该音素的 log p。"
+            "每步把所有扩展按得分排序，只留 K = 2 个（蓝），其余剪掉（灰）。示意数字",
             "in a box: the phoneme and the running score Σ log p (B1); on an edge: that phoneme's log p.\n"
-            "Each step keeps the K = 2 best extensions (blue) and prunes the rest (grey). Illustrative numbers."),
+            "Each step keeps the K = 2 best extensions (blue) and prunes the rest (grey). "
+            "Illustrative numbers."),
          fs=9, color="#444444")
     return save(fig, out, "beam_search")
 
@@ -857,7 +861,8 @@ def draw_gradient_vs_lag(out: Path) -> Path | None:
              (kept, INK),
              (f"python 01_basic_theory/theory_comparison.py (defaults: T={grad.get('seq_len')})", "#555555"),
              (f"{MEASURED_ON}" + (f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else "")
-              + f", torch {record.get('torch_version', '?').split('+')[0]}, {record.get('finished', '?')[:10]}",
+              + f", torch {record.get('torch_version', '?').split('+')[0]}, "
+                f"{record.get('finished', '?')[:10]}",
               "#555555"),
              ("redrawn by python figures/draw_theory_figures.py --ONLY=gradient_vs_lag", "#555555")]
     n_lines = sum(text.count("\n") + 1 for text, _ in lines)

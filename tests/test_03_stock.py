@@ -1,7 +1,8 @@
 """03_stock: data (splits, split adjustment, windows, scaling, CSV/yfinance loading), baselines, metrics
 on hand-checked series, no look-ahead, and the three scripts end to end with --quick.
-The case's own mechanism (features, split, scaler, windows, model, training) lives in 03_stock/stock_model.py;
-the raw price loading stays in utils.data_utils."""
+The case's own mechanism (features, split, scaler, windows, model, training step) lives in
+03_stock/stock_model.py, its baselines and error measures in 03_stock/forecasting.py; the raw price loading
+stays in utils.data_utils."""
 import math
 
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 from conftest import ROOT, run_script
 from scipy import stats
 
+import forecasting as fc
 import stock_model as sm
 from utils import data_utils as du
-from utils import forecasting as fc
 from utils.script_utils import UserError
 
 FIXTURE = ROOT / "tests" / "fixtures" / "yfinance_AAPL_2013.csv"
@@ -128,7 +129,8 @@ def test_twins_build_the_case_model():
         twin = load_case_script(ROOT / "03_stock" / f"stock_{cell}.py")
         model = twin.build_model(len(twin.FEATURES), torch.device("cpu"))
         assert isinstance(model, sm.PriceRNN) and model.cell == cell
-        assert model.rnn.hidden_size == twin.HIDDEN_SIZE == 32 and model.rnn.num_layers == twin.NUM_LAYERS == 1
+        assert model.rnn.hidden_size == twin.HIDDEN_SIZE == 32
+        assert model.rnn.num_layers == twin.NUM_LAYERS == 1
         # (batch, window, F) -> (batch,)
         assert model(torch.zeros(3, twin.WINDOW, len(twin.FEATURES))).shape == (3,)
         sizes[cell] = sum(p.numel() for p in model.parameters())
@@ -139,6 +141,27 @@ def test_twins_build_the_case_model():
 # ---------------------------------------------------------------------------------------------------
 # Baselines and metrics on hand-checked series
 # ---------------------------------------------------------------------------------------------------
+def test_train_step_is_one_update_and_a_nan_never_reaches_the_weights():
+    import torch
+
+    from utils.training import NonFiniteLoss
+
+    torch.manual_seed(0)
+    model = sm.PriceRNN("gru", "torch", 2, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(5, 7, 2), torch.randn(5)          # (batch, window, F), (batch,)
+    with torch.no_grad():
+        expected = torch.nn.functional.mse_loss(model(x), y).item()
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, norm, n = sm.train_step(model, (x, y), optimizer, clip=1.0)
+    assert loss == expected and n == 5 and norm > 0     # the loss before the update, the batch's windows
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    after = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(NonFiniteLoss):
+        sm.train_step(model, (torch.full_like(x, math.nan), y), optimizer, clip=1.0)
+    assert all(torch.equal(a, p) for a, p in zip(after, model.parameters()))
+
+
 def test_baselines():
     close = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert fc.persistence(close, np.array([2, 4])).tolist() == [3.0, 5.0]
@@ -242,7 +265,8 @@ def test_yfinance_downloads_once_then_uses_the_cache(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(yfinance, "download", lambda *a, **k: calls.append(a) or fake_download())
     df, info = du.load_prices("yfinance", "AAPL", start="2013-01-01", verbose=False)
-    assert calls and cache.is_file() and cache.read_text().splitlines()[:3] == FIXTURE.read_text().splitlines()[:3]
+    assert calls and cache.is_file()
+    assert cache.read_text().splitlines()[:3] == FIXTURE.read_text().splitlines()[:3]
     assert len(df) == 41 and df["close"].iloc[-1] == 430.47 and info["splits"] == []
     assert {"open", "high", "low", "close", "volume"} <= set(df.columns)
 
@@ -356,5 +380,5 @@ def test_performance_analysis_quick():
 def test_bad_input_is_one_clear_error(args, message):
     r = run_script("03_stock/stock_lstm.py", "--quick", *args, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error:") and message in lines[-1]

@@ -25,14 +25,17 @@ from g2p_model import (
     encode_phonemes,
     encode_word,
     error_rates,
+    eval_step,
     g2p_split,
     make_examples,
     predict,
     score_words,
     summarize,
+    train_step,
 )
 from utils.data_utils import load_cmudict
 from utils.script_utils import UserError
+from utils.training import NonFiniteLoss
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +74,8 @@ def test_split_is_by_word_fixed_and_saved(tmp_path, cmudict, monkeypatch):
     assert not (set(split["train"]) & set(split["test"])) and not (set(split["val"]) & set(split["test"]))
     saved = (tmp_path / "cmudict_split.json").read_text()
     again = g2p_split(cache=tmp_path)                                 # read back, not rebuilt
-    assert list(again["test"]) == list(split["test"]) and (tmp_path / "cmudict_split.json").read_text() == saved
+    assert list(again["test"]) == list(split["test"])
+    assert (tmp_path / "cmudict_split.json").read_text() == saved
     (tmp_path / "cmudict_split.json").write_text('{"seed": 1, "train": [], "val": [], "test": []}')
     assert list(g2p_split(cache=tmp_path)["test"]) == list(split["test"])  # a stale file is rebuilt
     old_rule = json.loads(saved)
@@ -112,8 +116,8 @@ def test_good_words_are_normalised():
 
 
 def test_edit_distance_and_error_rates_by_hand():
-    assert edit_distance("kitten", "sitting") == 3 and edit_distance([], [1, 2]) == 2 and edit_distance("ab",
-                                                                                                        "ab") == 0
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance([], [1, 2]) == 2
+    assert edit_distance("ab", "ab") == 0
     assert closest_reference((5, 6), [(5, 6, 7), (5, 6)]) == (0, 2, (5, 6))   # any accepted pronunciation
                                                                               # counts
     assert closest_reference((5, 9), [(5, 6, 7), (5, 6)]) == (1, 2, (5, 6))
@@ -193,7 +197,8 @@ def test_beam_of_one_is_greedy_and_beam_scores_are_the_models_log_probability():
     max_len = g2p_model.max_output_len(lengths)
     greedy, _ = model.greedy(letters, lengths, max_len)
     beam1, _ = model.beam_search(letters, lengths, max_len, beam=1)
-    assert [g2p_model.decode_ids(r) for r in greedy.tolist()] == [g2p_model.decode_ids(r) for r in beam1.tolist()]
+    decoded = lambda ids: [g2p_model.decode_ids(r) for r in ids.tolist()]
+    assert decoded(greedy) == decoded(beam1)
     best, score = model.beam_search(letters, lengths, max_len, beam=4)
     for i, row in enumerate(best.tolist()):
         ids = list(g2p_model.decode_ids(row))
@@ -212,16 +217,43 @@ def test_a_tiny_model_learns_a_few_words(cmudict):
     examples = make_examples(part, every_pronunciation=True)
     model = Seq2Seq(cell="gru", hidden_size=32, embed_dim=16, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), 1e-2)
-    step = g2p_model.g2p_step("cpu")
     for _ in range(60):
         for batch in WordBatches(examples, 8, shuffle=True):
             model.train()
-            loss, _, _ = step(model, batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            train_step(model, batch, opt, None)                        # clip None: measured, never clipped
     rows = score_words(part, predict(model, list(part), "cpu", beam=3))
     assert summarize(rows)["wer"] == 0.0, rows
+
+
+def test_train_step_is_one_teacher_forced_update_and_eval_step_scores_greedy_output(cmudict):
+    """train_step: the (E9) loss, one update, (loss, norm before clipping, words); a NaN stops it before the
+    weights change. eval_step: the same loss without an update, and each word's edit distance."""
+    torch.manual_seed(0)
+    part = {w: cmudict[w] for w in ("cat", "knight", "ox")}
+    batch = next(iter(WordBatches(make_examples(part, every_pronunciation=False), 8, shuffle=False)))
+    model = Seq2Seq(cell="lstm", hidden_size=16, embed_dim=8, dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    letters, lengths, dec_in, dec_out, _ = batch
+    refs_order = sorted(part, key=len)                                  # the batch holds the words by length
+    with torch.no_grad():
+        logits, _ = model(letters, lengths, dec_in)
+        expected = float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                           dec_out.reshape(-1), ignore_index=PAD))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, norm, n = train_step(model, batch, opt, 1e-3)
+    assert loss == pytest.approx(expected, rel=1e-6) and n == 3 and norm > 1e-3
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    model.eval()
+    val_loss, dist, ref_len = eval_step(model, batch)
+    assert dist.shape == ref_len.shape == (3,) and torch.isfinite(val_loss)
+    assert ref_len.tolist() == [len(cmudict[w][0]) for w in refs_order]  # the first pronunciation's length
+    with torch.no_grad():
+        model.out.bias[3] = float("nan")                               # a broken weight: the loss is NaN
+    kept = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    with pytest.raises(NonFiniteLoss):
+        train_step(model, batch, opt, 1.0)
+    assert all(torch.equal(k.nan_to_num(), p.nan_to_num()) for k, p in zip(kept, model.parameters()))
 
 
 def test_g2p_scripts_quick_end_to_end():
@@ -242,7 +274,8 @@ def test_g2p_scripts_quick_end_to_end():
     # without attention: its own folder, no heatmap; the length plot then shows both runs
     res = run_script("04_text_gen/g2p_lstm.py", "--quick", "--ATTENTION=false", "--EPOCHS=1", timeout=180)
     out = res.out_dir / "no_attention"
-    assert (out / "metrics.json").is_file() and (out / "model.pt").is_file() and not (out / "attention.png").exists()
+    assert (out / "metrics.json").is_file() and (out / "model.pt").is_file()
+    assert not (out / "attention.png").exists()
     # pronounce.py with the quick GRU just trained; a word not in the dictionary; then interactively
     res = run_script("04_text_gen/pronounce.py", "--quick", "--MODEL=gru", "--WORD=Blorptastic", timeout=120)
     said = res.metrics
@@ -255,7 +288,8 @@ def test_g2p_scripts_quick_end_to_end():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert ":beam 3" in out and "beam = 3" in out and "error: the beam width" in out and "beam 3" in out
-    assert "dictionary (" in out and "error: 'b4' contains digits" in out and "error: the model must be" in out
+    assert "dictionary (" in out and "error: 'b4' contains digits" in out
+    assert "error: the model must be" in out
     assert "AA odd" in out and "unknown command :bogus" in out and out.rstrip().endswith("bye.")
 
 
@@ -290,7 +324,8 @@ def test_bad_options_are_refused_before_anything_runs(script, args, message):
 ])
 def test_bad_words_and_options_are_one_line_and_exit_2(script, args, message):
     res = run_script(f"04_text_gen/{script}", *args, check=False, timeout=60)
-    assert res.returncode == 2 and res.stderr.startswith(message) and "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 2 and res.stderr.startswith(message), res.stderr
+    assert "Traceback" not in res.stderr
     assert res.stderr.strip().count("\n") == 0
 
 

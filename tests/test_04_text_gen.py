@@ -20,15 +20,19 @@ from char_model import (
     one_step_friendly,
     repeated_ngram_rate,
     sampling_distribution,
+    saved_checkpoint,
     text_log_likelihood,
     top_k_filter,
     top_p_filter,
     train_char_model,
+    train_step,
 )
 from utils.data_utils import load_text_corpus, read_text_file, shakespeare_play_to_text
-from utils.script_utils import UserError
+from utils.script_utils import UserError, output_dir
+from utils.training import NonFiniteLoss
 
-PLAY = """# A Play
+BR = "  "  # Markdown's hard line break: two spaces at the end of a line
+PLAY = f"""# A Play
 
 ## ACT I
 
@@ -37,19 +41,19 @@ PLAY = """# A Play
 _Enter SAMPSON and GREGORY, of the house of Capulet, armed with swords and
 bucklers_
 
-**SAMPSON**  
+**SAMPSON**{BR}
 Gregory, o' my word, we'll not carry coals.
 
-**GREGORY**  
-_\\[Aside]_  
-No, for then we should be colliers;  
+**GREGORY**{BR}
+_\\[Aside]_{BR}
+No, for then we should be colliers;{BR}
 'Ladies,'\\--or 'Fair-ladies.'
 
 *Exit Sampson.*
 
 More words of Gregory.
 
-**FIRST CITIZEN**  
+**FIRST CITIZEN**{BR}
 *Exeunt.*
 """
 
@@ -57,7 +61,8 @@ More words of Gregory.
 def test_markdown_play_becomes_speaker_colon_text():
     assert shakespeare_play_to_text(PLAY) == (
         "SAMPSON:\nGregory, o' my word, we'll not carry coals.\n\n"
-        "GREGORY:\nNo, for then we should be colliers;\n'Ladies,'--or 'Fair-ladies.'\nMore words of Gregory.\n")
+        "GREGORY:\nNo, for then we should be colliers;\n'Ladies,'--or 'Fair-ladies.'\n"
+        "More words of Gregory.\n")
 
 
 def test_shakespeare_split_is_by_play_and_clean():
@@ -209,6 +214,57 @@ def test_training_ends_when_the_budget_is_spent(tmp_path):
     assert [r["epoch"] for r in res["history"]] == [1, 2, 3] and res["history"][-1]["lr"] < 1e-2
 
 
+def test_train_step_cuts_the_carried_state_and_updates_once():
+    """One chunk: the (T2) loss from the carried state's values, one update; backward never reaches the
+    previous chunk (the state comes in detached); the returned state is where the next chunk starts."""
+    torch.manual_seed(0)
+    vocab = CharVocab.build("abcd \n")
+    model = CharRNN(len(vocab), cell="lstm", embed_dim=4, hidden_size=8, num_layers=1, dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randint(1, len(vocab), (2, 2, 5)).unbind(0)              # (B, T) each
+    h = torch.randn(1, 2, 8, requires_grad=True)                          # the previous chunk's state,
+    state = (h * 1.0, h * 0.5)                                            # still attached to its graph
+    with torch.no_grad():
+        logits, _ = model(x, (h, h * 0.5))
+        expected = float(nn.functional.cross_entropy(logits.reshape(-1, len(vocab)), y.reshape(-1)))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, norm, new_state = train_step(model, x, y, state, opt, clip=1.0)
+    assert loss == pytest.approx(expected, rel=1e-6) and norm > 0
+    assert h.grad is None                                                 # cut at the chunk boundary
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert isinstance(new_state, tuple) and new_state[0].shape == (1, 2, 8)
+    loss2, _, _ = train_step(model, x, y, new_state, opt, clip=1.0)       # the next chunk carries it on
+    assert math.isfinite(loss2)
+
+
+def test_a_nan_loss_stops_training_and_says_where(tmp_path):
+    torch.manual_seed(0)
+    vocab = CharVocab.build("abcd \n")
+    ids = torch.randint(1, len(vocab), (2000,))
+    data = {"vocab": vocab, "corpus": {"source": "random"},
+            "streams": {"train": CharStreams(ids, 4, 10, chunks_per_epoch=5),
+                        "val": CharStreams(ids[:500], 4, 10)}}
+    model = CharRNN(len(vocab), cell="gru", embed_dim=4, hidden_size=8, num_layers=1, dropout=0.0)
+    with torch.no_grad():
+        model.head.bias[2] = float("nan")
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at report 1, chunk 1: .* --LR="):
+        train_char_model(model, data, epochs=2, lr=1e-2, weight_decay=0.0, clip=1.0, max_minutes=0,
+                         patience=2, checkpoint_path=tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_saved_checkpoint_looks_at_the_full_run_then_the_quick_one(tmp_path):
+    script = ROOT / "04_text_gen" / "text_gru.py"
+    full, quick = (output_dir(script, quick=q, create=False) / "model.pt" for q in (False, True))
+    path, looked = saved_checkpoint(script, quick=True)
+    assert looked == [full, quick] and path in (None, full, quick)
+    assert saved_checkpoint(script)[1] == [full]
+    (tmp_path / "text_gru").mkdir()
+    assert saved_checkpoint(script, str(tmp_path)) == (None, [tmp_path / "text_gru" / "model.pt"])
+    (tmp_path / "text_gru" / "model.pt").write_bytes(b"x")
+    assert saved_checkpoint(script, str(tmp_path), quick=True)[0] == tmp_path / "text_gru" / "model.pt"
+
+
 @pytest.mark.parametrize("content, message", [(b"", "has only 0 characters"), (b"ab\x00cd" * 1000, "binary"),
                                               (b"\xff\xfe" + b"a" * 3000, "not valid UTF-8"),
                                               (b"short text", "has only")], ids=["empty", "nul", "latin1",
@@ -252,7 +308,8 @@ def test_creative_writing_one_shot_interactive_and_fallback(tmp_path):
     # interactive: commands piped to stdin, then end of input
     import subprocess
     import sys
-    commands = ":help\n:temp 0.5\n:len 25\n:topk 5\n:topp 0.9\n:model gru\n:temp abc\n:bogus\nROMEO:\\nI\n:show\n"
+    commands = (":help\n:temp 0.5\n:len 25\n:topk 5\n:topp 0.9\n:model gru\n:temp abc\n:bogus\n"
+                "ROMEO:\\nI\n:show\n")
     proc = subprocess.run([sys.executable, "04_text_gen/creative_writing.py", "--quick", "--INTERACTIVE"],
                           input=commands, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

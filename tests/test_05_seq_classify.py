@@ -29,6 +29,7 @@ from series_model import (
     refit_on_train_and_val,
     stratified_split,
     train_series_classifier,
+    train_step,
 )
 from utils.data_utils import load_ucr_dataset, read_ts_file
 from utils.model_utils import confusion_matrix, ensemble_member_seeds
@@ -156,7 +157,8 @@ def test_twins_quick_end_to_end(script, args):
     assert name in m["metrics"]["datasets"] and (r.out_dir / "test_accuracy.png").is_file()
     sub = r.out_dir / name  # under .../quick/: a smoke test never overwrites a real run's checkpoint
     entry = json.loads((sub / "metrics.json").read_text())["metrics"]
-    assert entry["per_seed"][0]["n_test"] == 60 and entry["test_accuracy_mean"] == m["metrics"]["test_accuracy"]
+    assert entry["per_seed"][0]["n_test"] == 60
+    assert entry["test_accuracy_mean"] == m["metrics"]["test_accuracy"]
     for f in ("metrics.json", "checkpoint.pt", "predictions.csv", "training_curves.png"):
         assert (sub / f).is_file(), f
     lines = (sub / "predictions.csv").read_text().splitlines()
@@ -202,13 +204,32 @@ def test_scratch_cells_train_through_packed_sequences():
     assert "matches torch.nn" in r.stdout and r.metrics["config"]["IMPL"] == "scratch"
 
 
+def test_train_step_is_one_update_and_a_nan_never_reaches_the_weights():
+    from utils.training import NonFiniteLoss
+
+    torch.manual_seed(0)
+    model = SeriesClassifier("lstm", "torch", 2, 3, 4, 1, True, "last+mean", 0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = collate_series([(torch.randn(t, 2), torch.tensor(t % 3)) for t in (5, 3, 4, 2)])
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(batch[0], batch[1]), batch[2]).item()
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, norm, n = train_step(model, batch, optimizer, clip=1.0)
+    assert loss == expected and n == 4 and norm > 0     # the loss before the update, the batch's series
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    after = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(NonFiniteLoss):
+        train_step(model, (torch.full_like(batch[0], float("nan")), *batch[1:]), optimizer, clip=1.0)
+    assert all(torch.equal(a, p) for a, p in zip(after, model.parameters()))
+
+
 def test_refit_trains_on_train_and_val_replaying_the_learning_rates():
     data = load_ucr_dataset("ItalyPowerDemand")
     splits = prepare_series_splits(data, 0.2, seed=0, patch=1, max_train=30)
     history = [{"lr": 3e-3}, {"lr": 3e-3}, {"lr": 1.5e-3}]  # as if validation had halved the LR once
     build = lambda f, c: SeriesClassifier("gru", "torch", f, c, 8, 1, False, "last", 0.0)
-    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), 0, history,
-                                           torch.device("cpu"), batch_size=8, weight_decay=0.0, clip=1.0)
+    model, result = refit_on_train_and_val(build, splits, len(data["classes"]), 0, history, batch_size=8,
+                                           weight_decay=0.0, clip=1.0)
     assert result["n_series"] == len(splits["train"]) + len(splits["val"]) == 30
     assert [row["lr"] for row in result["history"]] == [3e-3, 3e-3, 1.5e-3] and result["epochs_run"] == 3
 
@@ -230,7 +251,7 @@ def test_series_ensemble_averages_members_with_their_own_splits_and_reloads(tmp_
     assert len(members) == 3
     val_splits = {tuple(settings["val_idx"]) for _, settings in members}
     assert len(val_splits) == 3  # each member held out its own validation series
-    probs, test_idx = predict_series_probabilities(members, data, cpu, settings["max_test"])
+    probs, test_idx = predict_series_probabilities(members, data, settings["max_test"])
     assert np.allclose(probs, run["probs"], atol=1e-6) and np.allclose(probs.sum(1), 1)
     y = data["test"][1][test_idx]
     assert m["test_accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
@@ -245,7 +266,7 @@ def test_series_ensemble_averages_members_with_their_own_splits_and_reloads(tmp_
     assert one["metrics"]["test_accuracy"] == pytest.approx(m["member_test_accuracy"][0])
     alone = load_series_members(tmp_path / "one" / "checkpoint.pt")  # a single model's checkpoint reloads too
     assert len(alone) == 1 and alone[0][1]["epoch"] == one["metrics"]["best_epoch"]
-    assert np.allclose(predict_series_probabilities(alone, data, cpu, settings["max_test"])[0], one["probs"],
+    assert np.allclose(predict_series_probabilities(alone, data, settings["max_test"])[0], one["probs"],
                        atol=1e-6)
     with pytest.raises(UserError, match="at least 1"):
         ensemble_member_seeds(0, 0)

@@ -213,14 +213,16 @@ def test_model_comparison_quick_every_case():
 
 
 def test_model_comparison_runs_the_chinese_task_with_its_dataset():
-    """02_chinese: the sentiment twins with --DATASET=chinese_reviews, their metrics read from the dataset's subfolder."""
+    """02_chinese: the sentiment twins with --DATASET=chinese_reviews, their metrics read from the dataset's
+    subfolder."""
     r = run_script("06_comparison/model_comparison.py", "--quick", "--CASES=02_chinese", "--REUSE=false",
                    timeout=300)
     row = r.metrics["metrics"]["rows"][0]
     assert row["case"] == "02_chinese" and row["task"] == "sentiment (Chinese reviews)"
     for cell in ("lstm", "gru"):
         saved = json.loads((r.out_dir / "runs" / f"02_chinese_{cell}_seed0.json").read_text(encoding="utf-8"))
-        assert saved["config"]["DATASET"] == "chinese_reviews" and saved["metrics"]["baseline_ngram_range"] == [1, 3]
+        assert (saved["config"]["DATASET"] == "chinese_reviews"
+                and saved["metrics"]["baseline_ngram_range"] == [1, 3])
         assert "--DATASET=chinese_reviews" in saved["comparison_signature"]["command"]
 
 
@@ -296,9 +298,8 @@ def assert_self_contained(page: str):
 
 
 def test_dashboard_empty_outputs_then_fake_results(tmp_path):
-    r = run_script("06_comparison/visualization_dashboard.py", "--quick", f"--OUTPUTS={tmp_path}")
-    out = tmp_path / "06_comparison" / "visualization_dashboard" / "quick"   # a --quick run writes under
-                                                                             # quick/
+    run_script("06_comparison/visualization_dashboard.py", "--quick", f"--OUTPUTS={tmp_path}")
+    out = tmp_path / "06_comparison" / "visualization_dashboard" / "quick"   # a --quick run writes in quick/
     page = (out / "dashboard.html").read_text(encoding="utf-8")
     assert_self_contained(page)
     assert "not run yet" in page and "python 06_comparison/model_comparison.py" in page
@@ -325,8 +326,8 @@ def test_dashboard_empty_outputs_then_fake_results(tmp_path):
     (gates / "gate_heatmap.png").write_bytes((out / "overview.png").read_bytes())
     text = tmp_path / "04_text_gen" / "text_lstm"
     text.mkdir(parents=True)
-    (text / "metrics.json").write_text(json.dumps({"metrics": {"samples": ["ROMEO: <what light> through yonder"]},
-                                                   "history": []}))
+    samples = ["ROMEO: <what light> through yonder"]
+    (text / "metrics.json").write_text(json.dumps({"metrics": {"samples": samples}, "history": []}))
     run_script("06_comparison/visualization_dashboard.py", f"--OUTPUTS={tmp_path}")
     out = out.parent                                                          # the full run's folder
     page = (out / "dashboard.html").read_text(encoding="utf-8")
@@ -374,7 +375,8 @@ def test_holm_correction_and_the_split_are_in_the_table():
     # 0.04 and 0.02 no longer pass
     assert [r["case"] for r in rows if r["significant"]] == ["04_text_gen"]
     table = comparison.table_rows(rows)
-    assert table[2]["metric"].startswith("validation val_bits_per_char") and table[0]["metric"].startswith("test ")
+    assert (table[2]["metric"].startswith("validation val_bits_per_char")
+            and table[0]["metric"].startswith("test "))
     notes = comparison.conclusions(rows, matched=False)
     assert any("Holm's correction for the 4 comparisons" in n for n in notes)
     assert any("validation split, which also chose the learning rate" in n for n in notes)

@@ -1,4 +1,5 @@
-"""Editing a constant is safe: every script's hyperparameters are checked before anything is loaded or trained.
+"""Editing a constant is safe: every script's hyperparameters are checked before anything is loaded or
+trained.
 
 The sweep loads each script as a module (its main() is not run, as 06 does) and tries 0, -1, nan and inf for
 every numeric constant through the script's own parse_config: each value is refused with one UserError line
@@ -86,7 +87,8 @@ def block_names(script: str) -> list[str]:
 
 
 def test_the_sweep_sees_every_script():
-    assert len(SCRIPTS) >= 20 and "03_stock/stock_lstm.py" in SCRIPTS and "06_comparison/model_comparison.py" in SCRIPTS
+    assert (len(SCRIPTS) >= 20 and "03_stock/stock_lstm.py" in SCRIPTS
+            and "06_comparison/model_comparison.py" in SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -221,5 +223,5 @@ def test_list_items_accept_every_spelling_a_single_value_accepts(text, expected)
     study = load_case_script(ROOT / "06_comparison/hyperparameter_study.py")
     assert parse_config(vars(study), [f"--LR_GRID={text}"])["LR_GRID"] == pytest.approx(expected)
     for spelled in text.strip("[]").split(","):
-        assert float(spelled) == pytest.approx(parse_config(vars(study),
-                                                            [f"--LR_GRID={spelled}"])["LR_GRID"][0])
+        parsed = parse_config(vars(study), [f"--LR_GRID={spelled}"])["LR_GRID"]
+        assert float(spelled) == pytest.approx(parsed[0])

@@ -106,8 +106,8 @@ def test_sentiment_predict_proba_is_batched_and_keeps_the_order():
                for n in torch.randint(1, 40, (70,), generator=gen)]
     batched = sentiment_model.predict_proba(model, encoded, "cpu", batch_size=16)
     assert max(s[0] for s in largest) <= 16 and len(largest) == 5          # 70 reviews in 5 batches
-    assert max(s[1] for s in largest) < 40                                 # short reviews batch with short
-                                                                           # ones
+    assert max(s[1] for s in largest) < 40                                 # short reviews batch
+                                                                           # with short ones
     one_by_one = [sentiment_model.predict_proba(model, [e], "cpu")[0] for e in encoded]
     assert batched == pytest.approx(one_by_one, abs=1e-6)                  # the caller's order, same values
 
@@ -151,12 +151,11 @@ def test_a_script_trains_with_its_gpu_settings_applied(monkeypatch, tmp_path):
     script = load_case_script(ROOT / "04_text_gen/g2p_lstm.py")
     real = script_utils.apply_gpu_settings
     monkeypatch.setattr(script, "get_device", lambda preference="auto": torch.device("cpu"))
-    monkeypatch.setattr(script, "apply_gpu_settings",
-                        lambda ns, settings, device,
-                        quick=False: real(ns, settings, torch.device("cuda"), quick))
+    as_if_cuda = lambda ns, settings, device, quick=False: real(ns, settings, torch.device("cuda"), quick)
+    monkeypatch.setattr(script, "apply_gpu_settings", as_if_cuda)
     monkeypatch.setattr(sys, "argv",
                         ["g2p_lstm.py", "--MAX_TRAIN_WORDS=300", "--MAX_EVAL_WORDS=20", "--EPOCHS=1",
-                                      "--BEAM=2", "--EXAMPLES=knight"])
+                         "--BEAM=2", "--EXAMPLES=knight"])
     script.main()
     saved = json.loads((tmp_path / "04_text_gen" / "g2p_lstm" / "metrics.json").read_text())
     config = saved["config"]

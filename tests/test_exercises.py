@@ -1,4 +1,5 @@
-"""01_basic_theory/exercises: the grader accepts correct code written by anyone and names exactly what a bug breaks.
+"""01_basic_theory/exercises: the grader accepts correct code written by anyone and names exactly what a
+bug breaks.
 
 01's own cells pass (run as a learner runs the grader); so do independent implementations written here, with
 another cache layout; copies of them with one seeded bug fail on exactly the quantities the bug breaks; the
@@ -19,7 +20,8 @@ LINE = re.compile(r"^  (\w+): (ok|wrong|not checked)", re.M)
 
 
 def grade(exercise, source, tmp_path, capsys, name=None):
-    """Write `source` to a file of its own and grade it in this process -> (all right, output, {name: status})."""
+    """Write `source` to a file of its own and grade it in this process
+    -> (all right, output, {name: status})."""
     path = tmp_path / (name or f"{exercise}_answer.py")
     path.write_text(textwrap.dedent(source), encoding="utf-8")
     ok = check.grade(exercise, path)
@@ -216,7 +218,8 @@ def test_01_cells_pass_as_a_learner_runs_it():
     result = run_script(CHECK, "--EXERCISE=lstm", "--FILE=01_basic_theory/lstm_from_scratch.py", timeout=120)
     assert set(LINE.findall(result.stdout)) == {(n, "ok") for n in ("h_new", "c_new", "dx", "dh", "dc",
                                                                     "dw_ih", "dw_hh", "db")}
-    assert "they agree" in result.stdout and "lstm_sequence_forward" in result.stdout and "§7" in result.stdout
+    assert ("they agree" in result.stdout and "lstm_sequence_forward" in result.stdout
+            and "§7" in result.stdout)
 
 
 def test_a_template_exits_1_saying_not_implemented(capsys):
@@ -302,8 +305,8 @@ def test_a_seeded_bug_names_exactly_what_it_breaks(bug, tmp_path, capsys):
 
 def test_lstm_hints_point_at_the_equations(tmp_path, capsys):
     _, out, _ = grade("lstm", seeded(LSTM, "dc = d_c * f", "dc = d_c"), tmp_path, capsys)
-    assert re.search(r"  dc: wrong \u2014 max error \d\.\de[+-]\d\d, 6 of 6 cases; look at \(LB4\) in THEORY\.md §4\.1"
-                     r" / 请检查 THEORY\.md §4\.1 的 \(LB4\)", out), out
+    assert re.search(r"  dc: wrong \u2014 max error \d\.\de[+-]\d\d, 6 of 6 cases; "
+                     r"look at \(LB4\) in THEORY\.md §4\.1 / 请检查 THEORY\.md §4\.1 的 \(LB4\)", out), out
     _, out, _ = grade("lstm", seeded(LSTM, "d_c * c * f * (1 - f)", "d_c * c * f"), tmp_path, capsys)
     assert "db: wrong" in out and "in the rows of gate f (gate order i, f, g, o)" in out
     assert "note: dx, dh, dw_ih, dw_hh and db all come from δa_t (gate f)" in out
@@ -339,7 +342,8 @@ def test_an_exception_in_their_code_shows_their_traceback(tmp_path, capsys):
     ok, out, status = grade("lstm", source, tmp_path, capsys, name="student_lstm.py")
     assert not ok
     assert "lstm_cell_forward raised TypeError (case 2: batch 1, input 2, hidden 5, no biases)" in out
-    assert re.search(r'File ".*student_lstm\.py", line \d+, in lstm_cell_forward\n +pre = pre \+ \(b_ih \+ b_hh\)', out)
+    assert re.search(r'File ".*student_lstm\.py", line \d+, in lstm_cell_forward\n'
+                     r' +pre = pre \+ \(b_ih \+ b_hh\)', out)
     assert "TypeError: unsupported operand" in out and "check.py" not in out
     assert status == dict.fromkeys(["h_new", "c_new", "dx", "dh", "dc", "dw_ih", "dw_hh", "db"],
                                    "not checked")

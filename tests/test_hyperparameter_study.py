@@ -1,4 +1,5 @@
-"""06_comparison/hyperparameter_study.py: the sweeps end to end (--quick), the ranking, the Greff comparison."""
+"""06_comparison/hyperparameter_study.py: the sweeps end to end (--quick), the ranking, the Greff
+comparison."""
 import json
 import math
 
@@ -28,16 +29,15 @@ def test_quick_study_end_to_end():
     for cell, default in (("lstm", 3e-3), ("gru", 3e-3)):
         lrs = sorted(r["value"] for r in rows if r["cell"] == cell and r["hyperparameter"] == "LR")
         assert lrs == [1e-3, default, 1e-2]
-        assert [r["default"] for r in rows if r["cell"] == cell and r["hyperparameter"] == "LR"] == [False,
-                                                                                                     True,
-                                                                                                     False]
+        assert ([r["default"] for r in rows if r["cell"] == cell and r["hyperparameter"] == "LR"]
+                == [False, True, False])
     # the GRU has no forget gate
     assert {r["cell"] for r in rows if r["hyperparameter"] == "FORGET_BIAS"} == {"lstm"}
     # a point shared by several sweeps (the defaults) is trained once per seed and reused
     defaults = [r for r in rows if r["cell"] == "lstm" and r["default"]]
     assert len({tuple(r["values"]) for r in defaults}) == 1
-    assert m["runs"] == len(record["history"]) == 2 * (8 + 7)   # LSTM 8 points, GRU 7 (no forget gate),
-                                                                # 2 seeds
+    assert m["runs"] == len(record["history"]) == 2 * (8 + 7)   # LSTM 8 points, GRU 7
+                                                                # (no forget gate), 2 seeds
     hps = {r["hyperparameter"] for r in m["ranking"] if r["cell"] == "lstm"}
     assert hps == {"LR", "HIDDEN_SIZE", "NUM_LAYERS", "DROPOUT", "BATCH_SIZE", "FORGET_BIAS"}
     assert m["conclusions"] and any("learning rate" in line for line in m["greff_2017"])
@@ -65,9 +65,8 @@ def synthetic_study(study, cell: str, means: dict[str, list[list[float]]]) -> li
     rows = []
     for name, points in means.items():
         for k, values in enumerate(points):
-            rows.append(study.study_row(name, float(k), cell,
-                                        [{study.METRIC: v, "parameters": 10, "seconds": 1.0,
-                                                                "diverged": False} for v in values], default=k == 0))
+            results = [{study.METRIC: v, "parameters": 10, "seconds": 1.0, "diverged": False} for v in values]
+            rows.append(study.study_row(name, float(k), cell, results, default=k == 0))
     return rows
 
 
@@ -95,7 +94,8 @@ def test_ranking_uses_the_range_of_means_eta_squared_and_a_permutation_test(stud
     assert [r["rank"] for r in ranking] == [1, 2, 3]
     lines = study.compare_with_greff(ranking)
     assert "'the learning rate matters most' agrees" in lines[0]
-    assert "'hidden size next' cannot be told from noise here (p 1), so its rank 3 of 3 says nothing" in lines[0]
+    assert ("'hidden size next' cannot be told from noise here (p 1), so its rank 3 of 3 says nothing"
+            in lines[0])
 
 
 def test_under_no_effect_every_factor_is_equally_likely_to_rank_first(study, monkeypatch):
@@ -120,6 +120,7 @@ def test_under_no_effect_every_factor_is_equally_likely_to_rank_first(study, mon
 def test_a_diverged_run_is_left_out_and_counted(study):
     row = study.study_row("LR", 0.03, "gru",
                           [{study.METRIC: 0.9, "parameters": 10, "seconds": 1.0, "diverged": False},
-                                              {study.METRIC: math.nan, "parameters": None, "seconds": 0.5,
-                                               "diverged": True}], default=False)
-    assert row["n"] == 1 and row["mean"] == pytest.approx(0.9) and row["diverged"] == 1 and math.isnan(row["std"])
+                           {study.METRIC: math.nan, "parameters": None, "seconds": 0.5, "diverged": True}],
+                          default=False)
+    assert (row["n"] == 1 and row["mean"] == pytest.approx(0.9) and row["diverged"] == 1
+            and math.isnan(row["std"]))

@@ -1,4 +1,5 @@
-"""Watching training: progress.jsonl, live curves and TensorBoard from every loop; NaN and Ctrl-C stop cleanly."""
+"""Watching training: progress.jsonl, live curves and TensorBoard from every loop;
+NaN and Ctrl-C stop cleanly."""
 import json
 import subprocess
 import sys
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TEST_OUTPUTS, run_script
+from conftest import ROOT, TEST_OUTPUTS, run_script, train_step_for
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from utils.model_utils import NonFiniteLoss, ProgressLog, fit, load_checkpoint
 from utils.script_utils import load_case_script, save_metrics
+from utils.training import NonFiniteLoss, ProgressLog, fit, load_checkpoint
 
 REQUIRED = {"epoch", "train_loss", "val_loss", "lr", "grad_norm", "clipped", "samples_per_s", "elapsed_s",
             "total"}
@@ -43,7 +44,7 @@ def train_toy(tmp_path: Path, progress=None, lr: float = 0.05, epochs: int = 4, 
     torch.manual_seed(0)
     model = nn.Linear(5, 1)
     loader, step = toy_problem()
-    result = fit(model, loader, loader, step, epochs=epochs,
+    result = fit(model, loader, loader, train_step=train_step_for(step), eval_step=step, epochs=epochs,
                  optimizer=torch.optim.SGD(model.parameters(), lr=lr), checkpoint_path=tmp_path / "model.pt",
                  progress=progress, verbose=False, **kw)
     return model, result
@@ -62,12 +63,11 @@ def test_progress_log_writes_rows_curves_and_tensorboard(tmp_path):
     # the same scalars in TensorBoard, and the run's hyperparameters for its HParams tab
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     (run_dir,) = (tmp_path / "tensorboard").iterdir()
-    values = [(v.tag,
-               v.simple_value if v.WhichOneof("value") == "simple_value" else next(iter(v.tensor.float_val),
-                                                                                   None), v.metadata.plugin_data.plugin_name)
+    values = [(v.tag, (v.simple_value if v.WhichOneof("value") == "simple_value"
+                       else next(iter(v.tensor.float_val), None)), v.metadata.plugin_data.plugin_name)
               for f in event_files(run_dir) for e in EventFileLoader(str(f)).Load() for v in e.summary.value]
-    assert [x for tag, x,
-            _ in values if tag == "train_loss"] == pytest.approx([r["train_loss"] for r in epochs])
+    assert ([x for tag, x, _ in values if tag == "train_loss"]
+            == pytest.approx([r["train_loss"] for r in epochs]))
     assert ("_hparams_/session_start_info", "hparams") in {(tag, plugin) for tag, _, plugin in values}
     assert "hparam/best_val_loss" in {tag for tag, _, _ in values}
 
@@ -116,27 +116,30 @@ def test_ctrl_c_keeps_progress_curves_and_best_checkpoint(tmp_path, capsys):
     torch.manual_seed(0)
     model = nn.Linear(5, 1)
     with pytest.raises(KeyboardInterrupt):
-        fit(model, loader, loader, interrupted_step, epochs=10,
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.05), checkpoint_path=tmp_path / "model.pt",
-            progress=ProgressLog(tmp_path), verbose=False)
+        fit(model, loader, loader, train_step=train_step_for(interrupted_step), eval_step=interrupted_step,
+            epochs=10, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+            checkpoint_path=tmp_path / "model.pt", progress=ProgressLog(tmp_path), verbose=False)
     said = capsys.readouterr().out
-    assert "interrupted during epoch 3" in said and "model.pt (epoch 2)" in said and "training_curves.png" in said
+    assert ("interrupted during epoch 3" in said and "model.pt (epoch 2)" in said
+            and "training_curves.png" in said)
     rows = rows_of(tmp_path / "progress.jsonl")
     assert [r["epoch"] for r in rows if "epoch" in r] == [1, 2] and rows[-1]["reason"] == "interrupted"
-    assert load_checkpoint(tmp_path / "model.pt")["epoch"] == 2 and (tmp_path / "training_curves.png").is_file()
+    assert (load_checkpoint(tmp_path / "model.pt")["epoch"] == 2
+            and (tmp_path / "training_curves.png").is_file())
 
 
 def test_text_gru_writes_progress_and_curves_while_it_trains():
     """The issue's check: while 04_text_gen/text_gru.py trains, progress.jsonl already holds rows and
-    training_curves.png exists; TensorBoard event files are there at the end; the dashboard calls it training."""
+    training_curves.png exists; TensorBoard event files are there at the end; the dashboard calls it
+    training."""
     out = TEST_OUTPUTS / "04_text_gen" / "text_gru" / "quick"
     progress_file = out / "progress.jsonl"
     progress_file.unlink(missing_ok=True)
     (out / "training_curves.png").unlink(missing_ok=True)
     dashboard = load_case_script(ROOT / "06_comparison" / "visualization_dashboard.py")
     proc = subprocess.Popen([sys.executable, "04_text_gen/text_gru.py", "--quick", "--EPOCHS=4",
-                             "--CHUNKS_PER_EPOCH=4",
-                             "--MAX_MINUTES=0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--CHUNKS_PER_EPOCH=4", "--MAX_MINUTES=0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen_while_running, status = None, None
     try:
         deadline = time.time() + 240
@@ -180,10 +183,9 @@ def test_every_training_script_creates_a_progress_log():
     """Monitoring is always on: each script that trains hands a ProgressLog to its loop."""
     scripts = ["01_basic_theory/lstm_from_scratch.py", "01_basic_theory/gru_from_scratch.py",
                "01_basic_theory/theory_comparison.py", "06_comparison/hyperparameter_study.py",
-               *(f"{case}/{stem}_{cell}.py" for case,
-                 stem in (("02_sentiment", "sentiment"), ("03_stock", "stock"),
-                                                               ("04_text_gen", "text"),
-                                                               ("05_seq_classify", "sequence"))
+               *(f"{case}/{stem}_{cell}.py"
+                 for case, stem in (("02_sentiment", "sentiment"), ("03_stock", "stock"),
+                                    ("04_text_gen", "text"), ("05_seq_classify", "sequence"))
                  for cell in ("lstm", "gru"))]
     missing = [s for s in scripts if "ProgressLog(" not in (ROOT / s).read_text(encoding="utf-8")]
     assert not missing
@@ -202,7 +204,8 @@ def test_dashboard_reads_training_stopped_and_finished_runs(tmp_path):
     assert status["line"].startswith("training: epoch 7 of 20 (member 2 (seed 7)), train_loss 0.1429")
     assert "val_accuracy 0.57" in status["line"]
     member.stop("interrupted")
-    assert dashboard.progress_status(tmp_path / "run" / "progress.jsonl")["line"].startswith("stopped (interrupted)")
+    status = dashboard.progress_status(tmp_path / "run" / "progress.jsonl")
+    assert status["line"].startswith("stopped (interrupted)")
     time.sleep(0.02)
     save_metrics(tmp_path / "run", config={}, metrics={})
     assert dashboard.progress_status(tmp_path / "run" / "progress.jsonl")["state"] == "finished"

@@ -21,7 +21,6 @@ import stock_model
 from sentiment_model import SentimentClassifier, load_sentiment_model, sentiment_checkpoint_extra
 from utils import data_utils as du
 from utils.data_utils import Vocab
-from utils.model_utils import save_checkpoint
 from utils.script_utils import (
     UserError,
     apply_gpu_settings,
@@ -32,6 +31,7 @@ from utils.script_utils import (
     save_json,
     save_metrics,
 )
+from utils.training import save_checkpoint
 
 
 def one_line_error(result, *needles):
@@ -55,7 +55,8 @@ def test_gpu_settings_keep_edits_and_command_line_values(script, capsys):
     assert "HIDDEN_SIZE" not in applied and "LR" not in applied
     assert module.EMBED_DIM == 128 == applied["EMBED_DIM"] and module.NUM_LAYERS == 3  # the rest: GPU values
     line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("GPU settings")]
-    assert len(line) == 1 and "your own values kept: HIDDEN_SIZE=512 (edited; shipped 384), --LR=0.004" in line[0]
+    assert (len(line) == 1
+            and "your own values kept: HIDDEN_SIZE=512 (edited; shipped 384), --LR=0.004" in line[0])
 
 
 GPU_SCRIPTS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("0[1-6]_*/*.py")
@@ -80,9 +81,11 @@ def test_gpu_settings_name_the_shipped_value_and_a_valid_gpu_value(script):
 @pytest.mark.parametrize("script", ["02_sentiment/sentiment_lstm.py", "02_sentiment/sentiment_gru.py",
                                     "02_sentiment/model_comparison.py"])
 def test_dataset_settings_apply_to_their_dataset_only_and_keep_the_learners_values(script, capsys):
-    """chinese_reviews' DATASET_SETTINGS: applied for that dataset, never over a value set on the command line,
-    never for another dataset or with --quick; the shipped values are the file's and the new ones valid."""
-    from utils.script_utils import apply_dataset_settings, constant_rules
+    """chinese_reviews' DATASET_SETTINGS: applied for that dataset, never over a value set on the command
+    line, never for another dataset or with --quick; the shipped values are the file's and the new ones
+    valid."""
+    from sentiment_model import apply_dataset_settings
+    from utils.script_utils import constant_rules
 
     module = load_case_script(ROOT / script)
     rules = constant_rules(vars(module))
@@ -116,13 +119,13 @@ def test_a_bad_gpu_value_is_refused_like_any_constant():
 def test_output_dir_keeps_quick_runs_apart():
     full = output_dir("/x/03_stock/stock_lstm.py", create=False)
     assert output_dir("/x/03_stock/stock_lstm.py", quick=True, create=False) == full / "quick"
-    assert output_dir("/x/05_seq_classify/sequence_gru.py", "GunPoint", quick=True,
-                      create=False).parts[-3:] == \
-        ("sequence_gru", "quick", "GunPoint")
+    assert (output_dir("/x/05_seq_classify/sequence_gru.py", "GunPoint", quick=True, create=False).parts[-3:]
+            == ("sequence_gru", "quick", "GunPoint"))
 
 
 def test_every_script_passes_quick_to_output_dir():
-    """A structural check that needs no training: each output_dir(__file__ ...) call of a script says quick=."""
+    """A structural check that needs no training: each output_dir(__file__ ...) call of a script says
+    quick=."""
     import ast
 
     for path in sorted(ROOT.glob("0[1-6]_*/*.py")):
@@ -314,8 +317,8 @@ def test_a_damaged_text_cache_is_rebuilt_not_reused(tmp_path, monkeypatch, capsy
 def test_scaler_treats_negligible_spread_as_constant():
     rng = np.random.default_rng(0)
     real = rng.normal(0.001, 0.02, 500)                                  # daily returns
-    flat = 0.3 + rng.normal(0, 1e-16, 500)                               # constant on paper, not in floating
-                                                                         # point
+    flat = 0.3 + rng.normal(0, 1e-16, 500)                               # constant on paper,
+                                                                         # not in floating point
     scaler = stock_model.TrainScaler(np.stack([real, flat, np.zeros(500)], 1))
     assert scaler.std[1] == 1.0 and scaler.std[2] == 1.0 and scaler.std[0] == pytest.approx(real.std())
     z = scaler.transform(np.stack([real, flat, np.zeros(500)], 1))
@@ -336,8 +339,8 @@ def test_metrics_json_is_always_valid_json(tmp_path):
     data = json.loads(path.read_text(), parse_constant=refuse)           # NaN/Infinity are not JSON
     m = data["metrics"]
     assert m["nan"] is None and m["np_nan"] is None and m["np32_inf"] is None and m["torch_nan"] is None
-    assert m["nested"] == [{"x": None}, [None, 1]] and m["array"] == [1.5,
-                                                                      None] and m["tensor"] == [[1.0, None]]
+    assert (m["nested"] == [{"x": None}, [None, 1]] and m["array"] == [1.5, None]
+            and m["tensor"] == [[1.0, None]])
     assert m["flag"] is True and data["config"] == {"LR": pytest.approx(1e-3), "H": 3}
 
 

@@ -162,7 +162,8 @@ def test_script_quick(demo):
 
 def test_the_lock_file_pins_every_requirement_within_its_range():
     """requirements.txt: ranges a learner installs with; requirements-lock.txt: the exact versions the
-    README's figures were measured with (CI installs it). Every requirement is pinned there, inside its range."""
+    README's figures were measured with (CI installs it). Every requirement is pinned there, inside its
+    range."""
     import re
 
     from conftest import ROOT

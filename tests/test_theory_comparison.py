@@ -66,8 +66,8 @@ def test_gate_equations_reproduce_torch_lstm_and_gru():
     lstm = nn.LSTM(2, 6, batch_first=True).double()
     gates = tc.lstm_gates(lstm, x)
     out, (h_n, c_n) = lstm(x)
-    assert torch.allclose(gates["h"], out, atol=1e-12) and torch.allclose(gates["c"][:, -1], c_n[0],
-                                                                          atol=1e-12)
+    assert (torch.allclose(gates["h"], out, atol=1e-12)
+            and torch.allclose(gates["c"][:, -1], c_n[0], atol=1e-12))
     assert all(gates[k].shape == (3, 9, 6) and 0 <= gates[k].min() and gates[k].max() <= 1 for k in "ifo")
     gru = nn.GRU(2, 6, batch_first=True).double()
     gates = tc.gru_gates(gru, x)

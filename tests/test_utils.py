@@ -3,19 +3,13 @@ import math
 
 import pytest
 import torch
+from conftest import train_step_for
 from torch import nn
 
 from utils.data_utils import Vocab, download, pad_batch, sha256_of, tokenize
-from utils.model_utils import (
-    count_parameters,
-    evaluate,
-    fit,
-    init_forget_bias,
-    load_checkpoint,
-    make_rnn,
-    save_checkpoint,
-)
+from utils.model_utils import count_parameters, init_forget_bias, make_rnn
 from utils.script_utils import UserError
+from utils.training import evaluate, fit, load_checkpoint, save_checkpoint
 from utils.visualization import plot_confusion_matrix, plot_training_curves
 
 
@@ -100,9 +94,10 @@ def test_fit_learns_keeps_history_and_checkpoints_best(tmp_path):
     train, val = toy_data(512, 0), toy_data(256, 1)
     before = evaluate(model, val, step, accuracy)
     ckpt = tmp_path / "best.pt"
-    result = fit(model, train, val, step, epochs=8, optimizer=torch.optim.Adam(model.parameters(), 1e-2),
-                 metrics_fn=accuracy, monitor="accuracy", mode="max", patience=3,
-                 checkpoint_path=ckpt, checkpoint_extra={"vocab": ["<pad>", "<unk>"]})
+    result = fit(model, train, val, train_step=train_step_for(step), eval_step=step, epochs=8,
+                 optimizer=torch.optim.Adam(model.parameters(), 1e-2), metrics_fn=accuracy,
+                 monitor="accuracy", mode="max", patience=3, checkpoint_path=ckpt,
+                 checkpoint_extra={"vocab": ["<pad>", "<unk>"]})
     after = evaluate(model, val, step, accuracy)
     assert after["accuracy"] > max(0.85, before["accuracy"])
     h = result["history"]
@@ -121,7 +116,8 @@ def test_fit_stops_early():
     torch.manual_seed(0)
     model = Tiny()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing can improve after epoch 1
-    result = fit(model, toy_data(64), toy_data(64, 1), step, epochs=20, optimizer=opt, patience=2)
+    result = fit(model, toy_data(64), toy_data(64, 1), train_step=train_step_for(step), eval_step=step,
+                 epochs=20, optimizer=opt, patience=2)
     assert result["epochs_run"] == 3 and result["best_epoch"] == 1
 
 
@@ -154,8 +150,8 @@ def test_fit_max_mode_keeps_the_best_epoch_not_the_last():
     def scripted(p, t):
         return {"accuracy": next(scores)}
 
-    result = fit(model, toy_data(64), toy_data(64, 1), step, epochs=6,
-                 optimizer=torch.optim.SGD(model.parameters(), lr=0.0), metrics_fn=scripted,
+    result = fit(model, toy_data(64), toy_data(64, 1), train_step=train_step_for(step), eval_step=step,
+                 epochs=6, optimizer=torch.optim.SGD(model.parameters(), lr=0.0), metrics_fn=scripted,
                  monitor="accuracy", mode="max", patience=2)
     assert result["best_epoch"] == 2 and result["best_value"] == 0.9 and result["epochs_run"] == 4
 
@@ -172,8 +168,9 @@ def test_fit_never_keeps_a_nan_epoch_as_the_best(mode, tmp_path):
         return {"accuracy": next(scores)}
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = fit(model, toy_data(64), toy_data(64, 1), step, epochs=4, optimizer=opt, metrics_fn=scripted,
-                 monitor="accuracy", mode=mode, patience=5, checkpoint_path=tmp_path / "best.pt")
+    result = fit(model, toy_data(64), toy_data(64, 1), train_step=train_step_for(step), eval_step=step,
+                 epochs=4, optimizer=opt, metrics_fn=scripted, monitor="accuracy", mode=mode, patience=5,
+                 checkpoint_path=tmp_path / "best.pt")
     assert result["best_epoch"] == 4 and result["best_value"] == (0.7 if mode == "max" else 0.5)
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 4
 
@@ -182,7 +179,7 @@ def test_fit_says_so_when_the_monitored_value_is_never_finite(tmp_path):
     torch.manual_seed(0)
     model = Tiny()
     with pytest.raises(UserError, match="never a finite number in 2 epoch"):
-        fit(model, toy_data(64), toy_data(64, 1), step, epochs=2,
+        fit(model, toy_data(64), toy_data(64, 1), train_step=train_step_for(step), eval_step=step, epochs=2,
             optimizer=torch.optim.SGD(model.parameters(), lr=0.1), metrics_fn=lambda p,
             t: {"accuracy": math.nan}, monitor="accuracy", mode="max", checkpoint_path=tmp_path / "best.pt")
     assert not (tmp_path / "best.pt").exists()

@@ -2,8 +2,9 @@
 
 - script_utils: --NAME=VALUE / --quick / --help, seeding, device, outputs/ and metrics.json
 - data_utils:   dataset loading and caching, tokenizer and vocabulary, batching
-- model_utils:  LSTM/GRU builders (torch.nn or 01_basic_theory's scratch cells), training loop
-- visualization: training curves, confusion matrices, predictions, heatmaps (PNG, headless)
+- model_utils:  LSTM/GRU builders (torch.nn or 01_basic_theory's scratch cells), ensembles
+- training:     fit (the driver around a case's own train_step), evaluate, ProgressLog, checkpoints
+- visualization: training curves, confusion matrices, bars, heatmaps (PNG, headless)
 """
 import sys
 
@@ -12,7 +13,8 @@ import sys
 # datasets) require Python 3.11, and the code uses 3.11's standard library.
 MIN_PYTHON = (3, 11)
 if sys.version_info[:2] < MIN_PYTHON:
-    sys.stderr.write(f"error: this project needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; this is Python "
-                     f"{'.'.join(map(str, sys.version_info[:3]))} ({sys.executable}). Install a newer Python and "
-                     "recreate the virtual environment (see README.md, Install).\n")
+    sys.stderr.write(f"error: this project needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; "
+                     f"this is Python {'.'.join(map(str, sys.version_info[:3]))} ({sys.executable}). "
+                     "Install a newer Python and recreate the virtual environment "
+                     "(see README.md, Install).\n")
     raise SystemExit(2)

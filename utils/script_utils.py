@@ -125,7 +125,8 @@ def Items(item: Allowed | type, *, min_len: int = 1, length: int | None = None) 
     """A list (tuple) whose every item is allowed by `item`: TEMPERATURES: Items(AtLeast(0.0)).
     `length` fixes the number of items; otherwise at least `min_len`."""
     item = as_allowed(item)
-    size = f"{length}" if length else f"at least {min_len}" if min_len > 1 else "one or more" if min_len else "any"
+    size = (f"{length}" if length else f"at least {min_len}" if min_len > 1 else
+            "one or more" if min_len else "any")
     rule = f"of {size} items, each {item.text}"
     count = (lambda n: n == length) if length else (lambda n: n >= min_len)
     allowed = Allowed(tuple, rule, lambda v: count(len(v)) and all(item.accepts(x) for x in v))
@@ -147,7 +148,8 @@ def as_allowed(annotation: Any) -> Allowed:
         return Allowed(annotation)
     if annotation in (tuple, list):
         return Allowed(tuple, "", None)
-    raise TypeError(f"{annotation!r} is not an allowed-values annotation (use AtLeast(1), Positive, str, ...)")
+    raise TypeError(f"{annotation!r} is not an allowed-values annotation "
+                    "(use AtLeast(1), Positive, str, ...)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -199,16 +201,29 @@ def _comments_of(source_file: str, mtime_ns: int) -> tuple:
     import tokenize
 
     source = Path(source_file).read_text(encoding="utf-8")
-    by_line = {tok.start[0]: tok.string.lstrip("#").strip()
-               for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    at = {tok.start[0]: (tok.start[1], tok.string.lstrip("#").strip())
+          for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+          if tok.type == tokenize.COMMENT}
     found, lines = {}, source.splitlines() + [""]
+
+    def comment_from(line: int) -> str:
+        """The comment on `line`, with the comment-only lines below it that start in its column (a long
+        comment wrapped under itself)."""
+        column, text = at[line]
+        while line + 1 in at and at[line + 1][0] == column and lines[line].lstrip().startswith("#"):
+            line += 1
+            text += " " + at[line][1]
+        return text
+
+    by_line = {line: comment_from(line) for line in at}
     for node in ast.parse(source).body:
         targets = (node.targets if isinstance(node, ast.Assign) else [node.target]
                    if isinstance(node, ast.AnnAssign) else [])
         for target in targets:
             if isinstance(target, ast.Name) and target.id.isupper() and target.id not in found:
                 comment = (by_line.get(node.lineno) or by_line.get(node.end_lineno)
-                           or (by_line.get(node.end_lineno + 1) if lines[node.end_lineno].lstrip().startswith("#")
+                           or (by_line.get(node.end_lineno + 1)
+                               if lines[node.end_lineno].lstrip().startswith("#")
                                else None))  # a long value's comment on the line below
                 if comment:
                     found[target.id] = comment
@@ -237,10 +252,9 @@ def convert_value(name: str, text: str, default: Any, kind: type | None = None) 
             return float(text)
         if kind in (tuple, list):
             text = text.strip()
-            value = ast.literal_eval(text) if text[:1] in "([" else [ast.literal_eval(t.strip())
-                                                                     if _NUMBER.match(t.strip())
-                                                                     else t.strip()
-                                                                     for t in text.split(",") if t.strip()]
+            value = (ast.literal_eval(text) if text[:1] in "([" else
+                     [ast.literal_eval(t.strip()) if _NUMBER.match(t.strip()) else t.strip()
+                      for t in text.split(",") if t.strip()])
             if not isinstance(value, (tuple, list)):
                 value = [value]
             return (list if isinstance(default, list) else tuple)(value)
@@ -295,7 +309,8 @@ def parse_config(namespace: dict, argv: list[str] | None = None) -> dict:
         kind = rules[name].kind if name in rules else None
         if not eq:
             # `--NAME VALUE`, or a bare boolean flag `--NAME`
-            if (kind or type(namespace[name])) is bool and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            if ((kind or type(namespace[name])) is bool
+                    and (i + 1 == len(argv) or argv[i + 1].startswith("--"))):
                 text = "true"
             elif i + 1 < len(argv):
                 i += 1
@@ -378,7 +393,8 @@ def _print_help(namespace: dict, names: list[str], rules: dict, script: str | No
     if doc:
         print(doc + "\n")
     comments = _comments(script)
-    print("Hyperparameters (edit them at the top of the file, or override here), their values and what they accept:")
+    print("Hyperparameters (edit them at the top of the file, or override here), "
+          "their values and what they accept:")
     width = max((len(n) for n in names), default=4) + 2
     for n in names:
         value = repr(namespace[n])
@@ -426,19 +442,11 @@ def apply_gpu_settings(namespace: dict, settings: dict, device, quick: bool = Fa
     return apply_settings(namespace, settings, "GPU settings", "GPU_SETTINGS")
 
 
-def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False) -> dict:
-    """The script's DATASET_SETTINGS for `dataset` ({dataset: {NAME: (shipped, value)}}), applied as the GPU
-    settings are: never over a value the learner chose, never with --quick. -> {NAME: value} applied."""
-    settings = (namespace.get("DATASET_SETTINGS") or {}).get(dataset)
-    if not settings or quick:
-        return {}
-    return apply_settings(namespace, settings, f"{dataset} settings", "DATASET_SETTINGS")
-
-
 def apply_settings(namespace: dict, settings: dict, what: str, table: str) -> dict:
-    """Give the constants of `settings` ({NAME: (shipped value, new value)}) their new values, except those the
-    learner chose (edited in the file, or given as --NAME=VALUE); print one line saying which (`what`, e.g.
-    "GPU settings", and `table`, the constant at the top of the script that lists them). -> what was applied."""
+    """Give the constants of `settings` ({NAME: (shipped value, new value)}) their new values, except those
+    the learner chose (edited in the file, or given as --NAME=VALUE); print one line saying which (`what`,
+    e.g. "GPU settings", and `table`, the constant at the top of the script that lists them).
+    -> what was applied."""
     given = set(namespace.get("__given__", ()))
     applied, kept = {}, []
     for name, (shipped, value) in settings.items():
@@ -512,8 +520,8 @@ def get_device(preference: str = "auto", verbose: bool = True):
 
     preference = (preference or "auto").lower()
     available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps",
-                                None) is not None and torch.backends.mps.is_available()}
+                 "mps": (getattr(torch.backends, "mps", None) is not None
+                         and torch.backends.mps.is_available())}
     if preference == "auto":
         name = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
     elif preference in available:
@@ -578,22 +586,6 @@ def output_dir(script_file: str, sub: str | None = None, *, quick: bool = False,
     if create:
         out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def saved_checkpoint(script_file: str, folder: str = "", *, quick: bool = False,
-                     name: str = "model.pt") -> tuple[Path | None, list[Path]]:
-    """The checkpoint another script saved, for a script that reads it (creative_writing.py, pronounce.py):
-    that script's full run (outputs/<case>/<stem>/<name>), or <folder>/<stem>/<name> when the learner named
-    a folder; with quick, a --quick run's is the second choice. -> (the first that exists or None, the paths
-    looked at, for the message when there is none)."""
-    stem = Path(script_file).stem
-    if folder:
-        candidates = [Path(folder) / stem / name]
-    else:
-        candidates = [output_dir(script_file, create=False) / name]
-        if quick:
-            candidates.append(output_dir(script_file, quick=True, create=False) / name)
-    return next((p for p in candidates if p.is_file()), None), candidates
 
 
 def shown_path(path: Path | str) -> str:

@@ -46,7 +46,8 @@ def plot_training_curves(history: list[dict] | dict[str, list[dict]], path: Path
         and isinstance(first[0][k], (int, float))] if first else []
     xkey = "epoch" if not first or "epoch" in first[0] else "step"
     # one colour per run: the 10 default colours, or 20 from tab20 when there are more runs
-    palette = [f"C{i}" for i in range(10)] if len(runs) <= 10 else [plt.cm.tab20(i % 20) for i in range(len(runs))]
+    palette = ([f"C{i}" for i in range(10)] if len(runs) <= 10
+               else [plt.cm.tab20(i % 20) for i in range(len(runs))])
     fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4), squeeze=False)
     ax = axes[0, 0]
     for i, (label, rows) in enumerate(runs.items()):
@@ -125,21 +126,6 @@ def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path | st
     return save_figure(fig, path)
 
 
-def plot_predictions(x: Sequence, actual: Sequence[float], predictions: dict[str, Sequence[float]],
-                     path: Path | str, title: str = "", ylabel: str = "value") -> Path:
-    """Actual series against one or more predicted series (e.g. dates vs prices)."""
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.plot(x, actual, color="black", lw=1.4, label="actual")
-    for name, ys in predictions.items():
-        ax.plot(x, ys, lw=1.0, alpha=0.85, label=name, color=color_for(name))
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    fig.autofmt_xdate()
-    return save_figure(fig, path)
-
-
 def plot_bars(groups: Sequence[str], series: dict[str, Sequence[float]], path: Path | str,
               ylabel: str = "", title: str = "", errors: dict[str, Sequence[float]] | None = None) -> Path:
     """Grouped bar chart (e.g. accuracy of LSTM / GRU / baseline per task), optional error bars."""
@@ -156,41 +142,6 @@ def plot_bars(groups: Sequence[str], series: dict[str, Sequence[float]], path: P
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_residuals(x: Sequence, residuals: dict[str, Sequence[float]], path: Path | str, title: str = "",
-                   max_lag: int = 20) -> Path:
-    """Forecast errors three ways: over time (clusters = volatile periods), their histogram (fat tails),
-    and their autocorrelation (a bar outside the ±2/sqrt(n) band = structure the forecast missed)."""
-    fig = plt.figure(figsize=(12, 7))
-    top = fig.add_subplot(2, 1, 1)
-    hist = fig.add_subplot(2, 2, 3)
-    acf = fig.add_subplot(2, 2, 4)
-    width = 0.8 / max(len(residuals), 1)
-    for k, (name, r) in enumerate(residuals.items()):
-        r = np.asarray(r, float)
-        color = color_for(name)
-        top.plot(x, r, lw=0.8, alpha=0.8, label=name, color=color)
-        hist.hist(r, bins=40, alpha=0.5, label=name, color=color)
-        rc = r - r.mean()
-        lags = np.arange(1, max_lag + 1)
-        ac = [np.sum(rc[l:] * rc[:-l]) / np.sum(rc * rc) for l in lags]
-        acf.bar(lags + (k - (len(residuals) - 1) / 2) * width, ac, width, label=name, color=color)
-        band = 2 / np.sqrt(len(r))
-    top.axhline(0, color="black", lw=0.8)
-    top.set_ylabel("actual - forecast")
-    top.legend()
-    top.grid(alpha=0.3)
-    hist.set_xlabel("residual")
-    hist.set_ylabel("days")
-    acf.axhspan(-band, band, color="grey", alpha=0.2, label="±2/√n")
-    acf.set_xlabel("lag (days)")
-    acf.set_ylabel("autocorrelation")
-    acf.legend(fontsize=8)
-    top.tick_params(axis="x", labelrotation=30)
-    fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -216,26 +167,6 @@ def plot_heatmap_panels(panels: dict[str, np.ndarray], path: Path | str, title: 
         ax.set_ylabel(f"{name}\n{ylabel}")
         fig.colorbar(im, ax=ax, fraction=0.03)
     axes[-1, 0].set_xlabel(xlabel)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_temperature_sweep(temperatures: Sequence[float], results: dict[str, dict[str, Sequence[float]]],
-                           path: Path | str, title: str = "") -> Path:
-    """Diversity vs coherence as the sampling temperature rises, one line per model.
-    results: {model: {'log_likelihood': [...], 'distinct_4': [...], 'repeated_3gram': [...]}} per temperature."""
-    panels = (("log_likelihood", "model's own log-likelihood (nats/char)\nhigher = more plausible to it"),
-              ("distinct_4", "distinct character 4-grams\nhigher = more varied"),
-              ("repeated_3gram", "repeated word 3-grams\nhigher = more looping"))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, (key, label) in zip(axes, panels):
-        for name, res in results.items():
-            ax.plot(temperatures, res[key], "o-", label=name, color=color_for(name))
-        ax.set_xlabel("temperature")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -16,8 +16,8 @@ Grade it with: python 01_basic_theory/exercises/check.py --EXERCISE=attention
 def attention_step(d, memory, mask, w_a, w_c, b_c):
     """一个输出步的注意力 / Attention for one output step: (E4)-(E7), THEORY.md §13.
 
-    中文：e_j = d_t · (W_a s_j)，补齐位置为 -inf；α = softmax(e)；c_t = Σ_j α_j s_j；d̃_t = tanh(W_c [c_t;
-    d_t] + b_c)，拼接的顺序是上下文在前、d_t 在后。
+    中文：e_j = d_t · (W_a s_j)，补齐位置为 -inf；α = softmax(e)；c_t = Σ_j α_j s_j；
+    d̃_t = tanh(W_c [c_t; d_t] + b_c)，拼接的顺序是上下文在前、d_t 在后。
 
     English: e_j = d_t . (W_a s_j), -inf at padding; alpha = softmax(e); c_t = sum_j alpha_j s_j;
     tilde d_t = tanh(W_c [c_t; d_t] + b_c), the context first, then d_t.

@@ -2,14 +2,14 @@
 
 Run:  python 01_basic_theory/exercises/check.py --EXERCISE=lstm [--FILE=path/to/a_copy.py]
       (without --FILE: the template of that exercise in this folder; --FILE grades a copy anywhere)
-Exercises: --EXERCISE=   the file you fill in   what you write                                  THEORY.md
-  lstm         lstm_cell.py     one LSTM step, forward and backward                  §2 (L1-L6), §4.1
-  (LB1-LB7) gru          gru_cell.py      one GRU step, forward and backward                   §3 (G1-G4),
-  §4.2 (GB1-GB7) bptt         lstm_bptt.py     BPTT over a whole sequence: the carried dh and dc    §4.1 (LB8)
-  masked_pool  masked_pool.py   mean and max over the valid steps only               §5.1 (P1, P2)
-  tbptt        tbptt.py         truncated BPTT: carry the state, detach it           §10 (T2)
-  attention    attention.py     one attention step of the encoder-decoder            §13 (E4-E7)
-  topk_topp    topk_topp.py     top-k and top-p (nucleus) filtering                  §11 (S2, S3)
+Exercises: --EXERCISE=   the file you fill in   what you write                                THEORY.md
+  lstm         lstm_cell.py     one LSTM step, forward and backward                §2 (L1-L6), §4.1 (LB1-LB7)
+  gru          gru_cell.py      one GRU step, forward and backward                 §3 (G1-G4), §4.2 (GB1-GB7)
+  bptt         lstm_bptt.py     BPTT over a whole sequence: the carried dh and dc  §4.1 (LB8)
+  masked_pool  masked_pool.py   mean and max over the valid steps only             §5.1 (P1, P2)
+  tbptt        tbptt.py         truncated BPTT: carry the state, detach it         §10 (T2)
+  attention    attention.py     one attention step of the encoder-decoder          §13 (E4-E7)
+  topk_topp    topk_topp.py     top-k and top-p (nucleus) filtering                §11 (S2, S3)
 Exit code 0: everything is right; 1: something is not right (yet); 2: a bad option; 3: a bug in this grader.
 
 中文：检查你写的练习：与本项目自己的实现（01 的参考单元、04 的采样与注意力）和 autograd 逐项对比，float64，
@@ -46,8 +46,8 @@ from utils.script_utils import (
 )
 
 # ==== Settings (edit me, or override on the command line: --EXERCISE=gru) ====
-# which exercise (the list: --help)
-EXERCISE: OneOf("lstm", "gru", "bptt", "masked_pool", "tbptt", "attention", "topk_topp") = "lstm"
+EXERCISE: OneOf("lstm", "gru", "bptt", "masked_pool", "tbptt",
+                "attention", "topk_topp") = "lstm"  # which exercise (the list: --help)
 FILE: str = ""     # the file to grade; empty: this folder's template for the exercise
 SEED: Seed = 0     # draws the random test cases (every seed must pass)
 
@@ -142,8 +142,8 @@ class Learner:
                 value = fn(*args)
         except NotImplementedError:
             return True
-        except (Exception, SystemExit):  # anything else means it was written (and is called with no cache
-                                         # here)
+        except (Exception, SystemExit):  # anything else means it was written
+                                         # (and is called with no cache here)
             return False
         return value is NotImplemented
 
@@ -153,7 +153,8 @@ class Learner:
             yield
 
     def _their_traceback(self, e):
-        """The last frames of the traceback that are theirs (not this grader's, not torch's), and the error."""
+        """The last frames of the traceback that are theirs (not this grader's, not torch's),
+        and the error."""
         frames = [f for f in traceback.extract_tb(e.__traceback__)
                   if pathlib.Path(f.filename).resolve() != pathlib.Path(__file__).resolve()
                   and "site-packages" not in f.filename and "importlib" not in f.filename]
@@ -295,7 +296,8 @@ def mismatch(got, want):
     if got is None:
         return f"returned None, expected a tensor of shape {shape}"
     if not isinstance(got, torch.Tensor):
-        kind = type(got).__name__ if type(got).__module__ == "builtins" else f"{type(got).__module__}.{type(got).__name__}"
+        kind = (type(got).__name__ if type(got).__module__ == "builtins"
+                else f"{type(got).__module__}.{type(got).__name__}")
         return f"returned a {kind}, expected a torch tensor of shape {shape}"
     if tuple(got.shape) != shape:
         return f"shape {tuple(got.shape)}, expected {shape}"
@@ -323,7 +325,8 @@ def rand(gen, *shape, scale=1.0):
 # ---------------------------------------------------------------------------------------------
 def grade_forward_backward(learner, cases, fwd_spec, bwd_spec, hints, fwd_args, bwd_args, probe, optional,
                            blocks, diagnose=None):
-    """The forward's outputs (all but the last, the cache) on every case, then the backward's, if the forward is right.
+    """The forward's outputs (all but the last, the cache) on every case, then the backward's, if the
+    forward is right.
 
     fwd_spec, bwd_spec: (name, signature, returns, THEORY section); fwd_args(case), bwd_args(case, cache): the
     arguments; probe(case): arguments to tell a blank backward; optional(name, case): None accepted (a bias
@@ -375,8 +378,9 @@ def grade_forward_backward(learner, cases, fwd_spec, bwd_spec, hints, fwd_args, 
 
 
 def grade_functions(learner, specs):
-    """specs: [(name, signature, returns, section, hints, cases)], each case with .args and .ref {output: tensor}.
-    Every function is graded on its own; a function that returns one tensor gives its own name to the line."""
+    """specs: [(name, signature, returns, section, hints, cases)], each case with .args and
+    .ref {output: tensor}. Every function is graded on its own; a function that returns one tensor gives
+    its own name to the line."""
     ok_all, names, wrong = True, [], []
     for fn_name, sig, returns, section, hints, cases in specs:
         header(fn_name, sig, returns)
@@ -423,7 +427,8 @@ def cell_cases(gen, gates, with_c):
     cases = []
     for k, (B, I, H, bias) in enumerate(CELL_SHAPES):
         tags = (["batch 1"] if B == 1 else []) + (["no biases"] if not bias else ["biases"])
-        case = Case(label=f"case {k + 1}: batch {B}, input {I}, hidden {H}, {'biases' if bias else 'no biases'}",
+        case = Case(label=f"case {k + 1}: batch {B}, input {I}, hidden {H}, "
+                          f"{'biases' if bias else 'no biases'}",
                     tags=tags, B=B, I=I, H=H, bias=bias,
                     x=rand(gen, B, I), h=rand(gen, B, H, scale=0.5),
                     c=rand(gen, B, H, scale=0.5) if with_c else None, w_ih=rand(gen, gates * H, I, scale=0.5),
@@ -436,8 +441,8 @@ def cell_cases(gen, gates, with_c):
 
 
 def reference_step(cell_forward, case, with_c):
-    """01's cell on the case, and autograd's gradients of sum(h_new*dh_new [+ c_new*dc_new]) w.r.t. every input.
-    Without biases the gradients are those of zero biases (what a bias would get)."""
+    """01's cell on the case, and autograd's gradients of sum(h_new*dh_new [+ c_new*dc_new]) w.r.t.
+    every input. Without biases the gradients are those of zero biases (what a bias would get)."""
     zeros = torch.zeros(case.w_ih.shape[0], dtype=torch.float64)
     leaves = [t.clone().requires_grad_(True) for t in
               ([case.x, case.h] + ([case.c] if with_c else []) + [case.w_ih, case.w_hh,
@@ -466,8 +471,8 @@ def grade_cell(learner, kind, gen):
     cases = cell_cases(gen, 4 if lstm else 3, with_c=lstm)
     for case in cases:
         case.ref = reference_step(ref_forward, case, lstm)
-    print(f"{len(cases)} cases in float64: batch 1, 2, 3 and 5, with and without biases; the reference is 01's "
-          f"{kind}_cell_forward and autograd")
+    print(f"{len(cases)} cases in float64: batch 1, 2, 3 and 5, with and without biases; the reference is "
+          f"01's {kind}_cell_forward and autograd")
     if lstm:
         fwd_spec = ("lstm_cell_forward", "(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None)",
                     ("h_new", "c_new", "cache"), "§2")
@@ -495,8 +500,8 @@ def diagnose_lstm(tally):
         gates = sorted(set().union(*(tally.bad_blocks[n] for n in ("dw_ih", "dw_hh", "db"))),
                        key="ifgo".index)
         where = f" (gate {', '.join(gates)})" if gates and len(gates) < 4 else ""
-        print(f"  note: dx, dh, dw_ih, dw_hh and db all come from δa_t{where}, and dc is right: look at (LB1), "
-              "(LB3), (LB5) in THEORY.md §4.1 / 它们都来自 δa_t，请检查 (LB1)、(LB3)、(LB5)")
+        print(f"  note: dx, dh, dw_ih, dw_hh and db all come from δa_t{where}, and dc is right: look at "
+              "(LB1), (LB3), (LB5) in THEORY.md §4.1 / 它们都来自 δa_t，请检查 (LB1)、(LB3)、(LB5)")
 
 
 def show_cell_at_work(learner, kind, gen):
@@ -526,14 +531,16 @@ def show_cell_at_work(learner, kind, gen):
         return False
     name = "LSTM" if lstm else "GRU"
     agree = max(gap_out, gap_state) <= TOL
-    print(f"\nYour cell at work / 你的单元跑一整段序列: torch.nn.{name}({I}, {H}) and your {kind}_cell_forward, "
-          f"the same weights, {T} steps, batch {B}, float64")
+    print(f"\nYour cell at work / 你的单元跑一整段序列: torch.nn.{name}({I}, {H}) and your "
+          f"{kind}_cell_forward, the same weights, {T} steps, batch {B}, float64")
     print(f"  largest difference over the {T} outputs h_t: {gap_out:.1e}; final state "
-          f"{'(h_n, c_n)' if lstm else 'h_n'}: {gap_state:.1e}  ->  {'they agree' if agree else 'they DISAGREE'}")
-    seq = "lstm_sequence_forward / lstm_sequence_backward" if lstm else "gru_sequence_forward / gru_sequence_backward"
+          f"{'(h_n, c_n)' if lstm else 'h_n'}: {gap_state:.1e}  ->  "
+          f"{'they agree' if agree else 'they DISAGREE'}")
+    seq = ("lstm_sequence_forward / lstm_sequence_backward" if lstm
+           else "gru_sequence_forward / gru_sequence_backward")
     print(f"Next / 下一步: 01_basic_theory/{kind}_from_scratch.py, {seq}: the same equations over a whole "
-          "sequence, organised for speed (THEORY.md §7: the input half of every gate in one matrix product, the "
-          "weight gradients in one product after the loop)."
+          "sequence, organised for speed (THEORY.md §7: the input half of every gate in one matrix product, "
+          "the weight gradients in one product after the loop)."
           + (" Then write BPTT yourself: --EXERCISE=bptt." if lstm else ""))
     return agree
 
@@ -553,7 +560,8 @@ def grade_bptt(learner, gen):
     ref_forward = load_theory_module("lstm_from_scratch").lstm_cell_forward
     cases = []
     for k, (T, B, I, H, bias) in enumerate(BPTT_SHAPES):
-        tags = (["one step"] if T == 1 else []) + (["batch 1"] if B == 1 else []) + (["no biases"] if not bias else [])
+        tags = ((["one step"] if T == 1 else []) + (["batch 1"] if B == 1 else [])
+                + (["no biases"] if not bias else []))
         cases.append(Case(label=f"case {k + 1}: {T} steps, batch {B}, input {I}, hidden {H}, "
                                 f"{'biases' if bias else 'no biases'}", tags=tags, T=T, B=B, H=H, bias=bias,
                           x=rand(gen, T, B, I), h0=rand(gen, B, H, scale=0.5), c0=rand(gen, B, H, scale=0.5),
@@ -611,8 +619,8 @@ def masked_pool_specs(gen):
         tags = (["batch 1"] if B == 1 else []) + (["padding"] if int(lengths.min()) < T else [])
         cases.append(Case(label=f"case {k + 1}: batch {B}, {T} steps, lengths {lengths.tolist()}", tags=tags,
                           args=[out, lengths], mean=mean, peak=peak))
-    print(f"{len(cases)} cases in float64 (batch 1 included, lengths 1 to T, a feature negative at every real "
-          "step); the reference is the masked pooling of 02_sentiment/sentiment_model.py")
+    print(f"{len(cases)} cases in float64 (batch 1 included, lengths 1 to T, a feature negative at every "
+          "real step); the reference is the masked pooling of 02_sentiment/sentiment_model.py")
     return [("masked_mean", "(out, lengths)", ("mean",), "§5.1", {"masked_mean": ("(P1)", "§5.1")},
              [Case(label=c.label, tags=c.tags, args=c.args, ref={"masked_mean": c.mean}) for c in cases]),
             ("masked_max", "(out, lengths)", ("peak",), "§5.1", {"masked_max": ("(P2)", "§5.1")},
@@ -623,9 +631,8 @@ def attention_specs(gen):
     """(E4)-(E7) for one decoder step, against 04's Seq2Seq.attend (04_text_gen/g2p_model.py) itself."""
     attend = import_case_module("04_text_gen", "g2p_model").Seq2Seq.attend
     cases = []
-    for k, (B, S, M, H,
-            lengths) in enumerate([(1, 1, 4, 3, [1]), (2, 5, 4, 3, [5, 2]), (3, 6, 2, 5, [6, 1, 3]),
-                                               (1, 4, 6, 6, [4])]):
+    for k, (B, S, M, H, lengths) in enumerate([(1, 1, 4, 3, [1]), (2, 5, 4, 3, [5, 2]),
+                                               (3, 6, 2, 5, [6, 1, 3]), (1, 4, 6, 6, [4])]):
         lengths = torch.tensor(lengths)
         d, memory = rand(gen, B, H), rand(gen, B, S, M)
         # (B, S) True at real letters
@@ -641,8 +648,8 @@ def attention_specs(gen):
                                 f"memory {M}, hidden {H}", tags=tags, args=[d, memory, mask, w_a, w_c, b_c],
                           ref={"alpha": alpha[:, 0], "context": context, "tilde": tilde[:, 0]}))
     hints = {"alpha": ("(E4), (E5)", "§13"), "context": ("(E6)", "§13"), "tilde": ("(E7)", "§13")}
-    print(f"{len(cases)} cases in float64 (batch 1 included, padded letters, a single letter); the reference is "
-          "Seq2Seq.attend of 04_text_gen/g2p_model.py")
+    print(f"{len(cases)} cases in float64 (batch 1 included, padded letters, a single letter); the reference "
+          "is Seq2Seq.attend of 04_text_gen/g2p_model.py")
     return [("attention_step", "(d, memory, mask, w_a, w_c, b_c)", ("alpha", "context", "tilde"), "§13",
              hints, cases)]
 
@@ -658,7 +665,8 @@ def topk_topp_specs(gen):
     for p_in, ks in ((probs[0], (1, 3, 0, 7, 9)), (probs[1], (2, 5)), (probs[2], (3,)), (ties, (1, 2, 3, 4))):
         for k in ks:
             label = f"probs of shape {tuple(p_in.shape)}{' with ties' if p_in is ties else ''}, k={k}"
-            tags = (["ties"] if p_in is ties else []) + (["k <= 0 or k >= V"] if k <= 0 or k >= p_in.shape[-1] else [])
+            tags = ((["ties"] if p_in is ties else [])
+                    + (["k <= 0 or k >= V"] if k <= 0 or k >= p_in.shape[-1] else []))
             k_cases.append(Case(label=label, tags=tags, args=[p_in, k],
                                 ref={"top_k_filter": char_model.top_k_filter(p_in, k)}))
     for p_in, ps in ((probs[0], (0.05, 0.5, 0.9, 1.0)), (probs[1], (0.3, 0.8)), (probs[2], (0.6,)),
@@ -668,8 +676,8 @@ def topk_topp_specs(gen):
             tags = (["p reached exactly"] if p_in is dyadic else []) + (["p >= 1"] if p >= 1 else [])
             p_cases.append(Case(label=label, tags=tags, args=[p_in, p],
                                 ref={"top_p_filter": char_model.top_p_filter(p_in, p)}))
-    print(f"{len(k_cases)} top-k and {len(p_cases)} top-p cases in float64 (one row, batches, ties at the k-th, a p "
-          "reached exactly, k <= 0, k >= V, p >= 1); the reference is 04_text_gen/char_model.py")
+    print(f"{len(k_cases)} top-k and {len(p_cases)} top-p cases in float64 (one row, batches, ties at the "
+          "k-th, a p reached exactly, k <= 0, k >= V, p >= 1); the reference is 04_text_gen/char_model.py")
     return [("top_k_filter", "(probs, k)", ("probs",), "§11", {"top_k_filter": ("(S2)", "§11")}, k_cases),
             ("top_p_filter", "(probs, p)", ("probs",), "§11", {"top_p_filter": ("(S3)", "§11")}, p_cases)]
 
@@ -684,8 +692,9 @@ TBPTT_CASES = [("LSTM", 2, 4, 3, 3, 5, 1, True), ("GRU", 1, 3, 3, 2, 4, 1, False
 
 def grade_tbptt(learner, gen):
     reference_detach = import_case_module("04_text_gen", "char_model").detach_state   # 04's own
-    print("an LSTM's (h, c), a GRU's h and None, then torch.nn.LSTM / GRU (float64, batch_first) run over 1 to 4 "
-          "chunks; the reference is 04's detach_state and the same rnn run over the whole sequence at once")
+    print("an LSTM's (h, c), a GRU's h and None, then torch.nn.LSTM / GRU (float64, batch_first) run over "
+          "1 to 4 chunks; the reference is 04's detach_state and the same rnn run over the whole sequence "
+          "at once")
     ok_all, names, wrong = True, [], []
 
     header("detach_state", "(state)", ("state",))
@@ -730,11 +739,11 @@ def grade_tbptt(learner, gen):
             x = rand(gen, B, K * T, I)
             hx = None
             if with_hx:
-                hx = (rand(gen, layers, B, H), rand(gen, layers, B, H)) if cell == "LSTM" else rand(gen,
-                                                                                                    layers,
-                                                                                                    B, H)
-            case = Case(label=f"case {k + 1}: {cell}, batch {B}, {K} chunk{'s' if K > 1 else ''} of {T} steps, "
-                              f"{layers} layer{'s' if layers > 1 else ''}, state {'given' if with_hx else 'None'}",
+                hx = ((rand(gen, layers, B, H), rand(gen, layers, B, H)) if cell == "LSTM"
+                      else rand(gen, layers, B, H))
+            case = Case(label=f"case {k + 1}: {cell}, batch {B}, {K} chunk{'s' if K > 1 else ''} of {T} "
+                              f"steps, {layers} layer{'s' if layers > 1 else ''}, "
+                              f"state {'given' if with_hx else 'None'}",
                         tags=[cell] + (["one chunk"] if K == 1 else []))
             with torch.no_grad():
                 full_out, full_state = rnn(x, hx)
@@ -743,11 +752,12 @@ def grade_tbptt(learner, gen):
                            "run_chunks")
             outputs, state = value
             if not isinstance(outputs, (list, tuple)) or len(outputs) != K:
-                tally.fail("outputs", f"return a list of {K} outputs, one per chunk ({case.label}), not "
-                                      f"{len(outputs) if isinstance(outputs, (list, tuple)) else type(outputs).__name__}")
+                got = len(outputs) if isinstance(outputs, (list, tuple)) else type(outputs).__name__
+                tally.fail("outputs", f"return a list of {K} outputs, one per chunk ({case.label}), "
+                                      f"not {got}")
                 continue
-            both = torch.cat(list(outputs),
-                             dim=1) if all(isinstance(o, torch.Tensor) for o in outputs) else outputs[0]
+            both = (torch.cat(list(outputs), dim=1) if all(isinstance(o, torch.Tensor) for o in outputs)
+                    else outputs[0])
             tally.compare("outputs", both, full_out, case)
             if isinstance(full_state, tuple):
                 if not (isinstance(state, (tuple, list)) and len(state) == 2):
@@ -769,14 +779,15 @@ def grade_tbptt(learner, gen):
 
 
 def check_boundaries(tally, outputs, chunks, case):
-    """The loss of chunk k must send no gradient into the chunks before it: the state was cut at each boundary."""
+    """The loss of chunk k must send no gradient into the chunks before it: the state was cut at each
+    boundary."""
     for k, out in enumerate(outputs):
         if not isinstance(out, torch.Tensor) or tally.problem["gradient"]:
             return
         if not out.requires_grad:
             tally.fail("gradient",
                        f"the output of chunk {k + 1} has no graph at all ({case.label}): keep the "
-                                   "chunk's own steps differentiable (no torch.no_grad(), no detach of the output)")
+                       "chunk's own steps differentiable (no torch.no_grad(), no detach of the output)")
             return
         grads = torch.autograd.grad(out.sum(), chunks[:k + 1], allow_unused=True, retain_graph=True)
         leaks = [j + 1 for j, g in enumerate(grads[:-1]) if g is not None and g.abs().max().item() > 0]
@@ -802,8 +813,8 @@ EXERCISES = {
 NEXT = {
     "bptt": "01_basic_theory/lstm_from_scratch.py, lstm_sequence_backward: the same recursion with the local "
             "factors of (LB3)-(LB5) computed for all steps before the loop (THEORY.md §7).",
-    "masked_pool": "02_sentiment/sentiment_model.py, SentimentClassifier.forward: the final state, (P2) and (P1) "
-                   "side by side; 05_seq_classify/series_model.py uses the final state and (P1).",
+    "masked_pool": "02_sentiment/sentiment_model.py, SentimentClassifier.forward: the final state, (P2) and "
+                   "(P1) side by side; 05_seq_classify/series_model.py uses the final state and (P1).",
     "tbptt": "04_text_gen/char_model.py: detach_state, and train_char_model, which carries the state through "
              "CharStreams chunk after chunk (THEORY.md §10, (T1)).",
     "attention": "04_text_gen/g2p_model.py, Seq2Seq.attend: the same step for all output steps at once, with "
@@ -832,7 +843,8 @@ def still_to_do(learner, path, wrong):
     if blank:
         todo.append(f"write {', '.join(blank)} (the TODOs in {shown_path(path)})")
     if raised:
-        todo.append(f"fix {', '.join(raised)}: {'it' if len(raised) == 1 else 'each'} raised an exception (above)")
+        todo.append(f"fix {', '.join(raised)}: {'it' if len(raised) == 1 else 'each'} raised an exception "
+                    "(above)")
     if wrong:
         todo.append(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong"
                     + ("; start with the first" if len(wrong) > 1 else ""))
@@ -867,8 +879,8 @@ def grade(exercise, path, seed=0):
         ok, names, wrong = grade_functions(learner, specs[exercise](gen))
     printed = learner.printed_lines()
     if printed:
-        print(f"\n(your code printed {len(printed)} line{'s' if len(printed) > 1 else ''} while it was graded; "
-              "the first ones:)")
+        print(f"\n(your code printed {len(printed)} line{'s' if len(printed) > 1 else ''} while it was "
+              "graded; the first ones:)")
         print("\n".join(f"  | {line}" for line in printed[:5]))
     if not ok:
         print("\n" + still_to_do(learner, path, wrong))

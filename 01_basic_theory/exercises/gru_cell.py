@@ -18,8 +18,8 @@ The reference is in 01_basic_theory/gru_from_scratch.py (try first).
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     """GRU 前向一步 / One GRU step forward: (G1)-(G4), THEORY.md §3.
 
-    中文：输入侧 gi = x W_ih^T + b_ih 和隐藏侧 gh = h W_hh^T + b_hh 要分开算（都是 (B, 3H)，按 r, z,
-    n 切块），因为 n 的隐藏侧部分要先乘以 r。没有偏置时 b_ih、b_hh 为 None。cache 由你决定。
+    中文：输入侧 gi = x W_ih^T + b_ih 和隐藏侧 gh = h W_hh^T + b_hh 要分开算（都是 (B, 3H)，
+    按 r, z, n 切块），因为 n 的隐藏侧部分要先乘以 r。没有偏置时 b_ih、b_hh 为 None。cache 由你决定。
 
     English: keep the input side gi = x W_ih^T + b_ih and the hidden side gh = h W_hh^T + b_hh apart (each
     (B, 3H), split r, z, n): the hidden part of n is multiplied by r first. Without biases b_ih,
@@ -40,8 +40,8 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
 def gru_cell_backward(dh_new, cache):
     """GRU 反向一步 / One GRU step backward: (GB1)-(GB7), THEORY.md §4.2.
 
-    中文：已知损失对 h_t 的梯度 dh_new，求对这一步所有输入的梯度。db_ih 与 db_hh 分开返回：它们在 n 那一块不相
-    等。没有偏置时 db_ih、db_hh 可以是 None；若返回张量，按“偏置若存在会得到的梯度”来比较。
+    中文：已知损失对 h_t 的梯度 dh_new，求对这一步所有输入的梯度。db_ih 与 db_hh 分开返回：
+    它们在 n 那一块不相等。没有偏置时 db_ih、db_hh 可以是 None；若返回张量，按“偏置若存在会得到的梯度”来比较。
 
     English: given the gradient of the loss w.r.t. h_t, return the gradients w.r.t. every input of the step.
     db_ih and db_hh are returned apart: they differ in the n block. Without biases they may be None; tensors

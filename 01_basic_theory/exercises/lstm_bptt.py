@@ -3,8 +3,8 @@
 中文：把一步的 LSTM 单元串成一整段序列：前向时把每一步的 h、c 传给下一步；反向时从最后一步往回走，
 把两样东西传回上一步：dh（来自 W_hh 的路径，再加上这一步输出自己的梯度）和 dc（加法路径 (LB4)）。
 权重的梯度是每一步梯度之和 (LB7)。这就是 THEORY.md §4 开头的边界条件和 §4.1 的 (LB8)。
-一步的前向与反向用 01 的 lstm_cell_forward / lstm_cell_backward（下面已经导入；也可以换成你在 lstm_cell.py 里
-写的）。检查：python 01_basic_theory/exercises/check.py --EXERCISE=bptt
+一步的前向与反向用 01 的 lstm_cell_forward / lstm_cell_backward（下面已经导入；
+也可以换成你在 lstm_cell.py 里写的）。检查：python 01_basic_theory/exercises/check.py --EXERCISE=bptt
 
 English: chain the one-step LSTM cell over a sequence. Forward, hand each step's h and c to the next.
 Backward, walk from the last step to the first and carry two things back: dh (through W_hh, plus the
@@ -18,17 +18,15 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # 01_basic_theory
 
-
-from lstm_from_scratch import lstm_cell_backward, lstm_cell_forward  # noqa: F401  (one step,
-
-                                                                     # forward and backward)
+# one step, forward and backward (yours from lstm_cell.py work as well)
+from lstm_from_scratch import lstm_cell_backward, lstm_cell_forward  # noqa: F401
 
 
 def bptt_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     """整段序列的前向 / The forward pass over a whole sequence: (L1)-(L6) at every step, THEORY.md §2.
 
-    中文：对 t = 0 … T-1 逐步调用 lstm_cell_forward，上一步的 h、c 作为这一步的输入；保存每一步的 cache 供反向
-    使用。
+    中文：对 t = 0 … T-1 逐步调用 lstm_cell_forward，上一步的 h、c 作为这一步的输入；
+    保存每一步的 cache 供反向使用。
 
     English: call lstm_cell_forward for t = 0 ... T-1, each step reading the h, c the previous one produced;
     keep every step's cache for the backward.

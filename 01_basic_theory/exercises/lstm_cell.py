@@ -19,9 +19,9 @@ Stuck? 01_basic_theory/lstm_from_scratch.py has the reference lstm_cell_forward 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     """LSTM 前向一步 / One LSTM step forward: (L1)-(L6), THEORY.md §2.
 
-    中文：由输入 x_t 和上一步的状态 h_{t-1}、c_{t-1} 算出 h_t、c_t。一次矩阵乘法得到四个门的预激活 a（B,
-    4H），再按 i, f, g, o 切成四块。没有偏置时 b_ih、b_hh 为 None。cache 由你决定：反向需要什么就存什么（元
-    组、字典都行）。
+    中文：由输入 x_t 和上一步的状态 h_{t-1}、c_{t-1} 算出 h_t、c_t。
+    一次矩阵乘法得到四个门的预激活 a（B, 4H），再按 i, f, g, o 切成四块。没有偏置时 b_ih、b_hh 为 None。
+    cache 由你决定：反向需要什么就存什么（元组、字典都行）。
 
     English: from the input x_t and the previous states h_{t-1}, c_{t-1}, compute h_t and c_t. One matrix
     product gives the pre-activations a of all four gates, (B, 4H), split in the order i, f, g, o. Without

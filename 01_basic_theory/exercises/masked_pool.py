@@ -1,8 +1,9 @@
 """练习 4：只在有效步上做池化 / Exercise 4: pooling over the valid steps only.
 
-中文：一个 batch 里的序列长短不一，补齐到同一长度 T；RNN 在补齐位置的输出为 0（pad_packed_sequence 就是这
-样）。分类器需要每条序列一个向量：对时间取平均或取最大时，必须只看有效的步，否则平均会除以 T 而不是真实长度
-L_b，最大值会被补齐位置的 0 抢走（某个特征在所有真实步上都为负时）。公式见 THEORY.md §5.1 的 (P1)、(P2)；
+中文：一个 batch 里的序列长短不一，补齐到同一长度 T；RNN 在补齐位置的输出为 0
+（pad_packed_sequence 就是这样）。分类器需要每条序列一个向量：对时间取平均或取最大时，必须只看有效的步，
+否则平均会除以 T 而不是真实长度 L_b，最大值会被补齐位置的 0 抢走（某个特征在所有真实步上都为负时）。
+公式见 THEORY.md §5.1 的 (P1)、(P2)；
 02_sentiment 把两者与最终状态拼在一起。检查：python 01_basic_theory/exercises/check.py --EXERCISE=masked_pool
 
 English: sequences of different lengths are padded to one length T, and the RNN's outputs at padded steps

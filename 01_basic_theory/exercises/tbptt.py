@@ -18,8 +18,8 @@ Grade it with: python 01_basic_theory/exercises/check.py --EXERCISE=tbptt
 def detach_state(state):
     """切断状态的历史 / Cut the state's history: sg(.) of (T2), THEORY.md §10.
 
-    中文：LSTM 的状态是元组 (h, c)，GRU 的是一个张量 h，还没有状态时是 None；返回同样结构、同样数值、没有历史
-    的状态。
+    中文：LSTM 的状态是元组 (h, c)，GRU 的是一个张量 h，还没有状态时是 None；
+    返回同样结构、同样数值、没有历史的状态。
 
     English: an LSTM's state is a tuple (h, c), a GRU's a tensor h, and None before there is one; return the
     same structure with the same values and no history.

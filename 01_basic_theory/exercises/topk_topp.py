@@ -30,8 +30,8 @@ def top_k_filter(probs, k):
 def top_p_filter(probs, p):
     """核采样 / Nucleus filtering: (S3), THEORY.md §11.
 
-    中文：按概率从大到小排序，保留“排在它前面的概率之和 < p”的字符（最可能的一个总会保留）；p >= 1 时全部保
-    留。
+    中文：按概率从大到小排序，保留“排在它前面的概率之和 < p”的字符（最可能的一个总会保留）；
+    p >= 1 时全部保留。
 
     English: sort by probability, most likely first; keep a character while the mass of those before it is
     < p (the most likely one is always kept); p >= 1 keeps them all.

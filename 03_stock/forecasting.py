@@ -1,5 +1,5 @@
-"""Forecasting baselines and error measures (03_stock), in plain numpy/scipy so every number can be
-checked by hand.
+"""03_stock's yardsticks: forecasting baselines and error measures, in plain numpy/scipy so every number
+can be checked by hand. stock_model.py and performance_analysis.py score the networks with them.
 
 Conventions: a forecast is made on an origin day t for day t+h. `actual` = close[t+h], `pred` = the
 forecast of it, `previous` = close[t] (what persistence predicts). Arrays are 1-D and aligned.
@@ -19,7 +19,8 @@ from scipy import stats
 # Baselines
 # ----------------------------------------------------------------------------------------------------
 def persistence(close: np.ndarray, origins: np.ndarray) -> np.ndarray:
-    """"Tomorrow = today": the forecast for day t+h is close[t]. Every forecast must beat this (THEORY.md §12)."""
+    """"Tomorrow = today": the forecast for day t+h is close[t].
+    Every forecast must beat this (THEORY.md §12)."""
     return np.asarray(close, float)[np.asarray(origins)]
 
 
@@ -150,11 +151,11 @@ def lag_check(actual, pred) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
-# A model's forecasts as a table, and its scores (shared by stock_lstm/gru and performance_analysis)
+# A model's forecasts as a table, and its scores (used by stock_lstm/gru and performance_analysis)
 # ----------------------------------------------------------------------------------------------------
 def forecast_table(data: dict, value: np.ndarray, part: str = "test"):
     """-> DataFrame: date (the day forecast), actual close, prediction, persistence (close on the
-    origin day), for the windows of `part` in data from stock_model.prepare_stock_data (03_stock).
+    origin day), for the windows of `part` in data from stock_model.prepare_stock_data.
     `value` is the forecast of data["target"]: a log return (default) or a log price."""
     import pandas as pd
 
