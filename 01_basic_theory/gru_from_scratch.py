@@ -84,7 +84,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     gh_r, gh_z, gh_n = gh.chunk(3, dim=1)           # gh_n = W_hn h + b_hn, kept for (G3)
     r = torch.sigmoid(gi_r + gh_r)                  # (G1) 重置门 reset gate
     z = torch.sigmoid(gi_z + gh_z)                  # (G2) 更新门 update gate
-    n = torch.tanh(gi_n + r * gh_n)                 # (G3) 候选状态 candidate: r gates W_hn h + b_hn
+    n = torch.tanh(gi_n + r * gh_n)                 # (G3) 候选值 candidate: r gates W_hn h + b_hn
     h_new = (1 - z) * n + z * h                     # (G4) 新的隐藏状态 new hidden state: z keeps the old one
     return h_new, (x, h, w_ih, w_hh, r, z, n, gh_n)
 
@@ -439,17 +439,20 @@ def main():
     print(f"gradcheck on a packed, bidirectional 2-layer ScratchGRU: {'passed' if ok else 'FAILED'}")
     print("\n== 5. Training ScratchGRU and torch.nn.GRU side by side (same init, same batches) ==")
     # progress.jsonl, live training_curves.png and TensorBoard; Ctrl-C says what is kept
-    with ProgressLog(out, hparams=cfg, title="ScratchGRU vs torch.nn.GRU", logy=True) as progress:
+    with ProgressLog(out, hparams=cfg, logy=True,
+                     title="手写 ScratchGRU 对 torch.nn.GRU\nScratchGRU vs torch.nn.GRU") as progress:
         history = train_both(device, progress)
     gap = max(abs(r["scratch_train_loss"] - r["torch_train_loss"]) for r in history)
     print(f"largest |loss gap| between the two curves: {gap:.2e} (float32 rounding only)")
 
-    plot_path = plot_curves({"scratch train": [r["scratch_train_loss"] for r in history],
-                             "torch train": [r["torch_train_loss"] for r in history],
-                             "scratch val": [r["scratch_val_loss"] for r in history],
-                             "torch val": [r["torch_val_loss"] for r in history]},
-                            out / "loss_curves.png", xlabel="epoch", ylabel="MSE", logy=True,
-                            title="ScratchGRU vs torch.nn.GRU: the curves coincide")
+    plot_path = plot_curves({"手写，训练 / scratch train": [r["scratch_train_loss"] for r in history],
+                             "torch，训练 / torch train": [r["torch_train_loss"] for r in history],
+                             "手写，验证 / scratch val": [r["scratch_val_loss"] for r in history],
+                             "torch，验证 / torch val": [r["torch_val_loss"] for r in history]},
+                            out / "loss_curves.png", xlabel="轮次 / epoch", ylabel="均方误差 / MSE",
+                            logy=True,
+                            title="手写 ScratchGRU 对 torch.nn.GRU：两条曲线重合\n"
+                                  "ScratchGRU vs torch.nn.GRU: the curves coincide")
     metrics = {"one_step_backward_error": step_err, "max_error_float64": worst["float64"],
                "max_error_float32": worst["float32"], "gradcheck": bool(ok),
                "final_val_loss_scratch": history[-1]["scratch_val_loss"],

@@ -476,17 +476,20 @@ def main():
     print(f"gradcheck on a packed, bidirectional 2-layer ScratchLSTM: {'passed' if ok else 'FAILED'}")
     print("\n== 5. Training ScratchLSTM and torch.nn.LSTM side by side (same init, same batches) ==")
     # progress.jsonl, live training_curves.png and TensorBoard; Ctrl-C says what is kept
-    with ProgressLog(out, hparams=cfg, title="ScratchLSTM vs torch.nn.LSTM", logy=True) as progress:
+    with ProgressLog(out, hparams=cfg, logy=True,
+                     title="手写 ScratchLSTM 对 torch.nn.LSTM\nScratchLSTM vs torch.nn.LSTM") as progress:
         history = train_both(device, progress)
     gap = max(abs(r["scratch_train_loss"] - r["torch_train_loss"]) for r in history)
     print(f"largest |loss gap| between the two curves: {gap:.2e} (float32 rounding only)")
 
-    plot_path = plot_curves({"scratch train": [r["scratch_train_loss"] for r in history],
-                             "torch train": [r["torch_train_loss"] for r in history],
-                             "scratch val": [r["scratch_val_loss"] for r in history],
-                             "torch val": [r["torch_val_loss"] for r in history]},
-                            out / "loss_curves.png", xlabel="epoch", ylabel="MSE", logy=True,
-                            title="ScratchLSTM vs torch.nn.LSTM: the curves coincide")
+    plot_path = plot_curves({"手写，训练 / scratch train": [r["scratch_train_loss"] for r in history],
+                             "torch，训练 / torch train": [r["torch_train_loss"] for r in history],
+                             "手写，验证 / scratch val": [r["scratch_val_loss"] for r in history],
+                             "torch，验证 / torch val": [r["torch_val_loss"] for r in history]},
+                            out / "loss_curves.png", xlabel="轮次 / epoch", ylabel="均方误差 / MSE",
+                            logy=True,
+                            title="手写 ScratchLSTM 对 torch.nn.LSTM：两条曲线重合\n"
+                                  "ScratchLSTM vs torch.nn.LSTM: the curves coincide")
     metrics = {"one_step_backward_error": step_err, "max_error_float64": worst["float64"],
                "max_error_float32": worst["float32"], "gradcheck": bool(ok),
                "final_val_loss_scratch": history[-1]["scratch_val_loss"],

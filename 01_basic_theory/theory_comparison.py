@@ -9,7 +9,8 @@ Theory: THEORY.md sections 1, 4.3 (why gates ease vanishing gradients), 4.4 (for
 把普通 RNN、LSTM 和 GRU 放到同一个任务上比一比，看清楚为什么有了门，长距离的记忆才学得会。
 任务是加法问题：序列里标出两个数，最后一步要输出它们的和，所以第一个数至少要记住半个序列。
 五个实验：(1) 最后一步的损失传回第 t 步时还剩多少梯度；(2) 要记住的间隔越来越长时，测试误差怎样变化；
-(3) 参数量和每一步的耗时；(4) LSTM 的遗忘门偏置取 1 和取 0 的对比；(5) 训练好的模型里各个门的热力图。
+(3) 参数量和每一步的耗时；(4) LSTM 的遗忘门偏置取 1 与 torch 默认初始化的对比；
+(5) 训练好的模型里各个门的热力图。
 运行：`python 01_basic_theory/theory_comparison.py`（2 核 CPU 上约 1.5-2.5 分钟；`--quick` 约 30 秒跑通）。
 对应的理论：THEORY.md 第 1 节、4.3 节（门如何缓解梯度消失）、4.4 节（遗忘门偏置）、第 6 节（参数量）。
 """
@@ -97,7 +98,16 @@ def label(name: str) -> str:
             "gru": "GRU"}[name]
 
 
-STYLES = {"LSTM torch init": {"ls": "--"}}  # the two LSTMs share a colour; dash the one with torch's init
+# the plots' legends, Chinese first (label() names the models in the printed tables)
+LEGEND = {"LSTM torch init": "LSTM，torch 默认初始化 / LSTM torch init",
+          "baseline (predict 1.0)": "基线（总是预测 1.0） / baseline (predict 1.0)"}
+
+
+def legend(curves: dict) -> dict:
+    return {LEGEND.get(name, name): ys for name, ys in curves.items()}
+
+
+STYLES = {LEGEND["LSTM torch init"]: {"ls": "--"}}  # the two LSTMs share a colour; dash torch's init
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -421,13 +431,15 @@ def experiment_gates(results: dict, device, out) -> dict:
         check_reproduces("GRU", gg["h"], gru, x)
     first = [float(m) for m in marks[0]]                      # the example sequence's two marked steps
     show = lambda g: g[0].T.cpu().numpy()                     # (T, H) -> (H, T): units x time
-    plot_heatmap_panels({"input i (L1)": show(lg["i"]), "forget f (L2)": show(lg["f"]),
-                         "output o (L4)": show(lg["o"])}, out / "gates_lstm.png", marks=first,
-                        title=f"LSTM gates on one test sequence, T={HEATMAP_LAG} "
+    plot_heatmap_panels({"输入门 i (L1)\ninput": show(lg["i"]), "遗忘门 f (L2)\nforget": show(lg["f"]),
+                         "输出门 o (L4)\noutput": show(lg["o"])}, out / "gates_lstm.png", marks=first,
+                        title=f"LSTM 的门，一条测试序列，T={HEATMAP_LAG}（红色三角：两个标记的步）\n"
+                              f"LSTM gates on one test sequence, T={HEATMAP_LAG} "
                               "(red triangles: marked steps)")
-    plot_heatmap_panels({"reset r (G1)": show(gg["r"]), "update z (G2)": show(gg["z"])},
+    plot_heatmap_panels({"重置门 r (G1)\nreset": show(gg["r"]), "更新门 z (G2)\nupdate": show(gg["z"])},
                         out / "gates_gru.png", marks=first,
-                        title=f"GRU gates on one test sequence, T={HEATMAP_LAG} "
+                        title=f"GRU 的门，一条测试序列，T={HEATMAP_LAG}（红色三角：两个标记的步）\n"
+                              f"GRU gates on one test sequence, T={HEATMAP_LAG} "
                               "(red triangles: marked steps)")
     stats = {}
     for cell, gates, state in (("lstm", {k: lg[k] for k in "ifo"}, lg["c"]),
@@ -538,34 +550,41 @@ def main():
     out = output_dir(__file__, quick=cfg["QUICK"])
 
     grad_curves, grad = experiment_gradients(device)
-    plot_curves(grad_curves, out / "gradient_norms.png", xlabel="time step t", x=list(range(GRAD_SEQ_LEN)),
-                ylabel="||dL_T/dh_t|| / ||dL_T/dh_T||", logy=True, styles=STYLES,
-                title=f"Gradient reaching step t from the loss at T={GRAD_SEQ_LEN} (at init)")
+    plot_curves(legend(grad_curves), out / "gradient_norms.png", xlabel="时间步 t / time step t",
+                x=list(range(GRAD_SEQ_LEN)), ylabel="梯度范数之比 / gradient norm ratio\n"
+                                                   "||dL_T/dh_t|| / ||dL_T/dh_T||", logy=True, styles=STYLES,
+                title=f"T={GRAD_SEQ_LEN} 处的损失传回第 t 步的梯度（初始化时）\n"
+                      f"Gradient reaching step t from the loss at T={GRAD_SEQ_LEN} (at init)")
 
     with ProgressLog(out, hparams=cfg, logy=True, metrics=["val_nmse"],         # progress.jsonl, live curves,
                      # TensorBoard (experiment 2)
-                     title="Adding problem: every cell at every lag") as progress:
+                     title="加法问题：每种单元、每个间隔\n"
+                           "Adding problem: every cell at every lag") as progress:
         results, baseline = experiment_lags(device, progress)
     lag_curves = {label(n): [results[n][lag]["nmse"] for lag in LAGS] for n in MODELS}
     lag_curves["baseline (predict 1.0)"] = [1.0] * len(LAGS)
-    plot_curves(lag_curves, out / "error_vs_lag.png", xlabel="sequence length T (lag)",
-                ylabel="test MSE / baseline MSE", logy=True, x=list(LAGS),
+    plot_curves(legend(lag_curves), out / "error_vs_lag.png",
+                xlabel="序列长度 T（间隔） / sequence length T (lag)",
+                ylabel="测试 MSE 与基线之比\ntest MSE / baseline MSE", logy=True, x=list(LAGS),
                 styles={**{label(n): {"marker": "o"} for n in MODELS},
-                        "LSTM torch init": {"marker": "o", "ls": "--"},
-                        "baseline (predict 1.0)": {"ls": ":"}},
-                title=f"Adding problem after {TRAIN_STEPS} steps (H={HIDDEN_SIZE})")
+                        LEGEND["LSTM torch init"]: {"marker": "o", "ls": "--"},
+                        LEGEND["baseline (predict 1.0)"]: {"ls": ":"}}, legend_outside=True,
+                title=f"加法问题：训练 {TRAIN_STEPS} 步之后（H={HIDDEN_SIZE}）\n"
+                      f"Adding problem after {TRAIN_STEPS} steps (H={HIDDEN_SIZE})")
 
     cost = experiment_cost(device)
-    plot_bars([c.upper() for c in cost], {"ms per step": [cost[c]["ms_per_step"] for c in cost]},
-              out / "time_per_step.png", ylabel="ms (forward + backward)",
-              title=f"Time per step, B={BATCH_SIZE}, T={TIMING_SEQ_LEN}, H={HIDDEN_SIZE} ({device.type})")
+    plot_bars([c.upper() for c in cost], {"每步毫秒数 / ms per step": [cost[c]["ms_per_step"] for c in cost]},
+              out / "time_per_step.png", ylabel="毫秒（前向 + 反向） / ms (forward + backward)",
+              title=f"每步耗时 / time per step, B={BATCH_SIZE}, T={TIMING_SEQ_LEN}, H={HIDDEN_SIZE} "
+                    f"({device.type})")
 
     lag = max(LAGS)
     bias_curves = {label(n): [v for _, v in results[n][lag]["curve"]] for n in ("lstm", "lstm_bf0")}
-    plot_curves(bias_curves, out / "forget_bias.png", xlabel="training step",
-                ylabel="validation MSE / baseline MSE", logy=True, styles=STYLES,
+    plot_curves(legend(bias_curves), out / "forget_bias.png", xlabel="训练步数 / training step",
+                ylabel="验证 MSE 与基线之比\nvalidation MSE / baseline MSE", logy=True, styles=STYLES,
                 x=[s for s, _ in results["lstm"][lag]["curve"]],
-                title=f"LSTM forget-gate bias {FORGET_BIAS:g} vs torch's init on the adding problem, T={lag}")
+                title=f"LSTM 遗忘门偏置 {FORGET_BIAS:g} 对 torch 默认初始化，加法问题，T={lag}\n"
+                      f"LSTM forget-gate bias {FORGET_BIAS:g} vs torch's init on the adding problem, T={lag}")
     print_table([{"model": label(n), "steps to solve": steps_to_solve(results[n][lag]["curve"]) or "never",
                   "final test MSE / baseline": results[n][lag]["nmse"],
                   "log10 gradient at t=0 (init)": grad[n]["log10_ratio_t0"]} for n in ("lstm", "lstm_bf0")],

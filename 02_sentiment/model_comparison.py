@@ -268,9 +268,11 @@ def main():
                 title=f"{dataset}, test split, {len(SEEDS)} seed(s) for the RNNs (ensemble: their mean "
                       f"probability; + nbsvm: averaged with NBSVM, w and a cross-fitted val_accuracy from "
                       f"validation)")
-    plot_bars(["accuracy", "F1"], {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
-              out / "comparison.png", ylabel="test score",
-              title=f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset})",
+    plot_bars(["准确率 / accuracy", "F1"],
+              {m: [summary[m]["accuracy"][0], summary[m]["f1"][0]] for m in names},
+              out / "comparison.png", ylabel="测试集得分 / test score",
+              title=f"LSTM、GRU、TF-IDF+LR 与 NBSVM（{dataset}）\n"
+                    f"LSTM vs GRU vs TF-IDF+LR vs NBSVM ({dataset})",
               errors={m: [summary[m]["accuracy"][1], summary[m]["f1"][1]] for m in names})
     conclusion = verdict(summary, tests, best)
     print("\n".join(conclusion))

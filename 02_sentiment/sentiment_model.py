@@ -1,8 +1,9 @@
 """The sentiment case's lesson: reviews -> length-bucketed batches -> (bi)LSTM/GRU classifier -> its training.
 
 Read in this order (the data flows top to bottom):
-1. encoding and batching: `encode_reviews`, `LengthBucketSampler`, `collate_reviews`,
-   `prepare_sentiment_data` (and `apply_dataset_settings`, the per-dataset constants of the scripts);
+1. encoding and batching: `encode_reviews`, `collate_reviews` (batches of similar length: the
+   `LengthBucketSampler` of utils/data_utils.py, shared with 05's segmenter), `prepare_sentiment_data`
+   (and `apply_dataset_settings`, the per-dataset constants of the scripts);
 2. the model: `SentimentClassifier.forward` (embed -> pack -> pool -> classify, THEORY.md §5) and
    `SentimentEnsemble` (a seed ensemble, §8);
 3. the training step: `train_step` (forward -> loss -> zero_grad -> backward -> clip -> step) and
@@ -24,7 +25,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils.data_utils import SENTIMENT_LABELS, Vocab, han_share, pad_batch, sentiment_split, tokenize
+from utils.data_utils import (
+    SENTIMENT_LABELS,
+    LengthBucketSampler,
+    Vocab,
+    han_share,
+    pad_batch,
+    sentiment_split,
+    tokenize,
+)
 from utils.model_utils import (
     confusion_matrix,
     count_parameters,
@@ -126,37 +135,6 @@ def vocab_language(vocab: Vocab) -> str | None:
 
 def shorten(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
-
-
-class LengthBucketSampler(torch.utils.data.Sampler):
-    """Batches of reviews of similar length, so little of each batch is padding (much faster on CPU).
-
-    Training: shuffle, cut into pools of 50 batches, sort each pool by length, batch it, then shuffle
-    the batches: random enough for SGD, yet each batch is nearly pad-free. Evaluation: sorted order.
-    Yields lists of dataset indices, one list per batch.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0):
-        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)  # its own generator: the batch order is SEED's
-
-    def __iter__(self):
-        n, bs = len(self.lengths), self.batch_size
-        if not self.shuffle:
-            order = sorted(range(n), key=self.lengths.__getitem__)
-            yield from (order[i:i + bs] for i in range(0, n, bs))
-            return
-        order = torch.randperm(n, generator=self.generator).tolist()
-        pool = bs * 50
-        batches = []
-        for s in range(0, n, pool):
-            chunk = sorted(order[s:s + pool], key=self.lengths.__getitem__)  # a pool, shortest first
-            batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
-        for j in torch.randperm(len(batches), generator=self.generator).tolist():
-            yield batches[j]
-
-    def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
 def collate_reviews(batch: Sequence[tuple]):
@@ -521,13 +499,15 @@ def report_sentiment(model: nn.Module, data: dict, fit_result: dict, out: Path, 
     print_table(rows, title=f"{name} on {dataset}, test split ({test['reviews_per_s']:,.0f} reviews/s)",
                 floatfmt=".4f")
     if len(fits) > 1:
-        histories = {f"member {k + 1}": f["history"] for k, f in enumerate(fits)}
+        histories = {f"成员 {k + 1} / member {k + 1}": f["history"] for k, f in enumerate(fits)}
     else:
         histories = fits[0]["history"]
-    plot_training_curves(histories, out / "training_curves.png", title=f"{name} on {dataset}",
+    plot_training_curves(histories, out / "training_curves.png",
+                         title=f"{name}，{dataset} / {name} on {dataset}",
                          metrics=["val_accuracy"] if len(fits) > 1 else ["val_accuracy", "val_f1"])
-    plot_confusion_matrix(test["confusion_matrix"], SENTIMENT_LABELS, out / "confusion_matrix.png",
-                          title=f"{name}, test set ({dataset})", normalize=True)
+    plot_confusion_matrix(test["confusion_matrix"], ("负面 / negative", "正面 / positive"),
+                          out / "confusion_matrix.png", normalize=True,
+                          title=f"{name}，测试集（{dataset}）\n{name}, test set ({dataset})")
     metrics = {f"test_{k}": v for k, v in test.items()}
     metrics.update(parameters=count_parameters(model), ensemble_members=len(members),
                    train_time_s=fit_result["train_time_s"], best_epoch=[f["best_epoch"] for f in fits],

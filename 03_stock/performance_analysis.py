@@ -212,9 +212,11 @@ def explain_lag(table, data, out, name):
     zoom = table.tail(ZOOM_DAYS)
     dates = pd.to_datetime(zoom["date"])
     shown = {"LSTM": zoom["LSTM"], "GRU": zoom["GRU"],
-             "baseline: persistence (actual shifted 1 day)": zoom["persistence"]}
-    plot_predictions(dates, zoom["actual"], shown, out / "lag_zoom.png", ylabel="close",
-                     title=f"{name}, last {ZOOM_DAYS} test days: the forecasts trail the actual price "
+             "基线：持续性预测（实际价格推后一天） / baseline: persistence (actual shifted 1 day)":
+             zoom["persistence"]}
+    plot_predictions(dates, zoom["actual"], shown, out / "lag_zoom.png", ylabel="收盘价 / close",
+                     title=f"{name}，测试期最后 {ZOOM_DAYS} 天：预测比实际价格落后一天\n"
+                           f"{name}, last {ZOOM_DAYS} test days: the forecasts trail the actual price "
                            "by a day")
     level_corr = float(np.corrcoef(table["actual"], table["persistence"])[0, 1])
     change = table["actual"] - table["persistence"]
@@ -253,13 +255,20 @@ def main():
             lag = explain_lag(table, data, out, info["name"])
             dates = pd.to_datetime(table["date"])
             plot_predictions(dates, table["actual"], {k: table[k] for k in ("LSTM", "GRU", f"AR({AR_LAGS})")},
-                             out / "predictions.png", ylabel="close", title=f"{info['name']}: test period")
-            plot_residuals(dates, {k: table["actual"] - table[k] for k in ("LSTM", "GRU", "persistence")},
-                           out / "residuals.png", title=f"{info['name']}: {horizon}-day forecast errors")
+                             out / "predictions.png", ylabel="收盘价 / close",
+                             title=f"{info['name']}：测试期 / {info['name']}: test period")
+            plot_residuals(dates, {shown: table["actual"] - table[k] for k, shown in
+                                   (("LSTM", "LSTM"), ("GRU", "GRU"),
+                                    ("persistence", "持续性预测 / persistence"))},
+                           out / "residuals.png",
+                           title=f"{info['name']}：提前 {horizon} 天预测的误差\n"
+                                 f"{info['name']}: {horizon}-day forecast errors")
     names = list(results[HORIZON]["scores"])
-    plot_bars(names, {f"{h}-day": [results[h]["scores"][n]["theils_u"] for n in names] for h in results},
-              out / "multistep_theils_u.png", ylabel="Theil's U (RMSE / persistence RMSE)",
-              title="below 1 beats persistence")
+    plot_bars(names, {f"{h} 天 / {h}-day": [results[h]["scores"][n]["theils_u"] for n in names]
+                      for h in results},
+              out / "multistep_theils_u.png",
+              ylabel="Theil's U（RMSE 与持续性预测的 RMSE 之比）\nTheil's U (RMSE / persistence RMSE)",
+              title="低于 1 即胜过持续性预测 / below 1 beats persistence")
     print("\nVerdict:\n  " + "\n  ".join(verdicts))
     beats = {f"{cell}_h{h}": results[h]["diebold_mariano_vs_persistence"][cell]["dm"] < 0
              and results[h]["diebold_mariano_vs_persistence"][cell]["p_value"] < 0.05

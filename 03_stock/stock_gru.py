@@ -119,7 +119,7 @@ def main():
     out = output_dir(__file__, quick=cfg["QUICK"])
     data, info = load_data()
     # progress.jsonl, live curves, TensorBoard
-    progress = ProgressLog(out, hparams=cfg, title=f"GRU on {info['name']}")
+    progress = ProgressLog(out, hparams=cfg, title=f"GRU，{info['name']} / GRU on {info['name']}")
     model, result = train(data, device, out, progress)
     table, scores, naive = stock_model.forecast_test_period(model, data, "GRU")  # vs tomorrow = today
     stock_model.save_forecast_report(out, table, result["history"], label="GRU", name=info["name"],

@@ -115,7 +115,7 @@ def main():
     out = output_dir(__file__, quick=cfg["QUICK"])
     data, info = load_data()
     # progress.jsonl, live curves, TensorBoard
-    progress = ProgressLog(out, hparams=cfg, title=f"LSTM on {info['name']}")
+    progress = ProgressLog(out, hparams=cfg, title=f"LSTM，{info['name']} / LSTM on {info['name']}")
     model, result = train(data, device, out, progress)
     table, scores, naive = stock_model.forecast_test_period(model, data, "LSTM")  # vs tomorrow = today
     stock_model.save_forecast_report(out, table, result["history"], label="LSTM", name=info["name"],

@@ -295,9 +295,10 @@ def save_forecast_report(out: Path, table, history: list, *, label: str, name: s
     training_curves.png (train/validation loss per epoch) in `out`."""
     atomic_write(out / "predictions.csv", lambda p: table.to_csv(p, index=False))
     plot_predictions(table["date"].astype("datetime64[ns]"), table["actual"], {label: table["prediction"]},
-                     out / "predictions.png", ylabel="close (split-adjusted)",
-                     title=f"{name}: {label} forecast of the close {horizon} day(s) ahead (test period)")
-    plot_training_curves(history, out / "training_curves.png", title=f"{label} on {name}")
+                     out / "predictions.png", ylabel="收盘价（拆股调整后） / close (split-adjusted)",
+                     title=f"{name}：{label} 预测 {horizon} 天后的收盘价（测试期）\n"
+                           f"{name}: {label} forecast of the close {horizon} day(s) ahead (test period)")
+    plot_training_curves(history, out / "training_curves.png", title=f"{label}，{name} / {label} on {name}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def plot_predictions(x: Sequence, actual: Sequence[float], predictions: dict[str
                      path: Path | str, title: str = "", ylabel: str = "value") -> Path:
     """The actual series (black) against one or more forecasts of it, e.g. dates vs closes."""
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.plot(x, actual, color="black", lw=1.4, label="actual")
+    ax.plot(x, actual, color="black", lw=1.4, label="实际 / actual")
     for name, ys in predictions.items():
         ax.plot(x, ys, lw=1.0, alpha=0.85, label=name, color=color_for(name))
     ax.set_ylabel(ylabel)
@@ -338,14 +339,14 @@ def plot_residuals(x: Sequence, residuals: dict[str, Sequence[float]], path: Pat
         acf.bar(lags + (k - (len(residuals) - 1) / 2) * width, ac, width, label=name, color=color)
         band = 2 / np.sqrt(len(r))
     top.axhline(0, color="black", lw=0.8)
-    top.set_ylabel("actual - forecast")
+    top.set_ylabel("实际 − 预测 / actual − forecast")
     top.legend()
     top.grid(alpha=0.3)
-    hist.set_xlabel("residual")
-    hist.set_ylabel("days")
+    hist.set_xlabel("残差 / residual")
+    hist.set_ylabel("天数 / days")
     acf.axhspan(-band, band, color="grey", alpha=0.2, label="±2/√n")
-    acf.set_xlabel("lag (days)")
-    acf.set_ylabel("autocorrelation")
+    acf.set_xlabel("滞后（天） / lag (days)")
+    acf.set_ylabel("自相关 / autocorrelation")
     acf.legend(fontsize=8)
     top.tick_params(axis="x", labelrotation=30)
     fig.suptitle(title)

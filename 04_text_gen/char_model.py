@@ -637,7 +637,8 @@ def char_lm_report(out: Path, *, config: dict, model: CharRNN, data: dict, resul
                "val_chars_scored": final["chars_scored"],              # by the model and the baseline alike
                "vocab_size": len(data["vocab"]), "parameters": count_parameters(model)}
     plot_training_curves(result["history"], out / "training_curves.png",
-                         title=f"{title}: loss in nats/char (baseline {base['nats_per_char']:.3f})",
+                         title=f"{title}：损失，单位 nats/char（基线 {base['nats_per_char']:.3f}）\n"
+                               f"{title}: loss in nats/char (baseline {base['nats_per_char']:.3f})",
                          metrics=["val_bits_per_char"])
     save_metrics(out, config=config, metrics=metrics, history=result["history"], start_time=start_time,
                  device=device, extra={"samples": samples, "baseline": base,

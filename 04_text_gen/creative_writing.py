@@ -208,7 +208,8 @@ def temperature_sweep(models, prompt, out):
         results[cell.upper()] = res
     print_table(rows, title="Temperature sweep: diversity vs coherence", floatfmt=".3f")
     plot_temperature_sweep(SWEEP_TEMPERATURES, results, out / "temperature_sweep.png",
-                           title=f"Sampling temperature: diversity vs coherence "
+                           title=f"采样温度：多样性与连贯性（{SWEEP_SAMPLES}x{SWEEP_LEN} 个字符）\n"
+                                 f"Sampling temperature: diversity vs coherence "
                                  f"({SWEEP_SAMPLES}x{SWEEP_LEN} chars)")
     return results, rows
 
@@ -218,14 +219,17 @@ def plot_temperature_sweep(temperatures, results: dict[str, dict[str, list[float
     """Diversity vs coherence as the sampling temperature rises, one line per model.
     results: {model: {'log_likelihood': [...], 'distinct_4': [...], 'repeated_3gram': [...]}}, one value per
     temperature."""
-    panels = (("log_likelihood", "model's own log-likelihood (nats/char)\nhigher = more plausible to it"),
-              ("distinct_4", "distinct character 4-grams\nhigher = more varied"),
-              ("repeated_3gram", "repeated word 3-grams\nhigher = more looping"))
+    panels = (("log_likelihood", "模型自己算的对数似然，越高越合理\n"
+                                 "model's own log-likelihood (nats/char)\nhigher = more plausible to it"),
+              ("distinct_4", "不重复的字符 4-gram，越高越多样\n"
+                             "distinct character 4-grams\nhigher = more varied"),
+              ("repeated_3gram", "重复的词 3-gram，越高越绕圈子\n"
+                                 "repeated word 3-grams\nhigher = more looping"))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (key, label) in zip(axes, panels):
         for name, res in results.items():
             ax.plot(temperatures, res[key], "o-", label=name, color=color_for(name))
-        ax.set_xlabel("temperature")
+        ax.set_xlabel("采样温度 / temperature")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -125,7 +125,9 @@ def main():
     model = build_model(device)
     title = f"LSTM {'attention' if ATTENTION else 'no attention'}"
     progress = ProgressLog(out, hparams=cfg, metrics=["val_wer", "val_per"],  # progress.jsonl, live curves,
-                           title=f"{title}: teacher-forced loss; validation WER, PER (greedy)")  # TensorBoard
+                           title=f"LSTM {'有' if ATTENTION else '无'}注意力：教师强制下的损失；"
+                                 "验证集 WER、PER（贪心）\n"  # TensorBoard
+                                 f"{title}: teacher-forced loss; validation WER, PER (greedy)")
     result = train(model, data, out, progress)
     g2p_model.g2p_report(out, config=cfg, model=model, data=data, result=result, device=device, start_time=t0,
                          title=title, beam=BEAM, examples=EXAMPLES)

@@ -632,16 +632,21 @@ def plot_attention(items: list[dict], path: Path, title: str = "") -> Path:
     return save_figure(fig, path)
 
 
+def in_chinese(name: str) -> str:
+    """A run's name in Chinese, for the plots: 'GRU no attention' -> 'GRU 无注意力'."""
+    return name.replace("no attention", "无注意力").replace(" attention", " 有注意力")
+
+
 def plot_wer_by_length(curves: dict[str, dict[str, dict]], path: Path, title: str = "") -> Path:
     """Word error rate per word-length bin, one line per model (e.g. with and without attention)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, bins in curves.items():
         labels = list(bins)
         style = "--" if "no attention" in name else "-"
-        ax.plot(labels, [100 * bins[b]["wer"] for b in labels], style, marker="o", label=name,
-                color=color_for(name))
-    ax.set_xlabel("word length (letters)")
-    ax.set_ylabel("test word error rate (%)")
+        ax.plot(labels, [100 * bins[b]["wer"] for b in labels], style, marker="o",
+                label=f"{in_chinese(name)} / {name}", color=color_for(name))
+    ax.set_xlabel("词长（字母数） / word length (letters)")
+    ax.set_ylabel("测试词错误率（%） / test word error rate (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title(title)
@@ -706,7 +711,9 @@ def g2p_report(out: Path, *, config: dict, model: Seq2Seq, data: dict, result: d
                "train_pronunciations": len(data["examples"]["train"])}
     plots = ["training_curves.png", "wer_by_length.png"]                  # the curves: the ProgressLog's
     if model.attention:
-        plot_attention(shown, out / "attention.png", title=f"{title}: where each phoneme looked (greedy)")
+        plot_attention(shown, out / "attention.png",
+                       title=f"{in_chinese(title)}：每个音素在看哪些字母（贪心解码）\n"
+                             f"{title}: where each phoneme looked (greedy)")
         plots.append("attention.png")
     save_metrics(out, config=config, metrics=metrics, history=result["history"], start_time=start_time,
                  device=device,
@@ -717,5 +724,6 @@ def g2p_report(out: Path, *, config: dict, model: Seq2Seq, data: dict, result: d
         saved = json.loads(path.read_text(encoding="utf-8"))
         curves[name] = saved["metrics"]["wer_by_length"]["beam"]
     plot_wer_by_length(curves, out / "wer_by_length.png",
-                       title=f"Test word error rate by word length (beam {beam})")
+                       title=f"按词长统计的测试词错误率（束宽 {beam}）\n"
+                             f"Test word error rate by word length (beam {beam})")
     return metrics

@@ -181,7 +181,8 @@ def main():
     word = g2p_model.check_word(WORD)
     results, truth, part = say(models, word, BEAM, split)
     g2p_model.plot_attention([dict(r, label=f"{cell.upper()}: {word}") for cell, r in results.items()],
-                             out / "attention.png", title=f"Where each phoneme of '{word}' looked (greedy)")
+                             out / "attention.png", title=f"'{word}' 的每个音素在看哪些字母（贪心解码）\n"
+                                                          f"Where each phoneme of '{word}' looked (greedy)")
     save_metrics(out, config=cfg, start_time=t0, device=device,
                  metrics={cell: {"greedy": r["greedy"], "beam": r["beam"]} for cell, r in results.items()},
                  extra={"word": word, "dictionary": truth, "dictionary_part": part,

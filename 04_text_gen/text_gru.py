@@ -118,7 +118,8 @@ def main():
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)
     progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,
-                           title=f"{NUM_LAYERS}x{HIDDEN_SIZE} GRU: loss in nats/char")  # TensorBoard
+                           title=f"{NUM_LAYERS}x{HIDDEN_SIZE} GRU：损失（nats/char）\n"  # TensorBoard
+                                 f"{NUM_LAYERS}x{HIDDEN_SIZE} GRU: loss in nats/char")
     result = train(model, data, out, progress)
     final = char_model.evaluate_char_model(model, data["streams"]["val_full"])  # the baseline's characters
     samples = char_model.show_samples(model, data["vocab"], PROMPT, TEMPERATURES, SAMPLE_LEN, seed=SEED)

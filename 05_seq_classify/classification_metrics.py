@@ -249,9 +249,10 @@ def analyse(name: str, probs, y_true, classes, out) -> dict:
     rocs = {f"class {c}": roc_curve(y_true == k, probs[:, k]) for k, c in enumerate(classes)}
     cal = calibration(probs, y_true, CALIBRATION_BINS)
     plot_confusion_matrix(cm, classes, out / f"confusion_{name.lower()}.png",
-                          title=f"{name} on {DATASET} (test)", normalize=True)
+                          title=f"{name}，{DATASET}（测试集）\n{name} on {DATASET} (test)", normalize=True)
     series_model.plot_roc_curves(rocs, out / f"roc_{name.lower()}.png",
-                                 title=f"{name}: one-vs-rest ROC on {DATASET}")
+                                 title=f"{name}：{DATASET} 上一对其余的 ROC\n"
+                                       f"{name}: one-vs-rest ROC on {DATASET}")
     return {"accuracy": report["accuracy"], "macro": report["macro"], "weighted": report["weighted"],
             "per_class": {c: {"precision": report["precision"][k], "recall": report["recall"][k],
                               "f1": report["f1"][k], "support": report["support"][k],
@@ -265,10 +266,12 @@ def show_misclassified(name, pred, y_true, X_test, test_idx, medoids, classes, o
     wrong = np.flatnonzero(pred != y_true)[:N_MISCLASSIFIED]
     cases = [{"series": X_test[k], "true_typical": medoids[int(y_true[k])],
               "pred_typical": medoids[int(pred[k])],
-              "label": f"test #{test_idx[k]}: true {classes[y_true[k]]}, predicted {classes[pred[k]]}"}
+              "label": f"测试 #{test_idx[k]}：真实 {classes[y_true[k]]}，预测 {classes[pred[k]]}\n"
+                       f"test #{test_idx[k]}: true {classes[y_true[k]]}, predicted {classes[pred[k]]}"}
              for k in wrong]
     series_model.plot_misclassified_series(cases, out / f"misclassified_{name.lower()}.png",
-                                           title=f"{name} on {DATASET}: misclassified series vs class "
+                                           title=f"{name}，{DATASET}：分错的序列与各类的中心序列（medoid）\n"
+                                                 f"{name} on {DATASET}: misclassified series vs class "
                                                  "medoids")
 
 
@@ -304,7 +307,8 @@ def main():
         show_misclassified(name, results[name]["predictions"], y_true, X_test, test_idx, medoids, classes,
                            out)
     series_model.plot_reliability({n: results[n]["calibration_bins"] for n in probs_by_model},
-                                  out / "reliability.png", title=f"Calibration on {DATASET} (test)")
+                                  out / "reliability.png",
+                                  title=f"{DATASET} 上的校准（测试集） / Calibration on {DATASET} (test)")
 
     rows = [{"model": n, "accuracy": r["accuracy"], "macro-F1": r["macro"]["f1"],
              "weighted-F1": r["weighted"]["f1"], "macro AUC": r.get("macro_auc"), "ECE": r.get("ece")}

@@ -418,7 +418,8 @@ def ensemble_result(runs: list[dict], data: dict, seed: int, out: Path | None = 
             save_series_predictions(out / "predictions.csv", first["splits"]["test_idx"],
                                     first["splits"]["test"].y.numpy(), first["probs"], classes)
             plot_training_curves(first["history"], out / "training_curves.png",
-                                 title=f"{cell} on {data['name']} (seed {seed})",
+                                 title=f"{cell}，{data['name']}（种子 {seed}）\n"
+                                       f"{cell} on {data['name']} (seed {seed})",
                                  metrics=["val_accuracy", "val_macro_f1"])
         return first
     logp = log_mean_probability([r["logits"] for r in runs])  # (n_test, classes): log mean probability
@@ -445,9 +446,11 @@ def ensemble_result(runs: list[dict], data: dict, seed: int, out: Path | None = 
                          "dataset": data["name"], "seed": seed}, out / "checkpoint.pt")
         save_series_predictions(out / "predictions.csv", first["splits"]["test_idx"], y.numpy(), probs,
                                 classes)
-        plot_training_curves({f"member {k + 1} (seed {r['metrics']['seed']})": r["history"]
+        plot_training_curves({f"成员 {k + 1}（种子 {r['metrics']['seed']}） / "
+                              f"member {k + 1} (seed {r['metrics']['seed']})": r["history"]
                               for k, r in enumerate(runs)}, out / "training_curves.png",
-                             title=f"{cell} ensemble of {len(runs)} on {data['name']}: each member's curves",
+                             title=f"{cell} 的 {len(runs)} 模型集成，{data['name']}：每个成员的曲线\n"
+                                   f"{cell} ensemble of {len(runs)} on {data['name']}: each member's curves",
                              metrics=["val_accuracy"])
     return {"metrics": metrics, "history": first["history"], "model": [r["model"] for r in runs],
             "splits": first["splits"], "probs": probs, "logits": logp}
@@ -572,10 +575,13 @@ def report_series_runs(script_file: str, runs: list[dict], config: dict, device,
         metrics["dataset"] = only["dataset"]
     save_metrics(out, config=config, metrics=metrics, start_time=start_time, device=device)
 
-    names, label = list(merged), f"{Path(script_file).stem} test accuracy"
+    stem = Path(script_file).stem
+    names, label = list(merged), f"{stem} 测试准确率 / {stem} test accuracy"
     plot_bars(names, {label: [merged[n]["test_accuracy_mean"] for n in names]}, out / "test_accuracy.png",
-              ylabel="test accuracy", errors={label: [merged[n]["test_accuracy_std"] for n in names]},
-              title="Test accuracy per UCR/UEA problem (mean ± std over seeds)")
+              ylabel="测试准确率 / test accuracy",
+              errors={label: [merged[n]["test_accuracy_std"] for n in names]},
+              title="各 UCR/UEA 数据集的测试准确率（各种子的均值 ± 标准差）\n"
+                    "Test accuracy per UCR/UEA problem (mean ± std over seeds)")
     if quick:
         print(f"--quick: results are in {out}; a full run's results are untouched.")
     print_table([{"dataset": s["dataset"], "seeds": len(s["seeds"]),
@@ -600,10 +606,11 @@ def plot_roc_curves(curves: dict[str, tuple], path: Path | str, title: str = "")
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, (fpr, tpr, auc) in curves.items():
-        ax.plot(fpr, tpr, lw=1.3, label=f"{name} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
+        shown = f"{name.replace('class ', '类别 ')} / {name}" if name.startswith("class ") else name
+        ax.plot(fpr, tpr, lw=1.3, label=f"{shown} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="随机猜测 / chance")
+    ax.set_xlabel("假阳性率 / false positive rate")
+    ax.set_ylabel("真阳性率 / true positive rate")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -616,7 +623,7 @@ def plot_reliability(models: dict[str, list[dict]], path: Path | str, title: str
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="完美校准 / perfect calibration")
     for name, bins in models.items():
         conf = [b["confidence"] for b in bins]
         acc = [b["accuracy"] for b in bins]
@@ -625,8 +632,8 @@ def plot_reliability(models: dict[str, list[dict]], path: Path | str, title: str
         ax.scatter(conf, acc, s=sizes, label=name, color=color_for(name))
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("confidence (top-class probability)")
-    ax.set_ylabel("accuracy")
+    ax.set_xlabel("置信度（概率最大的类别的概率）\nconfidence (top-class probability)")
+    ax.set_ylabel("准确率 / accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
@@ -647,14 +654,14 @@ def plot_misclassified_series(cases: list[dict], path: Path | str, title: str = 
         ax.axis("off")
     for ax, case in zip(axes.ravel(), cases):
         ax.plot(case["true_typical"][:, 0], color=COLORS["baseline"], lw=1, alpha=0.8,
-                label="typical of true class")
+                label="真实类别的典型序列 / typical of true class")
         ax.plot(case["pred_typical"][:, 0], color=COLORS["gru"], lw=1, alpha=0.8,
-                label="typical of predicted class")
-        ax.plot(case["series"][:, 0], color="black", lw=1.4, label="misclassified series")
+                label="预测类别的典型序列 / typical of predicted class")
+        ax.plot(case["series"][:, 0], color="black", lw=1.4, label="分错的序列 / misclassified series")
         ax.set_title(case["label"], fontsize=8)
         ax.grid(alpha=0.3)
     if not cases:
-        axes[0, 0].text(0.5, 0.5, "no misclassified series", ha="center", va="center")
+        axes[0, 0].text(0.5, 0.5, "没有分错的序列 / no misclassified series", ha="center", va="center")
     else:
         axes.ravel()[0].legend(fontsize=6)
     fig.suptitle(title)

@@ -98,6 +98,9 @@ SWEEPS = {"LR": ("LR_GRID", "log", "learning rate"),
           "DROPOUT": ("DROPOUT_GRID", "linear", "dropout"),
           "BATCH_SIZE": ("BATCH_SIZE_GRID", "log2", "batch size"),
           "FORGET_BIAS": ("FORGET_BIAS_GRID", "linear", "forget-gate bias (LSTM)")}
+SWEEPS_ZH = {"LR": "学习率", "HIDDEN_SIZE": "隐藏层大小", "NUM_LAYERS": "层数", "DROPOUT": "dropout 比例",
+             "BATCH_SIZE": "批大小", "FORGET_BIAS": "遗忘门偏置（LSTM）"}   # the plots' labels, Chinese first
+METRICS_ZH = {"test_accuracy": "测试准确率", "test_loss": "测试损失"}
 TWINS = {"lstm": "05_seq_classify/sequence_lstm.py", "gru": "05_seq_classify/sequence_gru.py"}
 
 
@@ -451,7 +454,7 @@ def plot_study(study: list[dict], key: str, path, ylabel: str, title: str):
         ax.set_xticks(sorted({r["value"] for r in study if r["hyperparameter"] == name}))
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
-        ax.set_xlabel(label)
+        ax.set_xlabel(f"{SWEEPS_ZH[name]} / {label}")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -462,19 +465,21 @@ def plot_study(study: list[dict], key: str, path, ylabel: str, title: str):
 
 def plot_results(study: list[dict], ranking: list[dict], out, task_note: str) -> list[str]:
     """study_grid.png (the metric per sweep), study_seconds.png (time per run), study_ranking.png."""
-    ylabel = METRIC.replace("_", " ")
-    plot_study(study, "mean", out / "study_grid.png", f"{ylabel} (mean ± std)",
+    ylabel, zh = METRIC.replace("_", " "), METRICS_ZH[METRIC]
+    plot_study(study, "mean", out / "study_grid.png", f"{zh}（均值 ± 标准差）\n{ylabel} (mean ± std)",
+               f"{TASK}：每次只改一个超参数，每个点 {SEEDS} 个种子（星号 = 孪生脚本的默认值）\n"
                f"{task_note}: one hyperparameter at a time, {SEEDS} seeds per point "
                "(star = the twin's default)")
-    plot_study(study, "seconds", out / "study_seconds.png", "seconds per run",
-               f"{TASK}: training time per run")
+    plot_study(study, "seconds", out / "study_seconds.png", "每次运行的秒数 / seconds per run",
+               f"{TASK}：每次运行的训练时间 / {TASK}: training time per run")
     swept = [n for n in SWEEPS if any(r["hyperparameter"] == n for r in ranking)]
     ranges = {c.upper(): [next((r["range"] for r in ranking
                                 if r["cell"] == c and r["hyperparameter"] == n), 0.0)
                           for n in swept] for c in CELLS}
-    plot_bars([label_of(n) for n in swept], ranges, out / "study_ranking.png",
-              ylabel=f"range of mean {ylabel}",
-              title="How far each hyperparameter moves the metric (best minus worst point mean)")
+    plot_bars([f"{SWEEPS_ZH[n]}\n{label_of(n)}" for n in swept], ranges, out / "study_ranking.png",
+              ylabel=f"{zh}均值的极差 / range of mean {ylabel}",
+              title="每个超参数让指标变化多少（最好与最差的点的均值之差）\n"
+                    "How far each hyperparameter moves the metric (best minus worst point mean)")
     return ["study_grid.png", "study_seconds.png", "study_ranking.png"]
 
 

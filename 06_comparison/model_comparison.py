@@ -93,6 +93,9 @@ TASKS = {
     "05_seq_classify": dict(task="time-series classes (GunPoint)", lstm="05_seq_classify/sequence_lstm.py",
                             gru="05_seq_classify/sequence_gru.py", metric="test_accuracy", higher=True,
                             hidden="HIDDEN_SIZE"),
+    "05_segment": dict(task="word segmentation (People's Daily, 50k test words)",
+                       lstm="05_seq_classify/segment_lstm.py", gru="05_seq_classify/segment_gru.py",
+                       metric="test_f1", higher=True, hidden="HIDDEN_SIZE", args=["--BASELINES=false"]),
 }
 
 
@@ -141,6 +144,9 @@ def model_dims(case: str, script, lstm_record: dict) -> tuple:
         return (len(script.FEATURES),)
     if case == "04_pronounce":  # letters and phonemes are fixed sets: build_model(device) needs nothing else
         return ()
+    if case == "05_segment":  # characters and character pairs seen in training
+        metrics = lstm_record.get("metrics", {})
+        return (metrics["char_vocab_size"], metrics["bigram_vocab_size"])
     if case == "05_seq_classify":
         series_model = import_case_module(case, "series_model")
         data = load_ucr_dataset(script.DATASET, False)
@@ -492,6 +498,18 @@ def conclusions(rows: list[dict], matched: bool) -> list[str]:
     return lines
 
 
+# The plot's panel titles and axes, Chinese first (the AAPL task is scored on the forecast close, in dollars)
+PANEL_TITLES = {"02_sentiment": ("情感分类（烂番茄）", "sentiment (Rotten Tomatoes)"),
+                "02_chinese": ("情感分类（中文评论）", "sentiment (Chinese reviews)"),
+                "03_stock": ("AAPL 下一天的收盘价", "next-day close (AAPL)"),
+                "04_text_gen": ("字符语言模型（莎士比亚）", "character LM (Shakespeare)"),
+                "04_pronounce": ("发音（CMUdict）", "pronunciation (CMUdict)"),
+                "05_seq_classify": ("时间序列分类（GunPoint）", "time-series classes (GunPoint)"),
+                "05_segment": ("中文分词（人民日报）", "word segmentation (People's Daily)")}
+METRICS_ZH = {"test_accuracy": "测试准确率", "rmse": "测试 RMSE（美元）",
+              "val_bits_per_char": "验证集 bits/char", "test_wer": "测试词错误率", "test_f1": "测试词 F1"}
+
+
 def plot_comparison(rows: list[dict], path: Path) -> Path:
     """One panel per task (their metrics have different scales): LSTM vs GRU mean with ±1 std error bars."""
     done = [r for r in rows if r["lstm"]["mean"] is not None or r["gru"]["mean"] is not None]
@@ -506,12 +524,17 @@ def plot_comparison(rows: list[dict], path: Path) -> Path:
         hi = max(m + s for m, s in zip(means, stds))
         pad = 0.25 * (hi - lo) + 1e-9
         ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
-        ax.set_title(f"{r['task']}\n{r['winner'] or ''} {'*' if r['significant'] else ''}", fontsize=9)
-        ax.set_ylabel(f"{r.get('split', 'test')} {r['metric']} ({r['better']} better)", fontsize=8)
+        zh, en = PANEL_TITLES.get(r.get("case"), (r["task"], r["task"]))
+        ax.set_title(f"{zh}\n{en}\n{r['winner'] or ''} {'*' if r['significant'] else ''}", fontsize=9)
+        better = "越高越好" if r["better"] == "higher" else "越低越好"
+        ax.set_ylabel(f"{METRICS_ZH.get(r['metric'], r['metric'])}（{better}）\n"
+                      f"{r.get('split', 'test')} {r['metric']} ({r['better']} better)", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     if not done:
-        axes[0, 0].text(0.5, 0.5, "no results yet", ha="center", va="center")
-    fig.suptitle("LSTM vs GRU: headline metric (test split; character LM: validation), mean ± std over seeds "
+        axes[0, 0].text(0.5, 0.5, "还没有结果 / no results yet", ha="center", va="center")
+    fig.suptitle("LSTM 对 GRU：主要指标（测试集；字符语言模型用验证集），各种子的均值 ± 标准差"
+                 "（* = Holm 校正后 Welch 检验 p < alpha）\n"
+                 "LSTM vs GRU: headline metric (test split; character LM: validation), mean ± std over seeds "
                  "(* = Holm-corrected Welch p < alpha)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)

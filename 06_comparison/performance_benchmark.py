@@ -434,9 +434,14 @@ def time_case_steps(device, batch, max_length, reps, warmup):
 # ----------------------------------------------------------------------------------------------------
 # Plots
 # ----------------------------------------------------------------------------------------------------
+IMPLS_ZH = {"torch": "torch", "scratch": "手写"}                   # the plots' labels, Chinese first
+AXES_ZH = {"batch": "批大小 B / batch", "length": "序列长度 T / length", "hidden": "隐藏层大小 H / hidden"}
+
+
 def series_style(cell, impl):
     return dict(color=COLORS[cell], linestyle="-" if impl == "torch" else "--",
-                marker="o" if impl == "torch" else "s", label=f"{cell.upper()} {impl}")
+                marker="o" if impl == "torch" else "s",
+                label=f"{cell.upper()} {IMPLS_ZH[impl]} / {cell.upper()} {impl}")
 
 
 def plot_speed(sweeps, slopes, path, title):
@@ -454,26 +459,26 @@ def plot_speed(sweeps, slopes, path, title):
                 style = series_style(cell, impl)
                 slope = slopes.get(f"{cell}_{impl}_vs_{axis}")
                 if slope is not None:
-                    style["label"] += f" (slope {slope:.2f})"
+                    style["label"] += f" (斜率 / slope {slope:.2f})"
                 ax.errorbar(xs, [r[impl]["median_ms"] for r in pts],
                             yerr=[[r[impl]["median_ms"] - r[impl]["q1_ms"] for r in pts],
                                   [r[impl]["q3_ms"] - r[impl]["median_ms"] for r in pts]], capsize=3, **style)
             ratio = [r for r in rows if r["cell"] == cell and "time_ratio" in r]
             if ratio:
                 ax2.plot([r[axis] for r in ratio], [r["time_ratio"] for r in ratio], color=COLORS[cell],
-                         marker="o", label=f"{cell.upper()} time scratch/torch")
+                         marker="o", label=f"{cell.upper()} 时间之比 / time scratch/torch")
                 ax2.plot([r[axis] for r in ratio], [r["memory_ratio"] for r in ratio], color=COLORS[cell],
-                         marker="x", linestyle=":", label=f"{cell.upper()} memory scratch/torch")
+                         marker="x", linestyle=":", label=f"{cell.upper()} 内存之比 / memory scratch/torch")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(axis)
-        ax.set_ylabel("fwd+bwd time (ms)")
+        ax.set_xlabel(AXES_ZH.get(axis, axis))
+        ax.set_ylabel("前向 + 反向耗时（毫秒） / fwd+bwd time (ms)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
         ax2.set_xscale("log")
         ax2.axhline(1.0, color="gray", lw=0.8)
-        ax2.set_xlabel(axis)
-        ax2.set_ylabel("scratch / torch")
+        ax2.set_xlabel(AXES_ZH.get(axis, axis))
+        ax2.set_ylabel("手写与 torch 之比 / scratch / torch")
         ax2.grid(alpha=0.3)
         ax2.legend(fontsize=7)
     fig.suptitle(title)
@@ -494,8 +499,8 @@ def plot_memory(sweeps, path, title):
                             **series_style(cell, impl))
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(axis)
-        ax.set_ylabel("saved for backward (MB)")
+        ax.set_xlabel(AXES_ZH.get(axis, axis))
+        ax.set_ylabel("为反向传播保存的量（MB） / saved for backward (MB)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(title)
@@ -510,10 +515,10 @@ def plot_case_steps(rows, path, title):
     for k, impl in enumerate(IMPLS):
         ys = [r[impl]["median_ms"] if impl in r else 0 for r in rows]
         err = [r[impl]["iqr_ms"] / 2 if impl in r else 0 for r in rows]
-        ax.bar(xs + (k - 0.5) * 0.4, ys, 0.4, yerr=err, capsize=3, label=impl,
+        ax.bar(xs + (k - 0.5) * 0.4, ys, 0.4, yerr=err, capsize=3, label=f"{IMPLS_ZH[impl]} / {impl}",
                color="#555555" if impl == "torch" else "#ff7f0e")
     ax.set_xticks(xs, labels, fontsize=8)
-    ax.set_ylabel("training step (ms), median")
+    ax.set_ylabel("训练一步（毫秒，中位数） / training step (ms), median")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
@@ -582,12 +587,13 @@ def main():
                     title="training step", floatfmt=".2f")
 
     label = describe_device(device)
-    plots = {"speed": plot_speed(sweeps, slopes, out / f"speed_{key}.png", f"fwd+bwd time, {label}").name,
+    plots = {"speed": plot_speed(sweeps, slopes, out / f"speed_{key}.png",
+                                 f"前向 + 反向耗时 / fwd+bwd time, {label}").name,
              "memory": plot_memory(sweeps, out / f"memory_{key}.png",
-                                   f"saved-activation memory, {label}").name}
+                                   f"为反向传播保存的激活所占内存 / saved-activation memory, {label}").name}
     if case_rows:
         plots["case_steps"] = plot_case_steps(case_rows, out / f"case_steps_{key}.png",
-                                              f"one training step per case, {label}").name
+                                              f"各案例训练一步 / one training step per case, {label}").name
     section = {"device": label, "threads": THREADS if key == "cpu" else None, "quick": cfg["QUICK"],
                "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(),
                "load_average_start": load_start,

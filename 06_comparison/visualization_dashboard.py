@@ -30,7 +30,7 @@ from utils.script_utils import (
     run_main,
     save_metrics,
 )
-from utils.visualization import COLORS, plt, save_figure
+from utils.visualization import COLORS, metric_label, plt, save_figure
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -49,7 +49,8 @@ SECTIONS = [
     ("02_sentiment", "情感分析 · Sentiment analysis (02)", ("confusion", "curve")),
     ("03_stock", "股价预测 · Stock forecast (03)", ("forecast", "prediction", "price")),
     ("04_text_gen", "文本生成 · Text generation (04)", ("curve", "bpc", "loss")),
-    ("05_seq_classify", "时间序列分类 · Sequence classification (05)", ("confusion", "curve")),
+    ("05_seq_classify", "序列分类与中文分词 · Sequence classification and word segmentation (05)",
+     ("confusion", "curve")),
 ]
 PREFERRED_METRICS = ("val_accuracy", "val_bits_per_char", "val_bpc", "val_perplexity", "val_f1",
                      "val_macro_f1", "val_rmse", "val_mae", "val_wer")
@@ -213,7 +214,7 @@ def live_section(root: Path, found: list) -> str:
         curves = folder / "training_curves.png"
         if curves.is_file():
             body += img_tag(curves, f"{name}: training curves so far")
-            found.append((f"{name} (live)", curves))
+            found.append((f"{name}（训练中） / {name} (live)", curves))
     return body or "<p>没有正在训练的运行 · No run is training now (a run's progress.jsonl newer than its " \
                     "metrics.json would show here, with its curves so far).</p>"
 
@@ -240,7 +241,7 @@ def study_section(root: Path, found: list) -> str:
         if (folder / name).is_file():
             body += img_tag(folder / name, name)
             if name == "study_grid.png":
-                found.append(("hyperparameter study", folder / name))
+                found.append(("超参数研究 / hyperparameter study", folder / name))
     return body
 
 
@@ -262,21 +263,21 @@ def plot_twin_curves(case: str, records: dict, path: Path) -> Path:
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(hist)]
         color = COLORS[cell]
         axes[0, 0].plot(epochs, [h.get("train_loss") for h in hist], "--", color=color,
-                        label=f"{cell.upper()} train")
+                        label=f"{cell.upper()} 训练 / train")
         if "val_loss" in hist[0]:
             axes[0, 0].plot(epochs, [h.get("val_loss") for h in hist], "-o", ms=3, color=color,
-                            label=f"{cell.upper()} validation")
+                            label=f"{cell.upper()} 验证 / validation")
         if metric and metric in hist[0]:
             axes[0, 1].plot(epochs, [h.get(metric) for h in hist], "-o", ms=3, color=color,
                             label=cell.upper())
-    axes[0, 0].set_ylabel("loss")
+    axes[0, 0].set_ylabel("损失 / loss")
     if metric:
-        axes[0, 1].set_ylabel(metric)
+        axes[0, 1].set_ylabel(metric_label(metric))
     for ax in axes[0]:
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("轮次 / epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{case}: LSTM vs GRU training curves")
+    fig.suptitle(f"{case}：LSTM 与 GRU 的训练曲线 / {case}: LSTM vs GRU training curves")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -337,7 +338,7 @@ def comparison_section(root: Path, found: list) -> str:
             f"finished {esc(record.get('finished'))} on {esc(record.get('device') or 'cpu')}.</p>"
     if (folder / "comparison.png").is_file():
         body += img_tag(folder / "comparison.png", "LSTM vs GRU per task")
-        found.append(("LSTM vs GRU", folder / "comparison.png"))
+        found.append(("LSTM 对 GRU / LSTM vs GRU", folder / "comparison.png"))
     return body
 
 
@@ -357,7 +358,7 @@ def benchmark_section(root: Path, found: list) -> str:
         for name in sec.get("plots", {}).values():
             if (folder / name).is_file():
                 body += img_tag(folder / name, name)
-                found.append((f"benchmark {dev}: {name}", folder / name))
+                found.append((f"速度测试 {dev}：{name} / benchmark {dev}: {name}", folder / name))
     return body
 
 
@@ -374,7 +375,7 @@ def curves_section(root: Path, out: Path, found: list) -> str:
                 name = case if len(twin_pairs(case)) == 1 else f"{case}_{lstm_stem[:-5]}"
                 png = plot_twin_curves(case, have, out / f"curves_{name}.png")
                 body += img_tag(png, f"{name}: training curves")
-                found.append((f"{name} curves", png))
+                found.append((f"{name} 训练曲线 / {name} curves", png))
             if missing:
                 body += not_run(missing)
     return body or "<p>No LSTM/GRU twins found.</p>"
@@ -430,8 +431,9 @@ def plot_overview(found: list, path: Path, columns: int) -> Path:
         ax.imshow(plt.imread(png))
         ax.set_title(title, fontsize=10)
     if not found:
-        axes[0, 0].text(0.5, 0.5, "no results yet: run the case scripts first", ha="center", va="center")
-    fig.suptitle("LSTM & GRU in practice: overview")
+        axes[0, 0].text(0.5, 0.5, "还没有结果：先运行各案例的脚本\n"
+                        "no results yet: run the case scripts first", ha="center", va="center")
+    fig.suptitle("LSTM 与 GRU 实战：总览 / LSTM & GRU in practice: overview")
     fig.tight_layout()
     return save_figure(fig, path, dpi=90)
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 import importlib.util
 import io
 import json
+import math
 import re
 import textwrap
 import time
@@ -76,6 +77,10 @@ RESULTS = (
            "python 01_basic_theory/theory_comparison.py"),
     Figure("01_error_vs_lag.png", "01_basic_theory/theory_comparison/error_vs_lag.png", "copy",
            "python 01_basic_theory/theory_comparison.py"),
+    Figure("01_gates_lstm.png", "01_basic_theory/theory_comparison/gates_lstm.png", "copy",
+           "python 01_basic_theory/theory_comparison.py"),
+    Figure("01_gates_gru.png", "01_basic_theory/theory_comparison/gates_gru.png", "copy",
+           "python 01_basic_theory/theory_comparison.py"),
     Figure("01_loss_curves.png", "01_basic_theory/lstm_from_scratch/metrics.json", "draw_scratch_vs_torch",
            "python 01_basic_theory/lstm_from_scratch.py"),
     Figure("02_training_curves.png", "02_sentiment/sentiment_lstm/training_curves.png", "copy",
@@ -101,8 +106,8 @@ RESULTS = (
            "draw_ensemble_curves", "python 05_seq_classify/sequence_gru.py"),
     Figure("06_lstm_vs_gru.png", "repo:06_comparison/README.md", "draw_cell_comparison",
            "the measured tables of 06_comparison/README.md"),
-    Figure("06_study_grid.png", "06_comparison/hyperparameter_study/study_grid.png", "copy",
-           "python 06_comparison/hyperparameter_study.py"),
+    Figure("06_study_grid.png", "repo:06_comparison/README.md", "draw_study_grid",
+           "the measured table of 06_comparison/README.md (python 06_comparison/hyperparameter_study.py)"),
 )
 
 
@@ -245,8 +250,8 @@ def draw_forecast_vs_persistence(source: Path, record: dict):
     ticker = config.get("TICKER", "?")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.2), gridspec_kw={"height_ratios": [1, 1.1]})
     series = (("actual", bi("实际收盘价", "actual close"), "#222222", "-", None),
-              ("persistence", bi("持久性基线（明天 = 今天）", "persistence (tomorrow = today)"), "#2ca02c",
-               "--", "s"),
+              ("persistence", bi("持续性预测基线（明天 = 今天）", "persistence (tomorrow = today)"),
+               "#2ca02c", "--", "s"),
               ("prediction", bi("LSTM 预测", "LSTM forecast"), "#1f77b4", "-", "o"))
     for column, label, color, style, _ in series:
         top.plot(dates, table[column], style, color=color, lw=1.4 if column == "actual" else 1.1, label=label)
@@ -259,13 +264,14 @@ def draw_forecast_vs_persistence(source: Path, record: dict):
     tail_dates = dates.tail(ZOOM_DAYS)
     for column, label, color, style, marker in series:
         bottom.plot(tail_dates, tail[column], style, color=color, lw=1.3, marker=marker, ms=4, label=label)
-    bottom.set_title(bi(f"最后 {ZOOM_DAYS} 天放大：预测几乎就是前一天的价格，和持久性基线一样落后一天",
+    bottom.set_title(bi(f"最后 {ZOOM_DAYS} 天放大：预测几乎就是前一天的价格，和持续性预测基线一样落后一天",
                         f"the last {ZOOM_DAYS} days: the forecast trails the price by a day, "
                         "as persistence does",
                         sep="\n"), fontsize=10.5)
     bottom.set_ylabel(bi("收盘价", "close", sep="\n"))
     bottom.grid(alpha=0.3)
-    bottom.text(0.01, 0.04, f"RMSE: LSTM {rmse['prediction']:.3f}, persistence {rmse['persistence']:.3f}",
+    bottom.text(0.01, 0.04, f"RMSE：LSTM {rmse['prediction']:.3f}，持续性预测 {rmse['persistence']:.3f} / "
+                            f"RMSE: LSTM {rmse['prediction']:.3f}, persistence {rmse['persistence']:.3f}",
                 transform=bottom.transAxes, fontsize=9, bbox=dict(fc="white", ec="#cccccc"))
     for ax in (top, bottom):
         ax.tick_params(axis="x", labelrotation=20)
@@ -297,11 +303,12 @@ def draw_ensemble_curves(source: Path, record: dict):
         epochs = [r["epoch"] for r in history]
         left.plot(epochs, [r["train_loss"] for r in history], "-", color=color, lw=1.1)
         left.plot(epochs, [r["val_loss"] for r in history], "--", color=color, lw=1.0, alpha=0.8)
-        label = name
+        zh, en = re.sub(r"model (\d+) \(seed (\d+)\)", r"模型 \1（种子 \2）", name), name
         if k < len(best) and best[k] is not None:
-            label += f": best epoch {best[k]}"
+            zh, en = zh + f"：最好的一轮 {best[k]}", en + f": best epoch {best[k]}"
         if k < len(tests) and tests[k] is not None:
-            label += f", test {tests[k]:.3f}"
+            zh, en = zh + f"，测试 {tests[k]:.3f}", en + f", test {tests[k]:.3f}"
+        label = bi(zh, en, sep="\n")
         right.plot(epochs, [r["val_accuracy"] for r in history], "-", color=color, lw=1.1, label=label)
         if k < len(best) and best[k] in epochs:
             row = history[epochs.index(best[k])]
@@ -319,7 +326,7 @@ def draw_ensemble_curves(source: Path, record: dict):
     right.set_title(bi("验证准确率；星号是早停留下的轮次",
                        "validation accuracy; a star marks the epoch kept"),
                     fontsize=10.5)
-    right.legend(fontsize=7.5, loc="lower right")
+    right.legend(fontsize=7, loc="lower right", labelspacing=0.3)
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
     ensemble = seed.get("test_accuracy")
@@ -534,6 +541,79 @@ def draw_accuracy_per_dataset(source: Path, record: dict):
     fig.tight_layout()
     footer(fig, [f"numbers from the measured table of {shown_path(source)} ({TABLE_05_MEASURED};",
                  "python 05_seq_classify/sequence_lstm.py / sequence_gru.py --DATASET=all --N_SEEDS=3)",
+                 "redrawn by python figures/collect_results_figures.py"])
+    return fig
+
+
+# One panel per sweep of hyperparameter_study.py: its Chinese and English name and the scale of its axis.
+STUDY_SWEEPS = {"learning rate": ("学习率", "log"), "hidden size": ("隐藏层大小", "log2"),
+                "layers": ("层数", "linear"), "dropout": ("dropout 比例", "linear"),
+                "batch size": ("批大小", "log2"), "forget-gate bias": ("遗忘门偏置（LSTM）", "linear")}
+STUDY_HEADER = "| 超参数 / hyperparameter | 取值 / value |"
+STUDY_CELL = re.compile(r"^\**([\d.]+)\s*±\s*([\d.]+)\**$")
+
+
+def study_rows(readme: str) -> dict[str, list[tuple]]:
+    """06's README table of the one-factor study -> {sweep: [(value, LSTM (mean, std) or None, GRU (mean, std)
+    or None, is the default point)]}; the default point is the bold one."""
+    lines = readme.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.startswith(STUDY_HEADER)), None)
+    sweeps: dict[str, list[tuple]] = {}
+    for line in lines[start + 2:] if start is not None else []:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].split(" / ")[-1]
+        if name not in STUDY_SWEEPS:
+            continue
+        lstm, gru = (STUDY_CELL.match(c) for c in cells[2:4])
+        sweeps.setdefault(name, []).append((float(cells[1]), lstm and tuple(map(float, lstm.groups())),
+                                            gru and tuple(map(float, gru.groups())), "**" in cells[2]))
+    return sweeps
+
+
+def draw_study_grid(source: Path, record: dict):
+    """06: GunPoint test accuracy of LSTM and GRU, one hyperparameter changed at a time around the twins'
+    defaults (hyperparameter_study.py, 3 seeds per point): the mean, a band of ± one standard deviation, the
+    default point as a star on a dotted line; drawn as the script draws study_grid.png, from the measured
+    table of 06's README (the run behind it takes 10-40 minutes on 2 CPU cores)."""
+    sweeps = study_rows(source.read_text(encoding="utf-8"))
+    if not sweeps:
+        raise Missing(f"no table starting '{STUDY_HEADER}' in {shown_path(source)}")
+    rows = math.ceil(len(sweeps) / 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(4.6 * 3, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(sweeps):]:
+        ax.axis("off")
+    for ax, (name, points) in zip(axes.flat, sweeps.items()):
+        zh, scale = STUDY_SWEEPS[name]
+        for k, (cell, color) in enumerate((("LSTM", "#1f77b4"), ("GRU", "#d62728"))):
+            pts = [(p[0], p[1 + k], p[3]) for p in points if p[1 + k] is not None]
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts])
+            mean, std = np.array([p[1][0] for p in pts]), np.array([p[1][1] for p in pts])
+            ax.plot(x, mean, "o-", color=color, label=cell)
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+            for value, (m, _), default in pts:
+                if default:
+                    ax.plot([value], [m], "*", ms=14, color=color, mec="black", zorder=5)
+                    ax.axvline(value, color=color, ls=":", lw=1)
+        if scale != "linear":
+            ax.set_xscale("log", base=10 if scale == "log" else 2)
+        ax.set_xticks(sorted({p[0] for p in points}))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel(bi(zh, name, sep=" / "))
+        ax.set_ylabel(bi("测试准确率（均值 ± 标准差）", "test accuracy (mean ± std)", sep="\n"), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(bi("GunPoint（50 条训练序列，150 条测试序列）：每次只改一个超参数，每个点 3 个种子"
+                    "（星号 = 孪生脚本的默认值）",
+                    "GunPoint (50 training / 150 test series): one hyperparameter at a time, 3 seeds per "
+                    "point (star = the twin's default)", sep="\n"), fontsize=11)
+    fig.tight_layout()
+    footer(fig, [f"numbers from the measured table of {shown_path(source)} "
+                 "(python 06_comparison/hyperparameter_study.py);",
                  "redrawn by python figures/collect_results_figures.py"])
     return fig
 

@@ -1,21 +1,27 @@
 """The diagrams of THEORY.md, drawn with matplotlib alone so that anyone can redraw or change them.
 
 Draws into figures/theory/: the unrolled RNN and its vanishing gradient (§1), the LSTM and GRU cells in
-colah's style, the cell state as a conveyor belt (§2, §3), one LSTM step's backward graph (§4.1), padding,
-packing and the mask (§5), truncated BPTT over parallel streams (§10), attention and beam search (§13), and
-the gradient measured by 01_basic_theory/theory_comparison.py (skipped, with one line, if it has not run).
+colah's style, the cell state as a conveyor belt (§2, §3), sigmoid and tanh with their derivatives (§4), one
+LSTM step's and one GRU step's backward graph (§4.1, §4.2), one input of the adding problem (§4.3), padding,
+packing and the mask (§5), bidirectional and stacked RNNs (§6), truncated BPTT over parallel streams (§10),
+attention and beam search (§13), the CRF's tag lattice (§15), and the gradient measured by
+01_basic_theory/theory_comparison.py
+(skipped, with one line, if it has not run).
 Run:  python figures/draw_theory_figures.py  from the repo root   (--ONLY=lstm_cell draws one; --help)
-Font: Chinese labels use Noto Sans CJK SC (Debian: apt-get install fonts-noto-cjk) or another CJK font
-found; with none, the figures fall back to DejaVu Sans with English labels only (one warning line).
+Font: Chinese labels use Noto Sans SC from the pip package pylopdf-fonts-zh-cn (requirements.txt; why this
+one: utils/visualization.py), the same font as every plot the scripts draw; without it, a system CJK font,
+and with none, English labels only in DejaVu Sans (one warning line).
 
 中文：用 matplotlib 画出 THEORY.md 里的全部示意图（不依赖其他绘图库），谁都可以改了重画。
 输出到 figures/theory/：按时间展开的 RNN 与梯度消失（§1）、
-colah 风格的 LSTM 与 GRU 单元（细胞状态画成传送带，§2、§3）、LSTM 单步反向传播的计算图（§4.1）、
-填充/打包/掩码（§5）、并行文本流上的截断 BPTT（§10）、注意力与束搜索（§13），
+colah 风格的 LSTM 与 GRU 单元（细胞状态画成传送带，§2、§3）、sigmoid 和 tanh 及其导数（§4）、
+LSTM 和 GRU 单步反向传播的计算图（§4.1、§4.2）、加法问题的一个输入（§4.3）、填充/打包/掩码（§5）、
+双向与多层 RNN（§6）、并行文本流上的截断 BPTT（§10）、注意力与束搜索（§13）、CRF 的标签格（§15），
 以及 01_basic_theory/theory_comparison.py 实测的梯度曲线（还没运行过就跳过并提示一行）。
 运行：在仓库根目录执行 python figures/draw_theory_figures.py（--ONLY=lstm_cell 只画一张；--help 查看选项）。
-字体：中文标签用 Noto Sans CJK SC（Debian：apt-get install fonts-noto-cjk）或找到的其他中文字体；都没有时退回
-DejaVu Sans，只画英文标签，并打印一行警告。
+字体：中文标签用 pip 包 pylopdf-fonts-zh-cn 里的 Noto Sans SC（见 requirements.txt；为什么选它，见
+utils/visualization.py），和各脚本画图用的字体相同；没装这个包时用系统里的中文字体；都没有时只画英文标签
+（DejaVu Sans），并打印一行警告。
 """
 import pathlib
 import sys
@@ -32,7 +38,6 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
 from matplotlib.patches import Circle, Ellipse, FancyBboxPatch, Rectangle  # noqa: E402
 
 from utils.script_utils import (  # noqa: E402
@@ -45,17 +50,19 @@ from utils.script_utils import (  # noqa: E402
     run_main,
     shown_path,
 )
+from utils.visualization import use_chinese_font  # noqa: E402
 
-NAMES = ("rnn_unrolled", "gradient_decay", "lstm_cell", "gru_cell", "lstm_backward_graph", "padding_packing",
-         "tbptt_streams", "attention", "beam_search", "gradient_vs_lag")
+NAMES = ("rnn_unrolled", "gradient_decay", "adding_problem", "lstm_cell", "gru_cell", "activations",
+         "lstm_backward_graph", "gru_backward_graph", "padding_packing", "bidirectional_stacked",
+         "tbptt_streams", "attention", "beam_search", "crf_lattice", "gradient_vs_lag")
 
 # ==== Settings (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
 OUT_DIR: str = "figures/theory"          # where the PNGs go: relative to the repo root, or an absolute path
 ONLY: OneOf("all", *NAMES) = "all"       # draw every figure, or only this one (its file name without .png)
 DPI: Interval("[60, 200]", int) = 120    # pixels per inch: 120 keeps every PNG well under 300 kB
-CJK_FONT: str = "auto"                   # font for Chinese: auto = the first CJK font found;
-                                         # none = English only
+CJK_FONT: str = "auto"                   # font for Chinese: auto = the pip package's Noto Sans SC
+                                         # (else a system CJK font); none = English only
 MEASURED_ON: str = "2-core AMD EPYC CPU"  # the machine theory_comparison.py ran on,
                                           # for gradient_vs_lag's caption
 
@@ -76,36 +83,16 @@ HAS_CJK = False  # set by setup_fonts(): whether Chinese glyphs can be drawn
 # ---------------------------------------------------------------------------------------------------
 # 1. Fonts, labels and saving
 # ---------------------------------------------------------------------------------------------------
-CJK_CANDIDATES = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Zen Hei",
-                  "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC",
-                  "Droid Sans Fallback", "Noto Sans CJK JP", "Noto Sans CJK TC")
-CJK_FILES = re.compile(r"cjk|wqy|sourcehan|droidsansfallback|simhei|msyh|pingfang", re.I)
-
-
 def setup_fonts(choice: str) -> str:
-    """Latin text in DejaVu Sans, Chinese glyphs from a CJK font (matplotlib falls back glyph by glyph).
-
-    matplotlib's font cache predates fonts installed later, so system font files that look like CJK
-    fonts are added by hand when the cache knows none. Returns the family used for Chinese, or "".
-    """
+    """Latin text in DejaVu Sans, Chinese glyphs from the CJK font (utils.visualization.use_chinese_font:
+    the pip package's Noto Sans SC). Returns the family used for Chinese, or "" (then English labels)."""
     global HAS_CJK
-    known = {f.name for f in font_manager.fontManager.ttflist}
-    wanted = CJK_CANDIDATES if choice == "auto" else () if choice == "none" else (choice,)
-    if wanted and not known.intersection(wanted):
-        for path in font_manager.findSystemFonts():
-            if CJK_FILES.search(Path(path).name):
-                try:
-                    font_manager.fontManager.addfont(path)
-                except (OSError, RuntimeError, ValueError):
-                    continue
-        known = {f.name for f in font_manager.fontManager.ttflist}
-    family = next((name for name in wanted if name in known), "")
-    plt.rcParams["font.family"] = ["DejaVu Sans"] + ([family] if family else [])  # a list: glyph fallback
+    family = use_chinese_font(choice, quiet=True)
     plt.rcParams["mathtext.fontset"] = "dejavusans"
     HAS_CJK = bool(family)
     if not family and choice != "none":
         print(f"warning: no CJK font found ({choice}); drawing English labels only in DejaVu Sans "
-              "(Debian/Ubuntu: apt-get install fonts-noto-cjk)")
+              "(pip install pylopdf-fonts-zh-cn, as requirements.txt does)")
     return family
 
 
@@ -273,6 +260,50 @@ def draw_gradient_decay(out: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower left", fontsize=10, framealpha=0.95)
     return save(fig, out, "gradient_decay")
+
+
+def draw_adding_problem(out: Path) -> Path:
+    """One input of the adding problem as theory_comparison.py makes it (adding_problem): channel 0 holds
+    random numbers in [0, 1), channel 1 marks one step in each half; the target is the sum of the two
+    marked numbers. T = 20 and illustrative numbers here; the experiments use T up to 100."""
+    T = 20
+    rng = np.random.default_rng(10)
+    values = rng.random(T)
+    first, second = 4, 14                                  # one mark in each half
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.5, 4.6), sharex=True,
+                                      gridspec_kw={"height_ratios": [2.2, 1]})
+    steps = np.arange(T)
+    colors = [GRU_RED if t in (first, second) else "#b9cde3" for t in steps]
+    top.bar(steps, values, color=colors, width=0.75, edgecolor="white")
+    for t in (first, second):
+        top.text(t, values[t] + 0.04, f"{values[t]:.2f}", ha="center", fontsize=10, color=GRU_RED,
+                 fontweight="bold")
+    top.set_ylim(0, 1.25)
+    top.set_ylabel(bi("通道 0：随机数", "channel 0: numbers", sep="\n"), fontsize=9.5)
+    bottom.bar(steps, [1.0 if t in (first, second) else 0.0 for t in steps], color=GRU_RED, width=0.75)
+    bottom.set_ylim(0, 1.3)
+    bottom.set_yticks([0, 1])
+    bottom.set_ylabel(bi("通道 1：标记", "channel 1: marks", sep="\n"), fontsize=9.5)
+    bottom.set_xticks(steps)
+    bottom.set_xlabel(bi("时间步 t（输入 x 的形状是 (T, 2)，这里 T = 20）",
+                         "time step t (the input x has shape (T, 2); here T = 20)", sep=" / "), fontsize=9.5)
+    for ax in (top, bottom):
+        ax.axvline(T / 2 - 0.5, color="#777777", ls="--", lw=1)
+        ax.grid(alpha=0.25, axis="y")
+    top.text(T / 4 - 0.5, 1.13, bi("前半段：标记一个", "first half: one mark", sep=" / "), ha="center",
+             fontsize=9, color="#555555")
+    top.text(3 * T / 4 - 0.5, 1.13, bi("后半段：标记一个", "second half: one mark", sep=" / "), ha="center",
+             fontsize=9, color="#555555")
+    sum_text = f"{values[first]:.2f} + {values[second]:.2f} = {values[first] + values[second]:.2f}"
+    fig.suptitle(bi(f"加法问题的一个输入（示意）：目标 y = {sum_text}",
+                    f"one input of the adding problem (illustrative): target y = {sum_text}"), fontsize=11)
+    fig.text(0.5, -0.05, bi("第一个标记的数要一直记到序列末尾才能用上；"
+                            "总是猜平均值 1.0，均方误差是 1/6 ≈ 0.167（基线）",
+                            "the first marked number must be held until the end of the sequence; always "
+                            "guessing the mean 1.0 gives an MSE of 1/6 ≈ 0.167 (the baseline)"),
+             ha="center", fontsize=9.5, color="#444444")
+    fig.tight_layout()
+    return save(fig, out, "adding_problem")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -449,8 +480,51 @@ def draw_gru_cell(out: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 5. §4.1: one LSTM step as a computational graph, forward (black) and backward (magenta)
+# 5. §4: sigmoid and tanh with their derivatives; §4.1, §4.2: one LSTM step and one GRU step as
+#    computational graphs, forward (black) and backward (magenta)
 # ---------------------------------------------------------------------------------------------------
+def draw_activations(out: Path) -> Path:
+    """sigmoid and tanh beside their derivatives (D1), (D2), both written with the function's own value:
+    sigma' peaks at 0.25 where the gate is 0.5 and is about 0.01 at a gate of 0.99; tanh' peaks at 1."""
+    a = np.linspace(-6, 6, 601)
+    sig = 1 / (1 + np.exp(-a))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.0))
+    left.plot(a, sig, color=BELT, lw=2.2, label=r"$\sigma(a)$")
+    left.plot(a, sig * (1 - sig), color=GRAD, lw=2.2, ls="--",
+              label=r"$\sigma'(a) = \sigma(a)\,(1-\sigma(a))$ (D1)")
+    right.plot(a, np.tanh(a), color=BELT, lw=2.2, label=r"$\tanh(a)$")
+    right.plot(a, 1 - np.tanh(a) ** 2, color=GRAD, lw=2.2, ls="--",
+               label=r"$\tanh'(a) = 1 - \tanh^2(a)$ (D2)")
+    left.plot([0], [0.25], "o", color=GRAD, ms=7, zorder=5)
+    left.annotate(bi("门值 0.5 时导数最大：0.25", "largest at a gate of 0.5: 0.25"), (0, 0.25),
+                  xytext=(-5.8, 0.6), fontsize=9, color=GRAD,
+                  arrowprops=dict(arrowstyle="-", color=GRAD, lw=1))
+    a99 = np.log(99)                                   # sigma(a) = 0.99
+    left.plot([a99, a99], [0.99 * 0.01, 0.99], ":", color="#777777", lw=1)
+    left.plot([a99], [0.99 * 0.01], "o", color=GRAD, ms=6, zorder=5)
+    left.annotate(bi("门值 0.99（几乎全开）时只剩约 0.01", "at a gate of 0.99 (almost open): about 0.01"),
+                  (a99, 0.0099), xytext=(0.6, 0.3), fontsize=9, color=GRAD, ha="left",
+                  arrowprops=dict(arrowstyle="-", color=GRAD, lw=1))
+    right.plot([0], [1.0], "o", color=GRAD, ms=7, zorder=5)
+    right.annotate(bi("在 0 处最大：1", "largest at 0: 1"), (0, 1.0), xytext=(1.2, 0.45), fontsize=9,
+                   color=GRAD, arrowprops=dict(arrowstyle="-", color=GRAD, lw=1))
+    left.set_title(bi("sigmoid：各个门都用它", "sigmoid, used by the gates", sep="\n"), fontsize=10.5)
+    right.set_title(bi("tanh：候选值和 tanh(c) 用它", "tanh, used by the candidate and tanh(c)", sep="\n"),
+                    fontsize=10.5)
+    for ax, low in ((left, -0.05), (right, -1.1)):
+        ax.axhline(0, color="#999999", lw=0.8)
+        ax.axvline(0, color="#999999", lw=0.8)
+        ax.set_ylim(low, 1.1)
+        ax.set_xlabel(bi("激活前的值 a", "pre-activation a", sep=" / "), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right" if ax is right else "upper left", fontsize=9, framealpha=0.95)
+    fig.text(0.5, -0.07, bi("两个导数都能用函数值本身算出：反向传播只需保存门的输出（§4）",
+                            "both derivatives follow from the function's own value: the backward pass keeps "
+                            "only the gates' outputs (§4)"), ha="center", fontsize=9.5, color="#444444")
+    fig.tight_layout()
+    return save(fig, out, "activations")
+
+
 def node(ax, x, y, text, w=1.2, h=0.7, fc="white", ec="#555555", fs=12):
     box(ax, x, y, text, w=w, h=h, fc=fc, ec=ec, fs=fs)
 
@@ -536,8 +610,102 @@ def draw_lstm_backward_graph(out: Path) -> Path:
     return save(fig, out, "lstm_backward_graph")
 
 
+def draw_gru_backward_graph(out: Path) -> Path:
+    """The GRU step as a graph (GB0)-(GB8), drawn like the LSTM's: the input side xi = W_ih x + b_ih and the
+    hidden side eta = W_hh h + b_hh kept apart (the reset gate multiplies only the hidden side's candidate
+    part h_hat); beside each edge the quantity of gru_cell_backward; the direct path h_{t-1} -> h_t, where the
+    gradient is only scaled by z."""
+    fig, ax = canvas(14.0, (-1.6, 19.6), (-1.3, 10.6))
+    title(ax, 9.0, 10.25, "GRU 一步的计算图与反向传播",
+          "one GRU step as a graph: forward, and backward (BPTT)")
+    note(ax, 9.0, 9.55,
+         bi("黑色：前向计算；品红：反向传播的梯度 δv = ∂L/∂v（与 gru_cell_backward 一一对应）",
+            "black: the forward pass; magenta: the gradients δv = ∂L/∂v, as in gru_cell_backward"),
+         fs=10, color="#444444")
+    inp = "#fbe0e0"
+    ytop, xh = 7.6, 15.6
+    xs, xpre, xgate, xan, xn = 3.1, 6.0, 8.2, 10.6, 12.8
+    yr, yz, yhat, yn, yxi, yeta = 6.0, 4.9, 3.7, 2.2, 1.6, 4.9
+    node(ax, 0.0, ytop, "$h_{t-1}$", fc=inp)
+    node(ax, 0.0, yxi, "$x_t$", fc=inp)
+    node(ax, xs, yeta, r"$\eta_t$", w=1.0)
+    note(ax, xs, yeta - 0.75, r"$W_{hh}h_{t-1}+b_{hh}$" + "\n(3H)", fs=9)
+    node(ax, xs, yxi, r"$\xi_t$", w=1.0)
+    note(ax, xs, yxi - 0.75, r"$W_{ih}x_t+b_{ih}$" + "\n(3H)", fs=9)
+    node(ax, xpre, yr, "$a^r$", w=0.9)
+    node(ax, xpre, yz, "$a^z$", w=0.9)
+    node(ax, xpre, yhat, r"$\hat h_t$", w=0.9)
+    node(ax, xgate, yr, "$r_t$", w=0.9)
+    node(ax, xgate, yz, "$z_t$", w=0.9)
+    node(ax, xan, yn, "$a^n$", w=0.9)
+    node(ax, xn, yn, "$n_t$", w=0.9)
+    node(ax, xh, ytop, "$h_t$", fc=inp)
+    # Forward edges: the two sides, the sums (G1), (G2), r on the hidden side's candidate part (G3), (G4).
+    wire(ax, [(0.0, ytop - 0.35), (0.0, 6.4), (xs - 0.2, 6.4), (xs - 0.2, yeta + 0.35)])
+    arrow(ax, (0.6, yxi), (xs - 0.5, yxi))
+    for y in (yr, yz):
+        arrow(ax, (xs + 0.5, yeta + 0.05), (xpre - 0.45, y))
+        arrow(ax, (xs + 0.5, yxi + 0.15), (xpre - 0.45, y - 0.2))
+    arrow(ax, (xs + 0.5, yeta - 0.15), (xpre - 0.45, yhat))
+    note(ax, xpre, yhat - 0.62, r"$W_{hn}h_{t-1}+b_{hn}$", fs=8.5, color="#444444")
+    arrow(ax, (xs + 0.5, yxi - 0.1), (xan - 0.45, yn - 0.1))
+    note(ax, 8.6, 2.3, r"$\xi^n$", fs=9, color="#444444")
+    arrow(ax, (xpre + 0.45, yr), (xgate - 0.45, yr))
+    arrow(ax, (xpre + 0.45, yz), (xgate - 0.45, yz))
+    note(ax, (xpre + xgate) / 2, yr + 0.25, "σ (G1)", fs=8.5, color="#444444")
+    note(ax, (xpre + xgate) / 2, yz + 0.25, "σ (G2)", fs=8.5, color="#444444")
+    arrow(ax, (xgate + 0.3, yr - 0.35), (xan - 0.2, yn + 0.35))
+    arrow(ax, (xpre + 0.45, yhat - 0.1), (xan - 0.45, yn + 0.15))
+    note(ax, xan + 0.1, yn - 0.62, r"$\xi^n + r\odot\hat h$ (G3)", fs=8.5, color="#444444", ha="right")
+    arrow(ax, (xan + 0.45, yn), (xn - 0.45, yn))
+    note(ax, (xan + xn) / 2, yn + 0.25, "tanh", fs=8.5, color="#444444")
+    arrow(ax, (xn + 0.45, yn + 0.1), (xh - 0.3, ytop - 0.35))
+    arrow(ax, (xgate + 0.45, yz + 0.1), (xh - 0.55, ytop - 0.3))
+    # The direct path h_{t-1} -> h_t (G4), drawn on top like the LSTM's cell path.
+    arrow(ax, (0.6, ytop), (xh - 0.6, ytop), color=GRU_RED, lw=2.4)
+    note(ax, xh + 0.05, ytop - 0.6, "(G4)", fs=9, color="#444444")
+    note(ax, 12.6, 4.6, r"(G4)  $h_t = (1-z_t)\odot n_t + z_t\odot h_{t-1}$", fs=9.5, color="#444444",
+         bg="white")
+    # Backward: what arrives from later steps ...
+    arrow(ax, (19.4, ytop), (xh + 0.6, ytop), color=GRAD, lw=2.2, ls="--")
+    note(ax, 19.5, ytop + 0.95,
+         bi("从输出与第 t+1 步来", "from the output and step t+1") + "\n" + r"$\delta h_t$ (GB8)", fs=9.5,
+         ha="right", color=GRAD)
+    # ... back along the direct path: scaled by z, no matrix, no nonlinearity (GB6).
+    note(ax, 6.4, ytop + 0.6, bi("直接路径：只被更新门 z 逐元素缩放，不经过矩阵，也不经过非线性函数",
+                                 "the direct path: scaled element-wise by the update gate z only, "
+                                 "through no matrix and no nonlinearity")
+         + "\n" + r"$\delta h_t\odot z_t$  (GB6)", fs=9.5, color=GRAD)
+    arrow(ax, (-0.6, ytop), (-1.5, ytop), color=GRAD, lw=2.2, ls="--")
+    # (GB1) into n and z, (GB2) through tanh, (GB3) into r, (GB4) through the sigmoids, (GB5) the two sides.
+    note(ax, 14.0, 3.5, r"(GB1)  $\delta n_t = \delta h_t\odot(1-z_t)$" + "\n"
+         + r"$\delta z_t = \delta h_t\odot(h_{t-1}-n_t)$", fs=9.5, color=GRAD, ha="left", bg="white",
+         linespacing=1.5)
+    note(ax, 13.4, 1.45, r"(GB2)  $\delta a^n = \delta n_t\odot(1-n_t^2)$", fs=9.5, color=GRAD, bg="white")
+    note(ax, 10.0, 6.55, r"(GB3)  $\delta r_t = \delta a^n\odot\hat h_t$" + "\n"
+         + r"$\delta\hat h_t = r_t\odot\delta a^n$", fs=9.5, color=GRAD, ha="left", bg="white",
+         linespacing=1.5)
+    note(ax, 7.1, 7.0, r"(GB4)  $\delta a^r = \delta r\odot r(1-r)$,  $\delta a^z = \delta z\odot z(1-z)$",
+         fs=9.5, color=GRAD, bg="white")
+    note(ax, 6.5, 0.55, r"(GB5)  $\delta\xi_t = [\,\delta a^r,\ \delta a^z,\ \delta a^n\,]$,   "
+                        r"$\delta\eta_t = [\,\delta a^r,\ \delta a^z,\ \delta\hat h_t\,]$", fs=10, color=GRAD)
+    # (GB6) to the inputs, (GB7) the weights.
+    note(ax, -1.4, 6.0, r"(GB6)  $\delta h_{t-1} \ {+}{=}$" + "\n"
+         + r"$\delta h_t\odot z_t + W_{hh}^\top\delta\eta_t$", fs=9.5, color=GRAD, ha="left",
+         linespacing=1.5)
+    note(ax, -1.4, 0.6, r"(GB6)  $\delta x_t = W_{ih}^\top\delta\xi_t$", fs=9.5, color=GRAD, ha="left")
+    arrow(ax, (-0.6, yxi), (-1.5, yxi), color=GRAD, lw=2.2, ls="--")
+    note(ax, 6.5, -0.35, r"(GB7)  $\delta W_{ih} \ {+}{=}\ \delta\xi_t\,x_t^\top,\ \ \delta W_{hh} \ {+}{=}\ "
+                         r"\delta\eta_t\,h_{t-1}^\top,\ \ \delta b_{ih} \ {+}{=}\ \delta\xi_t,\ \ "
+                         r"\delta b_{hh} \ {+}{=}\ \delta\eta_t$", fs=10, color=GRAD)
+    note(ax, 15.8, 0.3, bi("δhₜ₋₁ 再交给第 t−1 步，\n重复直到 t = 1（GB8）",
+                           "δhₜ₋₁ goes on to step t−1;\nrepeat down to t = 1 (GB8)"),
+         fs=10, color="#444444")
+    return save(fig, out, "gru_backward_graph")
+
+
 # ---------------------------------------------------------------------------------------------------
-# 6. §5: padding, the mask, and torch's PackedSequence
+# 6. §5: padding, the mask, and torch's PackedSequence; §6: bidirectional and stacked RNNs
 # ---------------------------------------------------------------------------------------------------
 REVIEWS = (("a", "fine", "film"), ("the", "plot", "is", "so", "thin"), ("loved", "it"),
            ("not", "bad", "at", "all"))
@@ -620,6 +788,67 @@ def draw_padding_packing(out: Path) -> Path:
     return save(fig, out, "padding_packing")
 
 
+def draw_bidirectional_stacked(out: Path) -> Path:
+    """§6 in two panels. Left, bidirectional (D = 2): a forward pass and a backward pass with their own
+    weights over the same x_1..x_4, the output at t the concatenation [forward h_t; backward h_t] (2H).
+    Right, stacked (L = 2): layer 1 reads layer 0's outputs (dropout between, in training); h_n[l*D + d]."""
+    fig, ax = canvas(13.5, (-1.0, 26.0), (-2.2, 8.6))
+    T = 4
+    w, h = 1.25, 0.75
+    fwd, bwd = BELT, "#d9822b"
+    # Left: bidirectional.
+    title(ax, 5.6, 8.2, "双向 RNN（D = 2）", "bidirectional, D = 2", fs=12)
+    xs = [1.2 + 2.9 * k for k in range(T)]
+    y_x, y_f, y_b, y_o = 0.0, 2.4, 4.2, 6.3
+    note(ax, -0.6, y_f, bi("正向", "forward", sep="\n"), fs=9, color=fwd, ha="center")
+    note(ax, -0.6, y_b, bi("反向", "backward", sep="\n"), fs=9, color=bwd, ha="center")
+    for k, x in enumerate(xs):
+        note(ax, x, y_x, f"$x_{k + 1}$", fs=12)
+        box(ax, x, y_f, rf"$\overrightarrow{{h}}_{k + 1}$", w=w, h=h, fc="#dbe9f6", ec=fwd, fs=11)
+        box(ax, x, y_b, rf"$\overleftarrow{{h}}_{k + 1}$", w=w, h=h, fc="#fde0c5", ec=bwd, fs=11)
+        arrow(ax, (x - 0.3, y_x + 0.3), (x - 0.3, y_f - h / 2), color=fwd, lw=1.2)
+        arrow(ax, (x + 0.3, y_x + 0.3), (x + 0.3, y_b - h / 2), color=bwd, lw=1.2, z=1)  # behind the box
+        box(ax, x, y_o, rf"$[\overrightarrow{{h}}_{k + 1};\overleftarrow{{h}}_{k + 1}]$", w=2.3, h=h,
+            fc="white", ec="#777777", fs=10)
+        arrow(ax, (x - 0.3, y_f + h / 2), (x - 0.3, y_o - h / 2), color=fwd, lw=1.2, z=1)
+        arrow(ax, (x + 0.3, y_b + h / 2), (x + 0.3, y_o - h / 2), color=bwd, lw=1.2)
+        if k + 1 < T:
+            arrow(ax, (x + w / 2, y_f + 0.15), (xs[k + 1] - w / 2, y_f + 0.15), color=fwd, lw=1.8)
+            arrow(ax, (xs[k + 1] - w / 2, y_b - 0.15), (x + w / 2, y_b - 0.15), color=bwd, lw=1.8)
+    note(ax, 5.6, -1.35,
+         bi("第二组权重（..._reverse）把序列倒着读；时刻 t 的输出把两个方向拼起来：(T, B, 2H)，正向在前",
+            "a second set of weights (..._reverse) reads the sequence backwards; the output at t\n"
+            "concatenates both directions: (T, B, 2H), forward features first"), fs=9, color="#444444")
+    # Right: stacked.
+    x0 = 15.2
+    title(ax, x0 + 4.8, 8.2, "多层 RNN（L = 2）", "stacked, L = 2", fs=12)
+    xs2 = [x0 + 0.8 + 2.6 * k for k in range(T)]
+    y_x, y_l0, y_l1, y_o = 0.0, 2.4, 4.6, 6.3
+    note(ax, x0 - 0.55, y_l0, bi("第 0 层", "layer 0", sep="\n"), fs=9, ha="center")
+    note(ax, x0 - 0.55, y_l1, bi("第 1 层", "layer 1", sep="\n"), fs=9, ha="center")
+    for k, x in enumerate(xs2):
+        note(ax, x, y_x, f"$x_{k + 1}$", fs=12)
+        box(ax, x, y_l0, rf"$h^{{(0)}}_{k + 1}$", w=w, h=h, fc="#dbe9f6", ec=fwd, fs=11)
+        box(ax, x, y_l1, rf"$h^{{(1)}}_{k + 1}$", w=w, h=h, fc="#e3d7f1", ec="#6a4c9c", fs=11)
+        arrow(ax, (x, y_x + 0.3), (x, y_l0 - h / 2), lw=1.2)
+        arrow(ax, (x, y_l0 + h / 2), (x, y_l1 - h / 2), lw=1.2)
+        arrow(ax, (x, y_l1 + h / 2), (x, y_o - 0.25), lw=1.2)
+        note(ax, x, y_o, f"$out_{k + 1}$", fs=10)
+        if k + 1 < T:
+            arrow(ax, (x + w / 2, y_l0), (xs2[k + 1] - w / 2, y_l0), color=fwd, lw=1.8)
+            arrow(ax, (x + w / 2, y_l1), (xs2[k + 1] - w / 2, y_l1), color="#6a4c9c", lw=1.8)
+    note(ax, xs2[0] + 1.3, (y_l0 + y_l1) / 2, "dropout", fs=8.5, color="#777777", ha="center", style="italic")
+    note(ax, xs2[-1] + 1.0, y_l0, "$h_n[0]$", fs=10, ha="left", color=fwd)
+    note(ax, xs2[-1] + 1.0, y_l1, "$h_n[1]$", fs=10, ha="left", color="#6a4c9c")
+    note(ax, x0 + 4.8, -1.35,
+         bi("第 l 层读第 l−1 层每一步的输出（l > 0 时输入大小是 D·H）；\n"
+            "设 dropout=p 时，除最后一层外每层的输出都做 dropout；h_n[l·D + d] 是第 l 层第 d 个方向的末状态",
+            "layer l reads layer l−1's output at every step (input size D·H for l > 0);\n"
+            "dropout=p acts on every layer's output but the last; h_n[l·D + d] is layer l, direction d"),
+         fs=9, color="#444444")
+    return save(fig, out, "bidirectional_stacked")
+
+
 # ---------------------------------------------------------------------------------------------------
 # 7. §10: truncated BPTT over B parallel streams, the state carried and detached
 # ---------------------------------------------------------------------------------------------------
@@ -631,7 +860,7 @@ def draw_tbptt_streams(out: Path) -> Path:
     n = T * K
     text = TEXT[:B * n + 1]
     fig, ax = canvas(13.0, (-2.6, 29.6), (-2.3, 9.6))
-    title(ax, 13.5, 9.15, "截断 BPTT：B 条文本流，每段 T 步", "truncated BPTT: B streams, chunks of T steps")
+    title(ax, 13.5, 9.15, "截断 BPTT：B 条文本流，每块 T 步", "truncated BPTT: B streams, chunks of T steps")
     # The whole text, coloured by the stream each character goes to (T1).
     cw = 0.36
     x0 = 0.0
@@ -657,7 +886,7 @@ def draw_tbptt_streams(out: Path) -> Path:
 
     for k in range(K):
         xk = col_x(k * T)
-        note(ax, xk + T * cw2 / 2, ytop + 0.8, bi(f"第 {k} 段", f"chunk {k}", sep=" / ") + f"\n$X^{{({k})}}$",
+        note(ax, xk + T * cw2 / 2, ytop + 0.8, bi(f"第 {k} 块", f"chunk {k}", sep=" / ") + f"\n$X^{{({k})}}$",
              fs=9.5)
     for b in range(B):
         y = ytop - (b + 1) * ch * 1.35
@@ -686,12 +915,12 @@ def draw_tbptt_streams(out: Path) -> Path:
         mid = (col_x(k * T + T - 1) + cw2 + col_x((k + 1) * T)) / 2
         note(ax, mid, ybot - 0.55, "detach()", fs=9, color=GRAD, family="monospace")
     note(ax, 13.5, ybot - 1.35,
-         bi("蓝色箭头：(h, c) 从第 k 段末尾传到第 k+1 段开头（第 0 段从 0 开始），前向计算看得见全部历史；"
+         bi("蓝色箭头：(h, c) 从第 k 块末尾传到第 k+1 块开头（第 0 块从 0 开始），前向计算看得见全部历史；"
             "中间先 detach() 切断梯度",
             "blue: (h, c) carried from the end of chunk k to the start of chunk k+1, so the forward pass "
             "sees the whole history; detach() cuts the gradient on the way (T2)"), fs=9.5, color=BELT)
     note(ax, 13.5, ybot - 2.55,
-         bi("品红箭头：损失 L⁽ᵏ⁾ 的梯度只回传到本段开头，最多 T 步；各段按顺序训练，不打乱",
+         bi("品红箭头：损失 L⁽ᵏ⁾ 的梯度只回传到本块开头，最多 T 步；各块按顺序训练，不打乱",
             "magenta: the gradient of L⁽ᵏ⁾ flows back to the start of its chunk only, at most T steps; "
             "chunks are visited in order, never shuffled"), fs=9.5, color=GRAD)
     return save(fig, out, "tbptt_streams")
@@ -837,6 +1066,53 @@ def draw_beam_search(out: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------
+# 8b. §15: the tag lattice of the linear-chain CRF
+# ---------------------------------------------------------------------------------------------------
+def draw_crf_lattice(out: Path) -> Path:
+    """§15: the B/M/E/S tag lattice of "我们去公园": one column per character, one node per tag, an edge for
+    every legal pair of neighbouring tags (B, M -> M, E; E, S -> B, S); one path is one segmentation, the
+    highlighted one B E S B E = 我们 / 去 / 公园. (CRF1) scores a path; (CRF2) sums over all paths."""
+    chars, path = "我们去公园", "BESBE"
+    tags = "BMES"
+    legal = {"B": "ME", "M": "ME", "E": "BS", "S": "BS"}
+    fig, ax = canvas(11.0, (-2.2, 13.6), (-1.6, 7.6))
+    title(ax, 5.7, 7.15, "标签格：一条路径就是一种切分", "the tag lattice: one path, one segmentation", fs=12)
+    xs = [1.0 + 2.4 * k for k in range(len(chars))]
+    ys = {tag: 5.2 - 1.25 * k for k, tag in enumerate(tags)}
+    names = {"B": bi("词首", "begin", sep=" "), "M": bi("词中", "middle", sep=" "),
+             "E": bi("词尾", "end", sep=" "), "S": bi("单字词", "single", sep=" ")}
+    allowed = lambda k, tag: (k > 0 or tag in "BS") and (k + 1 < len(chars) or tag in "ES")  # noqa: E731
+    for tag, y in ys.items():
+        note(ax, -0.4, y, f"{tag}  {names[tag]}", fs=9.5, ha="right")
+    for k, (x, ch) in enumerate(zip(xs, chars)):
+        note(ax, x, 6.25, ch, fs=15)
+        if k + 1 < len(chars):
+            for a in (a for a in tags if allowed(k, a)):
+                for b in (b for b in legal[a] if allowed(k + 1, b)):
+                    on = path[k] == a and path[k + 1] == b
+                    ax.plot([x + 0.35, xs[k + 1] - 0.35], [ys[a], ys[b]], color=BELT if on else "#c8c8c8",
+                            lw=3.0 if on else 0.9, zorder=2 if on else 1)
+        for tag, y in ys.items():
+            on = path[k] == tag
+            ok = allowed(k, tag)
+            ax.add_patch(Circle((x, y), 0.33, fc="#dbe9f6" if on else "white" if ok else "#eeeeee",
+                                ec=BELT if on else "#888888" if ok else "#cccccc", lw=1.8 if on else 1.0,
+                                zorder=3))
+            note(ax, x, y, tag, fs=11, color=INK if ok else "#bbbbbb", fontweight="bold" if on else None)
+    note(ax, 5.7, 0.6, bi("蓝色路径 B E S B E = 我们 / 去 / 公园；灰线是所有合法的相邻标签对",
+                           "blue: B E S B E = 我们 / 去 / 公园; grey: every legal pair of neighbouring tags"),
+         fs=9.5, color="#333333")
+    note(ax, 5.7, -0.2, bi("B、M 后面只能跟 M 或 E，E、S 后面只能跟 B 或 S；"
+                          "句子以 B 或 S 开头，以 E 或 S 结尾（浅灰的不能用）",
+                          "B and M are followed by M or E, E and S by B or S; a sentence starts with B or S "
+                          "and ends with E or S (pale: not allowed)"), fs=9, color="#555555")
+    note(ax, 5.7, -1.0, bi("(CRF1) 给一条路径打分；(CRF2) 的前向算法一列一列地把所有路径加起来",
+                            "(CRF1) scores one path; the forward algorithm (CRF2) sums over all paths, "
+                            "column by column"), fs=9, color="#555555")
+    return save(fig, out, "crf_lattice")
+
+
+# ---------------------------------------------------------------------------------------------------
 # 9. Measured: the gradient reaching step t, from theory_comparison.py's last run
 # ---------------------------------------------------------------------------------------------------
 def draw_gradient_vs_lag(out: Path) -> Path | None:
@@ -852,7 +1128,8 @@ def draw_gradient_vs_lag(out: Path) -> Path | None:
     grad = record["metrics"]["gradient"]
     image = plt.imread(run / "gradient_norms.png")
     h_px, w_px = image.shape[:2]
-    labels = {"rnn": "RNN", "lstm": "LSTM b_f=1", "lstm_bf0": "LSTM torch init", "gru": "GRU"}
+    labels = {"rnn": "RNN", "lstm": "LSTM b_f=1", "gru": "GRU",
+              "lstm_bf0": bi("LSTM torch 默认初始化", "LSTM torch init", sep=" / ")}
     kept = "    ".join(f"{labels.get(k, k)} ×{v['shrink_per_step']:.3f}"
                        for k, v in grad.items() if isinstance(v, dict))
     threads = record.get("config", {}).get("CPU_THREADS")
@@ -880,10 +1157,13 @@ def draw_gradient_vs_lag(out: Path) -> Path | None:
     return save(fig, out, "gradient_vs_lag")
 
 
-DRAW = {"rnn_unrolled": draw_rnn_unrolled, "gradient_decay": draw_gradient_decay, "lstm_cell": draw_lstm_cell,
-        "gru_cell": draw_gru_cell, "lstm_backward_graph": draw_lstm_backward_graph,
-        "padding_packing": draw_padding_packing, "tbptt_streams": draw_tbptt_streams,
-        "attention": draw_attention, "beam_search": draw_beam_search, "gradient_vs_lag": draw_gradient_vs_lag}
+DRAW = {"rnn_unrolled": draw_rnn_unrolled, "gradient_decay": draw_gradient_decay,
+        "adding_problem": draw_adding_problem, "lstm_cell": draw_lstm_cell, "gru_cell": draw_gru_cell,
+        "activations": draw_activations, "lstm_backward_graph": draw_lstm_backward_graph,
+        "gru_backward_graph": draw_gru_backward_graph, "padding_packing": draw_padding_packing,
+        "bidirectional_stacked": draw_bidirectional_stacked, "tbptt_streams": draw_tbptt_streams,
+        "attention": draw_attention, "beam_search": draw_beam_search, "crf_lattice": draw_crf_lattice,
+        "gradient_vs_lag": draw_gradient_vs_lag}
 
 
 def main():

@@ -380,3 +380,14 @@ def test_holm_correction_and_the_split_are_in_the_table():
     notes = comparison.conclusions(rows, matched=False)
     assert any("Holm's correction for the 4 comparisons" in n for n in notes)
     assert any("validation split, which also chose the learning rate" in n for n in notes)
+
+
+def test_model_comparison_runs_the_segmentation_task():
+    """05_segment: the segmentation twins (their yardsticks skipped), F1 read from their metrics.json, and the
+    GRU's matched hidden size solved from the vocabulary sizes the LSTM run recorded."""
+    r = run_script("06_comparison/model_comparison.py", "--quick", "--CASES=05_segment", "--REUSE=false",
+                   "--MATCH_PARAMS", timeout=600)
+    row = r.metrics["metrics"]["rows"][0]
+    assert row["case"] == "05_segment" and row["metric"] == "test_f1"
+    assert all(0 <= v <= 1 for cell in ("lstm", "gru") for v in row[cell]["values"])
+    assert row["lstm"]["parameters"] == row["matched"]["lstm_parameters"]

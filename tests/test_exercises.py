@@ -6,6 +6,7 @@ another cache layout; copies of them with one seeded bug fail on exactly the qua
 blank templates say "not implemented yet"; nothing the learner's code does ends in a traceback of the
 grader's.
 """
+import itertools
 import re
 import textwrap
 
@@ -405,3 +406,208 @@ def test_help_lists_the_exercises(capsys):
     out = capsys.readouterr().out
     assert exit_.value.code == 0
     assert all(f"  {name} " in out for name in check.EXERCISES) and "--FILE" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Following the gradient: the earliest quantity that explains every wrong one, a number beside each,
+# the first time step that goes wrong in BPTT, the common slips of a forward
+# ---------------------------------------------------------------------------------------------
+WORST = re.compile(r"^      largest error at (\w+)\[[\d, ]+\] \(case \d+(?:, gate \w)?\): "
+                   r"yours ([+-]\d+\.\d{4}), expected ([+-]\d+\.\d{4}) / 误差最大处", re.M)
+
+
+def run_as_a_learner(exercise, files, tmp_path, capsys=None):
+    """Write the learner's files into tmp_path and run `check.py --EXERCISE=... --FILE=...` as a learner does
+    -> (exit code, output). The first file is the one graded. With capsys: the same command line in this
+    process (check.main, as `python check.py` runs it), without the start-up of a new Python."""
+    for name, source in files.items():
+        (tmp_path / name).write_text(textwrap.dedent(source), encoding="utf-8")
+    argv = [f"--EXERCISE={exercise}", f"--FILE={tmp_path / next(iter(files))}"]
+    if capsys is None:
+        result = run_script(CHECK, *argv, timeout=120, check=False)
+        code, out, err = result.returncode, result.stdout, result.stderr
+    else:
+        with pytest.raises(SystemExit) as exit_:
+            check.run_main(lambda: check.main(argv))
+        (out, err), code = capsys.readouterr(), exit_.value.code
+    assert "Traceback" not in out + err, err
+    return code, out
+
+
+def lines_of(out, name):
+    """A quantity's line and the line under it."""
+    lines = out.splitlines()
+    k = next(k for k, line in enumerate(lines) if line.startswith(f"  {name}: "))
+    return lines[k], lines[k + 1]
+
+
+def test_tanh_derivative_missing_in_lb2_names_dc_t(tmp_path):
+    source = seeded(LSTM, "d_c = dc_new + dh_new * o * (1 - t * t)", "d_c = dc_new + dh_new * o")
+    code, out = run_as_a_learner("lstm", {"lstm_cell.py": source}, tmp_path)
+    assert code == 1
+    status = dict(LINE.findall(out))
+    assert wrong(status) == {"dx", "dh", "dc", "dw_ih", "dw_hh", "db"}, out
+    for name in ("dx", "dh", "dc", "dw_ih", "dw_hh", "db"):   # each traced to δc_t, not to its own equation
+        assert "comes from δc_t: look at (LB2) in THEORY.md §4.1 / 来自 δc_t" in lines_of(out, name)[0]
+    assert "in the rows of gates i, f, g (gate order i, f, g, o)" in lines_of(out, "db")[0]
+    assert ("提示：dx、dh、dc、dw_ih、dw_hh 和 db 都来自 δc_t（门 i、f、g 的行错了，门 o 的行是对的）："
+            "先查 THEORY.md §4.1 的 (LB2)") in out
+    assert "note: dx, dh, dc, dw_ih, dw_hh and db all come from δc_t" in out and "tanh'" in out
+    # "start with" is the first gradient in backward order, never dx's (LB6)
+    assert "start with δc_t, (LB2) in THEORY.md §4.1." in out
+    assert "先从 δc_t（THEORY.md §4.1 的 (LB2)）改起" in out
+    assert "start with the first" not in out and "(LB6)" not in out
+
+
+def test_a_slip_in_gb1_names_dn_t(tmp_path, capsys):
+    code, out = run_as_a_learner("gru", {"gru_cell.py": seeded(GRU, "d_n = dh_new * (1 - k.z)",
+                                                               "d_n = dh_new * k.z")}, tmp_path, capsys)
+    assert code == 1
+    assert wrong(dict(LINE.findall(out))) == {"dx", "dh", "dw_ih", "dw_hh", "db_ih", "db_hh"}, out
+    assert "in the rows of gates r, n (gate order r, z, n)" in lines_of(out, "dw_ih")[0]
+    assert "comes from δn_t: look at (GB1), (GB2) in THEORY.md §4.2" in lines_of(out, "dx")[0]
+    assert "note: dx, dh, dw_ih, dw_hh, db_ih and db_hh all come from δn_t" in out
+    assert "start with δn_t, (GB1), (GB2) in THEORY.md §4.2." in out
+
+
+@pytest.mark.parametrize("exercise, source, old, new", [
+    ("lstm", LSTM, "d_c = dc_new + dh_new * o * (1 - t * t)", "d_c = dc_new + dh_new * o"),
+    ("lstm", LSTM, "dc = d_c * f", "dc = d_c"),
+    ("gru", GRU, "dh = dh_new * k.z + d_gh @ k.w_hh", "dh = d_gh @ k.w_hh"),
+    ("bptt", BPTT, "dh = dh_prev + d_out[t - 1] if t > 0 else dh_prev", "dh = dh_prev"),
+    ("attention", ATTENTION, 'scores.masked_fill(~mask, float("-inf"))', "scores"),
+], ids=["lstm_lb2", "lstm_lb4", "gru_gb6", "bptt_d_out", "attention_mask"])
+def test_a_number_is_shown_beside_each_wrong_quantity(exercise, source, old, new, tmp_path, capsys):
+    _, out, status = grade(exercise, seeded(source, old, new), tmp_path, capsys)
+    shown = {m[0]: m for m in WORST.findall(out)}
+    assert wrong(status) and set(shown) == wrong(status), out
+    for name, yours, expected in shown.values():
+        line, under = lines_of(out, name)
+        assert under.startswith(f"      largest error at {name}[")         # right under its own line
+        max_error = float(re.search(r"max error (\d\.\de[+-]\d\d)", line)[1])
+        assert abs(abs(float(yours) - float(expected)) - max_error) <= 0.05 * max_error + 1e-4, (line, under)
+
+
+def test_bptt_tells_a_dropped_dc_carry_from_a_dropped_output_gradient(tmp_path, capsys):
+    no_dc = seeded(BPTT, "dxs[t], dh_prev, dc, gw_ih", "dxs[t], dh_prev, _, gw_ih")
+    no_d_out = seeded(BPTT, "dh = dh_prev + d_out[t - 1] if t > 0 else dh_prev", "dh = dh_prev")
+    outs = {}
+    for name, source in (("no_dc", no_dc), ("no_d_out", no_d_out)):
+        (tmp_path / name).mkdir()
+        code, outs[name] = run_as_a_learner("bptt", {"lstm_bptt.py": source}, tmp_path / name, capsys)
+        assert code == 1
+    notes = {name: [line for line in out.splitlines() if line.startswith(("  提示：", "  note:"))]
+             for name, out in outs.items()}
+    assert notes["no_dc"] != notes["no_d_out"]
+    for name in notes:   # both name the step: the first one counting back from T = 4 that goes wrong
+        assert "t = 3 is right, and t = 2, step 2 counting back from T, is the first that goes wrong" \
+            in outs[name]
+        assert "THEORY.md's (LB8) counts from 1 and calls it t = 3" in outs[name]
+        assert "往回数第 2 步 t = 2 第一个出错" in outs[name]
+        assert "start with t = 2 (counting back from T = 4), (LB8) in THEORY.md §4.1." in outs[name]
+    slip = {name: notes[name][1].split("calls it t = 3): ")[1] for name in notes}   # what that step lacks
+    assert slip["no_dc"].startswith("every step uses d_cn as its dc") and "(LB4)" in slip["no_dc"]
+    assert "d_out" not in slip["no_dc"] and "the dh here is right" in slip["no_dc"]
+    assert slip["no_d_out"].startswith("the dh at this step lacks its own output's gradient d_out[2]")
+    assert "the dc carried back is right" in slip["no_d_out"]
+
+
+def test_bptt_grades_an_imported_cell_as_one_step_first(tmp_path, capsys):
+    own = seeded(BPTT, "from lstm_from_scratch import", "from my_cell import")
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    bad.mkdir()
+    good.mkdir()
+    (bad / "my_cell.py").write_text(textwrap.dedent(seeded(LSTM, "d_c = dc_new + dh_new * o * (1 - t * t)",
+                                                           "d_c = dc_new + dh_new * o")), encoding="utf-8")
+    (good / "my_cell.py").write_text(textwrap.dedent(LSTM), encoding="utf-8")
+    ok, out, status = grade("bptt", own, bad, capsys)
+    assert not ok and "graded as one step first" in out and "all come from δc_t" in out
+    assert "bptt_forward / bptt_backward: not checked: fix your one-step cell first" in out
+    assert "start with δc_t, (LB2)" in out and "out" not in status
+    ok, out, status = grade("bptt", own, good, capsys)                  # a new my_cell.py, not the one above
+    assert ok, out
+    assert "Your cell is right as one step; now the sequence." in out and set(status.values()) == {"ok"}
+
+
+@pytest.mark.parametrize("exercise, source, old, new, says", [
+    ("gru", GRU, "h_new = n + z * (h - n)", "h_new = h + z * (n - h)",
+     "note: your forward is exactly a common slip: z and 1 − z are swapped"),
+    ("gru", GRU, "n = torch.tanh(gi[:, 2 * H:] + r * hn)",
+     "n = torch.tanh(gi[:, 2 * H:] + (r * h) @ w_hh[2 * H:].T + (0 if b_hh is None else b_hh[2 * H:]))",
+     "r acts before the matrix product, W_hn (r_t ⊙ h_{t−1}), as in Cho et al. 2014"),
+    ("gru", GRU, "r = torch.sigmoid(gi[:, :H] + gh[:, :H])\n    z = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:",
+     "z = torch.sigmoid(gi[:, :H] + gh[:, :H])\n    r = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:",
+     "your code takes the three blocks of rows as z, r, n, but w_ih, w_hh and the biases stack them r, z, n"),
+    ("lstm", LSTM, "g = torch.tanh(pre[:, 2 * H:3 * H])\n    o = torch.sigmoid(pre[:, 3 * H:])",
+     "o = torch.sigmoid(pre[:, 2 * H:3 * H])\n    g = torch.tanh(pre[:, 3 * H:])",
+     "your code takes the four blocks of rows as i, f, o, g, but w_ih, w_hh and the biases stack them "
+     "i, f, g, o"),
+    ("lstm", LSTM, "i = torch.sigmoid(pre[:, :H])\n    f = torch.sigmoid(pre[:, H:2 * H])",
+     "f = torch.sigmoid(pre[:, :H])\n    i = torch.sigmoid(pre[:, H:2 * H])",
+     "your code takes the four blocks of rows as f, i, g, o"),
+    ("lstm", LSTM, "g = torch.tanh(pre", "g = torch.sigmoid(pre", "the candidate g goes through a sigmoid"),
+], ids=["gru_z_swapped", "gru_reset_before", "gru_order_zrn", "lstm_order_ifog", "lstm_order_figo",
+        "lstm_g_sigmoid"])
+def test_a_wrong_forward_names_the_common_slip(exercise, source, old, new, says, tmp_path, capsys):
+    ok, out, status = grade(exercise, seeded(source, old, new), tmp_path, capsys)
+    assert not ok and says in out, out
+    assert "提示：你的前向与一个常见的错误完全吻合" in out and "fix the forward first" in out
+
+
+def test_every_todo_hint_is_chinese_then_english():
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    for template in sorted(check.EXERCISES.values()):
+        lines = (check.HERE / template[0]).read_text(encoding="utf-8").splitlines()
+        for k, line in enumerate(lines):
+            if "# TODO" not in line:
+                continue
+            block = [line] + [rest for rest in itertools.takewhile(
+                lambda x: re.match(r"\s*#      \S", x), lines[k + 1:])]
+            zh = [bool(cjk.search(b)) for b in block]
+            assert zh[0] and not zh[-1] and zh == sorted(zh, reverse=True), (template[0], block)
+    bptt = (check.HERE / "lstm_bptt.py").read_text(encoding="utf-8")
+    assert "t = T-1, …, 0" in bptt and "t = T, …, 1" in bptt and "t = T-1, ..., 0" in bptt
+
+
+CRF_SOLUTION = '''
+import torch
+
+
+def crf_log_partition(emissions, transitions, start, end):
+    alpha = start + emissions[0]
+    for t in range(1, emissions.shape[0]):
+        alpha = torch.logsumexp(alpha[:, None] + transitions{slip}, dim=0) + emissions[t]
+    return torch.logsumexp(alpha + end, dim=0)
+
+
+def viterbi(emissions, transitions, start, end):
+    delta, pointers = start + emissions[0], []
+    for t in range(1, emissions.shape[0]):
+        best, where = (delta[:, None] + transitions).max(dim=0)
+        pointers.append(where)
+        delta = best + emissions[t]
+    tag = int((delta + end).argmax())
+    path = [tag]
+    for where in reversed(pointers):
+        tag = int(where[tag])
+        path.append(tag)
+    return torch.tensor(path[::-1], dtype=torch.long)
+'''
+
+
+@pytest.mark.parametrize("slip", ["", ".t()"])
+def test_the_crf_exercise_grades_the_forward_algorithm_and_viterbi(slip, tmp_path):
+    """A right solution passes; A[j, i] in place of A[i, j] (transitions transposed) in (CRF2) is caught."""
+    learner = tmp_path / "crf.py"
+    learner.write_text(CRF_SOLUTION.replace("{slip}", slip), encoding="utf-8")
+    r = run_script(CHECK, "--EXERCISE=crf", f"--FILE={learner}", check=False, timeout=120)
+    if not slip:
+        assert r.returncode == 0 and "All right: crf_log_partition, viterbi." in r.stdout
+    else:
+        assert r.returncode != 0 and "crf_log_partition: wrong" in r.stdout and "(CRF2)-(CRF3)" in r.stdout
+        assert "viterbi: ok" in r.stdout
+
+
+def test_the_crf_template_says_what_to_write():
+    r = run_script(CHECK, "--EXERCISE=crf", check=False, timeout=120)
+    assert r.returncode != 0 and "write crf_log_partition, viterbi" in r.stdout

@@ -9,8 +9,9 @@ import pytest
 from conftest import ROOT, run_script
 
 SCRIPT = "figures/draw_theory_figures.py"
-SCHEMATIC = ("rnn_unrolled", "gradient_decay", "lstm_cell", "gru_cell", "lstm_backward_graph",
-             "padding_packing", "tbptt_streams", "attention", "beam_search")
+SCHEMATIC = ("rnn_unrolled", "gradient_decay", "adding_problem", "lstm_cell", "gru_cell", "activations",
+             "lstm_backward_graph", "gru_backward_graph", "padding_packing", "bidirectional_stacked",
+             "tbptt_streams", "attention", "beam_search", "crf_lattice")
 MEASURED = "gradient_vs_lag"  # drawn from theory_comparison.py's run, absent from the tests' outputs/
 MAX_FIGURE = 300 * 1024
 MAX_LINKED = 600 * 1024

@@ -6,7 +6,8 @@ import pytest
 from conftest import ROOT
 
 CASE_MODULES = ["02_sentiment/sentiment_model.py", "03_stock/stock_model.py", "04_text_gen/char_model.py",
-                "04_text_gen/g2p_model.py", "05_seq_classify/series_model.py"]
+                "04_text_gen/g2p_model.py", "05_seq_classify/series_model.py",
+                "05_seq_classify/segment_model.py"]
 
 
 def functions(path):

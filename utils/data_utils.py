@@ -162,6 +162,38 @@ class Vocab:
         return cls(tokens)
 
 
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Batches of sequences of similar length (reviews, sentences), so little of each batch is padding
+    (much faster on CPU).
+
+    Training: shuffle, cut into pools of 50 batches, sort each pool by length, batch it, then shuffle
+    the batches: random enough for SGD, yet each batch is nearly pad-free. Evaluation: sorted order.
+    Yields lists of dataset indices, one list per batch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0):
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)  # its own generator: the batch order is SEED's
+
+    def __iter__(self):
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = sorted(range(n), key=self.lengths.__getitem__)
+            yield from (order[i:i + bs] for i in range(0, n, bs))
+            return
+        order = torch.randperm(n, generator=self.generator).tolist()
+        pool = bs * 50
+        batches = []
+        for s in range(0, n, pool):
+            chunk = sorted(order[s:s + pool], key=self.lengths.__getitem__)  # a pool, shortest first
+            batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
+        for j in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[j]
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
 def pad_batch(sequences: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to the longest sequence.  -> ids: (batch, max_len) long, lengths: (batch,) long (on CPU,
     as `pack_padded_sequence` wants)."""

@@ -27,8 +27,12 @@ def attention_step(d, memory, mask, w_a, w_c, b_c):
     w_a: (H, M) (E4)      w_c: (H, M + H), b_c: (H,) (E7)
     Returns alpha (B, S), context (B, M), tilde (B, H).
     """
-    # TODO (E4) scores e (B, S), -inf where mask is False
-    # TODO (E5) alpha: softmax over the letters
-    # TODO (E6) context
-    # TODO (E7) tilde
-    raise NotImplementedError("attention_step: write (E4)-(E7)")
+    # TODO (E4) 得分 e，形状 (B, S)；mask 为 False 的位置填 -inf
+    #      (E4) scores e (B, S), -inf where mask is False
+    # TODO (E5) alpha：在字母这一维上做 softmax
+    #      (E5) alpha: softmax over the letters
+    # TODO (E6) 上下文 context
+    #      (E6) context
+    # TODO (E7) 注意力状态 tilde
+    #      (E7) the attentional state tilde
+    raise NotImplementedError("attention_step：请写出 (E4)–(E7) / write (E4)-(E7)")

@@ -10,11 +10,18 @@ Exercises: --EXERCISE=   the file you fill in   what you write                  
   tbptt        tbptt.py         truncated BPTT: carry the state, detach it         §10 (T2)
   attention    attention.py     one attention step of the encoder-decoder          §13 (E4-E7)
   topk_topp    topk_topp.py     top-k and top-p (nucleus) filtering                §11 (S2, S3)
+A wrong quantity shows its largest error and that element (yours, expected). When several are wrong, the
+grader follows the gradient back and names the earliest quantity of the backward pass that explains them
+all (the LSTM's δc_t, the GRU's δn_t, ...); for BPTT it walks back in time to the first step that goes
+wrong; for a wrong forward it names the common slips (the gate order, a GRU's z and 1 - z).
 Exit code 0: everything is right; 1: something is not right (yet); 2: a bad option; 3: a bug in this grader.
 
-中文：检查你写的练习：与本项目自己的实现（01 的参考单元、04 的采样与注意力）和 autograd 逐项对比，float64，
-多种随机形状（含 batch 1、有无偏置）。每个量一行：ok，或 wrong 加最大误差和该看 THEORY.md 的哪个公式。
-先检查前向，前向对了才检查反向。退出码 0 表示全部正确。
+中文：检查你写的练习：与本项目自己的实现（01 的参考单元、02 的掩码池化、04 的采样与注意力）和 autograd
+逐项对比，float64，多种随机形状（含 batch 1、有无偏置）。每个量一行：ok，或 wrong 加最大误差、
+误差最大的那个元素（你的值和正确的值）以及该看 THEORY.md 的哪个公式。先检查前向，前向对了才检查反向。
+好几个量同时出错时，顺着梯度往回找，指出能解释全部错误的、反向传播中最早的那个量（LSTM 的 δc_t、
+GRU 的 δn_t 等）；BPTT 则沿时间往回，指出第一个出错的时间步。前向出错时，认出常见的错误
+（门的顺序、GRU 的 z 与 1 − z）。退出码 0 表示全部正确。
 """
 import pathlib
 import sys
@@ -25,9 +32,11 @@ import contextlib
 import inspect
 import io
 import itertools
+import re
 import traceback
 import types
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import torch
 
@@ -47,7 +56,7 @@ from utils.script_utils import (
 
 # ==== Settings (edit me, or override on the command line: --EXERCISE=gru) ====
 EXERCISE: OneOf("lstm", "gru", "bptt", "masked_pool", "tbptt",
-                "attention", "topk_topp") = "lstm"  # which exercise (the list: --help)
+                "attention", "topk_topp", "crf") = "lstm"  # which exercise (the list: --help)
 FILE: str = ""     # the file to grade; empty: this folder's template for the exercise
 SEED: Seed = 0     # draws the random test cases (every seed must pass)
 
@@ -91,6 +100,12 @@ class Learner:
         module = types.ModuleType(f"learner_{self.path.stem}_{next(_loads)}")
         module.__file__ = str(self.path)
         sys.modules[module.__name__] = module   # for what needs its own module (dataclasses, pickling)
+        # Their own modules that the file imports (the cell lstm_bptt.py may take from lstm_cell.py) are
+        # imported afresh too: forget those an earlier grading in this process imported.
+        for name in _their_imports:
+            sys.modules.pop(name, None)
+        _their_imports.clear()
+        before = set(sys.modules)
         try:
             code = compile(self.path.read_bytes(), str(self.path), "exec")
             with self._captured():
@@ -98,6 +113,11 @@ class Learner:
         except (Exception, SystemExit) as e:
             raise NotDone([f"{shown_path(self.path)} could not be loaded: it raised "
                            f"{type(e).__name__} / 文件无法载入:", *self._their_traceback(e)]) from None
+        finally:
+            _their_imports.update(
+                name for name in set(sys.modules) - before
+                if pathlib.Path(getattr(sys.modules[name], "__file__", None) or "/").resolve().parent
+                == self.path.parent)
         self.module = module
         return module
 
@@ -172,6 +192,7 @@ class Learner:
 
 
 _loads = itertools.count()
+_their_imports = set()   # the names of modules imported from a learner's folder (Learner.load)
 
 
 def _short(filename):
@@ -213,6 +234,8 @@ class Tally:
         self.failed = {n: {} for n in self.names}         # {id: case} of the cases whose values are wrong
         self.seen = {n: {} for n in self.names}           # {id: case} of every case compared
         self.bad_blocks = {n: set() for n in self.names}
+        self.worst = {}                                   # {name: (index, yours, expected, case, shape)}
+        self.traced = {}                                  # {name: the upstream quantity to blame}: see Note
 
     def compare(self, name, got, want, case, optional=False):
         """got (the learner's) against want (the reference). optional: None is accepted too."""
@@ -233,7 +256,10 @@ class Tally:
         err = diff.max().item() if diff.numel() else 0.0
         if err > TOL * max(1.0, want.abs().max().item() if want.numel() else 0.0):
             self.failed[name][id(case)] = case
-            self.err[name] = max(self.err[name], err)
+            if err > self.err[name]:
+                self.err[name] = err
+                index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+                self.worst[name] = (index, got[index].item(), want[index].item(), case, tuple(want.shape))
             letters = self.blocks.get(name)
             if letters and want.shape[0] % len(letters) == 0:
                 for k, block in enumerate(diff.chunk(len(letters), dim=0)):
@@ -272,13 +298,37 @@ class Tally:
             letters = self.blocks.get(name)
             if self.bad_blocks[name] and letters and len(self.bad_blocks[name]) < len(letters):
                 gates = ", ".join(g for g in letters if g in self.bad_blocks[name])
-                what += f" in the rows of gate {gates} (gate order {', '.join(letters)})"
+                what += (f" in the rows of gate{'s' if len(self.bad_blocks[name]) > 1 else ''} {gates} "
+                         f"(gate order {', '.join(letters)})")
             what += f", {len(failed)} of {len(seen)} cases"
             only = [t for t in failed[0].tags if all(t in c.tags for c in failed)
                     and not any(t in c.tags for i, c in seen.items() if i not in self.failed[name])]
             if only:
                 what += f" (only those with {' and '.join(only)})"
-        return f"  {name}: wrong \u2014 {what}; {hint(*self.hints[name])}"
+        if name in self.traced:
+            quantity, quantity_zh, equations, section = self.traced[name]
+            where = (f"comes from {quantity}: look at {equations} in THEORY.md {section} / "
+                     f"来自 {quantity_zh}，请检查 THEORY.md {section} 的 {zh_list(equations)}")
+        else:
+            where = hint(*self.hints[name])
+        line = f"  {name}: wrong \u2014 {what}; {where}"
+        if name in self.worst and not self.problem[name]:
+            line += "\n" + self.worst_line(name)
+        return line
+
+    def worst_line(self, name):
+        """One element where the error is largest: where it is, the learner's value and the right one."""
+        index, yours, expected, case, shape = self.worst[name]
+        at = f"{name}[{', '.join(map(str, index))}]" if index else name
+        number = re.match(r"case (\d+):", case.label)
+        en, zh = (f"case {number[1]}", f"第 {number[1]} 组") if number else (case.label, case.label)
+        letters = self.blocks.get(name)
+        if letters and index and shape[0] % len(letters) == 0:   # which gate's rows: e.g. row 12 of 4H = 16
+            gate = letters[index[0] // (shape[0] // len(letters))]
+            en, zh = f"{en}, gate {gate}", f"{zh}，门 {gate}"
+        return (f"      largest error at {at} ({en}): yours {number_text(yours)}, expected "
+                f"{number_text(expected)} / 误差最大处 {at}（{zh}）：你的 {number_text(yours)}，"
+                f"应为 {number_text(expected)}")
 
     def print_lines(self):
         for name in self.names:
@@ -286,8 +336,18 @@ class Tally:
         return self.all_ok()
 
 
+def number_text(v):
+    """A value as the grader shows it: +0.5120, or +1.234e-05 when 4 decimals would hide it."""
+    return f"{v:+.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:+.3e}"
+
+
 def hint(equations, section):
-    return f"look at {equations} in THEORY.md {section} / 请检查 THEORY.md {section} 的 {equations}"
+    return f"look at {equations} in THEORY.md {section} / 请检查 THEORY.md {section} 的 {zh_list(equations)}"
+
+
+def zh_list(equations):
+    """(LB1), (LB5) -> (LB1)、(LB5): a list as Chinese writes it."""
+    return equations.replace(", ", "、")
 
 
 def mismatch(got, want):
@@ -324,30 +384,35 @@ def rand(gen, *shape, scale=1.0):
 # 3. Grading: a forward and its backward (lstm, gru, bptt), or functions one by one (the others)
 # ---------------------------------------------------------------------------------------------
 def grade_forward_backward(learner, cases, fwd_spec, bwd_spec, hints, fwd_args, bwd_args, probe, optional,
-                           blocks, diagnose=None):
+                           blocks, fix_order=None, trace_forward=None, trace_backward=None):
     """The forward's outputs (all but the last, the cache) on every case, then the backward's, if the
     forward is right.
 
     fwd_spec, bwd_spec: (name, signature, returns, THEORY section); fwd_args(case), bwd_args(case, cache): the
     arguments; probe(case): arguments to tell a blank backward; optional(name, case): None accepted (a bias
-    gradient without biases); diagnose(tally): a note after the backward's lines.
-    Returns (all right, the quantities, those wrong)."""
+    gradient without biases); fix_order: the quantities in the order they are computed (forward, then
+    backward), for "start with"; trace_forward / trace_backward(tally, cases, values): a Note (or None)
+    on what is wrong, from the learner's values [{name: value} per case].
+    Returns (all right, the quantities, those wrong, where to start: (English, Chinese) or None)."""
     fwd_name, fwd_sig, fwd_out, fwd_sec = fwd_spec
     bwd_name, bwd_sig, bwd_out, bwd_sec = bwd_spec
     fwd_names = list(fwd_out[:-1])
     names = fwd_names + list(bwd_out)
+    fix_order = fix_order or names
     header(fwd_name, fwd_sig, fwd_out)
-    tally, caches, fwd_ok, fwd_wrong = Tally(fwd_names, hints), [], False, []
+    tally, caches, fwd_ok, fwd_wrong, start = Tally(fwd_names, hints), [], False, [], None
     try:
         fwd = learner.function(fwd_name, fwd_sig)
+        values = []
         for case in cases:
             args = [a.clone() if isinstance(a, torch.Tensor) else a for a in fwd_args(case)]
             value = unpack(learner.call(fwd, args, case.label, fwd_sec), fwd_out, fwd_name)
             for name, got in zip(fwd_names, value):
                 tally.compare(name, got, case.ref[name], case)
             caches.append(value[-1])
-        fwd_ok = tally.print_lines()
-        fwd_wrong = tally.wrong()
+            values.append(dict(zip(fwd_names, value)))
+        start = print_with_note(tally, trace_forward, cases, values, fix_order)
+        fwd_ok, fwd_wrong = tally.all_ok(), tally.wrong()
     except NotDone as e:
         print("\n".join("  " + line for line in e.lines))
         if not e.blank:
@@ -361,27 +426,160 @@ def grade_forward_backward(learner, cases, fwd_spec, bwd_spec, hints, fwd_args, 
                 print("  " + learner.not_implemented(bwd_name, bwd_sec).lines[0])
             else:
                 not_checked(bwd_out, "fix the forward first / 先把前向改对")
-            return False, names, fwd_wrong
+            return False, names, fwd_wrong, start
+        values = []
         for case, cache in zip(cases, caches):
             value = unpack(learner.call(bwd, bwd_args(case, cache), case.label, bwd_sec), bwd_out, bwd_name)
             for name, got in zip(bwd_out, value):
                 btally.compare(name, got, case.ref[name], case, optional=optional(name, case))
-        ok = btally.print_lines()
-        if diagnose:
-            diagnose(btally)
-        return ok, names, btally.wrong()
+            values.append(dict(zip(bwd_out, value)))
+        start = print_with_note(btally, trace_backward, cases, values, fix_order)
+        return btally.all_ok(), names, btally.wrong(), start
     except NotDone as e:
         print("\n".join("  " + line for line in e.lines))
         if not e.blank:
             not_checked(bwd_out, f"{bwd_name} did not finish (above)")
-        return False, names, []
+        return False, names, [], None
+
+
+def print_with_note(tally, trace, cases, values, fix_order):
+    """The tally's lines, then what `trace` found (a Note, or nothing). Returns where to start: the Note's
+    start, else the first wrong quantity in the order the quantities are computed (None: at most one)."""
+    note = trace(tally, cases, values) if trace and tally.wrong() else None
+    if note:
+        tally.traced.update(note.traced)
+    tally.print_lines()
+    if note:
+        print("\n".join(note.lines))
+        if note.start:
+            return note.start
+    wrong = sorted(tally.wrong(), key=lambda n: fix_order.index(n) if n in fix_order else len(fix_order))
+    if len(wrong) < 2:
+        return None
+    equations, section = tally.hints[wrong[0]]
+    return (f"{wrong[0]}, {equations} in THEORY.md {section}",
+            f"{wrong[0]}（THEORY.md {section} 的 {zh_list(equations)}）")
+
+
+class Upstream(NamedTuple):
+    """A quantity the backward computes on the way (δc_t, δn_t, ...) and the outputs it reaches: atoms
+    "dx", "dh", ..., or "dw_ih:f" for the rows of gate f in dw_ih. `slip`: what to look at in it; `cond`:
+    what is right beside it, worth saying; `gate`: the gate of a per-gate quantity (several of them are
+    read as one δa_t)."""
+    quantity: str
+    equations: str
+    atoms: frozenset
+    slip_en: str
+    slip_zh: str
+    cond_en: str = ""
+    cond_zh: str = ""
+    gate: str = ""
+    quantity_zh: str = ""   # when the name has words in it: δa_t（门 f）
+
+    def zh(self):
+        return self.quantity_zh or self.quantity
+
+
+class Note(NamedTuple):
+    """What the grader found beyond the line per quantity: lines to print (a Chinese line, then the same in
+    English), where to start ((English, Chinese) or None) and {quantity: (upstream, its Chinese name,
+    equations, section)} for the lines that a quantity upstream explains."""
+    lines: list
+    start: tuple = None
+    traced: dict = {}
+
+
+def listed(names, zh=False):
+    """dx, dh and db / dx、dh 和 db"""
+    names = list(names)
+    if len(names) == 1:
+        return names[0]
+    return ("、".join(names[:-1]) + " 和 " if zh else ", ".join(names[:-1]) + " and ") + names[-1]
+
+
+def follow_gradient(tally, upstream, section, merge_gates):
+    """The earliest quantities, in backward order, that explain every wrong value of a backward; None when
+    each line says it all (a single quantity is wrong) or no pattern fits.
+
+    upstream: [Upstream], in backward order. Atoms of a quantity with a problem of shape or type are left
+    out: only wrong values are traced. merge_gates([Upstream, ...]) -> Upstream: per-gate quantities found
+    together, read as one (LSTM: δa_t (gates i, f))."""
+    skip = {n for n in tally.names if tally.problem[n] or not tally.seen[n]}
+    wrong = [n for n in tally.names if n not in skip and tally.failed[n]]
+    seen = set()
+    for n in wrong:
+        seen |= {f"{n}:{g}" for g in tally.bad_blocks[n]} if n in tally.blocks else {n}
+    if len(wrong) < 2:
+        return None
+    options = [(u, frozenset(a for a in u.atoms if a.split(":")[0] not in skip)) for u in upstream]
+    options = [(u, atoms) for u, atoms in options if atoms]
+    causes = [(u, atoms) for u, atoms in options if atoms == seen][:1]
+    covered = set(seen) if causes else set()
+    for u, atoms in ([] if causes else options):
+        if atoms <= seen and atoms - covered:
+            causes.append((u, atoms))
+            covered |= atoms
+    if not causes:
+        return None
+    per_gate = [(u, atoms) for u, atoms in causes if u.gate]
+    if len(per_gate) > 1:
+        first = causes.index(per_gate[0])
+        causes = [c for c in causes if not c[0].gate]
+        merged = (merge_gates([u for u, _ in per_gate]), frozenset().union(*(a for _, a in per_gate)))
+        causes.insert(first, merged)
+    # what no quantity upstream explains: a slip of its own, in that output's own equation
+    for n in [n for n in wrong if any(a.split(":")[0] == n for a in seen - covered)]:
+        equations = tally.hints[n][0]
+        causes.append((Upstream(n, equations, frozenset([n]), f"{n} itself", f"{n} 本身"), frozenset([n])))
+    traced = {}
+    for n in wrong:
+        u = next(u for u, atoms in causes if any(a.split(":")[0] == n for a in atoms))
+        if u.quantity != n:
+            traced[n] = (u.quantity, u.zh(), u.equations, section)
+    first = causes[0][0]
+    start = (f"{first.quantity}, {first.equations} in THEORY.md {section}",
+             f"{first.zh()}（THEORY.md {section} 的 {zh_list(first.equations)}）")
+    if len(causes) == 1:
+        lines = [f"  提示：{listed(wrong, zh=True)} 都来自 {first.zh()}{first.cond_zh}：先查 THEORY.md "
+                 f"{section} 的 {zh_list(first.equations)}：{first.slip_zh}。",
+                 f"  note: {listed(wrong)} all come from {first.quantity}{first.cond_en}: start with "
+                 f"{first.equations} in THEORY.md {section}: {first.slip_en}."]
+    else:
+        lines = ["  提示：不止一处出错。按反向传播的顺序："
+                 + "；".join(f"{k}. {u.zh()}（{zh_list(u.equations)}）" for k, (u, _) in enumerate(causes, 1))
+                 + f"。先查第一处：{first.slip_zh}。",
+                 "  note: more than one slip. In backward order: "
+                 + "; ".join(f"{k}. {u.quantity} ({u.equations})" for k, (u, _) in enumerate(causes, 1))
+                 + f". Start with the first: {first.slip_en}."]
+    return Note(lines, start, traced)
+
+
+def slip_in_forward(tally, cases, values, slips):
+    """The common slip the learner's forward matches exactly on every case, as a Note; None if none does.
+
+    slips: [(English, Chinese, equations, section, outputs(case) -> {name: tensor})], most telling first."""
+    names = [n for n in tally.names if isinstance(values[0].get(n), torch.Tensor)]
+    for en, zh, equations, section, outputs in slips if names else []:
+        if all(matches(v[n], want[n]) for case, v in zip(cases, values)
+               for want in [outputs(case)] for n in names):
+            return Note([f"  提示：你的前向与一个常见的错误完全吻合：{zh}。",
+                         f"  note: your forward is exactly a common slip: {en}."],
+                        (f"{equations} in THEORY.md {section}",
+                         f"THEORY.md {section} 的 {zh_list(equations)}"))
+    return None
+
+
+def matches(got, want):
+    """got equals want (the same shape, to float64 accuracy)."""
+    return (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype
+            and bool(((got.detach() - want).abs() <= TOL * max(1.0, want.abs().max().item())).all()))
 
 
 def grade_functions(learner, specs):
     """specs: [(name, signature, returns, section, hints, cases)], each case with .args and
     .ref {output: tensor}. Every function is graded on its own; a function that returns one tensor gives
     its own name to the line."""
-    ok_all, names, wrong = True, [], []
+    ok_all, names, wrong, start = True, [], [], None
     for fn_name, sig, returns, section, hints, cases in specs:
         header(fn_name, sig, returns)
         lines = returns if len(returns) > 1 else (fn_name,)
@@ -395,14 +593,15 @@ def grade_functions(learner, specs):
                 value = unpack(value, returns, fn_name) if len(returns) > 1 else [value]
                 for name, got in zip(lines, value):
                     tally.compare(name, got, case.ref[name], case)
-            ok_all &= tally.print_lines()
+            start = start or print_with_note(tally, None, cases, [], list(lines))
+            ok_all &= tally.all_ok()
             wrong += tally.wrong()
         except NotDone as e:
             print("\n".join("  " + line for line in e.lines))
             if not e.blank:
                 not_checked(lines, f"{fn_name} did not finish (above)")
             ok_all = False
-    return ok_all, names, wrong
+    return ok_all, names, wrong, start
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,18 +689,188 @@ def grade_cell(learner, kind, gen):
         probe=lambda c: [c.dh_new.clone()] + ([c.dc_new.clone()] if lstm else []) + [None],
         optional=lambda name, c: name.startswith("db") and not c.bias,
         blocks={n: letters for n in bwd_spec[2] if n.startswith(("dw", "db"))},
-        diagnose=diagnose_lstm if lstm else None)
+        fix_order=(["c_new", "h_new", "dc", "dx", "dh", "dw_ih", "dw_hh", "db"] if lstm else None),
+        trace_forward=lambda t, cs, vs: slip_in_forward(t, cs, vs, LSTM_SLIPS if lstm else GRU_SLIPS),
+        trace_backward=(lambda t, cs, vs: follow_gradient(t, LSTM_UPSTREAM, "§4.1", merge_lstm_gates)) if lstm
+        else (lambda t, cs, vs: follow_gradient(t, GRU_UPSTREAM, "§4.2", merge_gru_gates)))
 
 
-def diagnose_lstm(tally):
-    """When everything that reads δa_t is wrong, say so: the mistake sits before (LB6), not in it."""
-    reads_da = ("dx", "dh", "dw_ih", "dw_hh", "db")
-    if all(not tally.ok(n) for n in reads_da) and tally.ok("dc"):
-        gates = sorted(set().union(*(tally.bad_blocks[n] for n in ("dw_ih", "dw_hh", "db"))),
-                       key="ifgo".index)
-        where = f" (gate {', '.join(gates)})" if gates and len(gates) < 4 else ""
-        print(f"  note: dx, dh, dw_ih, dw_hh and db all come from δa_t{where}, and dc is right: look at "
-              "(LB1), (LB3), (LB5) in THEORY.md §4.1 / 它们都来自 δa_t，请检查 (LB1)、(LB3)、(LB5)")
+# Following the gradient back through one step: each quantity the backward computes on the way, in backward
+# order, and the outputs it reaches ("dw_ih:f": the rows of gate f in dw_ih). One slip upstream makes all
+# of them wrong together, so the pattern of wrong outputs (and gates) names the first place to look.
+def _rows(outputs, gates):
+    return {f"{o}:{g}" for o in outputs for g in gates}
+
+
+def _lstm_reach(gates, dc=False):
+    """What δa_t's rows of `gates` reach (dx, dh and those rows of the weights), and dc if asked."""
+    return frozenset({"dx", "dh"} | ({"dc"} if dc else set()) | _rows(("dw_ih", "dw_hh", "db"), gates))
+
+
+_DC_RIGHT = dict(cond_en=", and dc is right", cond_zh="，而 dc 是对的")
+LSTM_UPSTREAM = [
+    Upstream("δo_t and δc_t", "(LB1), (LB2)", _lstm_reach("ifgo", dc=True),
+             "both read δh_t and tanh(c_t): use dh_new (not dc_new) and the new cell state c_t (not c_{t-1})",
+             "两者都用到 δh_t 和 tanh(c_t)：请确认用的是 dh_new（不是 dc_new）"
+             "和新的细胞状态 c_t（不是 c_{t-1}）",
+             quantity_zh="δo_t 和 δc_t"),
+    Upstream("δa_t (gate o)", "(LB1), (LB5)", _lstm_reach("o"),
+             "δo_t = δh_t ⊙ tanh(c_t), then o's σ' = o_t(1 − o_t)",
+             "δo_t = δh_t ⊙ tanh(c_t)，再乘 o 的 σ' = o_t(1 − o_t)", gate="o", quantity_zh="δa_t（门 o）",
+             **_DC_RIGHT),
+    Upstream("δc_t", "(LB2)", _lstm_reach("ifg", dc=True),
+             "both paths into c_t add up, δc_t = dc_new + δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)); the tanh' of (D2) "
+             "is the easy one to drop",
+             "c_t 的两条路要相加：δc_t = dc_new + δh_t ⊙ o_t ⊙ (1 − tanh²(c_t))，"
+             "最容易漏掉的是 (D2) 的 tanh'",
+             cond_en=" (the rows of gates i, f, g are wrong, gate o's are right)",
+             cond_zh="（门 i、f、g 的行错了，门 o 的行是对的）"),
+    Upstream("δa_t (gate i)", "(LB3), (LB5)", _lstm_reach("i"),
+             "δi_t = δc_t ⊙ g_t, then i's σ' = i_t(1 − i_t)",
+             "δi_t = δc_t ⊙ g_t，再乘 i 的 σ' = i_t(1 − i_t)", gate="i", quantity_zh="δa_t（门 i）",
+             **_DC_RIGHT),
+    Upstream("δa_t (gate f)", "(LB3), (LB5)", _lstm_reach("f"),
+             "δf_t = δc_t ⊙ c_{t-1} (the old cell state), then f's σ' = f_t(1 − f_t)",
+             "δf_t = δc_t ⊙ c_{t-1}（旧的细胞状态），再乘 f 的 σ' = f_t(1 − f_t)", gate="f",
+             quantity_zh="δa_t（门 f）", **_DC_RIGHT),
+    Upstream("δa_t (gate g)", "(LB3), (LB5)", _lstm_reach("g"),
+             "δg_t = δc_t ⊙ i_t, then g's tanh' = 1 − g_t² (g is a tanh, not a sigmoid)",
+             "δg_t = δc_t ⊙ i_t，再乘 g 的 tanh' = 1 − g_t²（g 用的是 tanh，不是 sigmoid）", gate="g",
+             quantity_zh="δa_t（门 g）", **_DC_RIGHT),
+]
+
+
+def merge_lstm_gates(found):
+    """Per-gate quantities found wrong together: one δa_t, in the rows of those gates."""
+    gates = sorted((u.gate for u in found), key="ifgo".index)
+    equations = ", ".join(sorted({e for u in found for e in u.equations.split(", ")}))
+    if set(gates) == set("ifo"):
+        en = "the three sigmoid gates share σ' = σ(1 − σ) (D1)"
+        zh = "三个 sigmoid 门共用 σ' = σ(1 − σ)（(D1)）"
+    else:
+        en = "each gate's derivative in (LB5): σ' = σ(1 − σ) for i, f, o (D1), tanh' = 1 − g² for g (D2)"
+        zh = "(LB5) 中每个门的导数：i、f、o 用 σ' = σ(1 − σ)（(D1)），g 用 tanh' = 1 − g²（(D2)）"
+    return Upstream(f"δa_t (gates {', '.join(gates)})", equations, frozenset(), en, zh,
+                    quantity_zh=f"δa_t（门 {'、'.join(gates)}）", **_DC_RIGHT)
+
+
+def _gru_reach(gates, sides=("dx", "dh")):
+    """What the rows of `gates` reach on the input side (dx, dw_ih, db_ih), the hidden side (dh, dw_hh,
+    db_hh) or both."""
+    weights = {"dx": ("dw_ih", "db_ih"), "dh": ("dw_hh", "db_hh")}
+    return frozenset(set(sides) | _rows(sum((weights[s] for s in sides), ()), gates))
+
+
+GRU_UPSTREAM = [
+    Upstream("δn_t and δz_t", "(GB1)", _gru_reach("rzn"),
+             "the two local derivatives of (G4), δn_t = δh_t ⊙ (1 − z_t) and δz_t = δh_t ⊙ (h_{t−1} − n_t); "
+             "with z and 1 − z swapped both are wrong (THEORY.md §3.1)",
+             "(G4) 的两个局部导数：δn_t = δh_t ⊙ (1 − z_t)，δz_t = δh_t ⊙ (h_{t−1} − n_t)；"
+             "把 z 和 1 − z 对调，两个都会错（THEORY.md §3.1）", quantity_zh="δn_t 和 δz_t"),
+    Upstream("δn_t", "(GB1), (GB2)", _gru_reach("rn"),
+             "δn_t = δh_t ⊙ (1 − z_t) (GB1), then through the tanh, δa^n_t = δn_t ⊙ (1 − n_t²) (GB2)",
+             "δn_t = δh_t ⊙ (1 − z_t)（(GB1)），再穿过 tanh：δa^n_t = δn_t ⊙ (1 − n_t²)（(GB2)）",
+             cond_en=" (the rows of n and r are wrong, since δr_t reads δa^n_t; z's are right)",
+             cond_zh="（门 n 和 r 的行错了，因为 δr_t 要用 δa^n_t；门 z 的行是对的）"),
+    Upstream("δz_t", "(GB1), (GB4)", _gru_reach("z"),
+             "δz_t = δh_t ⊙ (h_{t−1} − n_t) (GB1), then z's σ' = z_t(1 − z_t) (GB4)",
+             "δz_t = δh_t ⊙ (h_{t−1} − n_t)（(GB1)），再乘 z 的 σ' = z_t(1 − z_t)（(GB4)）",
+             cond_en=" (only the rows of gate z are wrong)", cond_zh="（只有门 z 的行错了）", gate="z"),
+    Upstream("δr_t", "(GB3), (GB4)", _gru_reach("r"),
+             "δr_t = δa^n_t ⊙ ĥ_t with ĥ_t = W_hn h_{t−1} + b_hn (GB3), then r's σ' = r_t(1 − r_t) (GB4)",
+             "δr_t = δa^n_t ⊙ ĥ_t，其中 ĥ_t = W_hn h_{t−1} + b_hn（(GB3)），"
+             "再乘 r 的 σ' = r_t(1 − r_t)（(GB4)）",
+             cond_en=" (only the rows of gate r are wrong)", cond_zh="（只有门 r 的行错了）", gate="r"),
+    Upstream("δη_t, the hidden side's n block", "(GB5)", _gru_reach("n", sides=("dh",)),
+             "on the hidden side the n block is δĥ_t = r_t ⊙ δa^n_t: r multiplies after the matrix product "
+             "(THEORY.md §3.1)",
+             "隐藏一侧 n 那一块是 δĥ_t = r_t ⊙ δa^n_t：r 是在矩阵乘法之后乘上去的（THEORY.md §3.1）",
+             quantity_zh="δη_t 中 n 那一块（隐藏一侧）"),
+    Upstream("δξ_t, the input side's n block", "(GB5)", _gru_reach("n", sides=("dx",)),
+             "on the input side the n block is δa^n_t itself, without r",
+             "输入一侧 n 那一块就是 δa^n_t 本身，不乘 r", quantity_zh="δξ_t 中 n 那一块（输入一侧）"),
+]
+
+
+def merge_gru_gates(found):
+    """δr_t and δz_t found wrong together: most likely the σ' they share."""
+    return Upstream("δr_t and δz_t", "(GB3), (GB4)", frozenset(),
+                    "σ' = σ(1 − σ) of both gates (D1), in (GB4)",
+                    "两个门共用的 σ' = σ(1 − σ)（(D1)），见 (GB4)",
+                    cond_en=" (the rows of gates r and z are wrong, n's are right)",
+                    cond_zh="（门 r 和 z 的行错了，门 n 的行是对的）", quantity_zh="δr_t 和 δz_t")
+
+
+# The common slips of a forward, each as what it computes on a case: a forward that matches one of them
+# exactly on every case is told which.
+def _lstm_slip(case, order="ifgo", g_act=torch.tanh, biases=(1, 1), new_c_in_h=True, tanh_in_h=True):
+    a = case.x @ case.w_ih.T + case.h @ case.w_hh.T
+    if case.bias:
+        a = a + biases[0] * case.b_ih + biases[1] * case.b_hh
+    block = dict(zip(order, a.chunk(4, dim=1)))      # the name the learner gives each block of rows
+    i, f, o = (torch.sigmoid(block[k]) for k in "ifo")
+    c_new = f * case.c + i * g_act(block["g"])
+    c_read = c_new if new_c_in_h else case.c
+    return {"h_new": o * (torch.tanh(c_read) if tanh_in_h else c_read), "c_new": c_new}
+
+
+_ONE_BIAS = ("only one of the two biases is added: a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh has both",
+             "两个偏置只加了一个：a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh 两个都要加")
+# (English, Chinese, equations, section, what it computes)
+LSTM_SLIPS = [
+    ("the candidate g goes through a sigmoid; in (L3) it is a tanh",
+     "候选值 g 用了 sigmoid；(L3) 里它用的是 tanh", "(L3)", "§2",
+     lambda c: _lstm_slip(c, g_act=torch.sigmoid)),
+    ("h_t = o_t ⊙ c_t: the tanh of (L6) is missing", "h_t = o_t ⊙ c_t：(L6) 里的 tanh 漏了", "(L6)", "§2",
+     lambda c: _lstm_slip(c, tanh_in_h=False)),
+    ("h_t = o_t ⊙ tanh(c_{t-1}): (L6) reads the new cell state c_t",
+     "h_t = o_t ⊙ tanh(c_{t-1})：(L6) 里要用新的细胞状态 c_t", "(L6)", "§2",
+     lambda c: _lstm_slip(c, new_c_in_h=False)),
+    (*_ONE_BIAS, "(L1)-(L4)", "§2", lambda c: _lstm_slip(c, biases=(1, 0))),
+    (*_ONE_BIAS, "(L1)-(L4)", "§2", lambda c: _lstm_slip(c, biases=(0, 1))),
+] + [(f"the gate order: your code takes the four blocks of rows as {', '.join(order)}, but w_ih, w_hh and "
+      "the biases stack them i, f, g, o (torch's order), so a splits into a_i, a_f, a_g, a_o in that order",
+      f"门的顺序：你的代码把四块行当作 {', '.join(order)}，而 w_ih、w_hh 和偏置是按 i, f, g, o"
+      "（torch 的顺序）堆叠的，所以 a 要按这个顺序切成 a_i, a_f, a_g, a_o",
+      "(L1)-(L4)", "§2", lambda c, order=order: _lstm_slip(c, order=order))
+     for order in map("".join, itertools.permutations("ifgo")) if order != "ifgo"]
+
+
+def _gru_slip(case, order="rzn", swap_z=False, reset="after"):
+    H = case.h.shape[1]
+    zeros = torch.zeros(3 * H, dtype=torch.float64)
+    b_ih, b_hh = (case.b_ih, case.b_hh) if case.bias else (zeros, zeros)
+    rows = {k: dict(zip(order, t.chunk(3, dim=0))) for k, t in
+            (("w_ih", case.w_ih), ("w_hh", case.w_hh), ("b_ih", b_ih), ("b_hh", b_hh))}
+    side = {g: (case.x @ rows["w_ih"][g].T + rows["b_ih"][g], case.h @ rows["w_hh"][g].T, rows["b_hh"][g])
+            for g in "rzn"}
+    r, z = (torch.sigmoid(side[g][0] + side[g][1] + side[g][2]) for g in "rz")
+    hidden = {"after": r * (side["n"][1] + side["n"][2]), "b_hn outside": r * side["n"][1] + side["n"][2],
+              "before": (r * case.h) @ rows["w_hh"]["n"].T + side["n"][2]}[reset]
+    n = torch.tanh(side["n"][0] + hidden)
+    return {"h_new": z * n + (1 - z) * case.h if swap_z else (1 - z) * n + z * case.h}
+
+
+GRU_SLIPS = [
+    ("z and 1 − z are swapped: h_t = z_t ⊙ n_t + (1 − z_t) ⊙ h_{t−1} is the convention of some texts "
+     "(THEORY.md §3.1); here, as in torch, z keeps the old state: h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}",
+     "z 和 1 − z 对调了：h_t = z_t ⊙ n_t + (1 − z_t) ⊙ h_{t−1} 是有些教材的写法（THEORY.md §3.1）；"
+     "这里和 torch 一样，z 是保留旧状态的比例：h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}",
+     "(G4)", "§3.1", lambda c: _gru_slip(c, swap_z=True)),
+    ("r acts before the matrix product, W_hn (r_t ⊙ h_{t−1}), as in Cho et al. 2014 (THEORY.md §3.1); torch, "
+     "and this exercise, apply it after: r_t ⊙ (W_hn h_{t−1} + b_hn)",
+     "r 用在了矩阵乘法之前，即 W_hn (r_t ⊙ h_{t−1})，这是 Cho et al. 2014 原文的写法（THEORY.md §3.1）；"
+     "torch 和本练习把它放在之后：r_t ⊙ (W_hn h_{t−1} + b_hn)",
+     "(G3)", "§3.1", lambda c: _gru_slip(c, reset="before")),
+    ("b_hn is added outside r; it belongs inside: r_t ⊙ (W_hn h_{t−1} + b_hn)",
+     "b_hn 加在了 r 的外面；它应当在里面：r_t ⊙ (W_hn h_{t−1} + b_hn)",
+     "(G3)", "§3.1", lambda c: _gru_slip(c, reset="b_hn outside")),
+] + [(f"the gate order: your code takes the three blocks of rows as {', '.join(order)}, but w_ih, w_hh and "
+      "the biases stack them r, z, n (torch's order)",
+      f"门的顺序：你的代码把三块行当作 {', '.join(order)}，"
+      "而 w_ih、w_hh 和偏置是按 r, z, n（torch 的顺序）堆叠的",
+      "(G1)-(G3)", "§3", lambda c, order=order: _gru_slip(c, order=order))
+     for order in map("".join, itertools.permutations("rzn")) if order != "rzn"]
 
 
 def show_cell_at_work(learner, kind, gen):
@@ -556,8 +925,19 @@ BPTT_HINTS = {"out": ("(L1)-(L6)", "§2"), "h_n": ("(L6)", "§2"), "c_n": ("(L5)
               "db": ("(LB7)", "§4.1")}
 
 
-def grade_bptt(learner, gen):
-    ref_forward = load_theory_module("lstm_from_scratch").lstm_cell_forward
+def grade_bptt(learner, gen, seed=0):
+    """The cell the learner's file imports (if it is theirs) as one step first; then the sequence."""
+    reference = load_theory_module("lstm_from_scratch")
+    cell = their_cell(learner, reference)
+    if cell:
+        print(f"\n先把你导入的单元（{cell}）当作一步来检查；一步对了，整段序列才有意义。\n"
+              f"Your bptt uses your own one-step cell ({cell}): graded as one step first.")
+        ok, names, wrong, start = grade_cell(learner, "lstm", torch.Generator().manual_seed(seed))
+        if not ok:
+            print(f"\nbptt_forward / bptt_backward: not checked: fix your one-step cell first ({cell}) / "
+                  "整段序列还没有检查：先把单元改对")
+            return False, names, wrong, start
+        print("  单步全部正确，接下来检查整段序列。 / Your cell is right as one step; now the sequence.")
     cases = []
     for k, (T, B, I, H, bias) in enumerate(BPTT_SHAPES):
         tags = ((["one step"] if T == 1 else []) + (["batch 1"] if B == 1 else [])
@@ -569,8 +949,8 @@ def grade_bptt(learner, gen):
                           b_ih=rand(gen, 4 * H, scale=0.5) if bias else None,
                           b_hh=rand(gen, 4 * H, scale=0.5) if bias else None,
                           d_out=rand(gen, T, B, H), d_hn=rand(gen, B, H), d_cn=rand(gen, B, H)))
-    print(f"{len(cases)} sequences in float64 (1 to 5 steps, batch 1 included, with and without biases); the "
-          "reference is 01's lstm_cell_forward step by step, and autograd through the whole sequence")
+    print(f"\n{len(cases)} sequences in float64 (1 to 5 steps, batch 1 included, with and without biases); "
+          "the reference is 01's lstm_cell_forward step by step, and autograd through the whole sequence")
     for case in cases:
         zeros = torch.zeros(4 * case.H, dtype=torch.float64)
         leaves = [t.clone().requires_grad_(True) for t in (case.x, case.h0, case.c0, case.w_ih, case.w_hh,
@@ -579,7 +959,7 @@ def grade_bptt(learner, gen):
         x, h, c = leaves[:3]
         outs = []
         for t in range(case.T):
-            h, c, _ = ref_forward(x[t], h, c, *leaves[3:])
+            h, c, _ = reference.lstm_cell_forward(x[t], h, c, *leaves[3:])
             outs.append(h)
         out = torch.stack(outs)
         torch.autograd.backward((out, h, c), (case.d_out, case.d_hn, case.d_cn))
@@ -596,7 +976,206 @@ def grade_bptt(learner, gen):
         bwd_args=lambda c, caches: [c.d_out.clone(), c.d_hn.clone(), c.d_cn.clone(), caches],
         probe=lambda c: [c.d_out.clone(), c.d_hn.clone(), c.d_cn.clone(), None],
         optional=lambda name, c: name == "db" and not c.bias,
-        blocks={n: ("i", "f", "g", "o") for n in ("dw_ih", "dw_hh", "db")})
+        blocks={n: ("i", "f", "g", "o") for n in ("dw_ih", "dw_hh", "db")},
+        trace_forward=lambda t, cs, vs: forward_in_time(t, cs, vs, reference),
+        trace_backward=lambda t, cs, vs: backward_in_time(t, cs, vs, reference))
+
+
+def their_cell(learner, reference):
+    """The file of the one-step cell the learner's bptt file uses, if it is not 01's own; else None."""
+    fns = [getattr(learner.module, n, None) for n in ("lstm_cell_forward", "lstm_cell_backward")]
+    if not all(callable(f) and hasattr(f, "__code__") for f in fns):
+        return None
+    files = {pathlib.Path(f.__code__.co_filename).resolve() for f in fns}
+    return None if files == {pathlib.Path(reference.__file__).resolve()} else \
+        ", ".join(sorted(shown_path(f) for f in files))
+
+
+def _steps(case, reference):
+    """01's cell over the case, step by step: the states before each step and the caches."""
+    zeros = torch.zeros(4 * case.H, dtype=torch.float64)
+    weights = (case.w_ih, case.w_hh, case.b_ih if case.bias else zeros, case.b_hh if case.bias else zeros)
+    h, c, states, caches = case.h0, case.c0, [], []
+    for t in range(case.T):
+        states.append((h, c))
+        h, c, cache = reference.lstm_cell_forward(case.x[t], h, c, *weights)
+        caches.append(cache)
+    return states, caches, weights
+
+
+def forward_in_time(tally, cases, values, reference):
+    """The first step t = 0, 1, ... whose out[t] is wrong, and whether it started from the wrong state."""
+    for case, got in zip(cases, values):
+        out = got.get("out")
+        if not (isinstance(out, torch.Tensor) and out.shape == case.ref["out"].shape):
+            return None
+        bad = [t for t in range(case.T) if not matches(out[t], case.ref["out"][t])]
+        if not bad:
+            continue
+        t, number = bad[0], case.label.split(":")[0].split()[-1]
+        states, _, weights = _steps(case, reference)
+        h, c = states[t]
+        if t == 0:
+            why_zh = "第一步就错了：检查单步前向 (L1)–(L6)（用 --EXERCISE=lstm 可以单独检查单元）"
+            why_en = ("already the first step: the one-step forward (L1)-(L6) (--EXERCISE=lstm grades the "
+                      "cell)")
+            starts = []
+        else:
+            why_zh = "从前一步交过来的状态是对的，这一步本身错了"
+            why_en = "the state handed on from the step before is right; this step itself is wrong"
+            starts = [((case.h0, case.c0), "每一步都从 h0、c0 开始：要把上一步算出的 h、c 交给下一步",
+                       "every step starts from h0, c0: hand each step's h, c to the next"),
+                      ((h, case.c0), "c 没有传下去：第 t 步要读第 t−1 步算出的 c",
+                       "c is not handed on: step t reads the c of step t−1"),
+                      ((case.h0, c), "h 没有传下去：第 t 步要读第 t−1 步算出的 h",
+                       "h is not handed on: step t reads the h of step t−1")]
+        for (h_in, c_in), zh, en in starts:
+            if matches(out[t], reference.lstm_cell_forward(case.x[t], h_in, c_in, *weights)[0]):
+                why_zh, why_en = zh, en
+                break
+        if t == 0:
+            lines = [f"  提示：第 {number} 组里，out[0] 就错了：{why_zh}。",
+                     f"  note: in {case_text(case)}, out[0] is wrong already: {why_en}."]
+        else:
+            right = "out[0]" if t == 1 else f"out[0..{t - 1}]"
+            lines = [f"  提示：沿时间往前找：第 {number} 组里，{right} 是对的，第一个出错的是 t = {t}"
+                     f"（代码从 0 数起）：{why_zh}。",
+                     f"  note: forward in time: in {case_text(case)}, {right} {'is' if t == 1 else 'are'} "
+                     f"right and t = {t} is the first step that goes wrong (the code counts from 0): "
+                     f"{why_en}."]
+        return Note(lines, (f"step t = {t} of bptt_forward", f"bptt_forward 的第 t = {t} 步"))
+    if tally.ok("out"):
+        return Note(["  提示：每一步的 out 都对：h_n、c_n 应当是最后一步之后的 h、c。",
+                     "  note: out is right at every step: h_n, c_n are the h, c after the last step."])
+    return None
+
+
+def backward_in_time(tally, cases, values, reference):
+    """Walk back from the last step as the learner's loop does, t = T-1 ... 0: the first step whose dx_t is
+    wrong is where the slip enters, and what went into lstm_cell_backward there tells which slip it is."""
+    for case, got in zip(cases, values):
+        dx = got.get("dx")
+        if not (isinstance(dx, torch.Tensor) and dx.shape == case.ref["dx"].shape):
+            return None
+        _, caches, _ = _steps(case, reference)
+        T, dh, dc, bad = case.T, case.d_hn + case.d_out[-1], case.d_cn, None
+        for t in reversed(range(T)):
+            step_dx, dh_prev, dc_prev = reference.lstm_cell_backward(dh, dc, caches[t])[:3]
+            if not matches(dx[t], step_dx):
+                bad = t
+                break
+            if t > 0:
+                dh, dc = dh_prev + case.d_out[t - 1], dc_prev
+        if bad is None:
+            continue
+        return Note(_time_lines(case, bad, _slip_in_time(case, bad, dh, dc, dx[bad], caches, reference)),
+                    (f"t = {bad} (counting back from T = {T}), (LB8) in THEORY.md §4.1",
+                     f"t = {bad}（从 T = {T} 往回数；THEORY.md §4.1 的 (LB8)）"),
+                    {n: (f"t = {bad}", f"t = {bad}", "(LB8)", "§4.1") for n in tally.wrong()})
+    wrong = tally.wrong()
+    if not (tally.ok("dx") and len(wrong) > 1):
+        return None
+    ends, sums = [n for n in wrong if n in ("dh0", "dc0")], [n for n in wrong if n not in ("dh0", "dc0")]
+    zh = (([f"返回的 {'、'.join(ends)} 应当是 t = 0 那一步传回的 dh、dc（不是它收到的）"] if ends else [])
+          + ([f"{'、'.join(sums)} 是所有步之和 (LB7)：从 0 开始，逐步加上每一步的梯度"] if sums else []))
+    en = (([f"{' and '.join(ends)} are the dh, dc that step t = 0 sends back (not the ones it received)"]
+           if ends else [])
+          + ([f"{', '.join(sums)} are sums over the steps (LB7): start from zero and add every step's"]
+             if sums else []))
+    return Note([f"  提示：每一步的 dx 都对，说明每一步的 δa_t 都对，问题在循环之后：{'；'.join(zh)}。",
+                 f"  note: every step's dx is right, so every δa_t is: the slip is after the loop. "
+                 f"{'; '.join(en)}."],
+                ("what the loop hands back after t = 0", "循环结束后交回的结果"))
+
+
+_SWAPPED = ("lstm_cell_backward 的参数顺序是 (dh_new, dc_new, cache)：dh 和 dc 传反了",
+            "lstm_cell_backward takes (dh_new, dc_new, cache): dh and dc are swapped")
+
+
+def _slip_in_time(case, t, dh, dc, dx_t, caches, reference):
+    """Which input of lstm_cell_backward at step t explains the learner's dx_t: (Chinese, English).
+    dh, dc: what should go in there."""
+    T, zero, d_out = case.T, torch.zeros_like(dc), case.d_out
+    boundary = ("（THEORY.md §4 的边界条件）", " (the boundary condition of THEORY.md §4)")
+    if t == T - 1:
+        guesses = [
+            ((dc, dh), *_SWAPPED),
+            ((d_out[-1], dc),
+             f"反向的起点 dh 少了 d_hn：最后一步（t = {t}）的 dh = d_hn + d_out[{t}]{boundary[0]}",
+             f"the start of the walk lacks d_hn: at the last step (t = {t}) "
+             f"dh = d_hn + d_out[{t}]{boundary[1]}"),
+            ((case.d_hn, dc),
+             f"反向的起点 dh 少了最后一步输出自己的梯度 d_out[{t}]：dh = d_hn + d_out[{t}]{boundary[0]}",
+             f"the start of the walk lacks the last output's own gradient d_out[{t}]: "
+             f"dh = d_hn + d_out[{t}]{boundary[1]}"),
+            ((dh, zero), f"反向的起点 dc 应当是 d_cn，不是 0{boundary[0]}",
+             f"dc starts from d_cn, not 0{boundary[1]}")]
+        fallback = (f"最后一步（t = {t}）就错了。传进去的应当是 dh = d_hn + d_out[{t}]、dc = d_cn；"
+                    "如果这两样都对，那就是单步的反向本身错了（--EXERCISE=lstm 可以单独检查单元）",
+                    f"the last step (t = {t}) is wrong already. What goes in is dh = d_hn + d_out[{t}] and "
+                    "dc = d_cn; if both are right, the one-step backward itself is wrong (--EXERCISE=lstm "
+                    "grades the cell)")
+    else:
+        later = t + 1
+        guesses = [
+            ((dh, zero),
+             f"t = {later} 传回的 dc 没有传下来：把 lstm_cell_backward 返回的 dc（(LB4) 的加法路径）"
+             "交给再往前的一步，就像交 dh 一样；这一步的 dh 是对的",
+             f"the dc that step t = {later} sent back never arrives: carry the dc lstm_cell_backward "
+             "returns ((LB4), the additive path) to the step before, as dh is carried; the dh here is right"),
+            ((dh, case.d_cn),
+             f"每一步都用 d_cn 作 dc：从 t = {later} 起，dc 应当是后一步的 lstm_cell_backward 返回的那个"
+             "（(LB4) 的加法路径）；这一步的 dh 是对的",
+             f"every step uses d_cn as its dc: from t = {later} on, dc is the one the later step's "
+             "lstm_cell_backward returned ((LB4), the additive path); the dh here is right"),
+            ((dh - d_out[t], dc),
+             f"这一步的 dh 少了它自己输出的梯度 d_out[{t}]：dh = d_out[{t}] + t = {later} 传回的 dh"
+             "（(LB8)）；传回的 dc 是对的",
+             f"the dh at this step lacks its own output's gradient d_out[{t}]: dh = d_out[{t}] + the dh "
+             f"step t = {later} sent back ((LB8)); the dc carried back is right"),
+            ((d_out[t], dc),
+             f"这一步的 dh 只有 d_out[{t}]：还要加上 t = {later} 传回的 dh，即 (LB6) 的 W_hh^T δa（(LB8)）",
+             f"the dh at this step is d_out[{t}] alone: add the dh step t = {later} sent back, W_hh^T δa "
+             "of (LB6) ((LB8))"),
+            ((dh - d_out[t] + d_out[later], dc),
+             f"下标错了一位：第 t = {t} 步要加的是它自己的 d_out[{t}]，这里加成了 d_out[{later}]。"
+             "(LB8) 从 1 数起，代码从 0 数起：(LB8) 里 t 时刻的输出梯度，在代码里是 d_out[t-1]",
+             f"off by one: step t = {t} adds its own d_out[{t}], and here d_out[{later}] was added. (LB8) "
+             "counts from 1, the code from 0: the output gradient at (LB8)'s time t is d_out[t-1] in the "
+             "code"),
+            ((dc, dh), *_SWAPPED)]
+        fallback = (f"t = {later} 及以后各步都对，所以这一步收到的东西有问题：dh = d_out[{t}] + t = {later} "
+                    f"传回的 dh，dc = t = {later} 传回的 dc（(LB8)）",
+                    f"every step after it is right, so look at what this step receives: "
+                    f"dh = d_out[{t}] + the dh from t = {later}, dc = the dc from t = {later} ((LB8))")
+    for (dh_in, dc_in), zh, en in guesses:
+        if matches(dx_t, reference.lstm_cell_backward(dh_in, dc_in, caches[t])[0]):
+            return zh, en
+    return fallback
+
+
+def _time_lines(case, t, why):
+    """Where in time the backward goes wrong, in the code's counting and in (LB8)'s."""
+    T, back = case.T, case.T - t
+    number, label = case.label.split(":")[0].split()[-1], case_text(case)
+    if t == T - 1:
+        return [f"  提示：沿时间往回找：第 {number} 组（{T} 步）里，反向的第一步 t = {t}（最后一步）就错了："
+                f"{why[0]}。",
+                f"  note: back in time: in {label}, the first step of the walk back, t = {t} (the last "
+                f"step), is wrong already: {why[1]}."]
+    right_zh, right_en = ((f"t = {T - 1} 是对的", f"t = {T - 1} is right") if t == T - 2 else
+                          (f"t = {T - 1} … {t + 1} 都对", f"t = {T - 1} ... {t + 1} are right"))
+    return [f"  提示：沿时间往回找：第 {number} 组（{T} 步）里，{right_zh}，往回数第 {back} 步 t = {t} "
+            f"第一个出错（代码从 0 数起；THEORY.md 的 (LB8) 从 1 数起，记作 t = {t + 1}）：{why[0]}。",
+            f"  note: back in time: in {label}, {right_en}, and t = {t}, step {back} counting back from T, "
+            f"is the first that goes wrong (the code counts from 0; THEORY.md's (LB8) counts from 1 and "
+            f"calls it t = {t + 1}): {why[1]}."]
+
+
+def case_text(case):
+    """'case 1: 4 steps, batch 2' -> 'case 1 (4 steps, batch 2)'."""
+    head, _, rest = case.label.partition(": ")
+    return f"{head} ({rest})" if rest else head
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,6 +1259,30 @@ def topk_topp_specs(gen):
           "k-th, a p reached exactly, k <= 0, k >= V, p >= 1); the reference is 04_text_gen/char_model.py")
     return [("top_k_filter", "(probs, k)", ("probs",), "§11", {"top_k_filter": ("(S2)", "§11")}, k_cases),
             ("top_p_filter", "(probs, p)", ("probs",), "§11", {"top_p_filter": ("(S3)", "§11")}, p_cases)]
+
+
+def crf_specs(gen):
+    """(CRF2)-(CRF3) and (CRF5) against 05's crf_log_partition / viterbi_decode (segment_model.py), one
+    sequence at a time; the brute-force check of those is in tests/test_05_segment.py."""
+    segment_model = import_case_module("05_seq_classify", "segment_model")
+    z_cases, v_cases = [], []
+    for T, K in ((1, 4), (2, 3), (5, 4), (7, 2), (12, 4)):
+        em, A, s, u = rand(gen, T, K, scale=2.0), rand(gen, K, K), rand(gen, K), rand(gen, K)
+        mask = torch.ones(1, T, dtype=torch.bool)
+        label = f"T={T}, K={K}"
+        tags = ["one step"] if T == 1 else []
+        z_cases.append(Case(label=label, tags=tags, args=[em, A, s, u],
+                            ref={"crf_log_partition": segment_model.crf_log_partition(em[None], mask, A, s,
+                                                                                      u)[0]}))
+        path = segment_model.viterbi_decode(em[None], mask, A, s, u)[0]
+        v_cases.append(Case(label=label, tags=tags, args=[em, A, s, u],
+                            ref={"viterbi": torch.tensor(path, dtype=torch.long)}))
+    print(f"{len(z_cases)} sentences in float64 (1 to 12 steps, 2 to 4 tags); the reference is "
+          "05_seq_classify/segment_model.py")
+    return [("crf_log_partition", "(emissions, transitions, start, end)", ("log_z",), "§15",
+             {"crf_log_partition": ("(CRF2)-(CRF3)", "§15")}, z_cases),
+            ("viterbi", "(emissions, transitions, start, end)", ("path",), "§15",
+             {"viterbi": ("(CRF5)", "§15")}, v_cases)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,7 +1378,7 @@ def grade_tbptt(learner, gen):
         if not e.blank:
             not_checked(checks, "run_chunks did not finish (above)")
         ok_all = False
-    return ok_all, names, wrong
+    return ok_all, names, wrong, None
 
 
 def check_boundaries(tally, outputs, chunks, case):
@@ -809,6 +1412,7 @@ EXERCISES = {
     "tbptt": ("tbptt.py", "truncated BPTT: the carried, detached state (THEORY.md §10)"),
     "attention": ("attention.py", "one attention step (THEORY.md §13, (E4)-(E7))"),
     "topk_topp": ("topk_topp.py", "top-k and top-p filtering (THEORY.md §11)"),
+    "crf": ("crf.py", "a linear-chain CRF: the forward algorithm and Viterbi (THEORY.md §15)"),
 }
 NEXT = {
     "bptt": "01_basic_theory/lstm_from_scratch.py, lstm_sequence_backward: the same recursion with the local "
@@ -819,6 +1423,8 @@ NEXT = {
              "CharStreams chunk after chunk (THEORY.md §10, (T1)).",
     "attention": "04_text_gen/g2p_model.py, Seq2Seq.attend: the same step for all output steps at once, with "
                  "W_a, W_c as nn.Linear layers (THEORY.md §13.1).",
+    "crf": "05_seq_classify/segment_model.py: crf_log_partition and viterbi_decode on a padded batch (the "
+           "mask), and SegmentTagger, where they sit on a BiLSTM tagger (THEORY.md §15).",
     "topk_topp": "04_text_gen/char_model.py, sampling_distribution and CharRNN.generate; creative_writing.py "
                  "measures what temperature, top-k and top-p do to the text (THEORY.md §11).",
 }
@@ -836,24 +1442,30 @@ def learner_file(exercise, file):
     return path
 
 
-def still_to_do(learner, path, wrong):
-    """The last line of a grade that is not all right: what to write, what raised, what is wrong."""
+def still_to_do(learner, path, wrong, start=None):
+    """The last lines of a grade that is not all right (Chinese, then English): what to write, what raised,
+    what is wrong and where to start (start: (English, Chinese), from the grade)."""
     blank, raised = list(dict.fromkeys(learner.blank)), list(dict.fromkeys(learner.raised))
-    todo = []
-    if blank:
-        todo.append(f"write {', '.join(blank)} (the TODOs in {shown_path(path)})")
+    files = {}                              # a blank function may live in another file (a cell bptt imports)
+    for name in blank:
+        code = getattr(getattr(learner.module, name, None), "__code__", None)
+        files.setdefault(shown_path(code.co_filename) if code else shown_path(path), []).append(name)
+    todo, zh = [], []
+    for file, names in files.items():
+        todo.append(f"write {', '.join(names)} (the TODOs in {file})")
+        zh.append(f"请按 {file} 里的 TODO 写出 {', '.join(names)}")
     if raised:
         todo.append(f"fix {', '.join(raised)}: {'it' if len(raised) == 1 else 'each'} raised an exception "
                     "(above)")
+        zh.append(f"{', '.join(raised)} 抛出了异常（见上）")
     if wrong:
         todo.append(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong"
-                    + ("; start with the first" if len(wrong) > 1 else ""))
-    zh = "还没完成：" + "；".join(([f"请按 TODO 写出 {', '.join(blank)}"] if blank else [])
-                              + ([f"{', '.join(raised)} 抛出了异常"] if raised else [])
-                              + ([f"{len(wrong)} 项不对，先改第一项"] if wrong else [])) + "。"
+                    + (f"; start with {start[0]}" if start else ""))
+        gap = "" if start and ("\u4e00" <= start[1][-1] <= "\u9fff" or start[1].endswith("）")) else " "
+        zh.append(f"{len(wrong)} 项不对" + (f"，先从 {start[1]}{gap}改起" if start else ""))
     if not todo:
-        return "Not done yet: see the lines above. / 还没完成，请看上面的提示。"
-    return f"Not done yet: {'; '.join(todo)}. / {zh}"
+        return "还没完成，请看上面的提示。\nNot done yet: see the lines above."
+    return f"还没完成：{'；'.join(zh)}。\nNot done yet: {'; '.join(todo)}."
 
 
 def grade(exercise, path, seed=0):
@@ -866,26 +1478,27 @@ def grade(exercise, path, seed=0):
         learner.load()
     except NotDone as e:
         print("\n".join("  " + line for line in e.lines))
-        print("\nNot done yet: the file must load first. / 文件需要先能正常载入。")
+        print("\n文件需要先能正常载入。\nNot done yet: the file must load first.")
         return False
     if exercise in ("lstm", "gru"):
-        ok, names, wrong = grade_cell(learner, exercise, gen)
+        ok, names, wrong, start = grade_cell(learner, exercise, gen)
     elif exercise == "bptt":
-        ok, names, wrong = grade_bptt(learner, gen)
+        ok, names, wrong, start = grade_bptt(learner, gen, seed)
     elif exercise == "tbptt":
-        ok, names, wrong = grade_tbptt(learner, gen)
+        ok, names, wrong, start = grade_tbptt(learner, gen)
     else:
-        specs = {"masked_pool": masked_pool_specs, "attention": attention_specs, "topk_topp": topk_topp_specs}
-        ok, names, wrong = grade_functions(learner, specs[exercise](gen))
+        specs = {"masked_pool": masked_pool_specs, "attention": attention_specs, "topk_topp": topk_topp_specs,
+                 "crf": crf_specs}
+        ok, names, wrong, start = grade_functions(learner, specs[exercise](gen))
     printed = learner.printed_lines()
     if printed:
         print(f"\n(your code printed {len(printed)} line{'s' if len(printed) > 1 else ''} while it was "
               "graded; the first ones:)")
         print("\n".join(f"  | {line}" for line in printed[:5]))
     if not ok:
-        print("\n" + still_to_do(learner, path, wrong))
+        print("\n" + still_to_do(learner, path, wrong, start))
         return False
-    print(f"\nAll right: {', '.join(names)}. / 全部正确！")
+    print(f"\n全部正确！\nAll right: {', '.join(names)}.")
     if exercise in ("lstm", "gru"):
         return show_cell_at_work(learner, exercise, gen)
     print(f"Next / 下一步: {NEXT[exercise]}")

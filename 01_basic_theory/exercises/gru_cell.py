@@ -29,12 +29,18 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     w_ih: (3H, I)    w_hh: (3H, H)    b_ih, b_hh: (3H,) or None
     Returns h_new (B, H), cache.
     """
-    # TODO gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, each (B, 3H), split into r, z, n parts
-    # TODO (G1) reset gate r
-    # TODO (G2) update gate z
-    # TODO (G3) candidate n: r multiplies the hidden part (W_hn h + b_hn), keep that part for the backward
-    # TODO (G4) h_new: z keeps the old state
-    raise NotImplementedError("gru_cell_forward: write (G1)-(G4) of THEORY.md §3")
+    # TODO gi = x W_ih^T + b_ih，gh = h W_hh^T + b_hh，各为 (B, 3H)，按 r, z, n 切块
+    #      gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, each (B, 3H), split into r, z, n parts
+    # TODO (G1) 重置门 r
+    #      (G1) reset gate r
+    # TODO (G2) 更新门 z
+    #      (G2) update gate z
+    # TODO (G3) 候选值 n：r 乘在隐藏一侧 (W_hn h + b_hn) 上；这一部分存进 cache，反向要用
+    #      (G3) candidate n: r multiplies the hidden part (W_hn h + b_hn), keep that part for the backward
+    # TODO (G4) h_new：z 是保留旧状态 h 的比例，不是写入候选值 n 的比例（两种约定见 §3.1）
+    #      (G4) h_new: z is the share of the old state h that is kept, not the share of n (§3.1)
+    raise NotImplementedError("gru_cell_forward：请按 THEORY.md §3 的 (G1)–(G4) 写出 / "
+                              "write (G1)-(G4) of THEORY.md §3")
 
 
 def gru_cell_backward(dh_new, cache):
@@ -50,11 +56,19 @@ def gru_cell_backward(dh_new, cache):
     dh_new: (B, H)        cache: what your gru_cell_forward returned
     Returns dx (B, I), dh (B, H), dw_ih (3H, I), dw_hh (3H, H), db_ih (3H,), db_hh (3H,).
     """
-    # TODO (GB1) dn, dz, from (G4)
-    # TODO (GB2) da_n: through the tanh of (G3)
-    # TODO (GB3) dr
-    # TODO (GB4) da_r, da_z: through the sigmoids of (G1), (G2)
-    # TODO (GB5) d_gi (input side) and d_gh (hidden side), each (B, 3H)
-    # TODO (GB6) dx, and dh: the direct path of (G4) plus the path through the gates
-    # TODO (GB7) dw_ih, dw_hh, db_ih, db_hh: summed over the batch
-    raise NotImplementedError("gru_cell_backward: write (GB1)-(GB7) of THEORY.md §4.2")
+    # TODO (GB1) dn、dz：来自 (G4)
+    #      (GB1) dn, dz, from (G4)
+    # TODO (GB2) da_n：穿过 (G3) 的 tanh
+    #      (GB2) da_n: through the tanh of (G3)
+    # TODO (GB3) dr：r 乘的是隐藏一侧那一项 (W_hn h + b_hn)
+    #      (GB3) dr: r multiplies the hidden part (W_hn h + b_hn)
+    # TODO (GB4) da_r、da_z：穿过 (G1)、(G2) 的 sigmoid
+    #      (GB4) da_r, da_z: through the sigmoids of (G1), (G2)
+    # TODO (GB5) d_gi（输入一侧）和 d_gh（隐藏一侧），各为 (B, 3H)；n 那一块只有隐藏一侧要乘 r
+    #      (GB5) d_gi (input side) and d_gh (hidden side), each (B, 3H); only the hidden side's n block has r
+    # TODO (GB6) dx；dh = (G4) 的直接路径 + 经过门的路径
+    #      (GB6) dx, and dh: the direct path of (G4) plus the path through the gates
+    # TODO (GB7) dw_ih、dw_hh、db_ih、db_hh：对 batch 求和
+    #      (GB7) dw_ih, dw_hh, db_ih, db_hh: summed over the batch
+    raise NotImplementedError("gru_cell_backward：请按 THEORY.md §4.2 的 (GB1)–(GB7) 写出 / "
+                              "write (GB1)-(GB7) of THEORY.md §4.2")

@@ -25,9 +25,11 @@ def masked_mean(out, lengths):
     out: (B, T, D), 0 at padded steps      lengths: (B,) int64, each in 1..T
     Returns mean: (B, D).
     """
-    # TODO the mask (B, T, 1) from lengths
-    # TODO (P1) sum of the valid outputs / length
-    raise NotImplementedError("masked_mean: write (P1)")
+    # TODO 由 lengths 得到掩码 mask，形状 (B, T, 1)
+    #      the mask (B, T, 1) from lengths
+    # TODO (P1) 有效步上的输出之和，再除以长度
+    #      (P1) sum of the valid outputs / length
+    raise NotImplementedError("masked_mean：请写出 (P1) / write (P1)")
 
 
 def masked_max(out, lengths):
@@ -40,6 +42,8 @@ def masked_max(out, lengths):
     out: (B, T, D), 0 at padded steps      lengths: (B,) int64, each in 1..T
     Returns peak: (B, D).
     """
-    # TODO the mask (B, T, 1) from lengths
-    # TODO (P2) -inf at padded steps, max over t
-    raise NotImplementedError("masked_max: write (P2)")
+    # TODO 由 lengths 得到掩码 mask，形状 (B, T, 1)
+    #      the mask (B, T, 1) from lengths
+    # TODO (P2) 补齐位置填 -inf，再沿 t 取最大值
+    #      (P2) -inf at padded steps, max over t
+    raise NotImplementedError("masked_max：请写出 (P2) / write (P2)")

@@ -27,8 +27,9 @@ def detach_state(state):
     state: (h, c) each (layers, B, H) | h (layers, B, H) | None
     Returns the state, detached (None stays None).
     """
-    # TODO (T2) sg: the same values, no gradient history; a tuple for (h, c), None for None
-    raise NotImplementedError("detach_state: write sg(.) of (T2)")
+    # TODO (T2) sg：数值不变、没有梯度历史；(h, c) 还是返回元组，None 还是返回 None
+    #      (T2) sg: the same values, no gradient history; a tuple for (h, c), None for None
+    raise NotImplementedError("detach_state：请写出 (T2) 的 sg(.) / write sg(.) of (T2)")
 
 
 def run_chunks(rnn, chunks, state=None):
@@ -47,6 +48,8 @@ def run_chunks(rnn, chunks, state=None):
     Returns outputs: a list of K tensors (B, T, H), rnn's output on each chunk;
     state: the state after the last.
     """
-    # TODO for each chunk: out, state = rnn(chunk, state) -- from the previous chunk's state, detached (T2)
-    # TODO collect the outputs
-    raise NotImplementedError("run_chunks: carry the detached state (T2)")
+    # TODO 对每一块：out, state = rnn(chunk, state)，从上一块的最终状态开始，先 detach（(T2)）
+    #      for each chunk: out, state = rnn(chunk, state) -- from the previous chunk's state, detached (T2)
+    # TODO 收集每一块的输出
+    #      collect the outputs
+    raise NotImplementedError("run_chunks：请传递切断后的状态 (T2) / carry the detached state (T2)")

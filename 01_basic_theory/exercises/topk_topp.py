@@ -23,8 +23,9 @@ def top_k_filter(probs, k):
     probs: (..., V), each row sums to 1      k: int
     Returns probs (..., V): 0 outside the kept set, renormalised to sum to 1.
     """
-    # TODO (S2) the k-th largest probability of each row (torch.topk), keep those >= it, renormalise
-    raise NotImplementedError("top_k_filter: write (S2)")
+    # TODO (S2) 每一行第 k 大的概率（torch.topk），保留 >= 它的，再重新归一化
+    #      (S2) the k-th largest probability of each row (torch.topk), keep those >= it, renormalise
+    raise NotImplementedError("top_k_filter：请写出 (S2) / write (S2)")
 
 
 def top_p_filter(probs, p):
@@ -39,6 +40,7 @@ def top_p_filter(probs, p):
     probs: (..., V), each row sums to 1      p: float in (0, 1]
     Returns probs (..., V): 0 outside the nucleus, renormalised to sum to 1.
     """
-    # TODO (S3) sort, the mass before each character, keep where it is < p, back to the original order,
-    # renormalise
-    raise NotImplementedError("top_p_filter: write (S3)")
+    # TODO (S3) 排序；算出排在每个字符前面的概率之和，保留 < p 的；放回原来的顺序；重新归一化
+    #      (S3) sort, the mass before each character, keep where it is < p, back to the original order,
+    #      renormalise
+    raise NotImplementedError("top_p_filter：请写出 (S3) / write (S3)")
