@@ -343,6 +343,10 @@ def prepare_segmentation_data(*, max_len: int, batch_size: int, min_bigram_freq:
         loaders[part] = torch.utils.data.DataLoader(items, batch_sampler=sampler,
                                                     collate_fn=collate_sentences)
     train_words = {w for c, t in sentences["train"] for w in tags_to_words(c, t)}
+    print("People's Daily 1998-01, contiguous split: " + ", ".join(
+        f"{part} {len(split[part]):,} lines / {len(s):,} sentences / {sum(len(c) for c, _ in s):,} characters"
+        for part, s in sentences.items()) + f"; {len(char_vocab):,} characters and "
+        f"{len(bigram_vocab) if bigram_vocab else 0:,} character pairs in the vocabularies")
     return {"split": split, "sentences": sentences, "loaders": loaders, "char_vocab": char_vocab,
             "bigram_vocab": bigram_vocab, "train_words": train_words}
 
