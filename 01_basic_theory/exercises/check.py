@@ -10,14 +10,15 @@ Exercises: --EXERCISE=   the file you fill in   what you write                  
   tbptt        tbptt.py         truncated BPTT: carry the state, detach it         §10 (T2)
   attention    attention.py     one attention step of the encoder-decoder          §13 (E4-E7)
   topk_topp    topk_topp.py     top-k and top-p (nucleus) filtering                §11 (S2, S3)
+  crf          crf.py           a linear-chain CRF: forward algorithm, Viterbi     §15 (CRF2-CRF5)
 A wrong quantity shows its largest error and that element (yours, expected). When several are wrong, the
 grader follows the gradient back and names the earliest quantity of the backward pass that explains them
 all (the LSTM's δc_t, the GRU's δn_t, ...); for BPTT it walks back in time to the first step that goes
 wrong; for a wrong forward it names the common slips (the gate order, a GRU's z and 1 - z).
 Exit code 0: everything is right; 1: something is not right (yet); 2: a bad option; 3: a bug in this grader.
 
-中文：检查你写的练习：与本项目自己的实现（01 的参考单元、02 的掩码池化、04 的采样与注意力）和 autograd
-逐项对比，float64，多种随机形状（含 batch 1、有无偏置）。每个量一行：ok，或 wrong 加最大误差、
+中文：检查你写的练习：与本项目自己的实现（01 的参考单元、02 的掩码池化、04 的采样与注意力、05 的 CRF）
+和 autograd 逐项对比，float64，多种随机形状（含 batch 1、有无偏置）。每个量一行：ok，或 wrong 加最大误差、
 误差最大的那个元素（你的值和正确的值）以及该看 THEORY.md 的哪个公式。先检查前向，前向对了才检查反向。
 好几个量同时出错时，顺着梯度往回找，指出能解释全部错误的、反向传播中最早的那个量（LSTM 的 δc_t、
 GRU 的 δn_t 等）；BPTT 则沿时间往回，指出第一个出错的时间步。前向出错时，认出常见的错误
