@@ -454,8 +454,7 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
                 try:                                                 # train_step detaches the carried state
                     value, norm, state = train_step(model, x, y, state, optimizer, clip)
                 except NonFiniteLoss as e:                           # say where: this report, this chunk
-                    raise NonFiniteLoss(e.args[0], e.args[1], f"report {epoch}, chunk {n + 1}",
-                                        e.args[3]) from None
+                    raise e.at(f"report {epoch}, chunk {n + 1}") from None
                 total, n = total + value, n + 1
                 norms.append(norm)
                 clipped += bool(clip) and norm > clip

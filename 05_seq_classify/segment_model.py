@@ -120,6 +120,13 @@ def word_spans(words: list[str]) -> set[tuple[int, int]]:
 # ----------------------------------------------------------------------------------------------------
 # 2. The measures
 # ----------------------------------------------------------------------------------------------------
+def precision_recall_f1(right: int, n_predicted: int, n_gold: int) -> dict:
+    """Right words / predicted words, right words / gold words, and their harmonic mean."""
+    precision, recall = right / max(n_predicted, 1), right / max(n_gold, 1)
+    return {"precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
+
+
 def word_scores(gold: list[list[str]], predicted: list[list[str]],
                 train_words: set[str] | None = None) -> dict:
     """Word precision, recall and F1 over a corpus (a predicted word is right when its span equals a gold
@@ -138,10 +145,7 @@ def word_scores(gold: list[list[str]], predicted: list[list[str]],
                 if text[s:e] not in train_words:
                     oov_gold += 1
                     oov_right += (s, e) in hits
-    precision, recall = right / max(n_pred, 1), right / max(n_gold, 1)
-    scores = {"precision": precision, "recall": recall,
-              "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-              "words": n_gold}
+    scores = {**precision_recall_f1(right, n_pred, n_gold), "words": n_gold}
     if train_words is not None:
         scores.update(oov_recall=oov_right / max(oov_gold, 1), oov_words=oov_gold,
                       oov_rate=oov_gold / max(n_gold, 1))
@@ -447,10 +451,7 @@ def tag_stream_scores(predicted: torch.Tensor, gold: torch.Tensor) -> dict:
         ends = (tags >= 2).nonzero().flatten().tolist()
         return set(zip([0] + [e + 1 for e in ends[:-1]], ends))
     p, g = spans(predicted), spans(gold)
-    hit = len(p & g)
-    precision, recall = hit / max(len(p), 1), hit / max(len(g), 1)
-    return {"precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
+    return precision_recall_f1(len(p & g), len(p), len(g))
 
 
 def train_segmenter(model: SegmentTagger, data: dict, *, epochs: int, batches_per_epoch: int, lr: float,
@@ -483,15 +484,10 @@ def segment_texts(model: SegmentTagger, texts: list[str], char_vocab: Vocab, big
     """Each text -> its words, by the model's Viterbi tags. Texts of any length (one line each)."""
     model.eval()
     device = next(model.parameters()).device
-    out: list = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[list[str]] = [[] for _ in texts]                 # an empty text has no words
+    order = sorted((i for i, t in enumerate(texts) if t), key=lambda i: len(texts[i]))
     for s in range(0, len(order), batch_size):
-        idx = [i for i in order[s:s + batch_size] if texts[i]]
-        for i in order[s:s + batch_size]:
-            if not texts[i]:
-                out[i] = []
-        if not idx:
-            continue
+        idx = order[s:s + batch_size]
         chars, left, right, lengths, _ = collate_sentences(
             [(*encode_sentence(texts[i], char_vocab, bigram_vocab), [0] * len(texts[i])) for i in idx])
         chars, left, right = chars.to(device), left.to(device), right.to(device)

@@ -125,6 +125,11 @@ class NonFiniteLoss(UserError):
     """The training loss (or gradient norm) became NaN or infinite. Raised inside a loop with the parts
     (what, value, where, lr); `stopped_early` turns it into the learner's one-line message."""
 
+    def at(self, where: str) -> "NonFiniteLoss":
+        """The same stop, with `where` it happened ("epoch 3, batch 12") filled in by the loop."""
+        what, value, _, lr = self.args
+        return NonFiniteLoss(what, value, where, lr)
+
 
 def clip_gradients(model: nn.Module, clip: float | None) -> float:
     """Clip the gradients to norm `clip` (THEORY.md §9: g <- g * clip / ||g|| when ||g|| > clip) and return
@@ -402,8 +407,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, train_step: Callable, eva
                 try:
                     value, norm, k = train_step(model, batch, optimizer, clip)   # the case's own step
                 except NonFiniteLoss as e:  # say where: this epoch, this batch
-                    what, value, _, lr = e.args
-                    raise NonFiniteLoss(what, value, f"epoch {epoch}, batch {b + 1}", lr) from None
+                    raise e.at(f"epoch {epoch}, batch {b + 1}") from None
                 norms.append(norm)
                 clipped += bool(clip) and norm > clip
                 total += value * k
