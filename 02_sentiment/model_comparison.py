@@ -30,7 +30,6 @@ from baselines import (
 )
 from sentiment_model import (
     SentimentClassifier,
-    apply_dataset_settings,
     binary_metrics,
     dataset_folder,
     dataset_name,
@@ -48,6 +47,7 @@ from utils.script_utils import (
     OneOf,
     Positive,
     Seed,
+    apply_dataset_settings,
     get_device,
     output_dir,
     parse_config,

@@ -18,6 +18,12 @@ Run: python 02_sentiment/sentiment_lstm.py [--quick] [--REVIEW="not terrible, ac
 数据快速跑通，`--REVIEW="..."` 在训练后给你自己写的影评打分；`--DATASET=imdb` 改用 IMDB（要下载 84 MB，
 见 README.md）；`--DATASET=chinese_reviews` 改用中文评论（每个汉字一个词元），`--CSV=my_reviews.csv`
 用你自己标注的评论（text 和 label 两列）训练。
+
+先读报纸再读评论：`--DATASET=chinese_reviews
+--PRETRAINED=outputs/04_text_gen/text_lstm/peoples_daily/model.pt` 从 04 在《人民日报》上训练的字符级
+LSTM 出发，分三个阶段（ULMFiT，pretrained.py，THEORY.md 第 16 节）。
+With --PRETRAINED (04's People's Daily model), ULMFiT's three stages instead of a model from scratch
+(pretrained.py; THEORY.md §16; README).
 """
 import pathlib
 import sys
@@ -25,6 +31,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import time
+
+import pretrained
 
 from baselines import (
     NBChannelClassifier,
@@ -35,7 +43,6 @@ from baselines import (
 )
 from sentiment_model import (
     SentimentClassifier,
-    apply_dataset_settings,
     check_review,
     classify_reviews,
     dataset_folder,
@@ -47,12 +54,14 @@ from sentiment_model import (
     sentiment_examples,
     train_sentiment_model,
 )
+from utils.data_utils import sentiment_split
 from utils.script_utils import (
     AtLeast,
     Fraction,
     OneOf,
     Positive,
     Seed,
+    apply_dataset_settings,
     get_device,
     output_dir,
     parse_config,
@@ -60,7 +69,7 @@ from utils.script_utils import (
     save_metrics,
     set_seed,
 )
-from utils.training import ProgressLog
+from utils.training import ProgressLog, save_checkpoint
 
 # ==== Hyperparameters (edit me) ====
 # (each annotation is what the constant accepts, checked before anything runs; --help lists them all)
@@ -101,14 +110,33 @@ WITH_NBSVM: bool = False              # also fit NBSVM and average it with the e
 NB_CHANNEL: bool = False              # feed each word's NB log-count ratio to the cell beside its learned
                                       # vector (baselines.NBChannelClassifier; cross-fitted while training)
 
+PRETRAINED: str = ""                  # 04's character model of People's Daily, e.g.
+                                      # outputs/04_text_gen/text_lstm/peoples_daily/model.pt: ULMFiT's three
+                                      # stages (pretrained.py; README) instead of a model from
+                                      # scratch ("" = off; one model, not an ensemble)
+LM_MINUTES: AtLeast(0.0) = 2.5        # stage 2: minutes the language model reads the training reviews' text
+LM_LR: Positive = 2e-3                # stage 2's peak learning rate (04 pretrains at 8e-3)
+CLS_EPOCHS: AtLeast(1) = 5            # stage 3: classifier epochs (early stopping on validation accuracy)
+CLS_LR: Positive = 3e-3               # stage 3: the head's peak learning rate
+MAX_CHARS: AtLeast(1) = 256           # stage 3: characters kept per review (95% of the reviews have fewer)
+DISCRIMINATIVE: bool = True           # stage 3: layer k below the head learns at CLS_LR / 2.6^k
+GRADUAL_UNFREEZING: bool = True       # stage 3: the head alone first, then one layer group more each epoch
+SLANTED_TRIANGULAR: bool = True       # stage 3: the rate rises over 10% of the steps, then falls to 1/32
+
 # chinese_reviews: one token per Han character makes a review ~3.6x longer than an RT snippet (median 39
 # tokens; 20% over 100), so it gets a longer MAX_LEN and, to stay near the RT run's time on 2 CPU cores, fewer
 # members (README: the rule and the probes). Applied unless you set the constant yourself; --help lists them.
 DATASET_SETTINGS = {"chinese_reviews": dict(MAX_LEN=(100, 200), ENSEMBLE=(5, 1))}
-QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40)
+QUICK_SETTINGS = dict(LIMIT=400, EPOCHS=1, ENSEMBLE=2, EMBED_DIM=32, HIDDEN_SIZE=32, MAX_LEN=40,
+                      LM_MINUTES=0.05, CLS_EPOCHS=2, MAX_CHARS=64)
 CHECKS = [(lambda: LIMIT == 0 or LIMIT >= 8, "LIMIT must be 0 (all reviews) or at least 8, so that "
                                              "validation and test keep LIMIT // 4 >= 2 reviews each"),
-          (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them")]
+          (lambda: not CSV or DATASET == "rotten_tomatoes", "--CSV replaces --DATASET: give one of them"),
+          (lambda: not PRETRAINED or DATASET == "chinese_reviews" or CSV,
+           "--PRETRAINED is a model of Chinese: use it with --DATASET=chinese_reviews (or a --CSV of Chinese "
+           "reviews)"),
+          (lambda: not (PRETRAINED and NB_CHANNEL), "--NB_CHANNEL is for the model from scratch, not with "
+           "--PRETRAINED")]
 
 
 def load_reviews() -> dict:
@@ -140,12 +168,56 @@ def show_predictions(model, vocab, max_len: int, device) -> list[dict]:
     return classify_reviews(model, vocab, reviews, max_len, device, title="Hand-written reviews (LSTM)")
 
 
+def read_with_pretrained(cfg: dict, device, t0: float) -> None:
+    """ULMFiT in miniature (pretrained.py; README): 04's newspaper model learns to read the reviews in three
+    stages, then faces the same test reviews as the model from scratch and the n-gram baselines."""
+    out = output_dir(__file__, f"{dataset_folder(DATASET, CSV)}_pretrained", quick=cfg["QUICK"])
+    dataset = dataset_name(DATASET, CSV)
+    # stage 1: the general language model (04's checkpoint, re-indexed into 02's vocabulary of characters)
+    lm, vocab, stage1 = pretrained.load_language_model(PRETRAINED, device, cell="lstm", impl=IMPL,
+                                                       script=pathlib.Path(__file__).name)
+    split = sentiment_split(DATASET, csv=CSV)                                  # the same saved split
+    lm, vocab, new = pretrained.add_review_characters(lm, vocab, split["train"][0])  # rows for new characters
+    data = prepare_sentiment_data(DATASET, min_freq=1, max_vocab=0, max_len=MAX_CHARS, batch_size=BATCH_SIZE,
+                                  limit=LIMIT, seed=SEED, csv=CSV, vocab=vocab, split=split)
+    if REVIEW:  # refuse an unusable review now, not after minutes of training
+        check_review(REVIEW, vocab, MAX_CHARS)
+    # stage 2: the language model reads the training reviews' text (labels unused)
+    stage2 = pretrained.fine_tune_language_model(lm, vocab, data["texts"], minutes=LM_MINUTES, lr=LM_LR,
+                                                 clip=CLIP, seed=SEED, device=device)
+    pretrained.save_language_model(lm, vocab, out / "language_model.pt", {"stage1": stage1, "stage2": stage2})
+    # stage 3: the language model's embedding and LSTM layers, pooled into a linear layer (pretrained.py)
+    set_seed(SEED)
+    model = pretrained.PretrainedClassifier.from_language_model(lm)
+    result = pretrained.train_pretrained_classifier(
+        model, data, epochs=CLS_EPOCHS, lr=CLS_LR, weight_decay=WEIGHT_DECAY, clip=CLIP, patience=PATIENCE,
+        discriminative=DISCRIMINATIVE, gradual_unfreezing=GRADUAL_UNFREEZING,
+        slanted_triangular=SLANTED_TRIANGULAR, progress=ProgressLog(out, hparams=cfg))
+    save_checkpoint({"state_dict": model.state_dict(), "tokens": "chars", "pretrained": stage1,
+                     **sentiment_checkpoint_extra(model, vocab, MAX_CHARS, dataset)}, out / "model.pt")
+    name = "pretrained LSTM"
+    metrics = report_sentiment(model, data, result, out, name=name, dataset=dataset, device=device)
+    metrics.update(stage1=stage1, stage2=stage2, new_characters=new)
+    if BASELINES:  # the n-gram yardsticks on the same split, McNemar against the better one
+        metrics.update(compare_with_baselines(model, data, MAX_CHARS, device, name=name))
+    metrics.update(pretrained.against_scratch(model, data, MAX_CHARS, device, name=name, cell="lstm",
+                                              scratch=output_dir(__file__, dataset_folder(DATASET, CSV),
+                                                                 create=False)))
+    metrics["examples"] = show_predictions(model, vocab, MAX_CHARS, device)
+    save_metrics(out, config=cfg, metrics=metrics, history=result["members"][0]["history"], start_time=t0,
+                 device=device)
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, F1 {metrics['test_f1']:.4f}; model saved to "
+          f"{out / 'model.pt'}")
+
+
 def main():
     t0 = time.time()
     cfg = parse_config(globals())
     cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"]))  # never over your own values
     set_seed(SEED)
     device = get_device(DEVICE)
+    if PRETRAINED and not LOAD:  # ULMFiT in miniature: start from 04's language model of People's Daily
+        return read_with_pretrained(cfg, device, t0)
     if LOAD:  # classify with a saved model: nothing is trained or written
         model, vocab, ckpt = load_sentiment_model(LOAD, device, cell="lstm",
                                                   script=pathlib.Path(__file__).name)

@@ -2,8 +2,7 @@
 
 Read in this order (the data flows top to bottom):
 1. encoding and batching: `encode_reviews`, `collate_reviews` (batches of similar length: the
-   `LengthBucketSampler` of utils/data_utils.py, shared with 05's segmenter), `prepare_sentiment_data`
-   (and `apply_dataset_settings`, the per-dataset constants of the scripts);
+   `LengthBucketSampler` of utils/data_utils.py, shared with 05's segmenter), `prepare_sentiment_data`;
 2. the model: `SentimentClassifier.forward` (embed -> pack -> pool -> classify, THEORY.md §5) and
    `SentimentEnsemble` (a seed ensemble, §8);
 3. the training step: `train_step` (forward -> loss -> zero_grad -> backward -> clip -> step) and
@@ -42,7 +41,7 @@ from utils.model_utils import (
     log_mean_probability,
     make_rnn,
 )
-from utils.script_utils import UserError, apply_settings, print_table, set_seed
+from utils.script_utils import UserError, print_table, set_seed
 from utils.training import (
     ProgressLog,
     check_checkpoint,
@@ -93,7 +92,7 @@ def encode_reviews(texts: Sequence[str], vocab: Vocab, max_len: int) -> tuple[li
     An empty review becomes [<unk>] so that every sequence has length >= 1 (packing needs it)."""
     encoded, cut = [], 0
     for text in texts:
-        ids = vocab.encode(tokenize(text)) or [1]
+        ids = vocab.encode(vocab.tokenize(text)) or [1]
         cut += len(ids) > max_len
         encoded.append(ids[:max_len])
     return encoded, cut
@@ -103,7 +102,7 @@ def check_review(text: str, vocab: Vocab, max_len: int) -> list[int]:
     """A learner's review -> ids, refusing an empty one, warning when most of its tokens are unknown to the
     model (an English review given to a model trained on Chinese, or the other way round), noting
     truncation."""
-    tokens = tokenize(text)
+    tokens = vocab.tokenize(text)
     if not tokens:
         raise UserError("the review is empty (no words found); pass some text, e.g. --REVIEW=\"a moving, "
                         "funny film\" or --REVIEW=\"这部电影太好看了\".")
@@ -153,20 +152,29 @@ def sentiment_loader(encoded: list[list[int]], labels: Sequence[int], batch_size
 
 
 def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_len: int, batch_size: int,
-                           limit: int = 0, seed: int = 0, csv: str = "") -> dict:
+                           limit: int = 0, seed: int = 0, csv: str = "", vocab: Vocab | None = None,
+                           train_size: int = 0, split: dict | None = None) -> dict:
     """The fixed split (of `dataset`, or of the learner's `csv` file) -> vocabulary (built on train only)
     -> length-bucketed loaders.
 
     limit > 0 keeps only the first `limit` training reviews (and limit//4 of validation and test): --quick.
+    vocab: a vocabulary to use instead of building one (pretrained.py's characters of a language model);
+    split: the split when the caller has already read it (sentiment_split), so it is not read twice.
+    train_size > 0 keeps a random `train_size` of the training reviews, each class in its share (drawn with
+    `seed`), with validation and test whole: the labelled-size curve (pretraining_study.py).
     Returns {'vocab', 'texts': {part: (texts, labels)}, 'loaders': {part: DataLoader}, 'sizes'}, and the
     'max_len', 'batch_size' and 'seed' they were made with.
     """
-    split = sentiment_split(dataset, csv=csv)
+    split = dict(split) if split is not None else sentiment_split(dataset, csv=csv)  # (given: already read)
     dataset = dataset_name(dataset, csv)
     if limit > 0:
         split = {p: (t[:n], y[:n]) for (p, (t, y)), n in zip(split.items(), (limit, limit // 4, limit // 4))}
-    vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq,
-                        max_size=max_vocab or None)
+    if 0 < train_size < len(split["train"][0]):
+        split["train"] = labelled_subset(*split["train"], train_size, seed)
+    built = vocab is None
+    if built:
+        vocab = Vocab.build((tokenize(t) for t in split["train"][0]), min_freq=min_freq,
+                            max_size=max_vocab or None)
     loaders, truncated = {}, 0
     for part, (texts, labels) in split.items():
         encoded, cut = encode_reviews(texts, vocab, max_len)
@@ -174,11 +182,25 @@ def prepare_sentiment_data(dataset: str, *, min_freq: int, max_vocab: int, max_l
         loaders[part] = sentiment_loader(encoded, labels, batch_size, shuffle=part == "train", seed=seed)
     total = sum(len(t) for t, _ in split.values())
     print(f"{dataset}: {', '.join(f'{p} {len(t)}' for p, (t, _) in split.items())} reviews; vocabulary "
-          f"{len(vocab)} tokens (min_freq={min_freq}); {truncated} of {total} reviews truncated to "
+          f"{len(vocab)} tokens ({f'min_freq={min_freq}' if built else 'given'}); {truncated} of {total} "
+          f"reviews truncated to "
           f"MAX_LEN={max_len} tokens.")
     return {"vocab": vocab, "texts": split, "loaders": loaders,
             "sizes": {p: len(t) for p, (t, _) in split.items()},
             "max_len": max_len, "batch_size": batch_size, "seed": seed}
+
+
+def labelled_subset(texts: Sequence[str], labels: Sequence[int], size: int, seed: int) -> tuple[list, list]:
+    """A random `size` of the reviews, each class keeping its share: the same subset for every model given
+    the same seed, a different one for each seed."""
+    g = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in sorted(set(labels)):
+        members = [i for i, y in enumerate(labels) if y == label]
+        k = round(size * len(members) / len(labels))
+        chosen += [members[j] for j in torch.randperm(len(members), generator=g)[:k].tolist()]
+    chosen.sort()
+    return [texts[i] for i in chosen], [labels[i] for i in chosen]
 
 
 def dataset_name(dataset: str, csv: str = "") -> str:
@@ -193,16 +215,6 @@ def dataset_folder(dataset: str, csv: str = "") -> str | None:
     if csv:
         return "csv_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(csv).stem)
     return None if dataset == "rotten_tomatoes" else dataset
-
-
-def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False) -> dict:
-    """The script's DATASET_SETTINGS for `dataset` ({dataset: {NAME: (shipped, value)}}), applied as the GPU
-    settings are (utils.script_utils.apply_settings): never over a value the learner chose, never with
-    --quick. -> {NAME: value} applied."""
-    settings = (namespace.get("DATASET_SETTINGS") or {}).get(dataset)
-    if not settings or quick:
-        return {}
-    return apply_settings(namespace, settings, f"{dataset} settings", "DATASET_SETTINGS")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -407,6 +419,10 @@ def load_sentiment_model(path: Path | str, device: torch.device | str = "cpu", c
                      script=script)
     with weights_that_fit(path):
         vocab = Vocab.from_list(ckpt["vocab"])
+        model_class = SentimentClassifier
+        if ckpt.get("tokens") == "chars":  # a pretrained classifier that reads characters (pretrained.py)
+            from pretrained import CharTokens, PretrainedClassifier
+            vocab, model_class = CharTokens.from_list(ckpt["vocab"]), PretrainedClassifier
         members = int(ckpt.get("members", 1))
         key = "members.0.embedding.weight" if members > 1 else "embedding.weight"
         rows = ckpt["state_dict"].get(key, torch.empty(0, 0)).shape[0]
@@ -414,7 +430,6 @@ def load_sentiment_model(path: Path | str, device: torch.device | str = "cpu", c
             raise UserError(f"checkpoint {path} does not match its vocabulary: the embedding has {rows} rows "
                             f"but the vocabulary has {len(vocab)} tokens; retrain the model to get a "
                             f"consistent file.")
-        model_class = SentimentClassifier
         if ckpt["hparams"].get("word_channels"):  # a model trained with NB_CHANNEL, an experiment
             from baselines import NBChannelClassifier as model_class
         model = model_class(**ckpt["hparams"], device=device)

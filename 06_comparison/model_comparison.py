@@ -31,6 +31,7 @@ import numpy as np
 from utils.data_utils import load_ucr_dataset
 from utils.model_utils import count_parameters
 from utils.script_utils import (
+    OUTPUTS_ROOT,
     REPO_ROOT,
     Interval,
     Items,
@@ -82,6 +83,14 @@ TASKS = {
     "02_chinese": dict(task="sentiment (Chinese reviews)", lstm="02_sentiment/sentiment_lstm.py",
                        gru="02_sentiment/sentiment_gru.py", metric="test_accuracy", higher=True,
                        hidden="HIDDEN_SIZE", args=["--DATASET=chinese_reviews"], folder="chinese_reviews"),
+    # the twins fine-tuning 04's People's Daily model of their own cell (ULMFiT, 02's README): run
+    # text_lstm.py and text_gru.py with --DATASET=peoples_daily first ({outputs}: this machine's outputs/)
+    "02_chinese_pretrained": dict(task="sentiment (Chinese reviews), pretrained on People's Daily",
+                                  lstm="02_sentiment/sentiment_lstm.py", gru="02_sentiment/sentiment_gru.py",
+                                  metric="test_accuracy", higher=True, hidden="HIDDEN_SIZE",
+                                  args=["--DATASET=chinese_reviews", "--PRETRAINED={outputs}/04_text_gen/"
+                                        "text_{cell}/{quick}peoples_daily/model.pt"],
+                                  folder="chinese_reviews_pretrained"),
     "03_stock": dict(task="next-day return (AAPL)", lstm="03_stock/stock_lstm.py",
                      gru="03_stock/stock_gru.py", metric="rmse", higher=False, hidden="HIDDEN_SIZE"),
     "04_text_gen": dict(task="character LM (Shakespeare, held-out 10%)", lstm="04_text_gen/text_lstm.py",
@@ -135,6 +144,9 @@ def matched_hidden_size(count, target: int, lo: int = 1, hi: int = 8192) -> int:
 def model_dims(case: str, script, lstm_record: dict) -> tuple:
     """The arguments before `device` of the case script's build_model: the sizes its data fixes
     (vocabulary for 02 and 04, features for 03, features and classes for 05)."""
+    if case == "02_chinese_pretrained":
+        raise UserError("02_chinese_pretrained's size is its language model's (04's): --MATCH_PARAMS does "
+                        "not apply to it.")
     if case in ("02_sentiment", "02_chinese", "04_text_gen"):
         vocab = lstm_record.get("metrics", {}).get("vocab_size")
         if vocab is None:
@@ -238,7 +250,9 @@ def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, q
     """One training run of a case script in a subprocess -> its metrics.json (also kept under runs/)."""
     script = REPO_ROOT / TASKS[case][cell]
     name = f"{case}_{cell}_seed{seed}"
-    command = ([TASKS[case][cell], f"--SEED={seed}", *TASKS[case].get("args", []), *args]
+    task_args = [a.format(cell=cell, outputs=OUTPUTS_ROOT, quick="quick/" if quick else "")
+                 for a in TASKS[case].get("args", [])]
+    command = ([TASKS[case][cell], f"--SEED={seed}", *task_args, *args]
                + (["--quick"] if quick else []))
     signature = run_signature(command, cell, device=device)
     saved = runs_dir / f"{name}.json"
@@ -501,6 +515,8 @@ def conclusions(rows: list[dict], matched: bool) -> list[str]:
 # The plot's panel titles and axes, Chinese first (the AAPL task is scored on the forecast close, in dollars)
 PANEL_TITLES = {"02_sentiment": ("情感分类（烂番茄）", "sentiment (Rotten Tomatoes)"),
                 "02_chinese": ("情感分类（中文评论）", "sentiment (Chinese reviews)"),
+                "02_chinese_pretrained": ("情感分类（中文评论，先读《人民日报》）",
+                                          "sentiment (Chinese reviews, pretrained)"),
                 "03_stock": ("AAPL 下一天的收盘价", "next-day close (AAPL)"),
                 "04_text_gen": ("字符语言模型（莎士比亚）", "character LM (Shakespeare)"),
                 "04_pronounce": ("发音（CMUdict）", "pronunciation (CMUdict)"),

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import segment_model as sm
+from utils.data_utils import parse_tagged_line
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def corpus():
 def test_the_corpus_and_its_contiguous_split_have_their_exact_sizes(corpus):
     """19,484 lines, 1,841,657 characters; 90/5/5 of the lines in order: the test block holds 50,329 words."""
     assert len(corpus) == 19484 and sum(len(c) for c, _ in corpus) == 1841657
-    split = sm.segmentation_split(corpus)
+    split = sm.peoples_daily_split(corpus)
     sizes = {k: (len(v), sum(len(c) for c, _ in v), sum(len(sm.tags_to_words(c, t)) for c, t in v))
              for k, v in split.items()}
     assert sizes == {"train": (17535, 1671911, 1017970), "val": (974, 87463, 53148),
@@ -25,12 +26,12 @@ def test_the_corpus_and_its_contiguous_split_have_their_exact_sizes(corpus):
 
 
 def test_tags_and_words_go_both_ways(corpus):
-    assert sm.parse_tagged_line("迈/b 向/e 的/s") == ("迈向的", "BES")
+    assert parse_tagged_line("迈/b 向/e 的/s") == ("迈向的", "BES")
     assert sm.tags_to_words("中国人民", "BEBE") == ["中国", "人民"]
     assert sm.words_to_tags(["中华人民共和国", "成立", "了"]) == "BMMMMMEBES"
     assert all(sm.words_to_tags(sm.tags_to_words(c, t)) == t for c, t in corpus[:2000])
     with pytest.raises(ValueError):
-        sm.parse_tagged_line("迈/x")
+        parse_tagged_line("迈/x")
 
 
 def test_word_scores_count_exact_spans_and_unseen_words():

@@ -84,8 +84,7 @@ def test_dataset_settings_apply_to_their_dataset_only_and_keep_the_learners_valu
     """chinese_reviews' DATASET_SETTINGS: applied for that dataset, never over a value set on the command
     line, never for another dataset or with --quick; the shipped values are the file's and the new ones
     valid."""
-    from sentiment_model import apply_dataset_settings
-    from utils.script_utils import constant_rules
+    from utils.script_utils import apply_dataset_settings, constant_rules
 
     module = load_case_script(ROOT / script)
     rules = constant_rules(vars(module))

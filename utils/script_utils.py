@@ -442,6 +442,18 @@ def apply_gpu_settings(namespace: dict, settings: dict, device, quick: bool = Fa
     return apply_settings(namespace, settings, "GPU settings", "GPU_SETTINGS")
 
 
+def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False) -> dict:
+    """The script's DATASET_SETTINGS for `dataset` ({dataset: {NAME: (shipped, value)}}), applied as the GPU
+    settings are (`apply_settings`): never over a value the learner chose; with --quick, never over a
+    QUICK_SETTINGS value (a Chinese prompt still applies, a bigger model does not). -> {NAME: value}."""
+    settings = (namespace.get("DATASET_SETTINGS") or {}).get(dataset)
+    if settings and quick:
+        settings = {k: v for k, v in settings.items() if k not in (namespace.get("QUICK_SETTINGS") or {})}
+    if not settings:
+        return {}
+    return apply_settings(namespace, settings, f"{dataset} settings", "DATASET_SETTINGS")
+
+
 def apply_settings(namespace: dict, settings: dict, what: str, table: str) -> dict:
     """Give the constants of `settings` ({NAME: (shipped value, new value)}) their new values, except those
     the learner chose (edited in the file, or given as --NAME=VALUE); print one line saying which (`what`,
