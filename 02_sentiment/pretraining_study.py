@@ -55,15 +55,18 @@ SEEDS: Items(Seed) = (0, 1)     # per size: which random subset of the training 
 MIN_STEPS: AtLeast(1) = 150     # gradient steps every model gets at least (small sets: more epochs)
 LANGUAGE_MODEL: str = ""        # stage 2's language model ('' = the twin's pretrained run's)
 LIMIT: AtLeast(0) = 0           # the probes: only the first LIMIT training reviews (0 = all; --quick)
+PROBE_RUNS: Items(OneOf("all", "no_discriminative", "no_unfreezing", "no_slanted")) = (
+    "all", "no_discriminative", "no_unfreezing", "no_slanted")  # which probes (PROBES below); a subset
+                                # writes to choices_<names>/ (several subsets can run side by side)
 
 QUICK_SETTINGS = dict(SIZES=(40,), SEEDS=(0,), MIN_STEPS=4, LIMIT=400)
 
 # The rule, fixed before the probes ran: a choice stays when the run without it scores lower validation
 # accuracy than the run with all three; otherwise (as good or better without it) the simpler setting wins.
-PROBES = {"all three": {},
-           "without discriminative rates": dict(discriminative=False),
-           "without gradual unfreezing": dict(gradual_unfreezing=False),
-           "without the slanted triangular schedule": dict(slanted_triangular=False)}
+PROBES = {"all": ("all three", {}),
+          "no_discriminative": ("without discriminative rates", dict(discriminative=False)),
+          "no_unfreezing": ("without gradual unfreezing", dict(gradual_unfreezing=False)),
+          "no_slanted": ("without the slanted triangular schedule", dict(slanted_triangular=False))}
 
 
 def twin():
@@ -79,11 +82,11 @@ def batch_size_for(size: int, full: int) -> int:
 def train_pretrained(lm, vocab, data, t, device, epochs: int, **choices) -> dict:
     """Stage 3 with the twin's settings on `data` -> fit's result (the best validation accuracy in it)."""
     model = pretrained.PretrainedClassifier.from_language_model(lm)
-    settings = dict(discriminative=t.DISCRIMINATIVE, gradual_unfreezing=t.GRADUAL_UNFREEZING,
-                    slanted_triangular=t.SLANTED_TRIANGULAR, **choices)
+    settings = {"discriminative": t.DISCRIMINATIVE, "gradual_unfreezing": t.GRADUAL_UNFREEZING,
+                "slanted_triangular": t.SLANTED_TRIANGULAR, **choices}  # a probe turns one of them off
     result = pretrained.train_pretrained_classifier(model, data, epochs=epochs, lr=t.CLS_LR,
                                                     weight_decay=t.WEIGHT_DECAY, clip=t.CLIP,
-                                                    patience=t.PATIENCE, verbose=False, **settings)
+                                                    patience=t.PATIENCE, **settings)
     return {"model": model, "fit": result["members"][0]}
 
 
@@ -92,16 +95,18 @@ def probe_choices(lm, vocab, t, device) -> list[dict]:
     data = prepare_sentiment_data("chinese_reviews", min_freq=1, max_vocab=0, max_len=t.MAX_CHARS,
                                   batch_size=t.BATCH_SIZE, limit=LIMIT, seed=SEED, vocab=vocab)
     rows = []
-    for name, choice in PROBES.items():
+    for key in PROBE_RUNS:
+        name, choice = PROBES[key]
         set_seed(SEED)
         t0 = time.time()
         fit = train_pretrained(lm, vocab, data, t, device, t.CLS_EPOCHS, **choice)["fit"]
         rows.append({"stage 3": name, "val accuracy": fit["best_value"], "best epoch": fit["best_epoch"],
                      "minutes": round((time.time() - t0) / 60, 1)})
         print(f"{name}: validation accuracy {fit['best_value']:.4f}")
-    full = rows[0]["val accuracy"]
-    for row in rows[1:]:
-        row["verdict"] = "keep" if row["val accuracy"] < full else "drop (as good without it)"
+    full = next((r["val accuracy"] for r in rows if r["stage 3"] == PROBES["all"][0]), None)
+    for row in rows:
+        if full is not None and row["stage 3"] != PROBES["all"][0]:
+            row["verdict"] = "keep" if row["val accuracy"] < full else "drop (as good without it)"
     print_table(rows, title="ULMFiT's choices on validation (rule: keep a choice when dropping it lowers "
                             "validation accuracy)", floatfmt=".4f")
     return rows
@@ -180,17 +185,22 @@ def main():
     set_seed(SEED)
     device = get_device(DEVICE)
     t = twin()
-    out = output_dir(__file__, None if PART == "both" else PART, quick=cfg["QUICK"])  # parts run side by side
     path = pathlib.Path(LANGUAGE_MODEL) if LANGUAGE_MODEL else (
         output_dir(t.__file__, "chinese_reviews_pretrained", quick=cfg["QUICK"], create=False)
         / "language_model.pt")
     lm, vocab, info = pretrained.load_language_model_after_stage2(path, device, cell=CELL,
                                                                   script=pathlib.Path(__file__).name)
     print(f"stage 2's language model: {shown_path(path)}")
-    metrics = {"language_model": shown_path(path), "language_model_info": info}
+    record = {"language_model": shown_path(path), "language_model_info": info}
+    # each part writes its own folder (outputs/02_sentiment/pretraining_study/choices/, .../curve/), so
+    # the two can run side by side as two commands
     if PART in ("choices", "both"):
-        metrics["choices"] = probe_choices(lm, vocab, t, device)
+        part = "choices" if set(PROBE_RUNS) == set(PROBES) else "choices_" + "_".join(PROBE_RUNS)
+        out = output_dir(__file__, part, quick=cfg["QUICK"])
+        save_metrics(out, config=cfg, metrics={**record, "choices": probe_choices(lm, vocab, t, device)},
+                     start_time=t0, device=device)
     if PART in ("curve", "both"):
+        out = output_dir(__file__, "curve", quick=cfg["QUICK"])
         points = [curve_point(size, seed, lm, vocab, t, device) for size in SIZES for seed in SEEDS]
         full = full_set_point(cfg["QUICK"])
         if full is None:
@@ -199,12 +209,9 @@ def main():
         else:
             points.append(full)
         print_table(points, title="Test accuracy against labelled training reviews", floatfmt=".4f")
-        metrics["curve"] = points
-        figure = plot_curve(points, out / "labelled_size_curve.png")
-        if not cfg["QUICK"] and CELL == "lstm":   # the README's copy, redrawn by this script
-            plot_curve(points, REPO_ROOT / "figures" / "02_labelled_size_curve.png")
-        print(f"curve: {shown_path(figure)}")
-    save_metrics(out, config=cfg, metrics=metrics, start_time=t0, device=device)
+        figure = plot_curve(points, out / "labelled_size_curve.png")  # figures/collect_results_figures.py
+        print(f"curve: {shown_path(figure)}")                          # copies it for the README
+        save_metrics(out, config=cfg, metrics={**record, "curve": points}, start_time=t0, device=device)
 
 
 if __name__ == "__main__":

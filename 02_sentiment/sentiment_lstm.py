@@ -202,7 +202,7 @@ def read_with_pretrained(cfg: dict, device, t0: float) -> None:
         metrics.update(compare_with_baselines(model, data, MAX_CHARS, device, name=name))
     metrics.update(pretrained.against_scratch(model, data, MAX_CHARS, device, name=name, cell="lstm",
                                               scratch=output_dir(__file__, dataset_folder(DATASET, CSV),
-                                                                 create=False)))
+                                                                 quick=cfg["QUICK"], create=False)))
     metrics["examples"] = show_predictions(model, vocab, MAX_CHARS, device)
     save_metrics(out, config=cfg, metrics=metrics, history=result["members"][0]["history"], start_time=t0,
                  device=device)

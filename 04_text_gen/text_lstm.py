@@ -138,10 +138,11 @@ def train(model, data, out, progress):
 def main():
     t0 = time.time()
     cfg = parse_config(globals())
-    cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"]))  # never over your own values
     set_seed(SEED)
     device = get_device(DEVICE)
-    cfg.update(apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"]))  # not over your edits
+    gpu = apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"])  # not over your edits
+    cfg.update(gpu)   # then the corpus's settings, never over your values nor the GPU's model size
+    cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"], skip=gpu))
     out = output_dir(__file__, None if DATASET == "shakespeare" else DATASET, quick=cfg["QUICK"])
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)

@@ -237,12 +237,16 @@ def run_signature(command: list[str], cell: str, root: Path = REPO_ROOT, device:
     """What a case run depends on: its command, the device kind it runs on (GPU_SETTINGS change the model
     on CUDA), and the code of every file it executes from this repository (comments aside): the script and
     the case modules it imports, utils/*.py, and 01_basic_theory's scratch cell (IMPL=scratch trains with
-    it). A saved run is reused only if all match."""
+    it), and the checksum of a --PRETRAINED file. A saved run is reused only if all match."""
     files = (with_sibling_imports(root / command[0]) + sorted((root / "utils").glob("*.py"))
              + with_sibling_imports(root / "01_basic_theory" / f"{cell}_from_scratch.py"))
+    inputs = {}  # a file the run reads besides the code (--PRETRAINED's language model): its checksum
+    for arg in command:
+        if arg.startswith("--PRETRAINED=") and Path(arg.split("=", 1)[1]).is_file():
+            inputs[arg] = hashlib.sha256(Path(arg.split("=", 1)[1]).read_bytes()).hexdigest()
     return {"command": command, "device": device or run_device(),
             "code_sha256": {f.relative_to(root).as_posix(): code_hash(f.read_text(encoding="utf-8"))
-                            for f in files}}
+                            for f in files}, **({"inputs_sha256": inputs} if inputs else {})}
 
 
 def run_case(case: str, cell: str, seed: int, args: list[str], runs_dir: Path, quick: bool,

@@ -373,3 +373,25 @@ def test_an_old_python_gets_one_clear_line():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.count("\n") == 1
     assert p.stderr.startswith("error: this project needs Python 3.11 or newer; this is Python")
+
+
+@pytest.mark.parametrize("script", ["04_text_gen/text_lstm.py", "04_text_gen/text_gru.py",
+                                    "04_text_gen/creative_writing.py"])
+def test_peoples_daily_settings_are_valid_and_leave_the_gpu_model_alone(script):
+    """peoples_daily's DATASET_SETTINGS: shipped values are the file's, new ones valid; with --quick the
+    small model stays and the Chinese prompt applies; on a GPU the GPU's model size stays."""
+    from utils.script_utils import apply_dataset_settings, constant_rules
+
+    module = load_case_script(ROOT / script)
+    rules = constant_rules(vars(module))
+    settings = module.DATASET_SETTINGS["peoples_daily"]
+    for name, (shipped, value) in settings.items():
+        assert shipped == getattr(module, name) and rules[name].accepts(value)
+    assert apply_dataset_settings(vars(module), "shakespeare") == {}
+    if "HIDDEN_SIZE" in settings:
+        gpu = {"HIDDEN_SIZE": 1024, "NUM_LAYERS": 3}
+        applied = apply_dataset_settings(dict(vars(module)), "peoples_daily", skip=gpu)
+        assert "HIDDEN_SIZE" not in applied and applied["TIE_WEIGHTS"] is True
+    cfg = parse_config(vars(module), ["--quick", "--DATASET=peoples_daily"])
+    applied = apply_dataset_settings(vars(module), module.DATASET, quick=cfg["QUICK"])
+    assert applied["PROMPT"] == "新华社北京1月1日电" and "HIDDEN_SIZE" not in applied

@@ -442,13 +442,15 @@ def apply_gpu_settings(namespace: dict, settings: dict, device, quick: bool = Fa
     return apply_settings(namespace, settings, "GPU settings", "GPU_SETTINGS")
 
 
-def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False) -> dict:
+def apply_dataset_settings(namespace: dict, dataset: str, quick: bool = False, skip=()) -> dict:
     """The script's DATASET_SETTINGS for `dataset` ({dataset: {NAME: (shipped, value)}}), applied as the GPU
     settings are (`apply_settings`): never over a value the learner chose; with --quick, never over a
-    QUICK_SETTINGS value (a Chinese prompt still applies, a bigger model does not). -> {NAME: value}."""
+    QUICK_SETTINGS value (a Chinese prompt still applies, a bigger model does not); never over the names in
+    `skip` (the GPU settings just applied). -> {NAME: value}."""
     settings = (namespace.get("DATASET_SETTINGS") or {}).get(dataset)
-    if settings and quick:
-        settings = {k: v for k, v in settings.items() if k not in (namespace.get("QUICK_SETTINGS") or {})}
+    if settings:
+        dropped = set(skip) | (set(namespace.get("QUICK_SETTINGS") or {}) if quick else set())
+        settings = {k: v for k, v in settings.items() if k not in dropped}
     if not settings:
         return {}
     return apply_settings(namespace, settings, f"{dataset} settings", "DATASET_SETTINGS")
