@@ -159,7 +159,7 @@ def plot_curve(points: list[dict], path: pathlib.Path) -> pathlib.Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     names = {"pretrained": "先读报纸的 LSTM / pretrained LSTM",
              "scratch": "从零训练的 LSTM / LSTM from scratch",
-             "nbsvm": "NBSVM（字 1-3 元组）/ NBSVM (character 1-3-grams)"}
+             "nbsvm": "NBSVM（字的 1–3 元语法）/ NBSVM (character 1–3-grams)"}
     colors = {"pretrained": color_for("LSTM"), "scratch": "#7f7f7f", "nbsvm": color_for("baseline")}
     for key, label in names.items():
         sizes = sorted({p["size"] for p in points if p.get(key) is not None})
@@ -172,8 +172,8 @@ def plot_curve(points: list[dict], path: pathlib.Path) -> pathlib.Path:
     ax.set_xscale("log")
     ax.set_xlabel("有标签的训练评论条数 / labelled training reviews")
     ax.set_ylabel("测试准确率 / test accuracy")
-    ax.set_title("标签越少，预训练越重要（中文评论）\nthe fewer the labels, the more pretraining matters "
-                 "(Chinese reviews)")
+    ax.set_title("中文评论：测试准确率随有标签评论的数量变化\n"
+                 "Chinese reviews: test accuracy against labelled reviews")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)

@@ -115,8 +115,10 @@ LM_LR: Positive = 2e-3                # stage 2's peak learning rate (04 pretrai
 CLS_EPOCHS: AtLeast(1) = 5            # stage 3: classifier epochs (early stopping on validation accuracy)
 CLS_LR: Positive = 3e-3               # stage 3: the head's peak learning rate
 MAX_CHARS: AtLeast(1) = 256           # stage 3: characters kept per review (95% of the reviews have fewer)
-DISCRIMINATIVE: bool = True           # stage 3: layer k below the head learns at CLS_LR / 2.6^k
-GRADUAL_UNFREEZING: bool = True       # stage 3: the head alone first, then one layer group more each epoch
+# stage 3's three choices of ULMFiT, each kept or dropped by its probe on validation (README;
+# pretraining_study.py --PART=choices): only the slanted triangular schedule helped there
+DISCRIMINATIVE: bool = False          # stage 3: layer k below the head learns at CLS_LR / 2.6^k
+GRADUAL_UNFREEZING: bool = False      # stage 3: the head alone first, then one layer group more each epoch
 SLANTED_TRIANGULAR: bool = True       # stage 3: the rate rises over 10% of the steps, then falls to 1/32
 
 # chinese_reviews: one token per Han character makes a review ~3.6x longer than an RT snippet (median 39
