@@ -33,11 +33,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sentiment_model import binary_metrics, eval_step, train_step
+from sentiment_model import binary_metrics, eval_step, masked_max_and_mean, train_step
 from utils.data_utils import Vocab, han_share, to_half_width
 from utils.model_utils import count_parameters, load_case_module, make_rnn
 from utils.script_utils import UserError, shown_path
-from utils.training import ProgressLog, fit
+from utils.training import (
+    ProgressLog,
+    check_checkpoint,
+    checkpoint_tag,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    weights_that_fit,
+)
 
 
 def char_model():
@@ -140,11 +148,11 @@ def add_review_characters(lm: nn.Module, vocab: CharTokens, texts: Sequence[str]
 
 def review_streams(texts: Sequence[str], vocab: CharTokens, batch_size: int, seq_len: int, device,
                    chunks_per_epoch: int | None = None, seed: int = 0):
-    """The reviews' text, one review per line, as 04's truncated-BPTT streams (char_model.CharStreams)."""
+    """The reviews' text, one review per line, as 04's truncated-BPTT streams (char_model.streams_that_fit:
+    at most batch_size streams, each at least 4 chunks long)."""
     ids = torch.tensor(vocab.encode(vocab.tokenize("\n".join(t.strip() for t in texts))), dtype=torch.long)
-    batch_size = max(1, min(batch_size, len(ids) // (4 * seq_len)))
-    return char_model().CharStreams(ids, batch_size, seq_len, chunks_per_epoch=chunks_per_epoch,
-                                    device=device, seed=seed)
+    return char_model().streams_that_fit(ids, batch_size, seq_len, device, chunks_per_epoch=chunks_per_epoch,
+                                         seed=seed)
 
 
 def fine_tune_language_model(lm: nn.Module, vocab: CharTokens, texts: dict, *, minutes: float, lr: float,
@@ -219,14 +227,11 @@ class PretrainedClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids: (B, T) character ids, 0 = <pad> after each review; lengths: (B,) >= 1 -> logits (B, 2)."""
-        B, T = ids.shape
+        B = ids.shape[0]
         x = self.embed_dropout(self.embedding(ids))                            # (B, T, E)
         out, _ = self.rnn(x)                                           # (B, T, H): (L1)-(L6) or (G1)-(G4)
-        valid = lengths.to(ids.device)
-        last = out[torch.arange(B, device=ids.device), valid - 1]      # (B, H): at the last character
-        mask = (torch.arange(T, device=ids.device)[None, :] < valid[:, None])[..., None]   # (B, T, 1)
-        peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (P2) masked max: (B, H)
-        mean = (out * mask).sum(dim=1) / valid[:, None]                        # (P1) masked mean: (B, H)
+        last = out[torch.arange(B, device=ids.device), lengths.to(ids.device) - 1]  # (B, H): last character
+        peak, mean = masked_max_and_mean(out, lengths)                 # (P2), (P1) over the valid steps
         return self.head(self.dropout(torch.cat([last, peak, mean], dim=1)))   # (B, 3H) -> (B, 2)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
@@ -355,8 +360,6 @@ LM_CASE = "02_sentiment_language_model"  # the tag of stage 2's saved language m
 
 def save_language_model(lm: nn.Module, vocab: CharTokens, path: Path, info: dict) -> Path:
     """Stage 2's language model, with its vocabulary and what stages 1 and 2 were (`info`)."""
-    from utils.training import checkpoint_tag, save_checkpoint
-
     return save_checkpoint({"state_dict": lm.state_dict(), **checkpoint_tag(LM_CASE, lm.hparams["cell"]),
                             "hparams": dict(lm.hparams), "vocab": vocab.to_list(), "info": info}, path)
 
@@ -364,8 +367,6 @@ def save_language_model(lm: nn.Module, vocab: CharTokens, path: Path, info: dict
 def load_language_model_after_stage2(path: Path, device, *, cell: str, script: str = ""):
     """-> (CharRNN, CharTokens, info) from `save_language_model`'s file; one line naming the command that
     writes it when it is missing."""
-    from utils.training import check_checkpoint, load_checkpoint, weights_that_fit
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no stage-2 language model at {shown_path(path)}; it is written by: python "

@@ -273,13 +273,20 @@ class SentimentClassifier(nn.Module):
         # the top layer's final states: forward after the last word, backward after the first
         # (it reads right to left)
         last = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]  # (B, D)
-        # Masked pooling (THEORY.md §5.1): mask[b, t] = t < lengths[b];
-        # padded steps must not win the max or dilute the mean
-        valid = lengths.to(ids.device)
-        mask = (torch.arange(T, device=ids.device)[None, :] < valid[:, None])[..., None]  # (B, T, 1)
-        peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (P2) masked max: (B, D)
-        mean = (out * mask).sum(dim=1) / valid[:, None].clamp_min(1)           # (P1) masked mean: (B, D)
+        peak, mean = masked_max_and_mean(out, lengths)                        # (P2), (P1): (B, D) each
         return self.head(self.dropout(torch.cat([last, peak, mean], dim=1)))   # (B, 3D) -> (B, classes)
+
+
+def masked_max_and_mean(out: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked pooling (THEORY.md §5.1) over the valid steps only: mask[b, t] = t < lengths[b], so padded
+    steps never win the max or dilute the mean. out: (B, T, D), lengths: (B,) -> (max, mean), each (B, D).
+    Also pretrained.PretrainedClassifier's pooling."""
+    T = out.shape[1]
+    valid = lengths.to(out.device)
+    mask = (torch.arange(T, device=out.device)[None, :] < valid[:, None])[..., None]  # (B, T, 1)
+    peak = out.masked_fill(~mask, float("-inf")).max(dim=1).values         # (P2) masked max: (B, D)
+    mean = (out * mask).sum(dim=1) / valid[:, None].clamp_min(1)           # (P1) masked mean: (B, D)
+    return peak, mean
 
 
 class SentimentEnsemble(nn.Module):

@@ -196,6 +196,14 @@ def cached_ngram_baseline(corpus: dict, n: int = 5, k: float = 0.1, positions=No
     return result
 
 
+def streams_that_fit(ids: torch.Tensor, batch_size: int, seq_len: int, device: torch.device | str, *,
+                     chunks_per_epoch: int | None = None, seed: int = 0) -> CharStreams:
+    """CharStreams with at most `batch_size` streams, fewer for a short text so that each stream is at least
+    4 chunks long (a validation text, 02's reviews' text)."""
+    return CharStreams(ids, max(1, min(batch_size, len(ids) // (4 * seq_len))), seq_len,
+                       chunks_per_epoch=chunks_per_epoch, device=device, seed=seed)
+
+
 def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_epoch: int,
                       device: torch.device | str, *, max_train_chars: int = 0, val_chars_per_epoch: int = 0,
                       val_batch_size: int = 64, ngram_order: int = 5, ngram_k: float = 0.1,
@@ -213,8 +221,7 @@ def prepare_char_data(text_path: str, batch_size: int, seq_len: int, chunks_per_
     val_epoch = val_ids[:val_chars_per_epoch] if 0 < val_chars_per_epoch < len(val_ids) else val_ids
 
     def eval_streams(ids):  # many streams for speed, but each at least 4 chunks long
-        return CharStreams(ids, max(1, min(val_batch_size, len(ids) // (4 * seq_len))), seq_len,
-                           device=device)
+        return streams_that_fit(ids, val_batch_size, seq_len, device)
 
     streams = {"train": CharStreams(train_ids, batch_size, seq_len, chunks_per_epoch=chunks_per_epoch,
                                     device=device, seed=seed),
