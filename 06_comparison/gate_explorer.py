@@ -316,7 +316,7 @@ def correlations(acts: np.ndarray, feature: np.ndarray) -> np.ndarray:
 def best_units(traced, untrained, features, text, cell) -> list[dict]:
     """For each feature, the unit (any layer; LSTM: its cell state c or hidden state h; GRU: h) whose
     activation correlates best with it, beside the best of an untrained twin (the chance level of picking
-    the best of hundreds of units), and a window of text where the feature changes, for the page and the figure."""
+    the best of hundreds of units), and a window of text where the feature changes (page, figure)."""
     rows = []
     for name, feature in features.items():
         if feature.std() == 0:
@@ -509,7 +509,7 @@ def draw_saturation(analyses: dict, level: float, path: Path) -> Path | None:
 
 def take_screenshots(out: Path, pages: list[dict]) -> list[Path]:
     """Photograph a Chinese and an English page in headless Chromium (06's README shows them)."""
-    from utils.browser import HeadlessChromium, find_chromium
+    from headless_browser import HeadlessChromium, find_chromium
     if find_chromium() is None:
         raise UserError("--SCREENSHOTS needs Chromium: apt-get install -y chromium (or drop --SCREENSHOTS).")
     names = [p["name"] for p in pages]

@@ -1,9 +1,9 @@
 """06's gate explorer: small models of every kind (04 character models, 02 sentiment classifiers, 05
 segmenter; LSTM and GRU; stacked, bidirectional, tied) saved as their scripts save them, the script run as a
-learner runs it, then each page driven in headless Chromium: it loads with no console error and no network request, typing
-updates it, and every number it shows equals torch.nn's (hidden and cell states, run step by step, and the
-model's own outputs) and 01's cells' (the gates) to 1e-4. Bad inputs: empty text, unseen characters, a text
-over the limit, a damaged or missing model file."""
+learner runs it, then each page driven in headless Chromium: it loads with no console error and no network
+request, typing updates it, and every number it shows equals torch.nn's (hidden and cell states, run step by
+step, and the model's own outputs) and 01's cells' (the gates) to 1e-4. Bad inputs: empty text, unseen
+characters, a text over the limit, a damaged or missing model file."""
 from __future__ import annotations
 
 import json
@@ -15,10 +15,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from utils.browser import HeadlessChromium, find_chromium
-
 sys.path.insert(0, str(ROOT / "06_comparison"))
 import gate_explorer as ge  # noqa: E402
+from headless_browser import HeadlessChromium, find_chromium  # noqa: E402
 
 TOL = 1e-4
 TRICKY = "Ｈｅｌｌｏ，世界！ It's <br/> GREAT!! ☃ 😀\n第二行“引号”里 the end"

@@ -1,9 +1,13 @@
-"""utils/browser.py: a headless Chromium driven over the DevTools protocol (skipped without Chromium)."""
+"""06_comparison/headless_browser.py (the gate explorer's tests and screenshots): a headless Chromium
+driven over the DevTools protocol (skipped without Chromium)."""
 import os
+import sys
 
 import pytest
+from conftest import ROOT
 
-from utils.browser import BrowserError, HeadlessChromium, find_chromium
+sys.path.insert(0, str(ROOT / "06_comparison"))
+from headless_browser import BrowserError, HeadlessChromium, find_chromium  # noqa: E402
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="no Chromium installed: apt-get install -y chromium")
