@@ -149,12 +149,16 @@
     return tr;
   }
 
-  // The stack: layer l reads layer l-1's hidden states, both directions side by side -> top (T, D)
-  function runStack(X, T, I) {
+  // The stack: layer l reads layer l-1's hidden states, both directions side by side -> top (T, D).
+  // full: a run over a longer text that starts with these T steps; the first layer's left-to-right states
+  // only depend on what came before, so they are taken from it rather than computed again.
+  function runStack(X, T, I, full = null) {
     const layers = [];
     let inp = X, dim = I;
-    for (const dirs of MODEL.layers) {
-      const traces = dirs.map((w, d) => (MODEL.cell === "lstm" ? lstmLayer : gruLayer)(inp, T, dim, w, d === 1));
+    for (const [l, dirs] of MODEL.layers.entries()) {
+      const traces = dirs.map((w, d) => (full && l === 0 && d === 0
+        ? Object.fromEntries(Object.entries(full.layers[0][0]).map(([q, v]) => [q, v.subarray(0, T * H)]))
+        : (MODEL.cell === "lstm" ? lstmLayer : gruLayer)(inp, T, dim, w, d === 1)));
       layers.push(traces);
       const D = traces.length * H, next = new Float64Array(T * D);
       for (let t = 0; t < T; t++) traces.forEach((tr, d) => next.set(tr.h.subarray(t * H, (t + 1) * H), t * D + d * H));
@@ -263,41 +267,46 @@
       if (!MODEL.bidirectional) for (let L = 1; L <= T; L++) outputs.running[L - 1] = sentimentProbability(run.top, run.D, L);
       outputs.running[T - 1] = outputs.probability;
     }
-    return { ...read1, T, X, I, layers: run.layers, outputs, ms: performance.now() - t0 };
+    return { ...read1, T, X, I, layers: run.layers, outputs, ms: performance.now() - t0 };   // layers: for reuse
   }
 
   // A bidirectional classifier reads the text to the end and back: P(positive | first L tokens) needs a new
   // run for every L. Done in slices after the first drawing, so typing never waits for it.
   function fillRunning(res, job) {
-    let L = 1;
+    let L = 1, drawn = performance.now();
     function slice() {
       if (job !== runningJob) return;
-      const until = performance.now() + 30;
+      const until = performance.now() + 40;
       while (L < res.T && performance.now() < until) {
-        const run = runStack(res.X.subarray(0, L * res.I), L, res.I);
+        const run = runStack(res.X.subarray(0, L * res.I), L, res.I, res);
         res.outputs.running[L - 1] = sentimentProbability(run.top, run.D, L);
         L++;
       }
-      drawText(res);
+      if (L >= res.T || performance.now() - drawn > 300) { drawText(res); drawn = performance.now(); }
       if (L < res.T) setTimeout(slice, 0); else finish(res);
     }
     setTimeout(slice, 0);
   }
 
   function update() {
-    const job = ++runningJob;
+    const job = ++runningJob, t0 = performance.now();
     GE.done = false;
     const res = compute($("text").value);
+    res.t0 = t0;
     GE.result = res;
     GE.text = $("text").value;
     notes(res);
+    const t1 = performance.now();
     draw(res);
+    res.drawMs = performance.now() - t1;            // computing (res.ms) + drawing = what typing waits for
     if (MODEL.kind === "sentiment" && MODEL.bidirectional && res.T > 1) fillRunning(res, job); else finish(res);
   }
 
   function finish(res) {
+    res.totalMs = performance.now() - res.t0;       // until every output is in (a bidirectional P(positive) last)
+    const ms = res.ms.toFixed(0), drawn = (res.drawMs || 0).toFixed(0);
     $("status").textContent = res.T
-      ? `${res.T} 步，计算用了 ${res.ms.toFixed(0)} 毫秒 · ${res.T} steps computed in ${res.ms.toFixed(0)} ms`
+      ? `${res.T} 步：计算 ${ms} 毫秒，绘图 ${drawn} 毫秒 · ${res.T} steps: computed in ${ms} ms, drawn in ${drawn} ms`
       : "";
     GE.done = true;
   }
@@ -327,23 +336,23 @@
 
   function values(res, p) { return res.layers[p.layer][p.dir][p.q]; }
 
-  function scaleOf(res, p) {   // gates live in [0, 1], g/n/h in [-1, 1]; c is scaled by the largest |c| shown
-    if (GATES.has(p.q) || p.q !== "c") return 1;
+  function scaleOf(res, p, unit) {   // gates live in [0, 1], g/n/h in [-1, 1]; c is unbounded: each hidden
+    if (p.q !== "c") return 1;        // unit's c is scaled by its own largest |c| in this text
     let m = 1e-9;
     const v = values(res, p);
-    for (let k = 0; k < v.length; k++) m = Math.max(m, Math.abs(v[k]));
+    for (let t = 0; t < res.T; t++) m = Math.max(m, Math.abs(v[t * H + unit]));
     return m;
   }
 
-  function colour(v, gate, scale) {
+  function rgb(v, gate, scale) {
     if (gate) {                                   // 0 white -> 1 green
       const a = Math.min(Math.max(v, 0), 1);
-      return `rgb(${Math.round(255 - 200 * a)},${Math.round(255 - 90 * a)},${Math.round(255 - 190 * a)})`;
+      return [255 - 200 * a, 255 - 90 * a, 255 - 190 * a];
     }
     const a = Math.max(-1, Math.min(1, v / scale));  // blue < 0 < red
-    return a >= 0 ? `rgb(255,${Math.round(255 - 170 * a)},${Math.round(255 - 190 * a)})`
-      : `rgb(${Math.round(255 + 190 * a)},${Math.round(255 + 120 * a)},255)`;
+    return a >= 0 ? [255, 255 - 170 * a, 255 - 190 * a] : [255 + 190 * a, 255 + 120 * a, 255];
   }
+  const colour = (v, gate, scale) => `rgb(${rgb(v, gate, scale).map(Math.round).join(",")})`;
 
   function draw(res) {
     drawText(res);
@@ -351,8 +360,8 @@
     const p = picked();
     $("legend").textContent = GATES.has(p.q)
       ? "门的值：白 = 0（关），绿 = 1（开）。· Gate value: white = 0 (closed), green = 1 (open)."
-      : `蓝 < 0 < 红${p.q === "c" ? "（按本段文字里最大的 |c| 缩放）" : ""}。· Blue < 0 < red` +
-        `${p.q === "c" ? " (scaled by the largest |c| in this text)" : ""}.`;
+      : `蓝 < 0 < 红${p.q === "c" ? "（每个隐藏单元按它在本段文字里最大的 |c| 缩放）" : ""}。· Blue < 0 < red` +
+        `${p.q === "c" ? " (each hidden unit scaled by its own largest |c| in this text)" : ""}.`;
   }
 
   function outputLabel(res, t) {
@@ -371,7 +380,7 @@
     box.innerHTML = "";
     $("verdict").textContent = "";
     if (!res.T) return;
-    const p = picked(), v = values(res, p), scale = scaleOf(res, p), gate = GATES.has(p.q);
+    const p = picked(), v = values(res, p), scale = scaleOf(res, p, p.unit), gate = GATES.has(p.q);
     const frag = document.createDocumentFragment();
     res.tokens.forEach((tok, t) => {
       const span = document.createElement("span");
@@ -405,18 +414,19 @@
   function drawHeatmap(res) {
     const canvas = $("heatmap");
     if (!res.T) { canvas.width = canvas.height = 1; return; }
-    const p = picked(), v = values(res, p), scale = scaleOf(res, p), gate = GATES.has(p.q);
+    const p = picked(), v = values(res, p), gate = GATES.has(p.q);
     const cw = Math.max(2, Math.min(14, Math.floor(1100 / res.T))), ch = H > 256 ? 1 : H > 96 ? 2 : H > 32 ? 4 : 8;
     canvas.width = res.T * cw;
     canvas.height = H * ch;
     const ctx = canvas.getContext("2d"), img = ctx.createImageData(canvas.width, canvas.height);
     for (let u = 0; u < H; u++) {
+      const scale = scaleOf(res, p, u);
       for (let t = 0; t < res.T; t++) {
-        const rgb = colour(v[t * H + u], gate, scale).match(/\d+/g).map(Number);
+        const c = rgb(v[t * H + u], gate, scale);
         for (let y = u * ch; y < (u + 1) * ch; y++) {
           for (let x = t * cw; x < (t + 1) * cw; x++) {
             const o = 4 * (y * canvas.width + x);
-            img.data[o] = rgb[0]; img.data[o + 1] = rgb[1]; img.data[o + 2] = rgb[2]; img.data[o + 3] = 255;
+            img.data[o] = c[0]; img.data[o + 1] = c[1]; img.data[o + 2] = c[2]; img.data[o + 3] = 255;
           }
         }
       }
@@ -450,7 +460,7 @@
     }
     const tok = res.tokens[t] === "\n" ? "↵" : res.tokens[t];
     $("detail").innerHTML = `<b>第 ${t + 1} 步 step ${t + 1}: “${esc(tok)}”</b>${res.ids[t] === MODEL.unk ? "（未知 unknown）" : ""} · ` +
-      `第 ${p.layer + 1} 层 layer ${p.layer + 1}, 单元 unit ${p.unit}<table>${rows.join("")}</table>${out}`;
+      `第 ${p.layer + 1} 层 layer ${p.layer + 1}, 隐藏单元 unit ${p.unit}<table>${rows.join("")}</table>${out}`;
   }
 
   const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
@@ -468,7 +478,7 @@
       a.onclick = () => { a.href = page.file + "#" + encodeURIComponent($("text").value); };  // keep the text
       $("nav").appendChild(a);
     }
-    $("about").textContent = `${MODEL.cell.toUpperCase()}（${MODEL.impl}），${MODEL.layers.length} 层 × ${H} 个单元` +
+    $("about").textContent = `${MODEL.cell.toUpperCase()}（${MODEL.impl}），${MODEL.layers.length} 层 × ${H} 个隐藏单元` +
       `${MODEL.bidirectional ? "，双向" : ""} · ${MODEL.layers.length} layer(s) × ${H} units` +
       `${MODEL.bidirectional ? ", bidirectional" : ""} · ${MODEL.path}${MODEL.quick ? "（--quick 模型 · a --quick model）" : ""}` +
       ` · 训练命令 made by: ${MODEL.command}`;
@@ -484,11 +494,12 @@
     $("quantity").value = MODEL.cell === "lstm" ? "c" : "h";
     $("unit").max = H - 1;
     const units = (MODEL.analysis && MODEL.analysis.units) || [];
-    if (units.length) $("units").append("可解释的单元（在验证集上找到）· Interpretable units (found on validation text): ");
+    if (units.length) $("units").append("可解释的隐藏单元（在验证集上找到）· Interpretable hidden units (found on validation text): ");
     for (const u of units) {
       const b = document.createElement("button");
-      b.textContent = `${u.feature}: 第 ${u.layer + 1} 层 layer ${u.layer + 1} ${u.quantity}[${u.unit}], r = ${u.r.toFixed(2)}`;
-      b.title = `未训练的同形模型里最好的单元 · best unit of an untrained twin: |r| = ${u.chance.toFixed(2)}`;
+      b.textContent = `${u.feature}: 第 ${u.layer + 1} 层 layer ${u.layer + 1} ${u.quantity}[${u.unit}], r = ${u.r.toFixed(2)}` +
+        (u.found ? "" : "（和碰巧的水平差不多 · near chance）");
+      b.title = `未训练的同形模型里最好的隐藏单元 · best hidden unit of an untrained twin: |r| = ${u.chance.toFixed(2)}`;
       b.onclick = () => {
         $("layer").value = u.layer; $("quantity").value = u.quantity; $("unit").value = u.unit;
         $("text").value = u.example;
@@ -497,7 +508,8 @@
       $("units").appendChild(b);
     }
     if (units.length) {                     // start on the unit that tracks its feature best
-      const u = units.reduce((a, b) => (Math.abs(b.r) > Math.abs(a.r) ? b : a));
+      const margin = (u) => Math.abs(u.r) - u.chance;
+      const u = units.reduce((a, b) => (margin(b) > margin(a) ? b : a));
       $("layer").value = u.layer; $("quantity").value = u.quantity; $("unit").value = u.unit;
     }
     $("text").value = hash || MODEL.example;
@@ -521,7 +533,7 @@
       layers: r.layers.map((dirs) => dirs.map((tr) => Object.fromEntries(Object.entries(tr).map(([k, v]) => [k, Array.from(v)])))),
       outputs: { ...o, running: o.running ? Array.from(o.running) : undefined },
       notes: Array.from($("notes").children).map((d) => d.textContent),
-      ms: r.ms,
+      ms: r.ms, drawMs: r.drawMs, totalMs: r.totalMs,
     };
   };
 

@@ -13,13 +13,13 @@ gate_saturation.png.
 Run: python 06_comparison/gate_explorer.py [--quick] [--MODELS=text_lstm,segment_gru] [--SCREENSHOTS]
 Open outputs/06_comparison/gate_explorer/index.html by double-click (no server, no network).
 
-看进门控内部：为每个训练好的模型生成一个网页。输入任意一段文字，就能看到你选中的单元在每一步的每个门、
+看进门控内部：为每个训练好的模型生成一个网页。输入任意一段文字，就能看到你选中的隐藏单元在每一步的每个门、
 细胞状态和隐藏状态，以及模型自己在每一步的输出（下一个字符的前 5 名、情感概率随阅读的变化、B/M/E/S
 标签和它切出的词）。脚本在 outputs/ 里寻找训练好的模型（04 的莎士比亚和《人民日报》字符模型、02 的情感
 模型、05 的分词器；先用完整训练的，没有就用 --quick 的；--IMPL=scratch 训练的也行），说明缺了哪些、用哪条
 命令训练；每个模型写成一个自带权重的 HTML 文件（其中几百行 JavaScript 把 (L1)-(L6) / (G1)-(G4) 第三次
 写出来：THEORY.md 第 17 节），再加一个 index.html。对每个字符模型，它还读 ANALYSIS_CHARS 个验证集字符，
-找出跟踪文本简单特征（是否在引号里、在行中的位置、是否在词的中间……）的单元，并统计每个门饱和的频率。
+找出跟踪文本简单特征（是否在引号里、在行中的位置、是否在词的中间……）的隐藏单元，并统计每个门饱和的频率。
 运行：python 06_comparison/gate_explorer.py；双击打开 outputs/06_comparison/gate_explorer/index.html。
 """
 import pathlib
@@ -68,10 +68,13 @@ MAX_CHARS: AtLeast(1) = 400       # the page reads at most this many characters 
 ANALYSIS_CHARS: AtLeast(200) = 30_000  # validation characters read to find interpretable units and saturation
 SATURATED: OneOf(0.1) = 0.1       # a gate is "saturated" below this or above 1 - this (Karpathy et al. 2015)
 SCREENSHOTS: bool = False         # also photograph two pages in headless Chromium (for 06's README)
+SPEED_TEST: bool = False          # also time, in headless Chromium, how long each page takes to update for a
+                                  # 200-character text (median of 5 typings, compute + drawing)
 SEED: Seed = 0                    # the untrained twin whose units are the chance baseline
 DEVICE: OneOf("cpu") = "cpu"      # everything here is one pass over a few thousand characters
 
 QUICK_SETTINGS = dict(ANALYSIS_CHARS=2_000)
+FOUND_MARGIN = 0.2   # a hidden unit counts as found when its |r| beats the untrained twin's best by this much
 
 # (page name, case folder, training script, its run's subfolder, what the model does, bilingual title,
 #  the command line options that make the run)
@@ -185,10 +188,7 @@ def encode(reader: str, vocab: list[str], unk: int, text: str) -> tuple[list[str
         tokens = list(to_half_width(text.strip()))
     else:
         tokens = list(to_half_width(text) if reader == "half_width" else text)
-    ids = [stoi.get(t, unk) for t in tokens]
-    if unk == 0:     # 04's CharVocab: index 0 is the unknown character itself, never a real one
-        ids = [i if tokens[k] != vocab[0] else 0 for k, i in enumerate(ids)]
-    return tokens, ids
+    return tokens, [stoi.get(t, unk) for t in tokens]   # unk: 0 in 04's CharVocab, 1 in 02's and 05's Vocab
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def text_features(text: str, dataset: str) -> dict[str, np.ndarray]:
             values[t] = depth
         inside[name] = values
     chars = np.array(list(text))
-    punct = np.isin(chars, list(",.;:!?、。,:;!?"))
+    punct = np.isin(chars, list(",.;:!?、。"))   # People's Daily's text is half width, as the model reads it
     if dataset == "shakespeare":
         lines = text.split("\n")
         speaker = np.concatenate([np.full(len(line) + 1, float(line.endswith(":"))) for line in lines])[:n]
@@ -333,7 +333,8 @@ def best_units(traced, untrained, features, text, cell) -> list[dict]:
         changes = np.flatnonzero(np.diff(feature) != 0)
         start = max(0, int(changes[min(len(changes) - 1, 3)]) - 40) if len(changes) else 0
         acts = traced[best["layer"]][0][best["quantity"]][start:start + 120, best["unit"]]
-        best.update(chance=round(chance, 3), example=text[start:start + 120],
+        best.update(chance=round(chance, 3), found=abs(best["r"]) >= chance + FOUND_MARGIN,
+                    example=text[start:start + 120],
                     values=[round(float(v), 3) for v in acts])
         rows.append(best)
     return rows
@@ -455,10 +456,11 @@ Open a model, type any text, watch each of its gates respond.</p>
 </body></html>"""
 
 
-def draw_units(analyses: dict, path: Path) -> Path | None:
-    """Karpathy-style coloured text: for each character model and feature, the example window coloured by the
-    best unit's activation (blue < 0 < red), with r beside the untrained twin's best."""
-    rows = [(name, row) for name, a in analyses.items() for row in a["units"]]
+def draw_units(analyses: dict, path: Path, per_model: int = 3) -> Path | None:
+    """Karpathy-style coloured text: for each character model, its `per_model` clearest hidden units (|r| the
+    furthest above the untrained twin's best), the example window coloured by the unit (blue < 0 < red)."""
+    rows = [(name, row) for name, a in analyses.items()
+            for row in sorted(a["units"], key=lambda u: abs(u["r"]) - u["chance"], reverse=True)[:per_model]]
     if not rows:
         return None
     width = 60
@@ -507,17 +509,18 @@ def draw_saturation(analyses: dict, level: float, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def take_screenshots(out: Path, pages: list[dict]) -> list[Path]:
-    """Photograph a Chinese and an English page in headless Chromium (06's README shows them)."""
+def in_browser(out: Path, pages: list[dict], screenshots: bool, speed: bool) -> tuple[list[Path], dict]:
+    """In headless Chromium: photograph a Chinese and an English page (06's README shows them), and/or time
+    each page's update for a 200-character text (median of 5 typings; computing + drawing, in ms)."""
     from headless_browser import HeadlessChromium, find_chromium
     if find_chromium() is None:
-        raise UserError("--SCREENSHOTS needs Chromium: apt-get install -y chromium (or drop --SCREENSHOTS).")
-    names = [p["name"] for p in pages]
-    wanted = [("zh", ["text_lstm_peoples_daily", "segment_lstm", "sentiment_lstm_pretrained"]),
-              ("en", ["text_lstm", "text_gru", "sentiment_lstm"])]
-    shots = []
+        raise UserError("--SCREENSHOTS and --SPEED_TEST need Chromium: apt-get install -y chromium.")
     import pylopdf_fonts_zh_cn  # Noto Sans SC, the font of every plot, for Chinese in the screenshots
     fonts = [Path(pylopdf_fonts_zh_cn.__file__).parent]
+    names = [p["name"] for p in pages]
+    wanted = [("zh", ["text_lstm_peoples_daily", "segment_lstm", "sentiment_lstm_pretrained"]),
+              ("en", ["text_lstm", "text_gru", "sentiment_lstm"])] if screenshots else []
+    shots, timings = [], {}
     with HeadlessChromium(width=1280, height=1000, font_dirs=fonts) as browser:
         for lang, options in wanted:
             name = next((n for n in options if n in names), None)
@@ -528,7 +531,22 @@ def take_screenshots(out: Path, pages: list[dict]) -> list[Path]:
             shots.append(out / "screenshots" / f"gate_explorer_{lang}.png")
             shots[-1].parent.mkdir(exist_ok=True)
             browser.screenshot(shots[-1])
-    return shots
+        for name in names if speed else []:
+            browser.open((out / f"{name}.html").resolve().as_uri())
+            browser.wait_for("window.GE && window.GE.done", timeout=60)
+            example = browser.evaluate("GE.model.example")
+            first, done = [], []
+            for k in range(5):                       # a different 200-character text each time
+                text = ((example + " ") * 8)[k:k + 200]
+                browser.type_text("#text", text)
+                browser.wait_for(f"GE.done && GE.text === {json.dumps(text)}", timeout=120)
+                first.append(browser.evaluate("GE.result.ms + GE.result.drawMs"))
+                done.append(browser.evaluate("GE.result.totalMs"))
+            timings[name] = {"drawn_ms": round(float(np.median(first)), 1),
+                             "all_outputs_ms": round(float(np.median(done)), 1)}
+            print(f"{name:26s} a 200-character update: drawn in {timings[name]['drawn_ms']:.0f} ms, every "
+                  f"output in {timings[name]['all_outputs_ms']:.0f} ms (medians of 5)")
+    return shots, timings
 
 
 def main():
@@ -577,11 +595,14 @@ def main():
                                 draw_saturation(analyses, SATURATED, out / "gate_saturation.png")) if p]
     index = index_page(siblings, missing, skipped, figures)
     atomic_write(out / "index.html", lambda p: p.write_text(index, encoding="utf-8"))
-    shots = take_screenshots(out, siblings) if SCREENSHOTS else []
+    shots, timings = [], {}
+    if SCREENSHOTS or SPEED_TEST:
+        shots, timings = in_browser(out, siblings, SCREENSHOTS, SPEED_TEST)
     save_metrics(out, config=cfg, start_time=t0, metrics={
         "pages": {s["name"]: {"file": s["file"], "quick": s["quick"], "bytes": sizes[s["name"]]}
                   for s in siblings},
         "missing": missing, "skipped": skipped, "screenshots": [p.name for p in shots],
+        "update_ms_200_characters": timings,
         "interpretable_units": {n: [{k: v for k, v in row.items() if k != "values"} for row in a["units"]]
                                 for n, a in analyses.items()},
         "saturation": {n: saturation_summary(a["saturation"]) for n, a in analyses.items()}})
@@ -590,10 +611,12 @@ def main():
 
 def saturation_summary(rows: list[dict]) -> list[dict]:
     """Per layer and gate: the share of units that are closed (left-saturated) or open (right-saturated) on
-    more than half of the steps, and the mean share of saturated steps."""
+    more than half of the steps, and on more than 90% of them, and the mean share of saturated steps."""
     return [dict(layer=s["layer"], gate=s["gate"],
                  units_mostly_closed=round(float(np.mean(np.array(s["left"]) > 0.5)), 3),
                  units_mostly_open=round(float(np.mean(np.array(s["right"]) > 0.5)), 3),
+                 units_always_closed=round(float(np.mean(np.array(s["left"]) > 0.9)), 3),
+                 units_always_open=round(float(np.mean(np.array(s["right"]) > 0.9)), 3),
                  saturated_steps=round(float(np.mean(np.array(s["left"]) + np.array(s["right"]))), 3))
             for s in rows]
 

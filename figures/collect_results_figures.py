@@ -111,6 +111,14 @@ RESULTS = (
            "the measured tables of 06_comparison/README.md"),
     Figure("06_study_grid.png", "repo:06_comparison/README.md", "draw_study_grid",
            "the measured table of 06_comparison/README.md (python 06_comparison/hyperparameter_study.py)"),
+    Figure("06_gate_explorer_zh.png", "06_comparison/gate_explorer/screenshots/gate_explorer_zh.png", "copy",
+           "python 06_comparison/gate_explorer.py --SCREENSHOTS"),
+    Figure("06_gate_explorer_en.png", "06_comparison/gate_explorer/screenshots/gate_explorer_en.png", "copy",
+           "python 06_comparison/gate_explorer.py --SCREENSHOTS"),
+    Figure("06_interpretable_units.png", "06_comparison/gate_explorer/interpretable_units.png", "copy",
+           "python 06_comparison/gate_explorer.py"),
+    Figure("06_gate_saturation.png", "06_comparison/gate_explorer/gate_saturation.png", "copy",
+           "python 06_comparison/gate_explorer.py"),
 )
 
 

@@ -328,3 +328,17 @@ def test_picking_a_unit_and_following_a_link_keep_working(explorer, browser):
     assert "unit 3" in browser.evaluate("document.getElementById('detail').textContent")
     links = browser.evaluate("Array.from(document.querySelectorAll('nav a'), a => a.getAttribute('href'))")
     assert set(links) == {f"{name}.html" for name in explorer["saved"]}
+
+
+@no_chromium
+def test_screenshots_and_the_speed_test_run_in_the_browser(explorer, tmp_path):
+    import shutil
+    outputs = tmp_path / "outputs"
+    shutil.copytree(explorer["outputs"] / "04_text_gen", outputs / "04_text_gen")
+    proc = run_explorer(outputs, "--quick", "--MODELS=text_lstm", "--SCREENSHOTS", "--SPEED_TEST")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pages = outputs / "06_comparison" / "gate_explorer" / "quick"
+    assert (pages / "screenshots" / "gate_explorer_en.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((pages / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+    timing = metrics["update_ms_200_characters"]["text_lstm"]
+    assert 0 < timing["drawn_ms"] <= timing["all_outputs_ms"] and "200-character update" in proc.stdout
