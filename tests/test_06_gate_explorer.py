@@ -58,8 +58,8 @@ def save_models(outputs):
     put("text_lstm", {"state_dict": lm.state_dict(),
                       **char_model.char_checkpoint_extra(lm, english, "test", "shakespeare")})
     chinese = char_model.CharVocab.build("新华社北京电记者从国家统计局获悉,1997年我国“九五”计划。()《》\n")
-    lm = bolder(char_model.CharRNN(len(chinese), cell="gru", embed_dim=4, hidden_size=5, num_layers=1,
-                                   tie_weights=True))
+    lm = bolder(char_model.CharRNN(len(chinese), cell="gru", impl="scratch", embed_dim=4, hidden_size=5,
+                                   num_layers=1, tie_weights=True))      # trained with --IMPL=scratch
     put("text_gru_peoples_daily", {"state_dict": lm.state_dict(),
                                    **char_model.char_checkpoint_extra(lm, chinese, "test", "peoples_daily")})
 
