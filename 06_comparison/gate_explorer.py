@@ -28,6 +28,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
 
 import base64
+import functools
 import html
 import importlib
 import json
@@ -43,6 +44,7 @@ from utils.data_utils import (
     peoples_daily_text,
     shakespeare_split,
     to_half_width,
+    tokenize,
 )
 from utils.model_utils import load_theory_module
 from utils.script_utils import (
@@ -183,7 +185,7 @@ def encode(reader: str, vocab: list[str], unk: int, text: str) -> tuple[list[str
     """The Python side of the page's reader: text -> (tokens as shown, ids), as each case encodes."""
     stoi = {t: i for i, t in enumerate(vocab)}
     if reader == "words":
-        tokens = case_module("02_sentiment", "sentiment_model").Vocab.tokenize(text)
+        tokens = tokenize(text)                                  # 02's words (utils.data_utils.tokenize)
     elif reader == "review_chars":
         tokens = list(to_half_width(text.strip()))
     else:
@@ -233,30 +235,6 @@ def trace(cell: str, layers: list[list[dict]], x: torch.Tensor) -> list[list[dic
     return out
 
 
-def embed_inputs(spec_kind: str, model, ids, extra, text_tokens) -> torch.Tensor:
-    """Token ids -> the recurrent layer's inputs (T, I): the embedding rows (05: + left and right bigrams)."""
-    ids_t = torch.tensor(ids, dtype=torch.long)
-    if spec_kind == "segment":
-        left, right = bigram_ids(text_tokens, extra)
-        x = [model.char_embedding(ids_t)]
-        if model.bigram_embedding is not None:
-            x += [model.bigram_embedding(torch.tensor(left)), model.bigram_embedding(torch.tensor(right))]
-        return torch.cat(x, dim=1).float()
-    return model.embedding(ids_t).float()
-
-
-def bigram_ids(chars: list[str], extra: dict) -> tuple[list[int], list[int]]:
-    """05's left and right character pairs (segment_model.bigrams) -> ids (1 = unseen pair)."""
-    if not extra.get("bigrams"):
-        return [1] * len(chars), [1] * len(chars)
-    stoi = {t: i for i, t in enumerate(extra["bigrams"])}
-    left_edge, right_edge = extra["edges"]
-    padded = [left_edge] + chars + [right_edge]
-    left = [stoi.get(padded[t] + padded[t + 1], 1) for t in range(len(chars))]
-    right = [stoi.get(padded[t + 1] + padded[t + 2], 1) for t in range(len(chars))]
-    return left, right
-
-
 # ----------------------------------------------------------------------------------------------------
 # 3. Interpretable units and gate saturation (character models, on their validation text)
 # ----------------------------------------------------------------------------------------------------
@@ -294,6 +272,7 @@ def text_features(text: str, dataset: str) -> dict[str, np.ndarray]:
             "标点 punctuation": punct * 1.0, "数字 digit": np.char.isdigit(chars) * 1.0, **inside}
 
 
+@functools.lru_cache(maxsize=None)   # read once for both People's Daily models
 def peoples_daily_tags(n: int) -> np.ndarray:
     """The B/M/E/S tag of each of the first n characters of peoples_daily_text()['val'] ('\n' gets 'S')."""
     lines = peoples_daily_split(load_peoples_daily())["val"]
@@ -301,6 +280,7 @@ def peoples_daily_tags(n: int) -> np.ndarray:
     return np.array(list(tags[:n]))
 
 
+@functools.lru_cache(maxsize=None)
 def validation_text(dataset: str, n: int) -> str:
     return (shakespeare_split() if dataset == "shakespeare" else peoples_daily_text())["val"][:n]
 

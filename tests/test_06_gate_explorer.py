@@ -143,7 +143,7 @@ def reference(name: str, path, text: str, max_chars: int) -> dict:
     tokens, ids = ge.encode(reader, extra["vocab"], extra["unk"], text[:max_chars])
     if extra.get("max_len"):
         tokens, ids = tokens[:extra["max_len"]], ids[:extra["max_len"]]
-    x = ge.embed_inputs(spec[4], model, ids, extra, tokens)
+    x = recurrent_inputs(spec[4], model, ids, tokens, extra)
     weights = ge.rnn_weights(model.rnn)
     ref = dict(tokens=tokens, ids=ids, states=torch_states(model.hparams["cell"], weights, x),
                gates=ge.trace(model.hparams["cell"], weights, x))
@@ -163,6 +163,20 @@ def reference(name: str, path, text: str, max_chars: int) -> dict:
             ref["emissions"] = emissions[0]
             ref["tags"] = "".join(segment_model.TAGS[k] for k in model.decode(emissions, chars != 0)[0])
     return ref
+
+
+def recurrent_inputs(kind, model, ids, tokens, extra) -> torch.Tensor:
+    """What the model's recurrent layer reads (T, I): its embedding rows; 05's segmenter encodes the left and
+    right character pairs with its own encode_sentence and appends their embeddings, as its forward does."""
+    if kind != "segment":
+        return model.embedding(torch.tensor(ids)).float()
+    import segment_model
+    chars, left, right = (torch.tensor(v) for v in segment_model.encode_sentence(
+        "".join(tokens), extra_vocab(extra), extra_bigrams(extra)))
+    x = [model.char_embedding(chars)]
+    if model.bigram_embedding is not None:
+        x += [model.bigram_embedding(left), model.bigram_embedding(right)]
+    return torch.cat(x, dim=1).float()
 
 
 def extra_vocab(extra):
