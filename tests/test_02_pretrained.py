@@ -169,6 +169,17 @@ def test_ulmfit_end_to_end_from_the_newspaper_to_a_review():
     assert len(choices["choices"]) == 4 and study["curve"][0]["size"] == 40
     assert (folder / "curve" / "labelled_size_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert {"pretrained", "scratch", "nbsvm"} <= set(study["curve"][0])
+    # PART=stage1: stages 2-3 again on each 04 run that exists (here the quick one); a missing run is named
+    res = run_script("02_sentiment/pretraining_study.py", "--quick", "--PART=stage1",
+                     "--STAGE1_RUNS=peoples_daily_none,peoples_daily", timeout=400)
+    assert "--RUN_NAME=peoples_daily_none --MAX_MINUTES=<minutes>" in res.stdout
+    stage1 = json.loads((folder / "stage1" / "metrics.json").read_text(encoding="utf-8"))["metrics"]["stage1"]
+    assert [p["run"] for p in stage1] == ["peoples_daily"]
+    point = stage1[0]
+    assert point["stage1_chars_read"] > 0 and 0 <= point["val_accuracy"] <= 1
+    assert 0 <= point["test_accuracy"] <= 1
+    assert point["stage2_val_nats_per_char"] > 0 and point["mcnemar_vs_better_baseline"]["p"] <= 1
+    assert (folder / "stage1" / "stage1_length.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -183,7 +194,28 @@ def test_bad_pretrained_options_fail_in_one_line(args, message):
     assert res.stderr.strip().count("\n") == 0
 
 
-def test_text_gen_refuses_text_with_a_dataset():
-    res = run_script("04_text_gen/text_gru.py", "--quick", "--DATASET=peoples_daily", "--TEXT=a.txt",
-                     check=False, timeout=60)
-    assert res.returncode == 2 and "--TEXT replaces --DATASET" in res.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--DATASET=peoples_daily", "--TEXT=a.txt"], "--TEXT replaces --DATASET"),
+    (["--RUN_NAME=../elsewhere"], "--RUN_NAME is a folder name"),
+])
+def test_text_gen_refuses_bad_options(args, message):
+    res = run_script("04_text_gen/text_gru.py", "--quick", *args, check=False, timeout=60)
+    assert res.returncode == 2 and message in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_study_refuses_when_no_stage1_run_exists():
+    res = run_script("02_sentiment/pretraining_study.py", "--quick", "--PART=stage1",
+                     "--STAGE1_RUNS=none_yet", check=False, timeout=60)
+    assert res.returncode == 2 and "none of --STAGE1_RUNS=none_yet has a model" in res.stderr
+    assert "python 04_text_gen/text_lstm.py --DATASET=peoples_daily --RUN_NAME=none_yet" in res.stdout
+
+
+def test_a_named_run_keeps_the_default_one():
+    """--RUN_NAME writes its own folder beside peoples_daily/, so a longer run never replaces the default."""
+    default = TEST_OUTPUTS / "04_text_gen" / "text_gru" / "quick" / "peoples_daily" / "model.pt"
+    before = default.stat().st_mtime_ns if default.is_file() else None
+    res = run_script("04_text_gen/text_gru.py", "--quick", "--DATASET=peoples_daily", "--RUN_NAME=pd_named",
+                     "--MAX_TRAIN_CHARS=20000", "--EPOCHS=1", "--CHUNKS_PER_EPOCH=2", timeout=180)
+    assert (res.out_dir / "pd_named" / "model.pt").is_file()
+    assert (res.out_dir / "pd_named" / "metrics.json").is_file()
+    assert (default.stat().st_mtime_ns if default.is_file() else None) == before

@@ -226,6 +226,22 @@ def test_model_comparison_runs_the_chinese_task_with_its_dataset():
         assert "--DATASET=chinese_reviews" in saved["comparison_signature"]["command"]
 
 
+def test_model_comparison_runs_the_pretrained_chinese_task():
+    """02_chinese_pretrained: each twin fine-tunes 04's People's Daily model of its own cell (ULMFiT); the
+    language model's file is part of the run's command and its record is in the saved metrics."""
+    for cell in ("lstm", "gru"):
+        run_script(f"04_text_gen/text_{cell}.py", "--quick", "--DATASET=peoples_daily", timeout=180)
+    r = run_script("06_comparison/model_comparison.py", "--quick", "--CASES=02_chinese_pretrained",
+                   "--REUSE=false", timeout=600)
+    row = r.metrics["metrics"]["rows"][0]
+    assert row["case"] == "02_chinese_pretrained" and row["winner"]
+    for cell in ("lstm", "gru"):
+        saved = json.loads((r.out_dir / "runs" / f"02_chinese_pretrained_{cell}_seed0.json")
+                           .read_text(encoding="utf-8"))
+        assert f"text_{cell}/quick/peoples_daily/model.pt" in saved["comparison_signature"]["command"]
+        assert saved["metrics"]["stage1"]["cell"] == cell and "nbsvm_test_accuracy" in saved["metrics"]
+
+
 def test_performance_benchmark_quick():
     r = run_script("06_comparison/performance_benchmark.py", "--quick", "--DEVICE=cpu", timeout=240)
     m = r.metrics["metrics"]
