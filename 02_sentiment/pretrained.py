@@ -160,7 +160,8 @@ def fine_tune_language_model(lm: nn.Module, vocab: CharTokens, texts: dict, *, m
                              device="cpu") -> dict:
     """Stage 2: 04's truncated-BPTT step (char_model.train_step: the carried, detached state, §10) on the
     training reviews' text for `minutes`, warm-up then cosine decay (char_model.BudgetSchedule); the
-    validation reviews' text is scored before and after, in nats/char. -> a record for metrics.json."""
+    validation reviews' text is scored before and after, in nats/char. -> a record for metrics.json.
+    minutes <= 0: no stage 2 (the new characters keep their average rows), only the score."""
     cm = char_model()
     train = review_streams(texts["train"][0], vocab, batch_size, seq_len, device, chunks_per_epoch=10**9,
                            seed=seed)
@@ -174,7 +175,7 @@ def fine_tune_language_model(lm: nn.Module, vocab: CharTokens, texts: dict, *, m
     bar = tqdm(desc=f"stage 2: the language model reads the reviews ({minutes:g} min)", unit=" chunks",
                leave=False, dynamic_ncols=True)
     for x, y, reset in train:                                # x, y: (B, T) character ids, y = x one on
-        if schedule.done():
+        if minutes <= 0 or schedule.done():                  # (a 0 budget would mean "no clock" to it)
             break
         schedule.step()
         loss, _, state = cm.train_step(lm, x, y, None if reset else state, optimizer, clip)

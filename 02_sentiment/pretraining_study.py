@@ -4,7 +4,9 @@ against the number of labelled reviews (the pretrained LSTM, the same LSTM from 
 Teaches: how a choice is kept or dropped by a rule fixed before the probes, on validation only (PART=choices);
 why pretraining matters most when labels are few (PART=curve: 100, 300, 1,000, 3,000 labelled reviews, a few
 seeds each; the point for all ~13.9 k is the twins' default runs); whether a language model that read the
-newspaper longer reads reviews better (PART=stage1: the same stages 2-3 on 04 runs of 2, 8 and 32 minutes).
+newspaper longer reads reviews better (PART=stage1: the same stages 2-3 on 04 runs of 2, 8 and 32 minutes);
+whether reading the reviews' own text longer does (PART=stage2: stage 2 for 0, 2.5 and 10 minutes, then
+stage 3).
 Every model faces the whole validation and test sets; each gets at least MIN_STEPS gradient steps, so a small
 set is not simply under-trained.
 Needs stage 2's language model, written by the twin's pretrained run:
@@ -16,11 +18,13 @@ PART=stage1 needs 04's longer and shorter runs beside the default one:
   python 04_text_gen/text_lstm.py --DATASET=peoples_daily --MAX_MINUTES=2 --RUN_NAME=peoples_daily_2min
   python 04_text_gen/text_lstm.py --DATASET=peoples_daily --MAX_MINUTES=32 --EPOCHS=40 \
       --RUN_NAME=peoples_daily_32min
+PART=stage2 needs only 04's default run (the first command above).
 
 先读报纸再学评论到底带来了什么：在验证集上逐个检验 ULMFiT 的三个做法（规则事先定好），再画出测试准确率随
 有标签评论数量变化的曲线（预训练的 LSTM、同样大小但从零训练的 LSTM、NBSVM）。标签越少，预训练越重要。
 最后看第一阶段读报纸读得越久，读评论是否越好（PART=stage1：同样的第二、三阶段，换成读了 2、8、32 分钟
-的语言模型）。
+的语言模型）；第二阶段读评论的文字读得越久，是否越好（PART=stage2：第二阶段读 0、2.5、10 分钟，
+再做第三阶段）。
 """
 import pathlib
 import sys
@@ -63,8 +67,9 @@ from utils.script_utils import (
 SEED: Seed = 0                  # the probes' seed (the curve's seeds are SEEDS)
 DEVICE: OneOf("auto", "cpu", "cuda", "mps") = "auto"  # where to train
 CELL: OneOf("lstm", "gru") = "lstm"  # which twin's models and settings (sentiment_lstm.py / sentiment_gru.py)
-PART: OneOf("choices", "curve", "both", "stage1") = "both"  # the probes of the three choices, the
-                                # curve, or both; stage1: stages 2-3 on each of STAGE1_RUNS
+PART: OneOf("choices", "curve", "both", "stage1", "stage2") = "both"  # the probes of the three
+                                # choices, the curve, or both; stage1: stages 2-3 on each of STAGE1_RUNS;
+                                # stage2: stages 2-3 on 04's default run for each of STAGE2_MINUTES
 SIZES: Items(AtLeast(8)) = (100, 300, 1000, 3000)  # labelled training reviews per point of the curve
 SEEDS: Items(Seed) = (0, 1)     # per size: which random subset of the training reviews (and initial weights)
 MIN_STEPS: AtLeast(1) = 150     # gradient steps every model gets at least (small sets: more epochs)
@@ -72,11 +77,14 @@ LANGUAGE_MODEL: str = ""        # stage 2's language model ('' = the twin's pret
 LIMIT: AtLeast(0) = 0           # the probes: only the first LIMIT training reviews (0 = all; --quick)
 STAGE1_RUNS: Items(str) = ("peoples_daily_2min", "peoples_daily", "peoples_daily_32min")  # PART=
                                 # stage1: 04 runs of text_<CELL>.py (their RUN_NAME folders), shortest first
+STAGE2_MINUTES: Items(AtLeast(0.0)) = (0, 2.5, 10)  # PART=stage2: minutes stage 2 reads the training
+                                # reviews' text (0 = no stage 2; the twin's default is 2.5), shortest first
 PROBE_RUNS: Items(OneOf("all", "no_discriminative", "no_unfreezing", "no_slanted")) = (
     "all", "no_discriminative", "no_unfreezing", "no_slanted")  # which probes (PROBES below); a subset
                                 # writes to choices_<names>/ (several subsets can run side by side)
 
-QUICK_SETTINGS = dict(SIZES=(40,), SEEDS=(0,), MIN_STEPS=4, LIMIT=400, STAGE1_RUNS=("peoples_daily",))
+QUICK_SETTINGS = dict(SIZES=(40,), SEEDS=(0,), MIN_STEPS=4, LIMIT=400, STAGE1_RUNS=("peoples_daily",),
+                      STAGE2_MINUTES=(0, 0.05))
 
 # The rule, fixed before the probes ran: a choice stays when the run without it scores lower validation
 # accuracy than the run with all three; otherwise (as good or better without it) the simpler setting wins.
@@ -171,26 +179,28 @@ def full_set_point(quick: bool) -> dict | None:
             "nbsvm": m["pretrained"]["metrics"].get("nbsvm_test_accuracy")}
 
 
-def stage1_runs(quick: bool) -> list[tuple[str, pathlib.Path]]:
-    """STAGE1_RUNS -> [(run, its model.pt)] for those 04 has written; one line per missing run naming the
-    command, and an error when none is there."""
+def stage1_runs(quick: bool, names: tuple = ()) -> list[tuple[str, pathlib.Path]]:
+    """STAGE1_RUNS (or `names`) -> [(run, its model.pt)] for those 04 has written; one line per missing run
+    naming the command, and an error when none is there."""
     script = REPO_ROOT / "04_text_gen" / f"text_{CELL}.py"
-    runs = [(run, output_dir(script, run, quick=quick, create=False) / "model.pt") for run in STAGE1_RUNS]
+    names = names or STAGE1_RUNS
+    runs = [(run, output_dir(script, run, quick=quick, create=False) / "model.pt") for run in names]
     for run, path in runs:
         if not path.is_file():
             print(f"(no 04 run {run}: python 04_text_gen/text_{CELL}.py --DATASET=peoples_daily "
                   f"--RUN_NAME={run} --MAX_MINUTES=<minutes> writes {shown_path(path)})")
     runs = [(run, path) for run, path in runs if path.is_file()]
     if not runs:
-        raise UserError(f"none of --STAGE1_RUNS={','.join(STAGE1_RUNS)} has a model yet; the commands above "
+        raise UserError(f"none of --STAGE1_RUNS={','.join(names)} has a model yet; the commands above "
                         f"write them")
     return runs
 
 
-def stage1_point(run: str, path: pathlib.Path, t, device, quick: bool) -> dict:
-    """Stages 2 and 3 of the twin's pretrained run, on 04's run `run` (its model.pt at `path`) instead of its
-    default one: what a longer (or shorter) stage 1 buys. Validation accuracy (the best epoch's) and test
-    accuracy, McNemar against the better n-gram baseline and against the twin's model from scratch."""
+def stages_point(run: str, path: pathlib.Path, t, device, quick: bool, lm_minutes: float) -> dict:
+    """Stages 2 and 3 of the twin's pretrained run, on 04's run `run` (its model.pt at `path`), stage 2
+    reading the reviews' text for `lm_minutes`: what a longer (or shorter) stage 1 or stage 2 buys.
+    Validation accuracy (the best epoch's) and test accuracy, McNemar against the better n-gram baseline
+    and against the twin's model from scratch."""
     set_seed(SEED)                                      # every point starts from the same random state
     lm, vocab, stage1 = pretrained.load_language_model(path, device, cell=CELL,
                                                        script=pathlib.Path(__file__).name)
@@ -198,12 +208,11 @@ def stage1_point(run: str, path: pathlib.Path, t, device, quick: bool) -> dict:
     lm, vocab, _ = pretrained.add_review_characters(lm, vocab, split["train"][0])
     data = prepare_sentiment_data("chinese_reviews", min_freq=1, max_vocab=0, max_len=t.MAX_CHARS,
                                   batch_size=t.BATCH_SIZE, limit=LIMIT, seed=SEED, vocab=vocab, split=split)
-    minutes = t.QUICK_SETTINGS["LM_MINUTES"] if quick else t.LM_MINUTES      # the twin's stage 2
-    stage2 = pretrained.fine_tune_language_model(lm, vocab, data["texts"], minutes=minutes, lr=t.LM_LR,
+    stage2 = pretrained.fine_tune_language_model(lm, vocab, data["texts"], minutes=lm_minutes, lr=t.LM_LR,
                                                  clip=t.CLIP, seed=SEED, device=device)
     set_seed(SEED)
     model_run = train_pretrained(lm, vocab, data, t, device, t.CLS_EPOCHS)
-    name = f"pretrained {CELL.upper()} ({run})"
+    name = f"pretrained {CELL.upper()} ({run}, stage 2 {lm_minutes:g} min)"
     vs_baseline = compare_with_baselines(model_run["model"], data, t.MAX_CHARS, device, name=name)
     scratch = output_dir(REPO_ROOT / "02_sentiment" / f"sentiment_{CELL}.py", "chinese_reviews", quick=quick,
                          create=False)
@@ -214,6 +223,7 @@ def stage1_point(run: str, path: pathlib.Path, t, device, quick: bool) -> dict:
             "stage1_chars_read": stage1.get("chars_seen"), "stage1_val_nats_per_char": stage1.get(
                 "val_nats_per_char"), "stage2_val_nats_per_char_before": stage2["val_nats_per_char_before"],
             "stage2_val_nats_per_char": stage2["val_nats_per_char_after"], "stage2_passes": stage2["passes"],
+            "stage2_minutes": lm_minutes,
             "val_accuracy": model_run["fit"]["best_value"], "test_accuracy": test["accuracy"],
             "nbsvm_test_accuracy": vs_baseline["nbsvm_test_accuracy"],
             "nbsvm_val_accuracy": vs_baseline["nbsvm_val_accuracy"],
@@ -223,13 +233,14 @@ def stage1_point(run: str, path: pathlib.Path, t, device, quick: bool) -> dict:
             "mcnemar_vs_scratch": vs_scratch.get("mcnemar_vs_scratch")}
 
 
-def plot_stage1(points: list[dict], path: pathlib.Path) -> pathlib.Path:
-    """Validation and test accuracy against the characters stage 1 read (log scale), NBSVM and the model from
-    scratch as lines; under each point what stage 1 cost and reached (minutes, nats/char on the newspaper)."""
+def plot_stage_length(points: list[dict], path: pathlib.Path, stage: int) -> pathlib.Path:
+    """Validation and test accuracy against how long stage `stage` read, NBSVM and the model from scratch as
+    lines. Stage 1: characters read (log scale), under each point its minutes and nats/char on the newspaper;
+    stage 2: minutes (0 = no stage 2), under each point its passes and nats/char on the validation reviews."""
     from utils.visualization import color_for, plt, save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    x = [p["stage1_chars_read"] / 1e6 for p in points]
+    x = [p["stage1_chars_read"] / 1e6 if stage == 1 else p["stage2_minutes"] for p in points]
     blue, green = color_for("LSTM"), color_for("baseline")
     ax.plot(x, [p["val_accuracy"] for p in points], "--o", color=blue, alpha=0.55, lw=1.5,
             label="先读报纸的模型，验证集 / pretrained, validation")
@@ -244,18 +255,29 @@ def plot_stage1(points: list[dict], path: pathlib.Path) -> pathlib.Path:
     if last.get("scratch_test_accuracy") is not None:
         ax.axhline(last["scratch_test_accuracy"], color="#7f7f7f", ls="-", lw=2,
                    label="同样的 LSTM 从零训练，测试集 / the same LSTM from scratch, test")
-    ax.set_xscale("log")
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{xi:.2g} M\n{p['stage1_minutes']:g} min" + (
-        f"\n{p['stage1_val_nats_per_char']:.2f} nats/char" if p["stage1_val_nats_per_char"] else "")
-        for xi, p in zip(x, points)], fontsize=8)
-    ax.minorticks_off()
-    ax.set_xlim(min(x) / 1.6, max(x) * 1.6)
-    ax.set_xlabel("第一阶段读过的字数（百万）、用时、报纸验证集上的损失\n"
-                  "characters stage 1 read (millions), its minutes, its loss on the newspaper's validation")
+    if stage == 1:
+        ax.set_xscale("log")
+        ax.set_xticklabels([f"{xi:.2g} M\n{p['stage1_minutes']:g} min" + (
+            f"\n{p['stage1_val_nats_per_char']:.2f} nats/char" if p["stage1_val_nats_per_char"] else "")
+            for xi, p in zip(x, points)], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlim(min(x) / 1.6, max(x) * 1.6)
+        ax.set_xlabel("第一阶段读过的字数（百万）、用时、报纸验证集上的损失\ncharacters stage 1 read "
+                      "(millions), its minutes, its loss on the newspaper's validation")
+        ax.set_title("中文评论：第一阶段读报纸读得越久，读评论越好吗？\n"
+                     "Chinese reviews: does a longer stage 1 read reviews better?")
+    else:
+        ax.set_xticklabels([f"{xi:g} min\n{p['stage2_passes']:.2g} 遍 / passes\n"
+                            f"{p['stage2_val_nats_per_char']:.2f} nats/char" for xi, p in zip(x, points)],
+                           fontsize=8)
+        span = max(max(x) - min(x), 1e-9)
+        ax.set_xlim(min(x) - 0.08 * span, max(x) + 0.08 * span)
+        ax.set_xlabel("第二阶段读评论文字的分钟数、遍数、验证评论文字上的损失\nminutes stage 2 read the "
+                      "reviews' text, its passes, its loss on the validation reviews' text")
+        ax.set_title("中文评论：第二阶段读评论的文字读得越久，读评论越好吗？\n"
+                     "Chinese reviews: does a longer stage 2 read reviews better?")
     ax.set_ylabel("准确率 / accuracy")
-    ax.set_title("中文评论：第一阶段读报纸读得越久，读评论越好吗？\n"
-                 "Chinese reviews: does a longer stage 1 read reviews better?")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     return save_figure(fig, path)
@@ -294,15 +316,22 @@ def main():
     set_seed(SEED)
     device = get_device(DEVICE)
     t = twin()
-    if PART == "stage1":  # stages 2-3 for each 04 run: no stage-2 model of the twin's run needed
-        runs = stage1_runs(cfg["QUICK"])                   # the missing ones named before any work
-        out = output_dir(__file__, "stage1", quick=cfg["QUICK"])
-        points = [stage1_point(run, path, t, device, cfg["QUICK"]) for run, path in runs]
-        print_table([{k: v for k, v in p.items() if not isinstance(v, dict)} for p in points],
-                    title="Stages 2-3 on language models that read the newspaper for longer", floatfmt=".4f")
-        figure = plot_stage1(points, out / "stage1_length.png")   # collect_results_figures.py copies it
-        print(f"figure: {shown_path(figure)}")
-        save_metrics(out, config=cfg, metrics={"stage1": points}, start_time=t0, device=device)
+    if PART in ("stage1", "stage2"):  # stages 2-3 anew on 04's model(s): no twin's stage-2 model needed
+        twin_minutes = t.QUICK_SETTINGS["LM_MINUTES"] if cfg["QUICK"] else t.LM_MINUTES
+        if PART == "stage1":  # each 04 run, the twin's stage 2
+            runs = [(run, path, twin_minutes) for run, path in stage1_runs(cfg["QUICK"])]  # missing: named
+            title = "Stages 2-3 on language models that read the newspaper for longer"
+        else:                 # 04's default run, stage 2 for each of STAGE2_MINUTES
+            (run, path), = stage1_runs(cfg["QUICK"], names=("peoples_daily",))
+            runs = [(run, path, minutes) for minutes in STAGE2_MINUTES]
+            title = "Stages 2-3 with a stage 2 that reads the reviews' text for longer"
+        out = output_dir(__file__, PART, quick=cfg["QUICK"])
+        points = [stages_point(run, path, t, device, cfg["QUICK"], minutes) for run, path, minutes in runs]
+        print_table([{k: v for k, v in p.items() if not isinstance(v, dict)} for p in points], title=title,
+                    floatfmt=".4f")
+        figure = plot_stage_length(points, out / f"{PART}_length.png", stage=int(PART[-1]))
+        print(f"figure: {shown_path(figure)}")                  # collect_results_figures.py copies it
+        save_metrics(out, config=cfg, metrics={PART: points}, start_time=t0, device=device)
         return
     path = pathlib.Path(LANGUAGE_MODEL) if LANGUAGE_MODEL else (
         output_dir(t.__file__, "chinese_reviews_pretrained", quick=cfg["QUICK"], create=False)

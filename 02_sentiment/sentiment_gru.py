@@ -110,7 +110,7 @@ PRETRAINED: str = ""                  # 04's character model of People's Daily, 
                                       # outputs/04_text_gen/text_gru/peoples_daily/model.pt: ULMFiT's three
                                       # stages (pretrained.py; README) instead of a model from
                                       # scratch ("" = off; one model, not an ensemble)
-LM_MINUTES: AtLeast(0.0) = 2.5        # stage 2: minutes the language model reads the training reviews' text
+LM_MINUTES: AtLeast(0.0) = 2.5        # stage 2: minutes the LM reads the training reviews' text (0: skip)
 LM_LR: Positive = 2e-3                # stage 2's peak learning rate (04 pretrains at 8e-3)
 CLS_EPOCHS: AtLeast(1) = 5            # stage 3: classifier epochs (early stopping on validation accuracy)
 CLS_LR: Positive = 3e-3               # stage 3: the head's peak learning rate

@@ -92,6 +92,8 @@ RESULTS = (
            "python 02_sentiment/pretraining_study.py (after sentiment_lstm.py --PRETRAINED=..., README)"),
     Figure("02_stage1_length.png", "02_sentiment/pretraining_study/stage1/stage1_length.png", "copy",
            "python 02_sentiment/pretraining_study.py --PART=stage1 (after 04's 2- and 32-min runs, README)"),
+    Figure("02_stage2_length.png", "02_sentiment/pretraining_study/stage2/stage2_length.png", "copy",
+           "python 02_sentiment/pretraining_study.py --PART=stage2 (after 04's default run)"),
     Figure("03_forecast_vs_persistence.png", "03_stock/stock_lstm/predictions.csv",
            "draw_forecast_vs_persistence", "python 03_stock/stock_lstm.py"),
     Figure("03_training_curves.png", "03_stock/stock_lstm/training_curves.png", "copy",

@@ -180,6 +180,16 @@ def test_ulmfit_end_to_end_from_the_newspaper_to_a_review():
     assert 0 <= point["test_accuracy"] <= 1
     assert point["stage2_val_nats_per_char"] > 0 and point["mcnemar_vs_better_baseline"]["p"] <= 1
     assert (folder / "stage1" / "stage1_length.png").read_bytes()[:4] == b"\x89PNG"
+    # PART=stage2: stage 2 off (0 minutes: no step, the same score before and after) and on, then stage 3
+    run_script("02_sentiment/pretraining_study.py", "--quick", "--PART=stage2", timeout=400)
+    stage2 = json.loads((folder / "stage2" / "metrics.json").read_text(encoding="utf-8"))["metrics"]["stage2"]
+    assert [p["stage2_minutes"] for p in stage2] == [0, 0.05]
+    off, on = stage2
+    before = "stage2_val_nats_per_char_before"
+    assert off["stage2_passes"] == 0 and off["stage2_val_nats_per_char"] == off[before]
+    assert on["stage2_passes"] > 0 and on["stage2_val_nats_per_char"] != on[before]
+    assert 0 <= off["test_accuracy"] <= 1 and 0 <= on["test_accuracy"] <= 1
+    assert (folder / "stage2" / "stage2_length.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("args, message", [
