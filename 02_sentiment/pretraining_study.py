@@ -183,6 +183,7 @@ def stage1_runs(quick: bool, names: tuple = ()) -> list[tuple[str, pathlib.Path]
     """STAGE1_RUNS (or `names`) -> [(run, its model.pt)] for those 04 has written; one line per missing run
     naming the command, and an error when none is there."""
     script = REPO_ROOT / "04_text_gen" / f"text_{CELL}.py"
+    which = f"the 04 runs {','.join(names)}" if names else f"--STAGE1_RUNS={','.join(STAGE1_RUNS)}"
     names = names or STAGE1_RUNS
     runs = [(run, output_dir(script, run, quick=quick, create=False) / "model.pt") for run in names]
     for run, path in runs:
@@ -191,7 +192,7 @@ def stage1_runs(quick: bool, names: tuple = ()) -> list[tuple[str, pathlib.Path]
                   f"--RUN_NAME={run} --MAX_MINUTES=<minutes> writes {shown_path(path)})")
     runs = [(run, path) for run, path in runs if path.is_file()]
     if not runs:
-        raise UserError(f"none of --STAGE1_RUNS={','.join(names)} has a model yet; the commands above "
+        raise UserError(f"none of {which} has a model yet; the commands above "
                         f"write them")
     return runs
 
